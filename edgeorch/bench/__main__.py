@@ -1,0 +1,170 @@
+"""The benchmark entrypoint: `python -m edgeorch_bench ...` prints one JSON document on stdout.
+
+stdout carries that document and nothing else (stray output of native libraries is sent to
+stderr); the exit code says whether the run succeeded.
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+from . import (
+    EXIT_ARGS,
+    EXIT_FRAMEWORK,
+    EXIT_MODEL,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    PROBE_SCHEMA,
+    RESULT_SCHEMA,
+    bundle_digest,
+    probes,
+)
+
+
+class Failure(Exception):
+    def __init__(self, kind, message, code):
+        super().__init__(message)
+        self.kind, self.message, self.code = kind, message, code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise Failure("args", message, EXIT_ARGS)
+
+
+def _parser():
+    p = _Parser(prog="edgeorch_bench", description=__doc__)
+    p.add_argument("--framework", required=True)
+    p.add_argument("--mode", required=True, choices=["docker", "bare"])
+    p.add_argument("--probe", action="store_true", help="print versions and board facts, run nothing")
+    p.add_argument("--model", help="model file")
+    p.add_argument("--model-sha256", help="expected sha256 of the model file")
+    p.add_argument("--iterations", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0, help="0: the framework's default")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sample-interval", type=float, default=0.5)
+    p.add_argument("--image-id", default=None)
+    p.add_argument("--run-id", default=None)
+    return p
+
+
+def _now():
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+def _adapter(name):
+    from .adapters import ADAPTERS, FrameworkMissing
+    if name not in ADAPTERS:
+        raise Failure("args", f"unknown framework {name!r}; this bundle has {sorted(ADAPTERS)}", EXIT_ARGS)
+    try:
+        return ADAPTERS[name]()
+    except FrameworkMissing as e:
+        raise Failure("framework", str(e), EXIT_FRAMEWORK) from e
+
+
+def _check_model(args):
+    if not args.model:
+        raise Failure("args", "--model is required unless --probe is given", EXIT_ARGS)
+    path = Path(args.model)
+    if not path.is_file():
+        raise Failure("model", f"model file {path} does not exist on this board", EXIT_MODEL)
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if args.model_sha256 and digest != args.model_sha256:
+        raise Failure("model", f"model file {path} has sha256 {digest}, expected {args.model_sha256} "
+                      "(corrupted or stale copy)", EXIT_MODEL)
+    return {"path": str(path), "sha256": digest, "size_bytes": len(data)}
+
+
+def _measure(adapter, args):
+    from .adapters import ModelLoadError
+    if args.iterations < 1 or args.warmup < 0:
+        raise Failure("args", "--iterations must be >= 1 and --warmup >= 0", EXIT_ARGS)
+    model = _check_model(args)
+    t = time.perf_counter_ns()
+    try:
+        adapter.load(model["path"], args.threads)
+    except ModelLoadError as e:
+        raise Failure("model", f"{model['path']} is not a model {adapter.name} can load: {e}", EXIT_MODEL) from e
+    load_ns = time.perf_counter_ns() - t
+    model.update(adapter.describe())
+    adapter.prepare(args.seed)
+
+    sampler = probes.Sampler(args.sample_interval)
+    with sampler:
+        t = time.perf_counter_ns()
+        adapter.infer()
+        first_ns = time.perf_counter_ns() - t
+        warmup = []
+        for _ in range(args.warmup):
+            t = time.perf_counter_ns()
+            adapter.infer()
+            warmup.append(time.perf_counter_ns() - t)
+        cpu0, wall0 = os.times(), time.perf_counter_ns()
+        latencies = []
+        for _ in range(args.iterations):
+            t = time.perf_counter_ns()
+            adapter.infer()
+            latencies.append(time.perf_counter_ns() - t)
+        wall_ns, cpu1 = time.perf_counter_ns() - wall0, os.times()
+    cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    return {
+        "model": model,
+        "timing": {"load_ns": load_ns, "first_inference_ns": first_ns, "warmup_ns": warmup,
+                   "latencies_ns": latencies, "wall_ns": wall_ns},
+        "resources": {
+            "cpu_time_s": round(cpu_s, 4),
+            # Over 100 when the framework uses several cores.
+            "cpu_percent": round(100 * cpu_s / (wall_ns / 1e9), 2),
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        },
+        "sensors": {"sources": sampler.sources(), "samples": sampler.samples, **sampler.summary()},
+    }
+
+
+def run(argv):
+    """Parse, measure, and return (document, exit code); never raises."""
+    doc = {"schema": RESULT_SCHEMA, "status": "error", "error": None, "started_at": _now(),
+           "bench": {"sha256": bundle_digest(Path(__file__).parent)}}
+    try:
+        args = _parser().parse_args(argv)
+        doc["schema"] = PROBE_SCHEMA if args.probe else RESULT_SCHEMA
+        doc["run"] = {"mode": args.mode, "run_id": args.run_id, "image_id": args.image_id}
+        doc["facts"] = probes.facts()
+        adapter = _adapter(args.framework)
+        doc["framework"] = adapter.info(args.threads)
+        if not args.probe:
+            doc["params"] = {"iterations": args.iterations, "warmup": args.warmup,
+                             "threads": args.threads, "seed": args.seed,
+                             "sample_interval_s": args.sample_interval}
+            doc.update(_measure(adapter, args))
+        doc["status"], code = "ok", EXIT_OK
+    except Failure as e:
+        doc["error"], code = {"kind": e.kind, "message": e.message}, e.code
+    except Exception as e:  # a crash still answers in the protocol
+        doc["error"], code = {"kind": "runtime", "message": f"{type(e).__name__}: {e}"}, EXIT_RUNTIME
+    doc["finished_at"] = _now()
+    return doc, code
+
+
+def main():
+    # Keep fd 1 for the JSON document alone: native libraries that print go to stderr.
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    doc, code = run(sys.argv[1:])
+    json.dump(doc, out)
+    out.write("\n")
+    out.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Tolerant collectors of board facts and sensors: each skips what a board lacks."""
+
+import glob
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _vcgencmd(*args):
+    exe = shutil.which("vcgencmd")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, *args], capture_output=True, text=True, timeout=2)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _cpu_model():
+    info = _read("/proc/cpuinfo") or ""
+    for key in ("model name", "Model", "Hardware", "cpu model", "Processor"):
+        m = re.search(rf"^{key}\s*:\s*(.+)$", info, re.MULTILINE)
+        if m:
+            return m.group(1).strip()
+    return platform.processor() or None
+
+
+def _os_name():
+    text = _read("/etc/os-release") or ""
+    m = re.search(r'^PRETTY_NAME="?([^"\n]+)"?$', text, re.MULTILINE)
+    return m.group(1) if m else None
+
+
+def _mem_total():
+    m = re.search(r"^MemTotal:\s+(\d+) kB", _read("/proc/meminfo") or "", re.MULTILINE)
+    return int(m.group(1)) * 1024 if m else None
+
+
+def facts():
+    """What this board and process are: CPU, cores, kernel, OS, Python, numpy."""
+    try:
+        import numpy
+        numpy_version = numpy.__version__
+    except ImportError:
+        numpy_version = None
+    model = _read("/proc/device-tree/model")
+    return {
+        "cpu_model": _cpu_model(),
+        "board_model": model.rstrip("\x00") if model else None,
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "bits": 64 if sys.maxsize > 2**32 else 32,
+        "kernel": platform.release(),
+        "os": _os_name(),
+        "python": platform.python_version(),
+        "numpy": numpy_version,
+        "mem_total_bytes": _mem_total(),
+        "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "in_container": os.path.exists("/.dockerenv"),
+    }
+
+
+def _thermal_zones():
+    zones = {}
+    for zone in sorted(glob.glob("/sys/class/thermal/thermal_zone*")):
+        kind = _read(f"{zone}/type") or os.path.basename(zone)
+        if _read(f"{zone}/temp") is None:
+            continue
+        passive = []
+        for trip in glob.glob(f"{zone}/trip_point_*_type"):
+            if _read(trip) == "passive":
+                temp = _read(trip.replace("_type", "_temp"))
+                if temp and temp.lstrip("-").isdigit():
+                    passive.append(int(temp) / 1000)
+        zones[zone] = (f"{kind}:{os.path.basename(zone)}", min(passive) if passive else None)
+    return zones
+
+
+def _cpufreq_paths():
+    return sorted(glob.glob("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq"))
+
+
+class Sampler(threading.Thread):
+    """Samples CPU temperature, frequency and throttle state every `interval` seconds."""
+
+    def __init__(self, interval=0.5):
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.zones = _thermal_zones()
+        self.freqs = _cpufreq_paths()
+        self.has_vcgencmd = shutil.which("vcgencmd") is not None
+        self.samples = []
+        self._stop_event = threading.Event()
+        self._t0 = time.monotonic()
+
+    def sources(self):
+        """The sensors this board has; an empty list means temperature is unknown."""
+        found = [f"thermal:{label}" for label, _ in self.zones.values()]
+        if self.freqs:
+            found.append(f"cpufreq:{len(self.freqs)} cpus")
+        if self.has_vcgencmd:
+            found.append("vcgencmd")
+        return found
+
+    def sample(self):
+        temps, freqs = {}, {}
+        for path, (label, _) in self.zones.items():
+            raw = _read(f"{path}/temp")
+            if raw and raw.lstrip("-").isdigit():
+                temps[label] = int(raw) / 1000
+        for path in self.freqs:
+            raw = _read(path)
+            if raw and raw.isdigit():
+                freqs[path.split("/")[5]] = int(raw) / 1000
+        entry = {"t_s": round(time.monotonic() - self._t0, 3), "temps_c": temps, "freqs_mhz": freqs}
+        if self.has_vcgencmd:
+            m = re.search(r"temp=([\d.]+)", _vcgencmd("measure_temp") or "")
+            if m:
+                temps["vcgencmd"] = float(m.group(1))
+            m = re.search(r"=(\d+)", _vcgencmd("measure_clock", "arm") or "")
+            if m:
+                freqs["arm"] = int(m.group(1)) / 1e6
+            m = re.search(r"throttled=(0x[0-9a-fA-F]+)", _vcgencmd("get_throttled") or "")
+            if m:
+                entry["throttled"] = m.group(1)
+        self.samples.append(entry)
+
+    def run(self):
+        while not self._stop_event.wait(self.interval):
+            self.sample()
+
+    def __enter__(self):
+        self.sample()
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop_event.set()
+        self.join()
+        self.sample()
+
+    def summary(self):
+        """Max temperature and whether the CPU was throttled, with the evidence for it."""
+        temps = [t for s in self.samples for t in s["temps_c"].values()]
+        max_temp = max(temps) if temps else None
+        throttled, evidence = None, "no throttle sensor on this board"
+        states = [int(s["throttled"], 16) for s in self.samples if "throttled" in s]
+        if states:
+            # Bits 1-3: frequency capped, throttled, soft temperature limit now; bits 17-19:
+            # the same since boot, so a bit that turns on during the run counts too.
+            now = any(s & 0xE for s in states)
+            during = (states[-1] & ~states[0]) & 0xE0000
+            throttled = bool(now or during)
+            evidence = f"vcgencmd get_throttled {hex(states[0])} -> {hex(states[-1])}"
+        elif self.zones:
+            limits = [limit for _, limit in self.zones.values() if limit is not None]
+            if limits and max_temp is not None:
+                throttled = max_temp >= min(limits)
+                evidence = f"max {max_temp:.1f} C vs passive trip point {min(limits):.1f} C"
+        return {"max_temp_c": max_temp, "throttled": throttled, "throttle_evidence": evidence}

@@ -1,0 +1,34 @@
+"""Where expensive build products live, keyed by the hash of what made them."""
+
+import hashlib
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir() -> Path:
+    """The build cache: $EDGEORCH_CACHE or ~/.cache/edgeorch (outside the clone, so reruns reuse it)."""
+    path = Path(os.environ.get("EDGEORCH_CACHE", "~/.cache/edgeorch")).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def content_hash(*parts: str | bytes | Path, length: int = 12) -> str:
+    """A short sha256 over strings, bytes and files (a file counts by its name and bytes)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Path):
+            part = part.name.encode() + b"\0" + part.read_bytes()
+        elif isinstance(part, str):
+            part = part.encode()
+        h.update(part + b"\0")
+    return h.hexdigest()[:length]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

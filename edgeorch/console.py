@@ -1,0 +1,31 @@
+"""The one rich Console, and the helper that echoes every local command before running it."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+
+from rich.console import Console
+
+from .errors import SetupError
+
+console = Console(highlight=False)
+
+
+def echo(command: list[str] | str) -> None:
+    """Show an external command the way a shell trace would: `+ docker build ...`."""
+    text = command if isinstance(command, str) else shlex.join(str(c) for c in command)
+    console.print(f"[dim]+ {text}[/dim]", soft_wrap=True)
+
+
+def run_local(command: list[str], *, what: str, hint: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run a local command, echoed; a failure is a SetupError that says what was being done."""
+    echo(command)
+    try:
+        return subprocess.run([str(c) for c in command], check=True, text=True,
+                              capture_output=True, **kwargs)
+    except FileNotFoundError as e:
+        raise SetupError(f"{what}: {command[0]} is not installed", hint=hint) from e
+    except subprocess.CalledProcessError as e:
+        tail = "\n".join((e.stderr or e.stdout or "").strip().splitlines()[-8:])
+        raise SetupError(f"{what} failed (exit {e.returncode}):\n{tail}", hint=hint) from e

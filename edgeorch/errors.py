@@ -1,0 +1,45 @@
+"""User-facing errors: each says what went wrong and what to do next, and carries an exit code."""
+
+
+class EdgeorchError(Exception):
+    """Base of every error a user sees; `hint` says what to do about it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  fix: {self.hint}"
+
+
+class ConfigError(EdgeorchError):
+    """The inventory, a task argument or a recipe is wrong."""
+
+    exit_code = 2
+
+
+class SetupError(EdgeorchError):
+    """Something this machine needs is missing (Docker engine, QEMU, debootstrap, a build)."""
+
+    exit_code = 3
+
+
+class ModelError(EdgeorchError):
+    """A model cannot be built, found or read."""
+
+    exit_code = 4
+
+
+class BoardError(EdgeorchError):
+    """A board is unreachable, lacks what it needs, or answered something unexpected."""
+
+    exit_code = 5
+
+
+class RunError(EdgeorchError):
+    """A benchmark run failed, or a sweep finished with missing runs."""
+
+    exit_code = 6

@@ -1,0 +1,281 @@
+"""The models a benchmark runs: builtin ones built once with TensorFlow and cached, or a user's .tflite file."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import io
+import mmap
+import os
+import struct
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeorch.errors import ModelError
+
+SEED = 0
+
+BUILTIN_MODELS: dict[str, str] = {
+    "mobilenet_v2": "MobileNet-v2 (alpha 1.0, random weights), 1x224x224x3 float32 in, 1000 classes out",
+    "tiny": "tiny float32 conv net (2 conv + dense), 1x32x32x3 in, 10 classes out; well under 1 ms natively",
+    "tiny_int8": "the tiny net fully integer-quantized: int8 weights, int8 input and output",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    name: str  # builtin name, or the file stem for a user file
+    path: Path  # absolute path of the .tflite file on this host
+    sha256: str  # hex digest of the file bytes
+    builtin: bool
+
+
+def resolve_model(arg: str, *, cache_dir: Path, log: Callable[[str], None] | None = None) -> ModelSpec:
+    """Return the model named by `arg`: a builtin name (built on first use, then cached) or a .tflite path."""
+    if arg in BUILTIN_MODELS:  # a builtin wins over a same-named file; write ./tiny to mean the file
+        return _builtin(arg, cache_dir, log or (lambda _msg: None))
+    path = Path(arg).expanduser()
+    if not path.exists() and not (path.suffix or "/" in arg or os.sep in arg):
+        raise ModelError(
+            f"unknown model {arg!r}", hint=f"use a builtin model ({_builtin_list()}) or the path of a .tflite file"
+        )
+    validate_tflite(path)
+    return ModelSpec(name=path.stem, path=path.resolve(), sha256=_sha256(path), builtin=False)
+
+
+def cached_path(name: str, cache_dir: Path) -> Path:
+    """Where builtin `name` is cached: its key changes whenever its build recipe or the seed does."""
+    arch, int8 = _RECIPES[name]
+    recipe = "".join(inspect.getsource(f) for f in (arch, _recipe, _convert)) + f"{name} int8={int8} seed={SEED}"
+    key = hashlib.sha256(recipe.encode()).hexdigest()[:12]
+    return Path(cache_dir).resolve() / "models" / f"{name}-{key}.tflite"
+
+
+def validate_tflite(path: Path) -> None:
+    """Raise ModelError unless `path` is a readable, structurally complete TFLite flatbuffer."""
+    path = Path(path)
+    refetch = "copy or export the model again"
+    if not path.exists():
+        raise ModelError(
+            f"model file {path} does not exist", hint=f"check the path, or use a builtin model ({_builtin_list()})"
+        )
+    if not path.is_file():
+        raise ModelError(f"model path {path} is not a file", hint="pass the path of the .tflite file itself")
+    try:
+        with path.open("rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                raise ModelError(f"model file {path} is empty", hint=refetch)
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                if data[4:8] != b"TFL3":
+                    head = data[:64].translate(None, b"\t\n\r")
+                    looks = " (it looks like a text file)" if head.isascii() and head.decode().isprintable() else ""
+                    raise ModelError(
+                        f"{path} is not a TFLite model{looks}: bytes 4-8 are {data[4:8]!r}, not the b'TFL3' identifier",
+                        hint="pass a .tflite file; convert SavedModel, Keras or ONNX models to TFLite first",
+                    )
+                try:
+                    _check_model_table(data)
+                except _Corrupt as exc:
+                    raise ModelError(f"model file {path} is truncated or corrupt: {exc}", hint=refetch) from None
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror}", hint="check the file's permissions") from exc
+
+
+class _Corrupt(Exception):
+    pass
+
+
+def _check_model_table(b: mmap.mmap | bytes) -> None:
+    """Walk the model's tables and vectors down to the weight buffers, checking that each lies inside the file."""
+    # The flatbuffers Python package has no verifier, and a cut-off copy keeps a valid-looking header.
+    end = len(b)
+
+    def read(fmt: str, at: int) -> int:
+        if not 0 <= at <= end - struct.calcsize(fmt):
+            raise _Corrupt(f"an offset points to byte {at}, outside its {end} bytes")
+        return struct.unpack_from(fmt, b, at)[0]
+
+    def table(at: int) -> int:
+        if at + read("<H", at - read("<i", at) + 2) > end:  # the vtable's second entry is the table's size
+            raise _Corrupt(f"a table at byte {at} runs past its {end} bytes")
+        return at
+
+    def field(tbl: int, i: int) -> int | None:
+        vtable = tbl - read("<i", tbl)
+        if 4 + 2 * i >= read("<H", vtable):
+            return None
+        return tbl + off if (off := read("<H", vtable + 4 + 2 * i)) else None
+
+    def vector(tbl: int, i: int, item: int = 1) -> tuple[int, int]:
+        if (at := field(tbl, i)) is None:
+            return 0, 0
+        start = at + read("<I", at)
+        if start + 4 + (n := read("<I", start)) * item > end:
+            raise _Corrupt(f"a {n}-item vector at byte {start} runs past its {end} bytes")
+        return start + 4, n
+
+    def tables(tbl: int, i: int) -> list[int]:
+        start, n = vector(tbl, i, 4)
+        return [table(at + read("<I", at)) for at in range(start, start + 4 * n, 4)]
+
+    # Field numbers are those of tensorflow/compiler/mlir/lite/schema/schema.fbs.
+    model = table(read("<I", 0))
+    tables(model, 1)  # operator_codes
+    vector(model, 3)  # description
+    for md in tables(model, 6):  # metadata
+        vector(md, 0)  # name
+    for sig in tables(model, 7):  # signature_defs
+        tables(sig, 0), tables(sig, 1), vector(sig, 2)  # inputs, outputs, signature_key
+    if not (subgraphs := tables(model, 2)):
+        raise _Corrupt("it has no subgraphs")
+    for sg in subgraphs:
+        vector(sg, 1, 4), vector(sg, 2, 4), vector(sg, 4)  # inputs, outputs, name
+        for tensor in tables(sg, 0):
+            vector(tensor, 0, 4), vector(tensor, 3)  # shape, name
+        for op in tables(sg, 3):
+            vector(op, 1, 4), vector(op, 2, 4)  # inputs, outputs
+    for buf in tables(model, 4):  # buffers
+        vector(buf, 0)  # data
+        at, size = field(buf, 1), field(buf, 2)  # weights stored after the flatbuffer (models over 2 GB)
+        if at is not None and size is not None and read("<Q", at) > 1 and read("<Q", at) + read("<Q", size) > end:
+            raise _Corrupt(f"a weight buffer ends past its {end} bytes")
+
+
+def _builtin(name: str, cache_dir: Path, log: Callable[[str], None]) -> ModelSpec:
+    path = cached_path(name, cache_dir)
+    sidecar = path.with_name(path.name + ".sha256")
+    if path.is_file() and sidecar.is_file():
+        digest = _sha256(path)
+        if sidecar.read_bytes().split()[:1] == [digest.encode()]:
+            return ModelSpec(name=name, path=path, sha256=digest, builtin=True)
+        log(f"cached {path.name} does not match its checksum; rebuilding")
+    log(f"building {name} with TensorFlow (first time only, up to ~30 s)")
+    data = _build(name)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, data)
+        validate_tflite(path)  # a converter that emitted a broken file must not be cached as good
+        digest = hashlib.sha256(data).hexdigest()
+        _write_atomic(sidecar, f"{digest}  {path.name}\n".encode())  # `sha256sum -c` format
+    except OSError as exc:
+        raise ModelError(
+            f"cannot write builtin model {name} to {path.parent}: {exc.strerror}",
+            hint="make that directory writable or use another cache directory",
+        ) from exc
+    return ModelSpec(name=name, path=path, sha256=digest, builtin=True)
+
+
+def _build(name: str) -> bytes:
+    """Build builtin `name` from its architecture with seeded random weights; return the .tflite bytes."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read at TF's first import; 2 still shows ERROR lines
+    with _quiet(name):
+        try:
+            import tensorflow  # noqa: F401  # keras 3 comes with it; importing keras alone might pick another backend
+        except ImportError as exc:
+            raise ModelError(
+                f"cannot build builtin model {name}: TensorFlow is not installed ({exc})",
+                hint="install the models extra (pip install -e '.[models]') or pass the path of a .tflite file",
+            ) from exc
+        return _recipe(name)
+
+
+def _recipe(name: str) -> bytes:
+    import keras
+
+    arch, int8 = _RECIPES[name]
+    keras.utils.clear_session()  # auto layer names ("conv2d_3") end up in the file; restart their counters
+    keras.utils.set_random_seed(SEED)
+    return _convert(arch(), int8=int8)
+
+
+def _tiny():  # -> keras.Model
+    import keras
+
+    inputs = keras.Input((32, 32, 3), batch_size=1)  # a fixed batch keeps every tensor shape static
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inputs)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x), name="tiny")
+
+
+def _mobilenet_v2():  # -> keras.Model
+    import keras
+
+    inputs = keras.Input((224, 224, 3), batch_size=1)
+    return keras.applications.MobileNetV2(alpha=1.0, weights=None, input_tensor=inputs, classes=1000)
+
+
+def _convert(model, *, int8: bool) -> bytes:
+    import numpy as np
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8:
+        rng = np.random.default_rng(SEED)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([rng.random(model.input_shape, np.float32)] for _ in range(64))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+_RECIPES: dict[str, tuple[Callable, bool]] = {
+    "mobilenet_v2": (_mobilenet_v2, False),
+    "tiny": (_tiny, False),
+    "tiny_int8": (_tiny, True),
+}
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Swallow TensorFlow's chatter during a build; if the build fails, put the tail of it in the ModelError."""
+    # Some of it comes from C++ straight to file descriptors 1 and 2, which only a dup2 can catch.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        saved = os.dup(1), os.dup(2)
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except ModelError:
+            raise
+        except Exception as exc:
+            sink.seek(0)
+            said = "\n".join(sink.read().decode(errors="replace").splitlines()[-15:])
+            raise ModelError(
+                f"building builtin model {name} failed: {type(exc).__name__}: {exc}"
+                + (f"\nTensorFlow said:\n{said}" if said else ""),
+                hint="check the TensorFlow install (pip install -e '.[models]'), or pass the path of a .tflite file",
+            ) from exc
+        finally:
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; containers running as another user must read it
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _builtin_list() -> str:
+    return ", ".join(BUILTIN_MODELS)

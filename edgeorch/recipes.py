@@ -1,0 +1,80 @@
+"""Image recipes under images/: the base rootfs recipe and one recipe per framework."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .arch import Arch
+from .cache import ROOT
+from .errors import ConfigError
+
+IMAGES = ROOT / "images"
+INSTALL_SCRIPT = IMAGES / "install-framework.sh"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaseRecipe:
+    suite: str
+    mirror: str
+    packages: tuple[str, ...]
+    python: str
+    directory: Path
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.directory.iterdir() if p.is_file())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    framework: str
+    version: str
+    packages: tuple[str, ...]
+    model_format: str
+    arches: tuple[Arch, ...]
+    directory: Path
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.directory.iterdir() if p.is_file()) + [INSTALL_SCRIPT]
+
+
+def _read(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"recipe {path} cannot be read: {e}", hint="fix the file") from e
+
+
+def load_base(directory: Path = IMAGES / "base") -> BaseRecipe:
+    doc = _read(directory / "recipe.toml")
+    return BaseRecipe(suite=doc["suite"], mirror=doc["mirror"], packages=tuple(doc["packages"]),
+                      python=doc["python"], directory=directory)
+
+
+def load_recipes(images: Path = IMAGES) -> dict[str, Recipe]:
+    """Every framework recipe: images/<name>/recipe.toml, keyed by framework name."""
+    recipes = {}
+    for path in sorted(images.glob("*/recipe.toml")):
+        if path.parent.name == "base":
+            continue
+        doc = _read(path)
+        try:
+            recipes[doc["framework"]] = Recipe(
+                framework=doc["framework"], version=doc["version"],
+                packages=tuple(p.format(version=doc["version"]) for p in doc["packages"]),
+                model_format=doc["model_format"],
+                arches=tuple(Arch.parse(a) for a in doc["arches"]), directory=path.parent)
+        except (KeyError, ValueError) as e:
+            raise ConfigError(f"recipe {path} has a missing or bad field: {e}",
+                              hint="compare it with images/tflite/recipe.toml") from e
+    return recipes
+
+
+def get_recipe(framework: str) -> Recipe:
+    """The recipe of `framework`, or a ConfigError listing the known ones."""
+    recipes = load_recipes()
+    if framework not in recipes:
+        raise ConfigError(f"unknown framework {framework!r}",
+                          hint=f"use one of {sorted(recipes)} (each has a recipe under images/)")
+    return recipes[framework]

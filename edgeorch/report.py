@@ -1,0 +1,78 @@
+"""Tables from the normalized results: Docker vs bare metal per board and model, with a verdict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from rich.table import Table
+
+GROUP = ["board", "framework", "model"]
+
+
+def _stratified_medians(runs: list[np.ndarray], rng: np.random.Generator, n_boot: int) -> np.ndarray:
+    """Bootstrap medians of the pooled samples, resampling within each run (runs stay whole)."""
+    draws = [r[rng.integers(0, len(r), size=(n_boot, len(r)))] for r in runs]
+    return np.median(np.concatenate(draws, axis=1), axis=1)
+
+
+def ratio_ci(docker: list[np.ndarray], bare: list[np.ndarray], *, n_boot: int = 2000,
+             seed: int = 0) -> tuple[float, float, float]:
+    """Docker/bare ratio of median latency and its 95% bootstrap confidence interval."""
+    rng = np.random.default_rng(seed)
+    ratio = float(np.median(np.concatenate(docker)) / np.median(np.concatenate(bare)))
+    boot = _stratified_medians(docker, rng, n_boot) / _stratified_medians(bare, rng, n_boot)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return ratio, float(low), float(high)
+
+
+def verdict(low: float, high: float) -> str:
+    """What the interval says: a real difference only when it excludes 1."""
+    if low > 1:
+        return f"docker slower (+{(low - 1) * 100:.1f}% at least)"
+    if high < 1:
+        return f"docker faster (-{(1 - high) * 100:.1f}% at least)"
+    return "no significant difference"
+
+
+def compare_modes(runs: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+    """One row per board/framework/model: median latency per mode, ratio, CI, verdict, throttling."""
+    rows = []
+    by_mode = {key: grp for key, grp in samples.groupby([*GROUP, "mode"])}
+    for key, grp in runs.groupby(GROUP, sort=True):
+        row = dict(zip(GROUP, key))
+        per_mode = {}
+        for mode in ("docker", "bare"):
+            s = by_mode.get((*key, mode), samples.iloc[0:0])
+            per_mode[mode] = [g["latency_ns"].to_numpy() / 1e6 for _, g in s.groupby("pair")]
+            row[f"{mode}_p50_ms"] = float(np.median(np.concatenate(per_mode[mode]))) if per_mode[mode] else None
+            row[f"{mode}_runs"] = len(per_mode[mode])
+        if per_mode["docker"] and per_mode["bare"]:
+            row["ratio"], row["ci_low"], row["ci_high"] = ratio_ci(per_mode["docker"], per_mode["bare"])
+            row["verdict"] = verdict(row["ci_low"], row["ci_high"])
+        else:
+            row.update(ratio=None, ci_low=None, ci_high=None, verdict="needs both modes")
+        row["throttled"] = bool(grp["throttled"].fillna(False).any())
+        row["throttle_known"] = bool(grp["throttled"].notna().any())
+        row["max_temp_c"] = grp["max_temp_c"].max()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _ms(v) -> str:
+    return "-" if v is None or pd.isna(v) else f"{v:.2f}"
+
+
+def mode_table(comparison: pd.DataFrame) -> Table:
+    """The rich table the terminal shows after a sweep."""
+    t = Table(title="Docker vs bare metal: median latency per board and model")
+    for col in ("board", "framework", "model", "docker p50 ms", "bare p50 ms", "docker/bare",
+                "95% CI", "verdict", "runs d/b", "max temp", "throttled"):
+        t.add_column(col, justify="right" if "ms" in col or col in ("docker/bare", "max temp") else "left")
+    for r in comparison.itertuples():
+        ratio = "-" if r.ratio is None or pd.isna(r.ratio) else f"{r.ratio:.3f}"
+        ci = "-" if r.ci_low is None or pd.isna(r.ci_low) else f"{r.ci_low:.3f}-{r.ci_high:.3f}"
+        temp = "n/a" if pd.isna(r.max_temp_c) else f"{r.max_temp_c:.1f} C"
+        throttled = ("[bold red]YES[/]" if r.throttled else "no") if r.throttle_known else "unknown"
+        t.add_row(r.board, r.framework, r.model, _ms(r.docker_p50_ms), _ms(r.bare_p50_ms), ratio, ci,
+                  r.verdict, f"{r.docker_runs}/{r.bare_runs}", temp, throttled)
+    return t

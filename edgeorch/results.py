@@ -1,0 +1,131 @@
+"""Results: keep every answer untouched, validate it, normalize runs into pandas tables."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import secrets
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .bench import RESULT_SCHEMA
+from .cache import ROOT
+from .errors import BoardError, RunError
+from .plan import RunSpec
+
+RESULTS = ROOT / "results"
+
+# The normalized table: one row per run. Golden tests pin these names and their order.
+COLUMNS = [
+    "run_id", "board", "arch", "machine", "framework", "framework_version", "runtime", "model",
+    "model_sha256", "mode", "pair", "iterations", "warmup", "threads", "p50_ms", "p90_ms",
+    "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "throughput_ips", "load_ms",
+    "first_inference_ms", "cpu_percent", "peak_rss_mb", "max_temp_c", "throttled",
+    "throttle_evidence", "cpu_model", "cores", "kernel", "os", "python", "numpy", "image_id",
+    "bench_sha256", "started_at",
+]
+
+
+def new_run_dir(root: Path = RESULTS) -> Path:
+    """A fresh results/<run-id>/ directory; run ids sort by time."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = root / f"{stamp}-{secrets.token_hex(2)}"
+    (path / "raw").mkdir(parents=True)
+    return path
+
+
+def parse_answer(answer, *, board: str, what: str, schema: str = RESULT_SCHEMA) -> dict:
+    """The JSON document of an entrypoint answer; BoardError if it is not one or reports failure."""
+    try:
+        doc = json.loads(answer.stdout)
+    except json.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict) or doc.get("schema") != schema:
+        detail = (answer.stderr or answer.stdout).strip()[-600:] or "no output"
+        raise BoardError(f"board {board}: the {what} answered something that is not an {schema} "
+                         f"document (exit {answer.exit_code}): {detail}",
+                         hint="redeploy the framework (invoke deploy --host BOARD); if it persists, "
+                              "run the entrypoint by hand on the board to see what it prints")
+    if doc.get("status") != "ok" or answer.exit_code != 0:
+        err = doc.get("error") or {}
+        raise RunError(f"board {board}: the {what} failed ({err.get('kind', 'unknown')}, exit "
+                       f"{answer.exit_code}): {err.get('message', 'no message')}",
+                       hint="fix the model or arguments named above" if err.get("kind") in ("model", "args")
+                       else "see the message above; the board's stderr is kept under results/")
+    return doc
+
+
+def save_raw(run_dir: Path, spec: RunSpec, answer) -> Path:
+    """Store the answer exactly as it came back (stderr beside it) before anything reads it."""
+    path = run_dir / "raw" / f"{spec.key}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(answer.stdout)
+    if answer.stderr.strip():
+        path.with_suffix(".stderr.txt").write_text(answer.stderr)
+    return path
+
+
+def write_manifest(run_dir: Path, **fields) -> None:
+    """results/<run-id>/manifest.json: what was asked, what ran, what failed, complete or not."""
+    path = run_dir / "manifest.json"
+    doc = json.loads(path.read_text()) if path.exists() else {"run_id": run_dir.name}
+    doc.update(fields)
+    path.write_text(json.dumps(doc, indent=1, default=str))
+
+
+def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str,
+              arch_of: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, samples): one row per run with latency statistics, and one row per iteration."""
+    rows, samples = [], []
+    for spec, doc in records:
+        lat_ns = np.asarray(doc["timing"]["latencies_ns"], dtype=np.int64)
+        ms = lat_ns / 1e6
+        facts, fw, params = doc["facts"], doc["framework"], doc["params"]
+        board = spec.board
+        rows.append({
+            "run_id": run_id, "board": board, "arch": arch_of.get(board),
+            "machine": facts["machine"], "framework": fw["name"], "framework_version": fw["version"],
+            "runtime": fw.get("runtime"), "model": spec.model, "model_sha256": doc["model"]["sha256"],
+            "mode": doc["run"]["mode"], "pair": spec.pair, "iterations": params["iterations"],
+            "warmup": params["warmup"], "threads": params["threads"],
+            "p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
+            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()),
+            "std_ms": float(ms.std(ddof=1)) if len(ms) > 1 else 0.0,
+            "min_ms": float(ms.min()), "max_ms": float(ms.max()),
+            "throughput_ips": float(len(ms) / (doc["timing"]["wall_ns"] / 1e9)),
+            "load_ms": doc["timing"]["load_ns"] / 1e6,
+            "first_inference_ms": doc["timing"]["first_inference_ns"] / 1e6,
+            "cpu_percent": doc["resources"]["cpu_percent"],
+            "peak_rss_mb": doc["resources"]["peak_rss_bytes"] / 2**20,
+            "max_temp_c": doc["sensors"]["max_temp_c"], "throttled": doc["sensors"]["throttled"],
+            "throttle_evidence": doc["sensors"]["throttle_evidence"],
+            "cpu_model": facts["cpu_model"], "cores": facts["cores"], "kernel": facts["kernel"],
+            "os": facts["os"], "python": facts["python"], "numpy": facts["numpy"],
+            "image_id": doc["run"].get("image_id"), "bench_sha256": doc["bench"]["sha256"],
+            "started_at": doc["started_at"],
+        })
+        samples.append(pd.DataFrame({"board": board, "framework": fw["name"], "model": spec.model,
+                                     "mode": spec.mode, "pair": spec.pair,
+                                     "iteration": np.arange(len(lat_ns)), "latency_ns": lat_ns}))
+    runs = pd.DataFrame(rows, columns=COLUMNS)
+    runs["throttled"] = runs["throttled"].astype("boolean")
+    long = pd.concat(samples, ignore_index=True) if samples else pd.DataFrame(
+        columns=["board", "framework", "model", "mode", "pair", "iteration", "latency_ns"])
+    return runs, long
+
+
+def write_tables(run_dir: Path, runs: pd.DataFrame, samples: pd.DataFrame) -> None:
+    """results.csv and results.parquet (one row per run), samples.parquet (one row per iteration)."""
+    runs.to_csv(run_dir / "results.csv", index=False)
+    runs.to_parquet(run_dir / "results.parquet", index=False)
+    samples.to_parquet(run_dir / "samples.parquet", index=False)
+
+
+def latest_run(root: Path = RESULTS) -> Path:
+    """The newest results/<run-id>/ directory."""
+    runs = sorted(p for p in root.glob("*/manifest.json"))
+    if not runs:
+        raise RunError(f"no benchmark results under {root}", hint="run `invoke bench` first")
+    return runs[-1].parent

@@ -1,0 +1,85 @@
+"""Docker and bare-metal runs behind one protocol: the benchmark never asks where it runs."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Protocol
+
+import fabric
+
+from .bench import BOARD_PACKAGE
+from .plan import RunSpec
+from .transport import remote
+
+CONTAINER_DIR = "/opt/edgeorch"  # where the framework image keeps venv, bundle and models
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the entrypoint answered: its stdout (the JSON document), stderr and exit code."""
+    stdout: str
+    stderr: str
+    exit_code: int
+
+
+class Runner(Protocol):
+    mode: str
+
+    def execute(self, args: list[str], model: str | None) -> Answer:
+        """Run the entrypoint with `args`; `model` is the model's path on the board."""
+
+
+def entrypoint_args(spec: RunSpec, *, model_sha256: str, run_id: str) -> list[str]:
+    """The entrypoint's arguments for one run, the same in both modes."""
+    return ["--framework", spec.framework, "--iterations", str(spec.iterations),
+            "--warmup", str(spec.warmup), "--threads", str(spec.threads),
+            "--model-sha256", model_sha256, "--run-id", run_id]
+
+
+def probe_args(framework: str) -> list[str]:
+    return ["--framework", framework, "--probe"]
+
+
+class BareRunner:
+    """Runs the entrypoint with the bundle's venv directly on the board."""
+
+    mode = "bare"
+
+    def __init__(self, conn: fabric.Connection, board: str, bundle_dir: str, timeout: float | None = None):
+        self.conn, self.board, self.dir, self.timeout = conn, board, bundle_dir, timeout
+
+    def execute(self, args: list[str], model: str | None) -> Answer:
+        argv = ["venv/bin/python", "-m", BOARD_PACKAGE, *args, "--mode", "bare"]
+        if model:
+            argv += ["--model", model]
+        r = remote(self.conn, f"cd {shlex.quote(self.dir)} && {shlex.join(argv)}", board=self.board,
+                   warn=True, timeout=self.timeout)
+        return Answer(r.stdout, r.stderr, r.exited)
+
+
+class DockerRunner:
+    """Runs the entrypoint in a fresh container of the framework image, with no network."""
+
+    mode = "docker"
+
+    def __init__(self, conn: fabric.Connection, board: str, image_id: str, timeout: float | None = None):
+        self.conn, self.board, self.image_id, self.timeout = conn, board, image_id, timeout
+
+    def execute(self, args: list[str], model: str | None) -> Answer:
+        argv = [*args, "--mode", "docker", "--image-id", self.image_id]
+        inner = f"{CONTAINER_DIR}/models/{model.rsplit('/', 1)[-1]}" if model else None
+        if inner:
+            argv += ["--model", inner]
+        create = remote(self.conn, shlex.join(["docker", "create", "--network", "none",
+                                               "--label", "org.edgeorch=1", self.image_id, *argv]),
+                        board=self.board)
+        cid = create.stdout.strip()
+        try:
+            if model:
+                remote(self.conn, shlex.join(["docker", "cp", model, f"{cid}:{inner}"]), board=self.board)
+            r = remote(self.conn, f"docker start -a {cid}", board=self.board, warn=True,
+                       timeout=self.timeout)
+            return Answer(r.stdout, r.stderr, r.exited)
+        finally:
+            remote(self.conn, f"docker rm -f {cid}", board=self.board, warn=True)

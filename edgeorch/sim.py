@@ -1,0 +1,258 @@
+"""The simulated fleet: one container per board with a real sshd on loopback, a userland of the
+board's arch (QEMU runs it on x86), and a private dockerd on the host as the board's image store.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker.errors
+from rich.table import Table
+
+from . import images
+from .arch import Arch
+from .cache import content_hash
+from .console import console, echo, run_local
+from .errors import SetupError
+from .inventory import Board, Inventory
+from .recipes import IMAGES
+
+RUN_DIR = Path("/run/edgeorch-sim")  # sockets: short paths (unix sockets are limited to 108 bytes)
+SIM_LABEL = f"{images.LABEL}.sim"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimBoard:
+    """Where one simulated board keeps its things on this host."""
+    board: Board
+    state: Path    # keys and the private Docker store
+    run: Path      # dockerd socket, pidfile, exec-root
+
+    @property
+    def container(self) -> str:
+        return f"edgeorch-sim-{self.board.name}"
+
+    @property
+    def socket(self) -> Path:
+        return self.run / "sock" / "docker.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run / "dockerd.pid"
+
+
+def sim_boards(inventory: Inventory) -> list[SimBoard]:
+    """The inventory's boards marked `sim: true`, with their state locations."""
+    root = inventory.path.parent / ".sim"
+    return [SimBoard(board=b, state=root / b.name, run=RUN_DIR / b.name)
+            for b in inventory.boards if b.sim]
+
+
+def _docker0() -> str:
+    out = subprocess.run(["ip", "-o", "addr", "show", "dev", "docker0"], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def _dockerd_alive(sb: SimBoard) -> bool:
+    try:
+        os.kill(int(sb.pidfile.read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return sb.socket.exists()
+
+
+def _start_dockerd(sb: SimBoard) -> None:
+    if _dockerd_alive(sb):
+        return
+    for d in (sb.run / "sock", sb.run / "exec", sb.state / "docker"):
+        d.mkdir(parents=True, exist_ok=True)
+    ns = f"edgeorch-sim-{sb.board.name}"
+    # No bridge, no iptables: the private engine must not touch the main engine's docker0
+    # or the host's firewall; the board's containers run with --network none anyway.
+    cmd = ["dockerd", "--data-root", sb.state / "docker", "--exec-root", sb.run / "exec",
+           "--host", f"unix://{sb.socket}", "--pidfile", sb.pidfile, "--bridge", "none",
+           "--iptables=false", "--ip6tables=false", "--ip-masq=false",
+           "--containerd-namespace", ns, "--containerd-plugins-namespace", f"{ns}-plugins"]
+    echo(cmd)
+    log = open(sb.state / "dockerd.log", "ab")
+    try:
+        subprocess.Popen([str(c) for c in cmd], stdout=log, stderr=log, start_new_session=True)
+    except FileNotFoundError as e:
+        raise SetupError("dockerd is not installed", hint="apt-get install docker.io, or `invoke setup`") from e
+    for _ in range(120):
+        if sb.socket.exists():
+            try:
+                images.engine(str(sb.socket))
+                return
+            except SetupError:
+                pass
+        time.sleep(0.5)
+    raise SetupError(f"the private dockerd of sim board {sb.board.name} did not start",
+                     hint=f"read {sb.state / 'dockerd.log'}")
+
+
+def _ensure_keys(sb: SimBoard) -> str:
+    """Client key (shared path from the inventory), this board's host key; returns the host key line."""
+    b = sb.board
+    if b.identity_file is None or b.known_hosts is None:
+        raise SetupError(f"sim board {b.name} needs identity_file and known_hosts in the inventory",
+                         hint="see the shipped inventory.yaml")
+    keys = sb.state / "ssh"
+    keys.mkdir(parents=True, exist_ok=True)
+    if not b.identity_file.exists():
+        b.identity_file.parent.mkdir(parents=True, exist_ok=True)
+        run_local(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edgeorch-sim", "-f", b.identity_file],
+                  what="making the simulated fleet's SSH key", hint="apt-get install openssh-client")
+    hostkey = keys / "ssh_host_ed25519_key"
+    if not hostkey.exists():
+        run_local(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", b.name, "-f", hostkey],
+                  what=f"making the host key of sim board {b.name}", hint="apt-get install openssh-client")
+    shutil.copyfile(b.identity_file.with_suffix(".pub"), keys / "authorized_keys")
+    os.chmod(keys / "authorized_keys", 0o600)
+    kind, key = hostkey.with_suffix(".pub").read_text().split()[:2]
+    return f"[{b.host}]:{b.port} {kind} {key}"
+
+
+def _pin_host_key(known_hosts: Path, line: str) -> None:
+    """Replace this host:port's line in known_hosts, keep every other line."""
+    host = line.split()[0]
+    old = known_hosts.read_text().splitlines() if known_hosts.exists() else []
+    known_hosts.write_text("\n".join([l for l in old if l.split(" ", 1)[0] != host] + [line]) + "\n")
+
+
+def board_image(client, arch: Arch) -> str:
+    """The sim board image for `arch` (base + sshd + docker client), built once."""
+    base = images.ensure_base_images(client, [arch])[arch]
+    recipe = IMAGES / "sim-board"
+    tag = f"edgeorch/sim-board:{arch.value}-{content_hash(*sorted(recipe.iterdir()), base)}"
+    # The only build with a network: apt fetches sshd and the Docker client from the mirror.
+    return images.ensure_image(client, recipe, tag=tag, arch=arch, buildargs={"BASE": base},
+                               labels={SIM_LABEL: "board-image"}, network_mode="host")
+
+
+def _ensure_container(client, sb: SimBoard, image: str) -> None:
+    b = sb.board
+    try:
+        c = client.containers.get(sb.container)
+        if c.status == "running" and c.labels.get(f"{SIM_LABEL}.image") == image:
+            return
+        echo(f"docker rm -f {sb.container}")
+        c.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    keys = sb.state / "ssh"
+    cmd = ["/usr/sbin/sshd", "-D", "-e", "-p", str(b.port), "-o", f"ListenAddress={b.host}",
+           "-o", "HostKey=/etc/ssh/edgeorch/ssh_host_ed25519_key",
+           "-o", "AuthorizedKeysFile=/etc/ssh/edgeorch/authorized_keys",
+           "-o", "PasswordAuthentication=no", "-o", "PermitRootLogin=prohibit-password",
+           "-o", "UsePAM=no"]
+    echo(f"docker run -d --network host --platform {b.arch.info.docker_platform} --name {sb.container} {image} ...")
+    client.containers.run(
+        image, cmd, name=sb.container, detach=True, network_mode="host",
+        platform=b.arch.info.docker_platform, hostname=b.name,
+        labels={images.LABEL: "1", SIM_LABEL: b.name, f"{SIM_LABEL}.image": image},
+        volumes={str(keys): {"bind": "/etc/ssh/edgeorch", "mode": "ro"},
+                 str(sb.socket.parent): {"bind": "/run/edgeorch-docker", "mode": "rw"}})
+
+
+def _wait_for_ssh(b: Board, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((b.host, b.port), timeout=2) as s:
+                if s.recv(64).startswith(b"SSH-"):
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise SetupError(f"sim board {b.name}: sshd does not answer on {b.host}:{b.port}",
+                     hint=f"docker logs edgeorch-sim-{b.name}; is port {b.port} taken by something else?")
+
+
+def up(inventory: Inventory) -> list[SimBoard]:
+    """Start every simulated board; boards already up are left as they are."""
+    boards = sim_boards(inventory)
+    if not boards:
+        raise SetupError(f"{inventory.path} has no board with `sim: true`",
+                         hint="use the shipped inventory.yaml, which defines rpi3, rpi4 and x86")
+    client = images.engine()
+    before = _docker0()
+    images.ensure_base_images(client, sorted({sb.board.arch for sb in boards}, key=lambda a: a.value))
+    for sb in boards:
+        with console.status(f"starting sim board {sb.board.name}"):
+            line = _ensure_keys(sb)
+            _pin_host_key(sb.board.known_hosts, line)
+            _start_dockerd(sb)
+            _ensure_container(client, sb, board_image(client, sb.board.arch))
+            _wait_for_ssh(sb.board)
+    if _docker0() != before:
+        raise SetupError("starting the simulated fleet changed the main engine's docker0",
+                         hint=f"before: {before!r}; after: {_docker0()!r}; run `invoke sim.down`")
+    return boards
+
+
+def status(inventory: Inventory) -> list[dict]:
+    """Per sim board: container state, private dockerd alive, sshd answering."""
+    client = images.engine()
+    rows = []
+    for sb in sim_boards(inventory):
+        try:
+            state = client.containers.get(sb.container).status
+        except docker.errors.NotFound:
+            state = "absent"
+        try:
+            _wait_for_ssh(sb.board, timeout=1)
+            ssh = True
+        except SetupError:
+            ssh = False
+        rows.append({"board": sb.board.name, "arch": sb.board.arch.value,
+                     "address": sb.board.address, "container": state,
+                     "dockerd": _dockerd_alive(sb), "sshd": ssh})
+    return rows
+
+
+def status_table(inventory: Inventory) -> Table:
+    """sim.status as a table."""
+    t = Table(title="Simulated fleet")
+    for col in ("board", "arch", "address", "container", "dockerd", "sshd"):
+        t.add_column(col)
+    for r in status(inventory):
+        t.add_row(r["board"], r["arch"], r["address"], r["container"],
+                  *("[green]up[/]" if r[k] else "[red]down[/]" for k in ("dockerd", "sshd")))
+    return t
+
+
+def down(inventory: Inventory) -> None:
+    """Remove everything `up` made: containers, private dockerds and their stores, keys, board images."""
+    client = images.engine()
+    for c in client.containers.list(all=True, filters={"label": SIM_LABEL}):
+        echo(f"docker rm -f {c.name}")
+        c.remove(force=True)
+    for sb in sim_boards(inventory):
+        if sb.pidfile.exists():
+            try:
+                pid = int(sb.pidfile.read_text().strip())
+                echo(f"kill {pid}  # dockerd of {sb.board.name}")
+                os.kill(pid, signal.SIGTERM)
+                for _ in range(60):
+                    os.kill(pid, 0)
+                    time.sleep(0.5)
+            except (OSError, ValueError):
+                pass
+        shutil.rmtree(sb.run, ignore_errors=True)
+        shutil.rmtree(sb.state, ignore_errors=True)
+        for path in (sb.board.identity_file, sb.board.known_hosts):
+            if path and path.parent.name == ".sim":  # only what up made, never a user's own keys
+                path.unlink(missing_ok=True)
+        if sb.board.identity_file and sb.board.identity_file.parent.name == ".sim":
+            sb.board.identity_file.with_suffix(".pub").unlink(missing_ok=True)
+    for image in client.images.list(filters={"label": f"{SIM_LABEL}=board-image"}):
+        for tag in image.tags:
+            echo(f"docker rmi {tag}")
+            client.images.remove(tag)

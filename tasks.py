@@ -1,0 +1,118 @@
+"""edgeorch tasks: `invoke --list` shows them, `invoke --help TASK` explains one.
+
+Each task parses its arguments and calls one library function; errors are reported once,
+here, with the exit code of their kind.
+"""
+
+import functools
+
+from invoke import Collection, Exit, task
+
+from edgeorch import pipeline, results, sim
+from edgeorch.console import console
+from edgeorch.errors import ConfigError, EdgeorchError
+from edgeorch.inventory import load_inventory
+
+INVENTORY = "inventory.yaml"
+
+
+def reported(fn):
+    """Turn an EdgeorchError into one red message and the exit code of its kind."""
+    @functools.wraps(fn)
+    def wrapper(c, *args, **kwargs):
+        try:
+            return fn(c, *args, **kwargs)
+        except EdgeorchError as e:
+            console.print(f"[bold red]error:[/] {e.message}")
+            if e.hint:
+                console.print(f"[yellow]fix:[/] {e.hint}")
+            raise Exit(code=e.exit_code) from e
+    return wrapper
+
+
+def _hosts(c, host):
+    """--host, or the hosts of a `deploy` earlier on the same command line."""
+    host = host or c.config.get("edgeorch_last_host")
+    if not host:
+        raise ConfigError("no boards given", hint="pass --host BOARD, a group, or a comma list "
+                                                  "(e.g. --host rpi3 or --host sim)")
+    c.config.edgeorch_last_host = host
+    return host
+
+
+@task
+@reported
+def inventory(c, inventory=INVENTORY):
+    """Show the boards of the inventory."""
+    console.print(pipeline.inventory_table(load_inventory(inventory)))
+
+
+@task(help={"host": "board, group, or comma list (default: all)"})
+@reported
+def check(c, host="all", inventory=INVENTORY):
+    """Check each board: SSH, arch, Docker version, Python, free disk, thermal/frequency sensors."""
+    if not pipeline.check(load_inventory(inventory), host):
+        raise Exit(code=5)
+
+
+@task(help={"host": "board, group, or comma list",
+            "framework": "framework to deploy (default: each board's `frameworks` list)",
+            "serial": "deploy one board after another instead of side by side"})
+@reported
+def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False):
+    """Build the framework image for each board's arch and deploy it (Docker image + bare-metal bundle)."""
+    pipeline.deploy_boards(load_inventory(inventory), _hosts(c, host),
+                           [framework] if framework else None, parallel=not serial)
+
+
+@task(help={"host": "board, group, or comma list (default: the host of a preceding deploy)",
+            "framework": "tflite",
+            "model": "builtin model (mobilenet_v2, tiny, tiny_int8) or a path to a .tflite file",
+            "mode": "docker, bare or both",
+            "iterations": "timed inferences per run",
+            "warmup": "untimed inferences before them",
+            "repeat": "runs per mode; modes alternate docker, bare, docker, bare, ...",
+            "threads": "framework threads (0: the framework's default)",
+            "parallel": "run boards side by side (real fleets; the sim boards share this host's CPUs)",
+            "dry_run": "print the planned runs and stop"})
+@reported
+def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations=50, warmup=5,
+          repeat=3, threads=0, parallel=False, dry_run=False, inventory=INVENTORY):
+    """Benchmark a model in Docker and on bare metal; results go to results/<run-id>/."""
+    pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model,
+                   mode=mode, iterations=iterations, warmup=warmup, repeat=repeat, threads=threads,
+                   parallel=parallel, dry_run=dry_run)
+
+
+@task(name="up")
+@reported
+def sim_up(c, inventory=INVENTORY):
+    """Start the simulated fleet (idempotent): sshd per board on loopback, own-arch userland, own dockerd."""
+    sim.up(load_inventory(inventory))
+    sim_status(c, inventory)
+
+
+@task(name="status")
+@reported
+def sim_status(c, inventory=INVENTORY):
+    """Show each simulated board: container, private dockerd, sshd."""
+    console.print(sim.status_table(load_inventory(inventory)))
+
+
+@task(name="down")
+@reported
+def sim_down(c, inventory=INVENTORY):
+    """Remove everything sim.up made (containers, private dockerds and stores, keys, board images)."""
+    sim.down(load_inventory(inventory))
+
+
+@task(name="show", help={"run": "results/<run-id> directory (default: the newest)"})
+@reported
+def results_show(c, run=None):
+    """Show the Docker/bare comparison of a finished run again."""
+    pipeline.show_results(run or results.latest_run())
+
+
+ns = Collection(inventory, check, deploy, bench,
+                Collection("sim", sim_up, sim_status, sim_down),
+                Collection("results", results_show))
