@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import sys
 
 from rich.console import Console
 
 from .errors import SetupError
 
-console = Console(highlight=False)
+# Piped output (CI logs, `| tee`) gets a width that fits the results table instead of 80.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def echo(command: list[str] | str) -> None:

@@ -69,10 +69,11 @@ def bundle_manifest(image: ImageSpec) -> dict:
 
 def _put(conn: fabric.Connection, local: Path, dest: str, progress: Progress | None, label: str) -> None:
     """SFTP `local` to `dest` atomically (a partial file never has the final name)."""
-    task = progress.add_task(label, total=local.stat().st_size) if progress else None
+    mb = 2**20
+    task = progress.add_task(label, total=local.stat().st_size / mb, unit="MB") if progress else None
     sftp = conn.sftp()
     sftp.put(str(local), dest + ".partial",
-             callback=(lambda done, total: progress.update(task, completed=done)) if progress else None)
+             callback=(lambda done, total: progress.update(task, completed=done / mb)) if progress else None)
     sftp.posix_rename(dest + ".partial", dest)
 
 
@@ -180,7 +181,7 @@ def push_model(conn: fabric.Connection, board: Board, workdir: str, model: Model
 
 _FACTS_SCRIPT = r"""
 py={python}
-echo "python=$($py -c 'import platform,struct;print(platform.python_version(),platform.machine(),struct.calcsize("P")*8)' 2>/dev/null)"
+echo "python=$($py -c 'import platform as p,struct as s;print(p.python_version(),p.machine(),s.calcsize("P")*8)' 2>/dev/null)"
 echo "venv=$($py -c 'import venv, ensurepip' 2>/dev/null && echo yes)"
 echo "numpy=$($py -c 'import numpy;print(numpy.__version__)' 2>/dev/null)"
 echo "docker=$(docker version --format '{{{{.Server.Version}}}}' 2>/dev/null)"

@@ -47,7 +47,7 @@ def engine(socket: str | None = None) -> docker.DockerClient:
         return client
     except docker.errors.DockerException as e:
         raise SetupError(f"no Docker engine answers{' at ' + socket if socket else ''}: {e}",
-                         hint="run `invoke setup` (it installs and starts dockerd), "
+                         hint="run ./setup.sh (it installs and starts dockerd), "
                               "or start the engine yourself") from e
 
 
@@ -59,7 +59,7 @@ def _require_emulation(arch: Arch) -> None:
             raise SetupError(f"{arch.value} code cannot run here: QEMU binfmt handler "
                              f"{arch.info.qemu} is not registered",
                              hint="apt-get install qemu-user-static binfmt-support "
-                                  "(or run `invoke setup`)")
+                                  "(or run ./setup.sh)")
 
 
 def rootfs_tarball(arch: Arch, base: BaseRecipe) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import images, report, results
@@ -23,7 +23,9 @@ from .transport import GroupResult, connect, fan_out
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+    # Tasks carry their unit: transfers count MB, run tasks count runs.
+    return Progress(TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.completed:.1f}/{task.total:.1f} {task.fields[unit]}"),
                     TimeElapsedColumn(), console=console)
 
 
@@ -116,7 +118,8 @@ def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: 
     boards = inventory.select(host)
     recipe = get_recipe(framework)
     modes = parse_modes(mode)
-    plans = {b.name: bench_runs(b, framework=framework, model=model, modes=modes, repeat=repeat,
+    spec = resolve_model(model, cache_dir=cache_dir(), log=console.print)
+    plans = {b.name: bench_runs(b, framework=framework, model=spec.name, modes=modes, repeat=repeat,
                                 iterations=iterations, warmup=warmup, threads=threads) for b in boards}
     if dry_run:
         for name, runs in plans.items():
@@ -126,7 +129,6 @@ def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: 
     if unsupported:
         raise BoardError(f"{framework} does not support the arch of {', '.join(unsupported)}",
                          hint=f"{framework} runs on {[a.value for a in recipe.arches]}")
-    spec = resolve_model(model, cache_dir=cache_dir(), log=console.print)
     built = build([framework], boards)
     run_dir = results.new_run_dir()
     planned = [r for runs in plans.values() for r in runs]
@@ -143,11 +145,11 @@ def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: 
             deployment = deploy(conn, board, image, export, progress)
             remote_model = push_model(conn, board, deployment.workdir, spec, progress)
             runners = deployment.runners(conn)
-            task = progress.add_task(f"{board.name}: runs", total=len(plans[board.name]))
+            task = progress.add_task(f"{board.name}: runs", total=len(plans[board.name]), unit="runs")
             for run in plans[board.name]:
-                records_one = _run(runners[run.mode], run, spec, remote_model, run_dir)
+                doc = _run(runners[run.mode], run, spec, remote_model, run_dir)
                 with lock:
-                    records.append((run, records_one))
+                    records.append((run, doc))
                 progress.advance(task)
         return len(plans[board.name])
 

@@ -43,7 +43,7 @@ def parse_answer(answer, *, board: str, what: str, schema: str = RESULT_SCHEMA) 
     except json.JSONDecodeError:
         doc = None
     if not isinstance(doc, dict) or doc.get("schema") != schema:
-        detail = (answer.stderr or answer.stdout).strip()[-600:] or "no output"
+        detail = (answer.stderr.strip() or answer.stdout.strip())[-600:] or "no output"
         raise BoardError(f"board {board}: the {what} answered something that is not an {schema} "
                          f"document (exit {answer.exit_code}): {detail}",
                          hint="redeploy the framework (invoke deploy --host BOARD); if it persists, "

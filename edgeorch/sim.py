@@ -60,12 +60,23 @@ def _docker0() -> str:
     return out.stdout.strip()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if this process started it, or it lingers as a zombie
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
 def _dockerd_alive(sb: SimBoard) -> bool:
     try:
-        os.kill(int(sb.pidfile.read_text().strip()), 0)
+        return _alive(int(sb.pidfile.read_text().strip())) and sb.socket.exists()
     except (OSError, ValueError):
         return False
-    return sb.socket.exists()
 
 
 def _start_dockerd(sb: SimBoard) -> None:
@@ -85,7 +96,7 @@ def _start_dockerd(sb: SimBoard) -> None:
     try:
         subprocess.Popen([str(c) for c in cmd], stdout=log, stderr=log, start_new_session=True)
     except FileNotFoundError as e:
-        raise SetupError("dockerd is not installed", hint="apt-get install docker.io, or `invoke setup`") from e
+        raise SetupError("dockerd is not installed", hint="apt-get install docker.io, or ./setup.sh") from e
     for _ in range(120):
         if sb.socket.exists():
             try:
@@ -231,20 +242,23 @@ def status_table(inventory: Inventory) -> Table:
 def down(inventory: Inventory) -> None:
     """Remove everything `up` made: containers, private dockerds and their stores, keys, board images."""
     client = images.engine()
-    for c in client.containers.list(all=True, filters={"label": SIM_LABEL}):
-        echo(f"docker rm -f {c.name}")
-        c.remove(force=True)
     for sb in sim_boards(inventory):
+        try:
+            client.containers.get(sb.container).remove(force=True)
+            echo(f"docker rm -f {sb.container}")
+        except docker.errors.NotFound:
+            pass
         if sb.pidfile.exists():
             try:
                 pid = int(sb.pidfile.read_text().strip())
                 echo(f"kill {pid}  # dockerd of {sb.board.name}")
                 os.kill(pid, signal.SIGTERM)
-                for _ in range(60):
-                    os.kill(pid, 0)
-                    time.sleep(0.5)
             except (OSError, ValueError):
-                pass
+                pid = None
+            for _ in range(60):
+                if not pid or not _alive(pid):
+                    break
+                time.sleep(0.5)
         shutil.rmtree(sb.run, ignore_errors=True)
         shutil.rmtree(sb.state, ignore_errors=True)
         for path in (sb.board.identity_file, sb.board.known_hosts):
@@ -252,7 +266,13 @@ def down(inventory: Inventory) -> None:
                 path.unlink(missing_ok=True)
         if sb.board.identity_file and sb.board.identity_file.parent.name == ".sim":
             sb.board.identity_file.with_suffix(".pub").unlink(missing_ok=True)
+    arches = {sb.board.arch.value for sb in sim_boards(inventory)}
     for image in client.images.list(filters={"label": f"{SIM_LABEL}=board-image"}):
         for tag in image.tags:
+            if tag.split(":")[-1].split("-")[0] not in arches:
+                continue
             echo(f"docker rmi {tag}")
-            client.images.remove(tag)
+            try:
+                client.images.remove(tag)
+            except docker.errors.APIError as e:  # still used by another inventory's sim board
+                console.print(f"[yellow]kept {tag}: {e.explanation}[/]")

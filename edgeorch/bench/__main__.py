@@ -37,6 +37,9 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise Failure("args", message, EXIT_ARGS)
 
+    def exit(self, status=0, message=None):  # --help must not end the process outside the protocol
+        raise Failure("args", message or "usage printed on stderr (--help)", EXIT_ARGS)
+
 
 def _parser():
     p = _Parser(prog="edgeorch_bench", description=__doc__)
@@ -131,11 +134,10 @@ def _measure(adapter, args):
 
 def run(argv):
     """Parse, measure, and return (document, exit code); never raises."""
-    doc = {"schema": RESULT_SCHEMA, "status": "error", "error": None, "started_at": _now(),
-           "bench": {"sha256": bundle_digest(Path(__file__).parent)}}
+    doc = {"schema": PROBE_SCHEMA if "--probe" in argv else RESULT_SCHEMA, "status": "error",
+           "error": None, "started_at": _now(), "bench": {"sha256": bundle_digest(Path(__file__).parent)}}
     try:
         args = _parser().parse_args(argv)
-        doc["schema"] = PROBE_SCHEMA if args.probe else RESULT_SCHEMA
         doc["run"] = {"mode": args.mode, "run_id": args.run_id, "image_id": args.image_id}
         doc["facts"] = probes.facts()
         adapter = _adapter(args.framework)

@@ -166,9 +166,16 @@ class Sampler(threading.Thread):
             during = (states[-1] & ~states[0]) & 0xE0000
             throttled = bool(now or during)
             evidence = f"vcgencmd get_throttled {hex(states[0])} -> {hex(states[-1])}"
-        elif self.zones:
-            limits = [limit for _, limit in self.zones.values() if limit is not None]
-            if limits and max_temp is not None:
-                throttled = max_temp >= min(limits)
-                evidence = f"max {max_temp:.1f} C vs passive trip point {min(limits):.1f} C"
+        else:
+            # Each zone against its own passive trip point: sensors differ in what is normal.
+            over, checked = [], []
+            for label, limit in self.zones.values():
+                peaks = [s["temps_c"][label] for s in self.samples if label in s["temps_c"]]
+                if limit is not None and peaks:
+                    checked.append(label)
+                    if max(peaks) >= limit:
+                        over.append(f"{label} reached {max(peaks):.1f} C >= trip point {limit:.1f} C")
+            if checked:
+                throttled = bool(over)
+                evidence = "; ".join(over) or f"below the passive trip points of {', '.join(checked)}"
         return {"max_temp_c": max_temp, "throttled": throttled, "throttle_evidence": evidence}

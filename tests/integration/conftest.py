@@ -1,0 +1,35 @@
+"""Integration tests use the real things: the Docker engine, the simulated fleet over SSH, TFLite."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeorch import sim
+from edgeorch.inventory import load_inventory
+
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = ROOT / "inventory.yaml"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def fleet():
+    """The shipped simulated fleet, up (sim.up is idempotent, so a running fleet is reused)."""
+    inventory = load_inventory(INVENTORY)
+    sim.up(inventory)
+    return inventory
+
+
+def invoke(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
+    """Run `invoke ARGS` exactly as a user would, from the project root."""
+    cmd = [str(Path(sys.executable).parent / "invoke"), *args]
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1800)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {r.returncode}\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
+    return r

@@ -1,0 +1,81 @@
+"""Bad input and broken boards: a clear message naming the thing and the fix, a non-zero exit,
+nothing half-done presented as complete."""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from edgeorch import sim
+from edgeorch.results import RESULTS
+
+from .conftest import INVENTORY, invoke
+
+
+def _runs() -> set[Path]:
+    return set(RESULTS.glob("*/"))
+
+
+def test_unknown_host(fleet):
+    r = invoke("bench", "--host", "nosuch", "--framework", "tflite", check=False)
+    assert r.returncode == 2
+    assert "'nosuch' is neither a board nor a group" in r.stdout and "rpi3" in r.stdout
+
+
+def test_unknown_framework(fleet):
+    r = invoke("bench", "--host", "x86", "--framework", "caffe9", check=False)
+    assert r.returncode == 2 and "unknown framework 'caffe9'" in r.stdout and "tflite" in r.stdout
+
+
+def test_a_file_that_is_not_a_model(fleet, tmp_path):
+    bad = tmp_path / "notes.tflite"
+    bad.write_text("these are my notes, not a model\n")
+    before = _runs()
+    r = invoke("bench", "--host", "x86", "--framework", "tflite", "--model", str(bad), check=False)
+    assert r.returncode == 4 and str(bad) in r.stdout
+    assert _runs() == before  # nothing started, nothing half-written
+
+
+def _inventory_with_ghost(tmp_path) -> Path:
+    raw = yaml.safe_load(INVENTORY.read_text())
+    for key in ("identity_file", "known_hosts"):
+        raw["defaults"][key] = str(INVENTORY.parent / raw["defaults"][key])
+    x86 = next(b for b in raw["boards"] if b["name"] == "x86")
+    raw["boards"] = [x86, {"name": "ghost", "port": 1, "arch": "amd64"}]
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_check_reports_an_unreachable_board(fleet, tmp_path):
+    r = invoke("check", "--inventory", str(_inventory_with_ghost(tmp_path)), check=False)
+    assert r.returncode == 5
+    assert "ghost" in r.stdout and "unreachable" in r.stdout
+    assert re.search(r"x86 .*ok", r.stdout)
+
+
+def test_a_dead_board_loses_nothing_of_the_others(fleet, tmp_path):
+    r = invoke("bench", "--inventory", str(_inventory_with_ghost(tmp_path)), "--host", "x86,ghost",
+               "--framework", "tflite", "--model", "tiny", "--iterations", "5", "--repeat", "1", check=False)
+    assert r.returncode == 6 and "INCOMPLETE" in r.stdout and "ghost" in r.stdout
+    run_dir = Path(re.search(r"results go to (\S+)", r.stdout).group(1))
+    assert set(pd.read_parquet(run_dir / "results.parquet")["board"]) == {"x86"}
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["complete"] is False
+    assert manifest["missing"] == ["ghost/tflite-tiny-docker-00", "ghost/tflite-tiny-bare-00"]
+
+
+def test_a_board_without_docker(fleet):
+    [sb] = [s for s in sim.sim_boards(fleet) if s.board.name == "x86"]
+    os.kill(int(sb.pidfile.read_text()), 15)
+    try:
+        while sim._dockerd_alive(sb):
+            pass
+        r = invoke("deploy", "--host", "x86", check=False)
+        assert r.returncode == 5
+        assert "x86 has no working Docker engine" in r.stdout and "install Docker" in r.stdout
+    finally:
+        sim.up(fleet)

@@ -1,0 +1,73 @@
+"""The whole pipeline on the simulated fleet, driven through `invoke` as a user would."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from edgeorch import bench
+from edgeorch.cache import cache_dir
+from edgeorch.models import resolve_model
+
+from .conftest import invoke
+
+FAST = ["--iterations", "10", "--warmup", "2"]
+
+
+def run_dir_of(output: str) -> Path:
+    return Path(re.search(r"results go to (\S+)", output).group(1))
+
+
+def test_deploy_then_bench_on_the_armv7_board(fleet):
+    r = invoke("deploy", "--host", "rpi3", "bench", "--framework", "tflite", "--model", "tiny",
+               *FAST, "--repeat", "2")
+    run_dir = run_dir_of(r.stdout)
+    df = pd.read_parquet(run_dir / "results.parquet")
+    assert list(df["mode"]) == ["docker", "bare", "docker", "bare"]  # alternating pairs
+    assert list(df["pair"]) == [0, 0, 1, 1]
+    assert set(df["board"]) == {"rpi3"} and set(df["arch"]) == {"armv7"} and set(df["machine"]) == {"armv7l"}
+    # the fairness guarantees: same framework version and the same entrypoint bytes in both modes
+    assert set(df["framework_version"]) == {"2.14.0"}
+    assert set(df["bench_sha256"]) == {bench.bundle_digest()}
+    assert df.loc[df["mode"] == "docker", "image_id"].str.startswith("sha256:").all()
+    assert (df["p50_ms"] > 0).all() and (df["p50_ms"] <= df["p99_ms"]).all()
+    assert (df["iterations"] == 10).all() and (df["peak_rss_mb"] > 1).all()
+    assert pd.read_csv(run_dir / "results.csv").shape == df.shape
+    samples = pd.read_parquet(run_dir / "samples.parquet")
+    assert len(samples) == 4 * 10
+    raws = sorted((run_dir / "raw" / "rpi3").glob("*.json"))
+    assert [p.name for p in raws] == ["tflite-tiny-bare-00.json", "tflite-tiny-bare-01.json",
+                                      "tflite-tiny-docker-00.json", "tflite-tiny-docker-01.json"]
+    doc = json.loads(raws[0].read_text())
+    assert doc["schema"] == bench.RESULT_SCHEMA and len(doc["timing"]["latencies_ns"]) == 10
+    assert len(doc["timing"]["warmup_ns"]) == 2 and doc["sensors"]["samples"]
+    assert json.loads((run_dir / "manifest.json").read_text())["complete"] is True
+    assert "docker/bare" in r.stdout and "rpi3" in r.stdout
+
+
+def test_a_second_deploy_transfers_nothing(fleet):
+    invoke("deploy", "--host", "rpi3")
+    r = invoke("deploy", "--host", "rpi3")
+    assert "sent nothing (already there)" in r.stdout
+    assert "docker load" not in r.stdout and "install-framework.sh" not in r.stdout
+
+
+def test_quantized_model_on_arm64_and_x86(fleet):
+    r = invoke("bench", "--host", "rpi4,x86", "--framework", "tflite", "--model", "tiny_int8",
+               *FAST, "--repeat", "1")
+    run_dir = run_dir_of(r.stdout)
+    df = pd.read_parquet(run_dir / "results.parquet")
+    assert sorted(set(zip(df["board"], df["machine"]))) == [("rpi4", "aarch64"), ("x86", "x86_64")]
+    doc = json.loads((run_dir / "raw" / "rpi4" / "tflite-tiny_int8-bare-00.json").read_text())
+    assert doc["model"]["inputs"][0]["dtype"] in ("int8", "uint8")
+
+
+def test_a_user_model_file(fleet, tmp_path):
+    mine = tmp_path / "my_net.tflite"
+    shutil.copy(resolve_model("tiny", cache_dir=cache_dir()).path, mine)
+    r = invoke("bench", "--host", "x86", "--framework", "tflite", "--model", str(mine), *FAST,
+               "--repeat", "1", "--mode", "bare")
+    df = pd.read_parquet(run_dir_of(r.stdout) / "results.parquet")
+    assert list(df["model"]) == ["my_net"] and list(df["mode"]) == ["bare"]

@@ -1,0 +1,86 @@
+"""The simulated fleet: real sshd with pinned keys, own-arch userlands, private Docker stores."""
+
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from edgeorch import sim
+from edgeorch.errors import BoardError
+from edgeorch.images import engine
+from edgeorch.inventory import load_inventory
+from edgeorch.transport import connect, remote
+
+MACHINE = {"rpi3": "armv7l", "rpi4": "aarch64", "x86": "x86_64"}
+
+
+def test_every_board_runs_its_own_arch_over_ssh(fleet):
+    for board in fleet.boards:
+        with connect(board) as conn:
+            out = remote(conn, "uname -m; python3 -c 'import platform; print(platform.machine())'",
+                         board=board.name)
+        assert out.stdout.split() == [MACHINE[board.name]] * 2
+
+
+def test_each_board_has_a_private_docker_store(fleet):
+    for board in fleet.boards:
+        with connect(board) as conn:
+            root = remote(conn, "docker info --format '{{.DockerRootDir}}'", board=board.name).stdout.strip()
+        assert root == str(fleet.path.parent / ".sim" / board.name / "docker")
+    assert engine().info()["DockerRootDir"] != root
+
+
+def _with_known_hosts(fleet, tmp_path, text):
+    raw = yaml.safe_load(fleet.path.read_text())
+    raw["defaults"]["identity_file"] = str(fleet.boards[0].identity_file)
+    raw["defaults"]["known_hosts"] = str(tmp_path / "known_hosts")
+    (tmp_path / "known_hosts").write_text(text)
+    (tmp_path / "inventory.yaml").write_text(yaml.safe_dump(raw))
+    return load_inventory(tmp_path / "inventory.yaml").select("x86")[0]
+
+
+def test_an_unpinned_host_key_is_refused(fleet, tmp_path):
+    board = _with_known_hosts(fleet, tmp_path, "")
+    with pytest.raises(BoardError, match="host key is not pinned"), connect(board):
+        pass
+
+
+def test_a_changed_host_key_is_refused(fleet, tmp_path):
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp_path / "other"], check=True)
+    kind, key = (tmp_path / "other.pub").read_text().split()[:2]
+    board = _with_known_hosts(fleet, tmp_path, f"[127.0.0.1]:2203 {kind} {key}\n")
+    with pytest.raises(BoardError, match="different from the pinned one"), connect(board):
+        pass
+
+
+def test_sim_up_again_changes_nothing(fleet):
+    client = engine()
+    ids = {c.name: c.id for c in client.containers.list(filters={"label": sim.SIM_LABEL})}
+    docker0 = sim._docker0()
+    sim.up(fleet)
+    assert {c.name: c.id for c in client.containers.list(filters={"label": sim.SIM_LABEL})} == ids
+    assert sim._docker0() == docker0
+
+
+def test_sim_down_removes_what_up_made(fleet, tmp_path):
+    (tmp_path / "inventory.yaml").write_text(yaml.safe_dump({
+        "defaults": {"user": "root", "host": "127.0.0.1", "identity_file": ".sim/id_ed25519",
+                     "known_hosts": ".sim/known_hosts"},
+        "boards": [{"name": "simdown", "port": 2299, "arch": "amd64", "sim": True}]}))
+    inventory = load_inventory(tmp_path / "inventory.yaml")
+    docker0 = sim._docker0()
+    [sb] = sim.up(inventory)
+    pid = int(sb.pidfile.read_text())
+    with connect(inventory.boards[0]) as conn:
+        assert remote(conn, "hostname", board="simdown").stdout.strip() == "simdown"
+    sim.down(inventory)
+    assert not [c for c in engine().containers.list(all=True) if c.name == sb.container]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not sb.state.exists() and not sb.run.exists()
+    assert not (tmp_path / ".sim" / "id_ed25519").exists()
+    assert not (tmp_path / ".sim" / "known_hosts").exists()
+    assert sim._docker0() == docker0
+    # the shipped fleet, which shares the board image, is untouched
+    assert all(r["sshd"] for r in sim.status(fleet))

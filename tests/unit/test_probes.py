@@ -1,0 +1,114 @@
+"""edgeorch.bench (board side): the throttle verdict from sensor samples, and the bundle digest."""
+
+import shutil
+
+import pytest
+
+from edgeorch import bench
+from edgeorch.bench.probes import Sampler
+
+
+def sampler(samples, zones=None):
+    """A Sampler whose sensor readings are `samples`, as if it had sampled a board during a run."""
+    s = Sampler()
+    s.samples = samples
+    s.zones = zones or {}
+    return s
+
+
+def vc(*states, temp=55.0):
+    return [{"t_s": i * 0.5, "temps_c": {"vcgencmd": temp}, "freqs_mhz": {}, "throttled": state}
+            for i, state in enumerate(states)]
+
+
+def temps(*values):
+    return [{"t_s": i * 0.5, "temps_c": {"cpu-thermal:thermal_zone0": v}, "freqs_mhz": {}}
+            for i, v in enumerate(values)]
+
+
+CPU_ZONE = {"/sys/class/thermal/thermal_zone0": ("cpu-thermal:thermal_zone0", 80.0)}
+
+
+@pytest.mark.parametrize("states, throttled", [
+    (("0x0", "0x0", "0x0"), False),
+    (("0x0", "0x0", "0x20000"), True),       # frequency capping started during the run
+    (("0x10000", "0x10000", "0x50000"), True),  # throttling occurred during the run
+    (("0x50000", "0x50000"), False),         # throttling and under-voltage before the run only
+    (("0x10000", "0x10001"), False),         # under-voltage slows nothing by itself
+    (("0x0", "0x4", "0x0"), True),           # throttled at one sample
+    (("0x8",), True),                        # soft temperature limit active
+])
+def test_vcgencmd_throttle_bits(states, throttled):
+    summary = sampler(vc(*states)).summary()
+    assert summary["throttled"] is throttled
+    assert summary["throttle_evidence"] == f"vcgencmd get_throttled {states[0]} -> {states[-1]}"
+    assert summary["max_temp_c"] == 55.0
+
+
+def test_vcgencmd_wins_over_thermal_zones():
+    s = sampler(vc("0x0", "0x0", temp=90.0), zones=CPU_ZONE)
+    assert s.summary()["throttled"] is False
+
+
+@pytest.mark.parametrize("peak, throttled", [(85.0, True), (80.0, True), (60.0, False)])
+def test_passive_trip_point(peak, throttled):
+    summary = sampler(temps(50.0, peak, 55.0), zones=CPU_ZONE).summary()
+    assert summary["max_temp_c"] == peak and summary["throttled"] is throttled
+    assert ("reached" in summary["throttle_evidence"]) is throttled
+    assert "cpu-thermal" in summary["throttle_evidence"]
+
+
+def test_every_zone_with_a_passive_trip_point_counts():
+    zones = {**CPU_ZONE, "/sys/class/thermal/thermal_zone1": ("gpu-thermal:thermal_zone1", 70.0),
+             "/sys/class/thermal/thermal_zone2": ("acpitz:thermal_zone2", None)}
+    hot_gpu = [{"t_s": 0.0, "temps_c": {"cpu-thermal:thermal_zone0": 60.0, "gpu-thermal:thermal_zone1": 75.0,
+                                        "acpitz:thermal_zone2": 40.0}, "freqs_mhz": {}}]
+    assert sampler(hot_gpu, zones=zones).summary()["throttled"] is True
+
+
+def test_a_zone_is_compared_with_its_own_trip_point():
+    # CPU 65 C and GPU 55 C are under their own trip points (80 and 70 C); the PMIC die has none.
+    # Yet the hottest reading (PMIC, 75 C) is over the lowest trip point (GPU, 70 C): "throttled".
+    zones = {**CPU_ZONE, "/sys/class/thermal/thermal_zone1": ("gpu-thermal:thermal_zone1", 70.0),
+             "/sys/class/thermal/thermal_zone2": ("pmic-die:thermal_zone2", None)}
+    readings = [{"t_s": 0.0, "temps_c": {"cpu-thermal:thermal_zone0": 65.0, "gpu-thermal:thermal_zone1": 55.0,
+                                         "pmic-die:thermal_zone2": 75.0}, "freqs_mhz": {}}]
+    assert sampler(readings, zones=zones).summary()["throttled"] is False
+
+
+@pytest.mark.parametrize("samples, zones", [
+    ([{"t_s": 0.0, "temps_c": {}, "freqs_mhz": {"cpu0": 1500.0}}], {}),
+    (temps(70.0), {}),                                                   # a temperature but no limit
+    (temps(70.0), {"/sys/class/thermal/thermal_zone0": ("x86_pkg_temp:thermal_zone0", None)}),
+])
+def test_no_throttle_sensor_is_unknown_not_false(samples, zones):
+    summary = sampler(samples, zones).summary()
+    assert summary["throttled"] is None
+    assert "no throttle sensor" in summary["throttle_evidence"]
+
+
+def test_no_samples_at_all():
+    assert sampler([]).summary() == {"max_temp_c": None, "throttled": None,
+                                     "throttle_evidence": "no throttle sensor on this board"}
+
+
+def test_bundle_digest_tracks_every_byte(tmp_path):
+    copy = tmp_path / "bench"
+    shutil.copytree(bench.bundle_files()[0].parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert bench.bundle_digest(copy) == bench.bundle_digest()
+    target = copy / "probes.py"
+    data = bytearray(target.read_bytes())
+    data[-2] ^= 0x01
+    target.write_bytes(bytes(data))
+    assert bench.bundle_digest(copy) != bench.bundle_digest()
+
+
+def test_bundle_digest_tracks_file_names(tmp_path):
+    copy = tmp_path / "bench"
+    shutil.copytree(bench.bundle_files()[0].parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = bench.bundle_digest(copy)
+    (copy / "probes.py").rename(copy / "sensors.py")
+    assert bench.bundle_digest(copy) != before
+    (copy / "extra.py").write_text("")
+    assert [p.name for p in bench.bundle_files(copy)] == ["__init__.py", "__main__.py", "adapters.py",
+                                                          "extra.py", "sensors.py"]
