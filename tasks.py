@@ -14,6 +14,7 @@ from edgeorch.errors import ConfigError, EdgeorchError
 from edgeorch.inventory import load_inventory
 
 INVENTORY = "inventory.yaml"
+INV_HELP = "inventory file (default: inventory.yaml)"
 
 
 def reported(fn):
@@ -40,14 +41,14 @@ def _hosts(c, host):
     return host
 
 
-@task
+@task(help={"inventory": INV_HELP})
 @reported
 def inventory(c, inventory=INVENTORY):
     """Show the boards of the inventory."""
     console.print(pipeline.inventory_table(load_inventory(inventory)))
 
 
-@task(help={"host": "board, group, or comma list (default: all)"})
+@task(help={"host": "board, group, or comma list (default: all)", "inventory": INV_HELP})
 @reported
 def check(c, host="all", inventory=INVENTORY):
     """Check each board: SSH, arch, Docker version, Python, free disk, thermal/frequency sensors."""
@@ -57,7 +58,7 @@ def check(c, host="all", inventory=INVENTORY):
 
 @task(help={"host": "board, group, or comma list",
             "framework": "framework to deploy (default: each board's `frameworks` list)",
-            "serial": "deploy one board after another instead of side by side"})
+            "serial": "deploy one board after another instead of side by side", "inventory": INV_HELP})
 @reported
 def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False):
     """Build the framework image for each board's arch and deploy it (Docker image + bare-metal bundle)."""
@@ -66,7 +67,7 @@ def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False):
 
 
 @task(help={"host": "board, group, or comma list (default: the host of a preceding deploy)",
-            "framework": "tflite",
+            "framework": "framework to benchmark (one recipe per framework under images/): tflite",
             "model": "builtin model (mobilenet_v2, tiny, tiny_int8) or a path to a .tflite file",
             "mode": "docker, bare or both",
             "iterations": "timed inferences per run",
@@ -74,7 +75,7 @@ def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False):
             "repeat": "runs per mode; modes alternate docker, bare, docker, bare, ...",
             "threads": "framework threads (0: the framework's default)",
             "parallel": "run boards side by side (real fleets; the sim boards share this host's CPUs)",
-            "dry_run": "print the planned runs and stop"})
+            "dry_run": "print the planned runs and stop", "inventory": INV_HELP})
 @reported
 def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations=50, warmup=5,
           repeat=3, threads=0, parallel=False, dry_run=False, inventory=INVENTORY):
@@ -84,7 +85,7 @@ def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations
                    parallel=parallel, dry_run=dry_run)
 
 
-@task(name="up")
+@task(name="up", help={"inventory": INV_HELP})
 @reported
 def sim_up(c, inventory=INVENTORY):
     """Start the simulated fleet (idempotent): sshd per board on loopback, own-arch userland, own dockerd."""
@@ -92,14 +93,14 @@ def sim_up(c, inventory=INVENTORY):
     sim_status(c, inventory)
 
 
-@task(name="status")
+@task(name="status", help={"inventory": INV_HELP})
 @reported
 def sim_status(c, inventory=INVENTORY):
     """Show each simulated board: container, private dockerd, sshd."""
     console.print(sim.status_table(load_inventory(inventory)))
 
 
-@task(name="down")
+@task(name="down", help={"inventory": INV_HELP})
 @reported
 def sim_down(c, inventory=INVENTORY):
     """Remove everything sim.up made (containers, private dockerds and stores, keys, board images)."""

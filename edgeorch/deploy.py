@@ -181,7 +181,8 @@ def push_model(conn: fabric.Connection, board: Board, workdir: str, model: Model
 
 _FACTS_SCRIPT = r"""
 py={python}
-echo "python=$($py -c 'import platform as p,struct as s;print(p.python_version(),p.machine(),s.calcsize("P")*8)' 2>/dev/null)"
+probe='import platform as p, struct as s; print(p.python_version(), p.machine(), s.calcsize("P") * 8)'
+echo "python=$($py -c "$probe" 2>/dev/null)"
 echo "venv=$($py -c 'import venv, ensurepip' 2>/dev/null && echo yes)"
 echo "numpy=$($py -c 'import numpy;print(numpy.__version__)' 2>/dev/null)"
 echo "docker=$(docker version --format '{{{{.Server.Version}}}}' 2>/dev/null)"

@@ -82,6 +82,7 @@ def _dockerd_alive(sb: SimBoard) -> bool:
 def _start_dockerd(sb: SimBoard) -> None:
     if _dockerd_alive(sb):
         return
+    shutil.rmtree(sb.run, ignore_errors=True)  # sockets and pidfile of an engine that died
     for d in (sb.run / "sock", sb.run / "exec", sb.state / "docker"):
         d.mkdir(parents=True, exist_ok=True)
     ns = f"edgeorch-sim-{sb.board.name}"

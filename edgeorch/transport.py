@@ -70,7 +70,8 @@ def connect(board: Board) -> Iterator[fabric.Connection]:
 def remote(conn: fabric.Connection, command: str, *, board: str, warn: bool = False,
            timeout: float | None = None) -> invoke.Result:
     """Run `command` on the board, echoed; a failure is a BoardError unless `warn`."""
-    echo(f"[{board}] {command}")
+    lines = command.strip().splitlines()
+    echo(f"[{board}] {lines[0]}" + (f" ... ({len(lines)} lines)" if len(lines) > 1 else ""))
     try:
         result = conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
     except invoke.CommandTimedOut as e:
