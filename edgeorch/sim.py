@@ -82,7 +82,11 @@ def _dockerd_alive(sb: SimBoard) -> bool:
 def _start_dockerd(sb: SimBoard) -> None:
     if _dockerd_alive(sb):
         return
-    shutil.rmtree(sb.run, ignore_errors=True)  # sockets and pidfile of an engine that died
+    # Leftovers of an engine that died; the sock/ directory itself stays, since the board
+    # container has it mounted and would not see a new one.
+    shutil.rmtree(sb.run / "exec", ignore_errors=True)
+    for stale in (sb.socket, sb.pidfile):
+        stale.unlink(missing_ok=True)
     for d in (sb.run / "sock", sb.run / "exec", sb.state / "docker"):
         d.mkdir(parents=True, exist_ok=True)
     ns = f"edgeorch-sim-{sb.board.name}"
