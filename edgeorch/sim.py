@@ -72,16 +72,42 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _dockerd_alive(sb: SimBoard) -> bool:
+def _dockerd_pid(sb: SimBoard) -> int | None:
     try:
-        return _alive(int(sb.pidfile.read_text().strip())) and sb.socket.exists()
+        pid = int(sb.pidfile.read_text().strip())
     except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _dockerd_alive(sb: SimBoard) -> bool:
+    """This board's private engine runs, and keeps its store where this inventory says."""
+    pid = _dockerd_pid(sb)
+    if pid is None or not sb.socket.exists():
         return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return str(sb.state / "docker").encode() in cmdline
+
+
+def _stop_dockerd(sb: SimBoard, why: str = "") -> None:
+    pid = _dockerd_pid(sb)
+    if pid is None:
+        return
+    echo(f"kill {pid}  # dockerd of {sb.board.name} {why}")
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(60):
+        if not _alive(pid):
+            return
+        time.sleep(0.5)
 
 
 def _start_dockerd(sb: SimBoard) -> None:
     if _dockerd_alive(sb):
         return
+    _stop_dockerd(sb, "started from another inventory")  # same board name, other checkout
     # Leftovers of an engine that died; the sock/ directory itself stays, since the board
     # container has it mounted and would not see a new one.
     shutil.rmtree(sb.run / "exec", ignore_errors=True)
@@ -157,7 +183,8 @@ def _ensure_container(client, sb: SimBoard, image: str) -> None:
     b = sb.board
     try:
         c = client.containers.get(sb.container)
-        if c.status == "running" and c.labels.get(f"{SIM_LABEL}.image") == image:
+        if (c.status == "running" and c.labels.get(f"{SIM_LABEL}.image") == image
+                and c.labels.get(f"{SIM_LABEL}.state") == str(sb.state)):
             return
         echo(f"docker rm -f {sb.container}")
         c.remove(force=True)
@@ -173,7 +200,8 @@ def _ensure_container(client, sb: SimBoard, image: str) -> None:
     client.containers.run(
         image, cmd, name=sb.container, detach=True, network_mode="host",
         platform=b.arch.info.docker_platform, hostname=b.name,
-        labels={images.LABEL: "1", SIM_LABEL: b.name, f"{SIM_LABEL}.image": image},
+        labels={images.LABEL: "1", SIM_LABEL: b.name, f"{SIM_LABEL}.image": image,
+                f"{SIM_LABEL}.state": str(sb.state)},
         volumes={str(keys): {"bind": "/etc/ssh/edgeorch", "mode": "ro"},
                  str(sb.socket.parent): {"bind": "/run/edgeorch-docker", "mode": "rw"}})
 
@@ -253,17 +281,7 @@ def down(inventory: Inventory) -> None:
             echo(f"docker rm -f {sb.container}")
         except docker.errors.NotFound:
             pass
-        if sb.pidfile.exists():
-            try:
-                pid = int(sb.pidfile.read_text().strip())
-                echo(f"kill {pid}  # dockerd of {sb.board.name}")
-                os.kill(pid, signal.SIGTERM)
-            except (OSError, ValueError):
-                pid = None
-            for _ in range(60):
-                if not pid or not _alive(pid):
-                    break
-                time.sleep(0.5)
+        _stop_dockerd(sb)
         shutil.rmtree(sb.run, ignore_errors=True)
         shutil.rmtree(sb.state, ignore_errors=True)
         for path in (sb.board.identity_file, sb.board.known_hosts):

@@ -54,8 +54,9 @@ class TFLite:
             "runtime": self._package.__name__,
             "version": getattr(self._package, "__version__", None),
             "threads": threads,
-            # tflite-runtime applies the XNNPACK delegate to float models by default.
-            "options": {"xnnpack": "default"},
+            # The runtime decides: its aarch64/x86_64 builds apply XNNPACK to float models,
+            # its armv7 build does not. Explicit on/off is future work (issue: all frameworks).
+            "options": {"delegates": "runtime default"},
         }
 
     def load(self, path, threads):
