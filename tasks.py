@@ -8,7 +8,7 @@ import functools
 
 from invoke import Collection, Exit, task
 
-from edgeorch import pipeline, results, sim
+from edgeorch import pipeline, report, results, sim
 from edgeorch.console import console
 from edgeorch.errors import ConfigError, EdgeorchError
 from edgeorch.inventory import load_inventory
@@ -85,6 +85,13 @@ def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations
                    parallel=parallel, dry_run=dry_run)
 
 
+@task
+@reported
+def zoo(c):
+    """List the network zoo: parameters and MACs as built, next to the published figures."""
+    console.print(report.zoo_table())
+
+
 @task(name="up", help={"inventory": INV_HELP})
 @reported
 def sim_up(c, inventory=INVENTORY):
@@ -114,6 +121,6 @@ def results_show(c, run=None):
     pipeline.show_results(run or results.latest_run())
 
 
-ns = Collection(inventory, check, deploy, bench,
+ns = Collection(inventory, check, deploy, bench, zoo,
                 Collection("sim", sim_up, sim_status, sim_down),
                 Collection("results", results_show))

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeorch.cache import file_sha256, write_atomic
 from edgeorch.errors import ModelError
 
 SEED = 0
@@ -45,7 +46,7 @@ def resolve_model(arg: str, *, cache_dir: Path, log: Callable[[str], None] | Non
             f"unknown model {arg!r}", hint=f"use a builtin model ({_builtin_list()}) or the path of a .tflite file"
         )
     validate_tflite(path)
-    return ModelSpec(name=path.stem, path=path.resolve(), sha256=_sha256(path), builtin=False)
+    return ModelSpec(name=path.stem, path=path.resolve(), sha256=file_sha256(path), builtin=False)
 
 
 def cached_path(name: str, cache_dir: Path) -> Path:
@@ -150,7 +151,7 @@ def _builtin(name: str, cache_dir: Path, log: Callable[[str], None]) -> ModelSpe
     path = cached_path(name, cache_dir)
     sidecar = path.with_name(path.name + ".sha256")
     if path.is_file() and sidecar.is_file():
-        digest = _sha256(path)
+        digest = file_sha256(path)
         if sidecar.read_bytes().split()[:1] == [digest.encode()]:
             return ModelSpec(name=name, path=path, sha256=digest, builtin=True)
         log(f"cached {path.name} does not match its checksum; rebuilding")
@@ -158,10 +159,10 @@ def _builtin(name: str, cache_dir: Path, log: Callable[[str], None]) -> ModelSpe
     data = _build(name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, data)
+        write_atomic(path, data)
         validate_tflite(path)  # a converter that emitted a broken file must not be cached as good
         digest = hashlib.sha256(data).hexdigest()
-        _write_atomic(sidecar, f"{digest}  {path.name}\n".encode())  # `sha256sum -c` format
+        write_atomic(sidecar, f"{digest}  {path.name}\n".encode())  # `sha256sum -c` format
     except OSError as exc:
         raise ModelError(
             f"cannot write builtin model {name} to {path.parent}: {exc.strerror}",
@@ -258,23 +259,6 @@ def _quiet(name: str) -> Iterator[None]:
             for fd, copy in zip((1, 2), saved, strict=True):
                 os.dup2(copy, fd)
                 os.close(copy)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; containers running as another user must read it
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _builtin_list() -> str:

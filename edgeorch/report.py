@@ -76,3 +76,19 @@ def mode_table(comparison: pd.DataFrame) -> Table:
         t.add_row(r.board, r.framework, r.model, _ms(r.docker_p50_ms), _ms(r.bare_p50_ms), ratio, ci,
                   r.verdict, f"{r.docker_runs}/{r.bare_runs}", temp, throttled)
     return t
+
+
+def zoo_table() -> Table:
+    """The network zoo: parameters and MACs as built here, against the published figures."""
+    from . import zoo
+
+    t = Table(title="Network zoo (one PyTorch definition per network, seeded weights)")
+    for col in ("network", "input", "params", "published", "GMACs", "published", "description"):
+        t.add_column(col, justify="left" if col in ("network", "input", "description") else "right")
+    for net in zoo.NETWORKS.values():
+        model = zoo.build(net.name)
+        params, macs = zoo.count_params(model), zoo.count_macs(model, net.input_shape)
+        t.add_row(net.name, "x".join(map(str, net.input_shape)), f"{params / 1e6:.2f} M",
+                  f"{net.published_params / 1e6:.2f} M", f"{macs / 1e9:.2f}", f"{net.published_macs / 1e9:.2f}",
+                  net.description)
+    return t

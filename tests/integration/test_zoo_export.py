@@ -1,0 +1,76 @@
+"""Really exports the zoo's networks to ONNX and runs them with ONNX Runtime against PyTorch (about 30 s)."""
+
+import hashlib
+import stat
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from edgeorch.zoo import NETWORKS, build, export_onnx, reference_input  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+# VGG-16 (550 MB of ONNX) is left out: it uses no operator that AlexNet does not.
+EXPORTED = ["squeezenet1_1", "googlenet", "resnet18", "resnet50", "mobilenet_v2", "alexnet"]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def exported(cache_dir):
+    """Each network exported once into a fresh cache: {name: (path, log lines)}."""
+    result = {}
+    for name in EXPORTED:
+        logged = []
+        result[name] = export_onnx(name, cache_dir=cache_dir, log=logged.append), logged
+    return result
+
+
+def run_onnx(path, x):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert (inp.name, inp.shape, out.shape) == ("input", list(x.shape), [1, 1000])  # static: no symbolic dims
+    return session.run(None, {"input": x})[0]
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+def test_onnx_runtime_agrees_with_pytorch(exported, name):
+    path, logged = exported[name]
+    assert logged == [f"exporting {name} to ONNX (first time only)"]
+    x = reference_input(NETWORKS[name])
+    with torch.no_grad():
+        expected = build(name)(torch.from_numpy(x)).numpy()
+    got = run_onnx(path, x)
+    # Kernels that sum in another order differ, through ResNet-50's 53 convs, by up to 1e-4 of the output range.
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-3 * np.abs(expected).max())
+    assert got.argmax() == expected.argmax()
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+def test_the_file_is_cached_with_its_checksum(exported, cache_dir, name):
+    path, _ = exported[name]
+    assert path.parent == cache_dir.resolve() / "models" and path.name.startswith(f"{name}-")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by containers running as another user
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert path.with_name(path.name + ".sha256").read_text() == f"{digest}  {path.name}\n"
+
+    mtime, logged = path.stat().st_mtime_ns, []
+    assert export_onnx(name, cache_dir=cache_dir, log=logged.append) == path
+    assert logged == [] and path.stat().st_mtime_ns == mtime  # a hit: not exported, not even rewritten
+
+
+def test_a_damaged_cached_file_is_exported_again(tmp_path):
+    path = export_onnx("squeezenet1_1", cache_dir=tmp_path)
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])  # as a copy cut off by a full disk would be
+    logged = []
+    assert export_onnx("squeezenet1_1", cache_dir=tmp_path, log=logged.append) == path
+    assert "does not match its checksum" in logged[0]
+    assert path.read_bytes() == good  # the export is reproducible, byte for byte
