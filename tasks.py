@@ -12,6 +12,7 @@ from edgeorch import pipeline, report, results, sim
 from edgeorch.console import console
 from edgeorch.errors import ConfigError, EdgeorchError
 from edgeorch.inventory import load_inventory
+from edgeorch.recipes import load_recipes
 
 INVENTORY = "inventory.yaml"
 INV_HELP = "inventory file (default: inventory.yaml)"
@@ -67,22 +68,23 @@ def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False):
 
 
 @task(help={"host": "board, group, or comma list (default: the host of a preceding deploy)",
-            "framework": "framework to benchmark (one recipe per framework under images/): tflite",
-            "model": "builtin model (mobilenet_v2, tiny, tiny_int8) or a path to a .tflite file",
+            "framework": "framework to benchmark: tflite or onnxruntime (see `invoke matrix`)",
+            "model": "a model of the framework's format (see `invoke matrix`), or the path of your own file",
             "mode": "docker, bare or both",
             "iterations": "timed inferences per run",
             "warmup": "untimed inferences before them",
             "repeat": "runs per mode; modes alternate docker, bare, docker, bare, ...",
             "threads": "framework threads (0: the framework's default)",
             "parallel": "run boards side by side (real fleets; the sim boards share this host's CPUs)",
-            "dry_run": "print the planned runs and stop", "inventory": INV_HELP})
+            "dry_run": "print the planned runs and stop", "inventory": INV_HELP,
+            "timeout": "seconds one run may take before it counts as failed"})
 @reported
 def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations=50, warmup=5,
-          repeat=3, threads=0, parallel=False, dry_run=False, inventory=INVENTORY):
+          repeat=3, threads=0, parallel=False, dry_run=False, timeout=3600, inventory=INVENTORY):
     """Benchmark a model in Docker and on bare metal; results go to results/<run-id>/."""
     pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model,
                    mode=mode, iterations=iterations, warmup=warmup, repeat=repeat, threads=threads,
-                   parallel=parallel, dry_run=dry_run)
+                   parallel=parallel, dry_run=dry_run, timeout=timeout)
 
 
 @task
@@ -90,6 +92,13 @@ def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations
 def zoo(c):
     """List the network zoo: parameters and MACs as built, next to the published figures."""
     console.print(report.zoo_table())
+
+
+@task
+@reported
+def matrix(c):
+    """Which framework runs on which arch (or why not), and with which models."""
+    console.print(report.matrix_table(load_recipes()))
 
 
 @task(name="up", help={"inventory": INV_HELP})
@@ -121,6 +130,6 @@ def results_show(c, run=None):
     pipeline.show_results(run or results.latest_run())
 
 
-ns = Collection(inventory, check, deploy, bench, zoo,
+ns = Collection(inventory, check, deploy, bench, zoo, matrix,
                 Collection("sim", sim_up, sim_status, sim_down),
                 Collection("results", results_show))

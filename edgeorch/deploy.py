@@ -26,6 +26,8 @@ from .recipes import INSTALL_SCRIPT
 from .runners import BareRunner, DockerRunner, Runner, probe_args
 from .transport import remote
 
+PROBE_TIMEOUT = 600  # s: importing a big framework under QEMU is slow, but a hang must end
+
 
 @dataclass(frozen=True, kw_only=True)
 class Deployment:
@@ -135,7 +137,7 @@ def check_versions(conn: fabric.Connection, deployment: Deployment) -> tuple[str
     """Probe both modes; the framework version and entrypoint bytes must match, or BoardError."""
     board, image = deployment.board, deployment.image
     probes = {}
-    for mode, runner in deployment.runners(conn).items():
+    for mode, runner in deployment.runners(conn, timeout=PROBE_TIMEOUT).items():
         answer = runner.execute(probe_args(image.framework), None)
         probes[mode] = results.parse_answer(answer, board=board.name, what=f"{mode} probe",
                                             schema=bench.PROBE_SCHEMA)

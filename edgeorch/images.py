@@ -183,9 +183,9 @@ def framework_tag(recipe: Recipe, arch: Arch, wheelhouse: Path) -> tuple[str, st
 
 def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, arch: Arch) -> ImageSpec:
     """The framework image for `arch`, built from the cached base and wheelhouse when missing."""
-    if arch not in recipe.arches:
-        raise SetupError(f"{recipe.framework} has no build for {arch.value}",
-                         hint=f"its recipe supports {[a.value for a in recipe.arches]}")
+    if recipe.why_not(arch):
+        raise SetupError(f"{recipe.framework} cannot run on {arch.value}: {recipe.why_not(arch)}",
+                         hint="see `invoke matrix` for where each framework runs")
     base = ensure_base_images(client, [arch])[arch]
     wheelhouse = ensure_wheelhouse(recipe, arch)
     tag, key = framework_tag(recipe, arch, wheelhouse)
@@ -193,7 +193,7 @@ def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, arch: Ar
     if image_id is None:
         with tempfile.TemporaryDirectory(prefix=f"edgeorch-{recipe.framework}-") as tmp:
             ctx = Path(tmp)
-            shutil.copy(recipe.directory / "Dockerfile", ctx / "Dockerfile")
+            shutil.copy(recipe.dockerfile, ctx / "Dockerfile")
             shutil.copy(INSTALL_SCRIPT, ctx / INSTALL_SCRIPT.name)
             shutil.copytree(wheelhouse, ctx / "wheels")
             copy_bundle(ctx / bench.BOARD_PACKAGE)

@@ -49,6 +49,41 @@ def resolve_model(arg: str, *, cache_dir: Path, log: Callable[[str], None] | Non
     return ModelSpec(name=path.stem, path=path.resolve(), sha256=file_sha256(path), builtin=False)
 
 
+def resolve(arg: str, model_format: str, *, cache_dir: Path, log: Callable[[str], None] | None = None) -> ModelSpec:
+    """The model `arg` in a framework's format: a builtin or zoo name, or the path of a user's file."""
+    if model_format == "tflite":
+        return resolve_model(arg, cache_dir=cache_dir, log=log)
+    if model_format != "onnx":
+        raise ModelError(f"no model source for the format {model_format!r}", hint="fix the framework's recipe")
+    from . import zoo
+
+    if arg in zoo.NETWORKS:
+        path = zoo.export_onnx(arg, cache_dir=cache_dir, log=log)
+        return ModelSpec(name=arg, path=path, sha256=file_sha256(path), builtin=True)
+    path = Path(arg).expanduser()
+    if not path.exists() and not (path.suffix or "/" in arg or os.sep in arg):
+        raise ModelError(f"unknown model {arg!r}",
+                         hint=f"use a zoo network ({', '.join(zoo.NETWORKS)}) or the path of a .onnx file")
+    validate_onnx(path)
+    return ModelSpec(name=path.stem, path=path.resolve(), sha256=file_sha256(path), builtin=False)
+
+
+def validate_onnx(path: Path) -> None:
+    """Raise ModelError unless path is an ONNX model the onnx checker accepts."""
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist", hint="check the path given to --model")
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ModelError(f"cannot check {path}: the onnx package is not installed",
+                         hint="install the models extra (pip install -e '.[models]')") from exc
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:  # the checker raises protobuf and its own errors alike
+        raise ModelError(f"{path} is not a valid ONNX model: {' '.join(str(exc).split())[:300]}",
+                         hint="pass an .onnx file exported by a framework (e.g. torch.onnx.export)") from exc
+
+
 def cached_path(name: str, cache_dir: Path) -> Path:
     """Where builtin `name` is cached: its key changes whenever its build recipe or the seed does."""
     arch, int8 = _RECIPES[name]

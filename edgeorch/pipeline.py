@@ -12,10 +12,10 @@ from . import images, report, results
 from .cache import cache_dir
 from .console import console
 from .deploy import Deployment, board_facts, deploy, push_model
-from .errors import BoardError, RunError
+from .errors import BoardError, ConfigError, RunError
 from .images import ImageSpec
 from .inventory import Board, Inventory
-from .models import ModelSpec, resolve_model
+from .models import ModelSpec, resolve
 from .plan import RunSpec, bench_runs, images_needed, parse_modes
 from .recipes import get_recipe
 from .runners import entrypoint_args
@@ -113,22 +113,22 @@ def deploy_boards(inventory: Inventory, host: str, frameworks: list[str] | None 
 
 def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: str = "both",
           iterations: int = 50, warmup: int = 5, repeat: int = 3, threads: int = 0,
-          parallel: bool = False, dry_run: bool = False) -> Path | None:
+          parallel: bool = False, dry_run: bool = False, timeout: float = 3600) -> Path | None:
     """Benchmark `model` with `framework` on the boards; returns results/<run-id>/."""
     boards = inventory.select(host)
     recipe = get_recipe(framework)
     modes = parse_modes(mode)
-    spec = resolve_model(model, cache_dir=cache_dir(), log=console.print)
+    unsupported = [f"{b.name} ({b.arch.value}: {recipe.why_not(b.arch)})" for b in boards if recipe.why_not(b.arch)]
+    if unsupported:
+        raise ConfigError(f"{framework} cannot run on {', '.join(unsupported)}",
+                          hint="pick other boards or another framework; `invoke matrix` shows what runs where")
+    spec = resolve(model, recipe.model_format, cache_dir=cache_dir(), log=console.print)
     plans = {b.name: bench_runs(b, framework=framework, model=spec.name, modes=modes, repeat=repeat,
                                 iterations=iterations, warmup=warmup, threads=threads) for b in boards}
     if dry_run:
         for name, runs in plans.items():
             console.print(f"{name}: " + ", ".join(f"{r.mode}#{r.pair}" for r in runs))
         return None
-    unsupported = [b.name for b in boards if b.arch not in recipe.arches]
-    if unsupported:
-        raise BoardError(f"{framework} does not support the arch of {', '.join(unsupported)}",
-                         hint=f"{framework} runs on {[a.value for a in recipe.arches]}")
     built = build([framework], boards)
     run_dir = results.new_run_dir()
     planned = [r for runs in plans.values() for r in runs]
@@ -144,7 +144,7 @@ def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: 
         with connect(board) as conn:
             deployment = deploy(conn, board, image, export, progress)
             remote_model = push_model(conn, board, deployment.workdir, spec, progress)
-            runners = deployment.runners(conn)
+            runners = deployment.runners(conn, timeout=timeout)
             task = progress.add_task(f"{board.name}: runs", total=len(plans[board.name]), unit="runs")
             for run in plans[board.name]:
                 doc = _run(runners[run.mode], run, spec, remote_model, run_dir)

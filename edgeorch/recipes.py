@@ -12,6 +12,7 @@ from .errors import ConfigError
 
 IMAGES = ROOT / "images"
 INSTALL_SCRIPT = IMAGES / "install-framework.sh"
+DEFAULT_DOCKERFILE = IMAGES / "framework.Dockerfile"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,10 +34,22 @@ class Recipe:
     packages: tuple[str, ...]
     model_format: str
     arches: tuple[Arch, ...]
+    unsupported: dict[Arch, str]  # arch -> why the framework cannot run there
     directory: Path
 
+    @property
+    def dockerfile(self) -> Path:
+        own = self.directory / "Dockerfile"
+        return own if own.exists() else DEFAULT_DOCKERFILE
+
     def files(self) -> list[Path]:
-        return sorted(p for p in self.directory.iterdir() if p.is_file()) + [INSTALL_SCRIPT]
+        return sorted(p for p in self.directory.iterdir() if p.is_file()) + [self.dockerfile, INSTALL_SCRIPT]
+
+    def why_not(self, arch: Arch) -> str | None:
+        """None if the framework runs on `arch`, else the reason it does not."""
+        if arch in self.arches:
+            return None
+        return self.unsupported.get(arch, f"no {self.framework} build for {arch.value} in its recipe")
 
 
 def _read(path: Path) -> dict:
@@ -64,7 +77,9 @@ def load_recipes(images: Path = IMAGES) -> dict[str, Recipe]:
                 framework=doc["framework"], version=doc["version"],
                 packages=tuple(p.format(version=doc["version"]) for p in doc["packages"]),
                 model_format=doc["model_format"],
-                arches=tuple(Arch.parse(a) for a in doc["arches"]), directory=path.parent)
+                arches=tuple(Arch.parse(a) for a in doc["arches"]),
+                unsupported={Arch.parse(a): why for a, why in doc.get("unsupported", {}).items()},
+                directory=path.parent)
         except (KeyError, ValueError) as e:
             raise ConfigError(f"recipe {path} has a missing or bad field: {e}",
                               hint="compare it with images/tflite/recipe.toml") from e

@@ -92,3 +92,23 @@ def zoo_table() -> Table:
                   f"{net.published_params / 1e6:.2f} M", f"{macs / 1e9:.2f}", f"{net.published_macs / 1e9:.2f}",
                   net.description)
     return t
+
+
+def matrix_table(recipes: dict) -> Table:
+    """Framework x arch: a check mark, or why the framework cannot run there; and its models."""
+    from . import zoo
+    from .arch import Arch
+    from .models import BUILTIN_MODELS
+
+    models = {"tflite": list(BUILTIN_MODELS), "onnx": list(zoo.NETWORKS)}
+    t = Table(title="Support matrix (from the recipes under images/)")
+    t.add_column("framework")
+    t.add_column("version")
+    for arch in Arch:
+        t.add_column(arch.value)
+    t.add_column("models (or a path to your own file)")
+    for r in recipes.values():
+        cells = ["[green]✓[/]" if not r.why_not(a) else f"[red]✗[/] {r.why_not(a)}" for a in Arch]
+        t.add_row(r.framework, r.version, *cells,
+                  f"{r.model_format}: " + ", ".join(models.get(r.model_format, [])))
+    return t

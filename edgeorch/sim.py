@@ -116,9 +116,10 @@ def _start_dockerd(sb: SimBoard) -> None:
     for d in (sb.run / "sock", sb.run / "exec", sb.state / "docker"):
         d.mkdir(parents=True, exist_ok=True)
     ns = f"edgeorch-sim-{sb.board.name}"
-    # No bridge, no iptables: the private engine must not touch the main engine's docker0
-    # or the host's firewall; the board's containers run with --network none anyway.
-    cmd = ["dockerd", "--data-root", sb.state / "docker", "--exec-root", sb.run / "exec",
+    # The private engine runs in a network namespace of its own: with --bridge none, dockerd
+    # deletes any interface named docker0 it can see, which would cut off the main engine.
+    # Its containers run with --network none anyway; the API is a unix socket.
+    cmd = ["unshare", "--net", "--", "dockerd", "--data-root", sb.state / "docker", "--exec-root", sb.run / "exec",
            "--host", f"unix://{sb.socket}", "--pidfile", sb.pidfile, "--bridge", "none",
            "--iptables=false", "--ip6tables=false", "--ip-masq=false",
            "--containerd-namespace", ns, "--containerd-plugins-namespace", f"{ns}-plugins"]

@@ -84,4 +84,53 @@ class TFLite:
         self.interpreter.invoke()
 
 
-ADAPTERS = {cls.name: cls for cls in (TFLite,)}
+class OnnxRuntime:
+    """ONNX Runtime: the CUDA execution provider where the wheel and board have one, else CPU."""
+
+    name = "onnxruntime"
+    _dtypes = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+               "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int32)": "int32",
+               "tensor(int64)": "int64", "tensor(bool)": "bool"}
+
+    def __init__(self):
+        try:
+            self.ort = importlib.import_module("onnxruntime")
+        except ImportError as e:
+            raise FrameworkMissing("onnxruntime is not installed") from e
+        available = self.ort.get_available_providers()
+        self.providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        self.session = None
+
+    def info(self, threads):
+        return {"name": self.name, "runtime": "onnxruntime", "version": self.ort.__version__,
+                "threads": threads, "options": {"providers": self.providers, "graph_optimization": "all"}}
+
+    def load(self, path, threads):
+        options = self.ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        try:
+            self.session = self.ort.InferenceSession(path, options, providers=self.providers)
+        except Exception as e:  # ORT raises its own pybind exception types for bad models
+            raise ModelLoadError(" ".join(str(e).split())[:500] or repr(e)) from e
+
+    def _inputs(self):
+        for i in self.session.get_inputs():
+            if i.type not in self._dtypes:
+                raise ModelLoadError(f"input {i.name} has type {i.type}, which edgeorch cannot feed")
+            # symbolic dimensions (batch, sequence) are fed as 1
+            yield i.name, tuple(d if isinstance(d, int) and d > 0 else 1 for d in i.shape), self._dtypes[i.type]
+
+    def describe(self):
+        return {"inputs": [{"name": n, "shape": list(s), "dtype": d} for n, s, d in self._inputs()],
+                "outputs": [{"name": o.name, "shape": [d if isinstance(d, int) else str(d) for d in o.shape],
+                             "dtype": self._dtypes.get(o.type, o.type)} for o in self.session.get_outputs()]}
+
+    def prepare(self, seed):
+        rng = np.random.default_rng(seed)
+        self.feeds = {n: _random_input(s, d, rng) for n, s, d in self._inputs()}
+
+    def infer(self):
+        self.session.run(None, self.feeds)
+
+
+ADAPTERS = {cls.name: cls for cls in (TFLite, OnnxRuntime)}

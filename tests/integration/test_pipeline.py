@@ -71,3 +71,17 @@ def test_a_user_model_file(fleet, tmp_path):
                "--repeat", "1", "--mode", "bare")
     df = pd.read_parquet(run_dir_of(r.stdout) / "results.parquet")
     assert list(df["model"]) == ["my_net"] and list(df["mode"]) == ["bare"]
+
+
+def test_onnxruntime_runs_a_zoo_network_in_both_modes(fleet):
+    r = invoke("bench", "--host", "rpi4,x86", "--framework", "onnxruntime", "--model", "squeezenet1_1",
+               "--iterations", "3", "--warmup", "1", "--repeat", "1")
+    df = pd.read_parquet(run_dir_of(r.stdout) / "results.parquet")
+    assert sorted(zip(df["board"], df["mode"])) == [("rpi4", "bare"), ("rpi4", "docker"),
+                                                    ("x86", "bare"), ("x86", "docker")]
+    assert set(df["framework_version"]) == {"1.22.1"} and set(df["runtime"]) == {"onnxruntime"}
+
+
+def test_a_framework_is_refused_where_it_cannot_run(fleet):
+    r = invoke("bench", "--host", "rpi3", "--framework", "onnxruntime", check=False)
+    assert r.returncode == 2 and "no cp311 armv7l wheel" in r.stdout and "invoke matrix" in r.stdout

@@ -1,3 +1,6 @@
+# The image of a framework whose wheels install with pip: every recipe under images/<name>/
+# without a Dockerfile of its own uses this one. The bare-metal bundle is installed by the same
+# script from the same wheels, and gets the same entrypoint package.
 ARG BASE
 FROM ${BASE}
 COPY install-framework.sh /opt/edgeorch/install-framework.sh

@@ -1,0 +1,44 @@
+"""The framework recipes under images/ and the support matrix they define."""
+
+import pytest
+
+from edgeorch.arch import Arch
+from edgeorch.errors import ConfigError, ModelError
+from edgeorch.models import resolve
+from edgeorch.recipes import DEFAULT_DOCKERFILE, get_recipe, load_recipes
+
+
+def test_every_recipe_pins_every_package_and_knows_each_arch():
+    recipes = load_recipes()
+    assert {"tflite", "onnxruntime"} <= set(recipes)
+    for r in recipes.values():
+        assert all("==" in p for p in r.packages), r.framework  # same versions in image and bundle
+        for arch in Arch:
+            assert (arch in r.arches) == (r.why_not(arch) is None)
+
+
+def test_onnxruntime_says_why_it_does_not_run_on_armv7():
+    r = get_recipe("onnxruntime")
+    assert r.why_not(Arch.ARM64) is None
+    assert "no cp311 armv7l wheel" in r.why_not(Arch.ARMV7)
+    assert r.dockerfile == DEFAULT_DOCKERFILE and r.model_format == "onnx"
+
+
+def test_unknown_framework_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="unknown framework 'caffe9'") as err:
+        get_recipe("caffe9")
+    assert "onnxruntime" in err.value.hint and "tflite" in err.value.hint
+
+
+def test_an_onnx_model_that_is_not_one(tmp_path):
+    pytest.importorskip("onnx")
+    bad = tmp_path / "net.onnx"
+    bad.write_text("not a protobuf\n")
+    with pytest.raises(ModelError, match="is not a valid ONNX model"):
+        resolve(str(bad), "onnx", cache_dir=tmp_path)
+
+
+def test_an_unknown_onnx_model_name_lists_the_zoo(tmp_path):
+    with pytest.raises(ModelError, match="unknown model 'resnet1000'") as err:
+        resolve("resnet1000", "onnx", cache_dir=tmp_path)
+    assert "squeezenet1_1" in err.value.hint and "vgg16" in err.value.hint
