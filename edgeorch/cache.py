@@ -3,7 +3,10 @@
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+from .errors import ModelError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,3 +49,30 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def cached_file(path: Path, make: Callable[[], bytes], check: Callable[[Path], None],
+                log: Callable[[str], None], what: str) -> str:
+    """sha256 of `path`, made by `make` unless a copy that matches its `.sha256` sidecar is there.
+
+    A made file is written atomically and passed to `check` before its sidecar is written, so
+    a broken build is never taken for a cached good one.
+    """
+    sidecar = path.with_name(path.name + ".sha256")
+    if path.is_file() and sidecar.is_file():
+        digest = file_sha256(path)
+        if sidecar.read_bytes().split()[:1] == [digest.encode()]:
+            return digest
+        log(f"cached {path.name} does not match its checksum; making it again")
+    log(f"{what} (first time only)")
+    data = make()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
+        check(path)
+        digest = hashlib.sha256(data).hexdigest()
+        write_atomic(sidecar, f"{digest}  {path.name}\n".encode())  # `sha256sum -c` format
+    except OSError as exc:
+        raise ModelError(f"cannot write {path.name} to {path.parent}: {exc.strerror}",
+                         hint="make that directory writable or use another cache directory") from exc
+    return digest

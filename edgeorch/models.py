@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeorch.cache import file_sha256, write_atomic
+from edgeorch.cache import cached_file, file_sha256
 from edgeorch.errors import ModelError
 
 SEED = 0
@@ -184,25 +184,8 @@ def _check_model_table(b: mmap.mmap | bytes) -> None:
 
 def _builtin(name: str, cache_dir: Path, log: Callable[[str], None]) -> ModelSpec:
     path = cached_path(name, cache_dir)
-    sidecar = path.with_name(path.name + ".sha256")
-    if path.is_file() and sidecar.is_file():
-        digest = file_sha256(path)
-        if sidecar.read_bytes().split()[:1] == [digest.encode()]:
-            return ModelSpec(name=name, path=path, sha256=digest, builtin=True)
-        log(f"cached {path.name} does not match its checksum; rebuilding")
-    log(f"building {name} with TensorFlow (first time only, up to ~30 s)")
-    data = _build(name)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data)
-        validate_tflite(path)  # a converter that emitted a broken file must not be cached as good
-        digest = hashlib.sha256(data).hexdigest()
-        write_atomic(sidecar, f"{digest}  {path.name}\n".encode())  # `sha256sum -c` format
-    except OSError as exc:
-        raise ModelError(
-            f"cannot write builtin model {name} to {path.parent}: {exc.strerror}",
-            hint="make that directory writable or use another cache directory",
-        ) from exc
+    digest = cached_file(path, lambda: _build(name), validate_tflite, log,
+                         f"building {name} with TensorFlow, up to ~30 s")
     return ModelSpec(name=name, path=path, sha256=digest, builtin=True)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
+import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -193,10 +195,6 @@ def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], planned: list[Ru
 
 def show_results(run_dir: Path) -> None:
     """Print the comparison table of a finished run and whether it is complete."""
-    import json
-
-    import pandas as pd
-
     run_dir = Path(run_dir)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     if not (run_dir / "results.parquet").exists():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker.errors
+import psutil
 from rich.table import Table
 
 from . import images
@@ -60,48 +60,39 @@ def _docker0() -> str:
     return out.stdout.strip()
 
 
-def _alive(pid: int) -> bool:
+def _dockerd(sb: SimBoard) -> psutil.Process | None:
+    """The running dockerd of this board's pidfile, if any (a zombie counts as gone)."""
     try:
-        os.waitpid(pid, os.WNOHANG)  # reap it if this process started it, or it lingers as a zombie
-    except ChildProcessError:
+        proc = psutil.Process(int(sb.pidfile.read_text().strip()))
+        if proc.status() != psutil.STATUS_ZOMBIE:
+            return proc
+        proc.wait(0)  # our own child that exited: reap it
+    except (OSError, ValueError, psutil.Error):
         pass
-    try:
-        os.kill(pid, 0)
-        return True
-    except OSError:
-        return False
-
-
-def _dockerd_pid(sb: SimBoard) -> int | None:
-    try:
-        pid = int(sb.pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _alive(pid) else None
+    return None
 
 
 def _dockerd_alive(sb: SimBoard) -> bool:
     """This board's private engine runs, and keeps its store where this inventory says."""
-    pid = _dockerd_pid(sb)
-    if pid is None or not sb.socket.exists():
-        return False
+    proc = _dockerd(sb)
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
+        return proc is not None and sb.socket.exists() and str(sb.state / "docker") in proc.cmdline()
+    except psutil.Error:
         return False
-    return str(sb.state / "docker").encode() in cmdline
 
 
 def _stop_dockerd(sb: SimBoard, why: str = "") -> None:
-    pid = _dockerd_pid(sb)
-    if pid is None:
+    proc = _dockerd(sb)
+    if proc is None:
         return
-    echo(f"kill {pid}  # dockerd of {sb.board.name} {why}")
-    os.kill(pid, signal.SIGTERM)
-    for _ in range(60):
-        if not _alive(pid):
-            return
-        time.sleep(0.5)
+    echo(f"kill {proc.pid}  # dockerd of {sb.board.name} {why}")
+    try:
+        proc.terminate()
+        proc.wait(30)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        proc.kill()
 
 
 def _start_dockerd(sb: SimBoard) -> None:

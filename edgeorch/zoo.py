@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeorch.cache import content_hash, file_sha256, write_atomic
+from edgeorch.cache import cached_file, content_hash
 from edgeorch.errors import ModelError
 
 SEED = 0
@@ -156,23 +156,8 @@ def export_onnx(name: str, *, cache_dir: Path, log: Callable[[str], None] | None
     recipe = "".join(inspect.getsource(f) for f in (_architectures, build, _calibrate, _export))
     key = content_hash(recipe, f"{name} seed={SEED} opset={OPSET} torch={torch.__version__}")
     path = Path(cache_dir).resolve() / "models" / f"{name}-{key}.onnx"
-    sidecar = path.with_name(path.name + ".sha256")
-    if path.is_file() and sidecar.is_file():
-        if sidecar.read_bytes().split()[:1] == [file_sha256(path).encode()]:
-            return path
-        log(f"cached {path.name} does not match its checksum; exporting again")
-    log(f"exporting {name} to ONNX (first time only)")
-    data = _export(build(name), network)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data)
-        _verify(path, network)  # an exporter that wrote a broken file must not be cached as good
-        write_atomic(sidecar, f"{file_sha256(path)}  {path.name}\n".encode())  # `sha256sum -c` format
-    except OSError as exc:
-        raise ModelError(
-            f"cannot write {path.name} to {path.parent}: {exc.strerror}",
-            hint="make that directory writable or use another cache directory",
-        ) from exc
+    cached_file(path, lambda: _export(build(name), network), lambda p: _verify(p, network), log,
+                f"exporting {name} to ONNX")
     return path
 
 

@@ -45,6 +45,8 @@ def test_deploy_then_bench_on_the_armv7_board(fleet):
     assert len(doc["timing"]["warmup_ns"]) == 2 and doc["sensors"]["samples"]
     assert json.loads((run_dir / "manifest.json").read_text())["complete"] is True
     assert "docker/bare" in r.stdout and "rpi3" in r.stdout
+    shown = invoke("results.show", "--run", str(run_dir))
+    assert "rpi3" in shown.stdout and "tiny" in shown.stdout and "INCOMPLETE" not in shown.stdout
 
 
 def test_a_second_deploy_transfers_nothing(fleet):
