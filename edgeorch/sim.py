@@ -115,9 +115,9 @@ def _start_dockerd(sb: SimBoard) -> None:
            "--iptables=false", "--ip6tables=false", "--ip-masq=false",
            "--containerd-namespace", ns, "--containerd-plugins-namespace", f"{ns}-plugins"]
     echo(cmd)
-    log = open(sb.state / "dockerd.log", "ab")
     try:
-        subprocess.Popen([str(c) for c in cmd], stdout=log, stderr=log, start_new_session=True)
+        with open(sb.state / "dockerd.log", "ab") as log:  # the engine keeps its own copy of the fd
+            subprocess.Popen([str(c) for c in cmd], stdout=log, stderr=log, start_new_session=True)
     except FileNotFoundError as e:
         raise SetupError("dockerd is not installed", hint="apt-get install docker.io, or ./setup.sh") from e
     for _ in range(120):
