@@ -87,6 +87,14 @@ def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations
                    parallel=parallel, dry_run=dry_run, timeout=timeout)
 
 
+@task(help={"host": "board, group, or comma list", "framework": "framework to check (see `invoke matrix`)",
+            "model": "a zoo network (see `invoke zoo`)", "inventory": INV_HELP})
+@reported
+def agree(c, framework, host=None, model="mobilenet_v2", inventory=INVENTORY):
+    """Check that a framework reproduces PyTorch's output of a zoo network on the boards, in both modes."""
+    pipeline.agree(load_inventory(inventory), _hosts(c, host), framework=framework, model=model)
+
+
 @task
 @reported
 def zoo(c):
@@ -130,6 +138,6 @@ def results_show(c, run=None):
     pipeline.show_results(run or results.latest_run())
 
 
-ns = Collection(inventory, check, deploy, bench, zoo, matrix,
+ns = Collection(inventory, check, deploy, bench, agree, zoo, matrix,
                 Collection("sim", sim_up, sim_status, sim_down),
                 Collection("results", results_show))

@@ -20,7 +20,6 @@ from .cache import file_sha256
 from .errors import BoardError
 from .images import ImageSpec
 from .inventory import Board
-from .models import ModelSpec
 from .plan import deploy_steps
 from .recipes import INSTALL_SCRIPT
 from .runners import BareRunner, DockerRunner, Runner, probe_args
@@ -138,7 +137,7 @@ def check_versions(conn: fabric.Connection, deployment: Deployment) -> tuple[str
     board, image = deployment.board, deployment.image
     probes = {}
     for mode, runner in deployment.runners(conn, timeout=PROBE_TIMEOUT).items():
-        answer = runner.execute(probe_args(image.framework), None)
+        answer = runner.execute(probe_args(image.framework), {})
         probes[mode] = results.parse_answer(answer, board=board.name, what=f"{mode} probe",
                                             schema=bench.PROBE_SCHEMA)
     versions = {m: p["framework"]["version"] for m, p in probes.items()}
@@ -170,14 +169,14 @@ def check_versions(conn: fabric.Connection, deployment: Deployment) -> tuple[str
     return versions["docker"], tuple(notes)
 
 
-def push_model(conn: fabric.Connection, board: Board, workdir: str, model: ModelSpec,
-               progress: Progress | None = None) -> str:
-    """Copy the model to the board unless an identical copy is there; returns its path there."""
-    dest = posixpath.join(workdir, "models", f"{model.sha256[:16]}-{model.path.name}")
+def push_file(conn: fabric.Connection, board: Board, workdir: str, path: Path, sha256: str,
+              progress: Progress | None = None) -> str:
+    """Copy a model or input file to the board unless an identical copy is there; its path there."""
+    dest = posixpath.join(workdir, "models", f"{sha256[:16]}-{path.name}")
     have = remote(conn, f"sha256sum {dest}", board=board.name, warn=True)
-    if not (have.ok and have.stdout.split()[0] == model.sha256):
+    if not (have.ok and have.stdout.split()[0] == sha256):
         remote(conn, f"mkdir -p {posixpath.dirname(dest)}", board=board.name)
-        _put(conn, model.path, dest, progress, f"{board.name}: model {model.name}")
+        _put(conn, path, dest, progress, f"{board.name}: {path.name}")
     return dest
 
 

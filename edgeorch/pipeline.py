@@ -11,15 +11,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import images, report, results
-from .cache import cache_dir
+from .cache import cache_dir, file_sha256
 from .console import console
-from .deploy import Deployment, board_facts, deploy, push_model
+from .deploy import Deployment, board_facts, deploy, push_file
 from .errors import BoardError, ConfigError, RunError
 from .images import ImageSpec
 from .inventory import Board, Inventory
 from .models import ModelSpec, resolve
 from .plan import RunSpec, bench_runs, images_needed, parse_modes
-from .recipes import get_recipe
+from .recipes import Recipe, get_recipe
 from .runners import entrypoint_args
 from .transport import GroupResult, connect, fan_out
 
@@ -113,6 +113,13 @@ def deploy_boards(inventory: Inventory, host: str, frameworks: list[str] | None 
     return group
 
 
+def _require_support(recipe: Recipe, boards: list[Board]) -> None:
+    unsupported = [f"{b.name} ({b.arch.value}: {recipe.why_not(b.arch)})" for b in boards if recipe.why_not(b.arch)]
+    if unsupported:
+        raise ConfigError(f"{recipe.framework} cannot run on {', '.join(unsupported)}",
+                          hint="pick other boards or another framework; `invoke matrix` shows what runs where")
+
+
 def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: str = "both",
           iterations: int = 50, warmup: int = 5, repeat: int = 3, threads: int = 0,
           parallel: bool = False, dry_run: bool = False, timeout: float = 3600) -> Path | None:
@@ -120,10 +127,7 @@ def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: 
     boards = inventory.select(host)
     recipe = get_recipe(framework)
     modes = parse_modes(mode)
-    unsupported = [f"{b.name} ({b.arch.value}: {recipe.why_not(b.arch)})" for b in boards if recipe.why_not(b.arch)]
-    if unsupported:
-        raise ConfigError(f"{framework} cannot run on {', '.join(unsupported)}",
-                          hint="pick other boards or another framework; `invoke matrix` shows what runs where")
+    _require_support(recipe, boards)
     spec = resolve(model, recipe.model_format, cache_dir=cache_dir(), log=console.print)
     plans = {b.name: bench_runs(b, framework=framework, model=spec.name, modes=modes, repeat=repeat,
                                 iterations=iterations, warmup=warmup, threads=threads) for b in boards}
@@ -145,7 +149,7 @@ def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: 
         image, export = built[(framework, board.arch.value)]
         with connect(board) as conn:
             deployment = deploy(conn, board, image, export, progress)
-            remote_model = push_model(conn, board, deployment.workdir, spec, progress)
+            remote_model = push_file(conn, board, deployment.workdir, spec.path, spec.sha256, progress)
             runners = deployment.runners(conn, timeout=timeout)
             task = progress.add_task(f"{board.name}: runs", total=len(plans[board.name]), unit="runs")
             for run in plans[board.name]:
@@ -163,7 +167,7 @@ def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: 
 def _run(runner, run: RunSpec, model: ModelSpec, remote_model: str, run_dir: Path) -> dict:
     """One run: execute, keep the raw answer, validate it."""
     answer = runner.execute(entrypoint_args(run, model_sha256=model.sha256, run_id=run_dir.name),
-                            remote_model)
+                            {"--model": remote_model})
     results.save_raw(run_dir, run, answer)
     return results.parse_answer(answer, board=run.board, what=f"{run.mode} run #{run.pair}")
 
@@ -204,3 +208,54 @@ def show_results(run_dir: Path) -> None:
     console.print(report.mode_table(report.compare_modes(runs, samples)))
     if not manifest.get("complete"):
         console.print(f"[bold red]INCOMPLETE[/]: missing runs {manifest.get('missing')}")
+
+
+def agree(inventory: Inventory, host: str, *, framework: str, model: str) -> None:
+    """Feed a zoo network's reference input through the framework on each board, in both modes,
+    and compare the output with PyTorch's; a conversion that changed the function fails loudly."""
+    import numpy as np
+
+    from . import zoo
+
+    boards = inventory.select(host)
+    recipe = get_recipe(framework)
+    _require_support(recipe, boards)
+    if recipe.model_format != "onnx":
+        raise ConfigError(f"{framework} cannot be checked against PyTorch yet: the zoo is exported to ONNX "
+                          f"only, and {framework} reads {recipe.model_format}",
+                          hint="check an ONNX framework (see `invoke matrix`)")
+    if model not in zoo.NETWORKS:
+        raise ConfigError(f"the agreement check needs a zoo network, not {model!r}",
+                          hint=f"use one of {', '.join(zoo.NETWORKS)} (PyTorch gives the reference)")
+    spec = resolve(model, recipe.model_format, cache_dir=cache_dir(), log=console.print)
+    reference = zoo.reference_output(model)
+    inputs = cache_dir() / "models" / f"{model}-input-seed{zoo.SEED}.npy"
+    np.save(inputs, zoo.reference_input(model))
+    input_sha = file_sha256(inputs)
+    built = build([framework], boards)
+
+    def one(board: Board) -> list[dict]:
+        rows = []
+        with connect(board) as conn:
+            deployment = deploy(conn, board, *built[(framework, board.arch.value)], progress)
+            files = {"--model": push_file(conn, board, deployment.workdir, spec.path, spec.sha256, progress),
+                     "--input": push_file(conn, board, deployment.workdir, inputs, input_sha, progress)}
+            for mode, runner in deployment.runners(conn).items():
+                answer = runner.execute(["--framework", framework, "--iterations", "1", "--warmup", "0",
+                                         "--model-sha256", spec.sha256, "--outputs"], files)
+                doc = results.parse_answer(answer, board=board.name, what=f"{mode} agreement run")
+                out = doc["outputs"][0]
+                output = np.asarray(out["values"], dtype=np.float64).reshape(out["shape"])
+                rows.append({"board": board.name, "mode": mode, **report.agreement(reference, output)})
+        return rows
+
+    with _progress() as progress:
+        group = fan_out(boards, one, parallel=False)
+    rows = [r for b in boards for r in group.succeeded.get(b.name, [])]
+    console.print(report.agreement_table(rows, f"{framework} vs PyTorch on {model} (reference input, seed "
+                                               f"{zoo.SEED})"))
+    _report_failures(group, "agreement check")
+    bad = [f"{r['board']}/{r['mode']}" for r in rows if not r["agree"]]
+    if bad or group.failed:
+        raise RunError(f"{framework} does not reproduce PyTorch's {model} on {', '.join(bad + list(group.failed))}",
+                       hint="the conversion or the runtime changed the function; see the table above")

@@ -112,3 +112,29 @@ def matrix_table(recipes: dict) -> Table:
         t.add_row(r.framework, r.version, *cells,
                   f"{r.model_format}: " + ", ".join(models.get(r.model_format, [])))
     return t
+
+
+def agreement(reference: np.ndarray, output: np.ndarray, *, tolerance: float = 1e-3) -> dict:
+    """How far a framework's output is from the reference: max |diff|, relative to the reference's
+    range, and whether top-1 agrees. Agreement needs both top-1 equal and the difference in tolerance."""
+    if output.shape != reference.shape:
+        return {"max_abs_diff": None, "relative": None, "top1_ref": int(reference.argmax()), "top1": None,
+                "agree": False, "why": f"output shape {list(output.shape)} != reference {list(reference.shape)}"}
+    diff = float(np.abs(output.astype(np.float64) - reference).max())
+    relative = diff / float(np.ptp(reference) or 1.0)
+    top1_ref, top1 = int(reference.argmax()), int(output.argmax())
+    ok = top1 == top1_ref and relative <= tolerance
+    why = "" if ok else ("top-1 differs" if top1 != top1_ref else f"difference above {tolerance:g} of the range")
+    return {"max_abs_diff": diff, "relative": relative, "top1_ref": top1_ref, "top1": top1, "agree": ok, "why": why}
+
+
+def agreement_table(rows: list[dict], title: str) -> Table:
+    t = Table(title=title)
+    for col in ("board", "mode", "max |diff|", "of range", "top-1 ref", "top-1", "agrees"):
+        t.add_column(col)
+    for r in rows:
+        diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2e}"
+        rel = "-" if r["relative"] is None else f"{r['relative']:.1e}"
+        t.add_row(r["board"], r["mode"], diff, rel, str(r["top1_ref"]), str(r["top1"]),
+                  "[green]yes[/]" if r["agree"] else f"[bold red]NO[/] {r['why']}")
+    return t

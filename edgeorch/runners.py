@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,8 +27,8 @@ class Answer:
 class Runner(Protocol):
     mode: str
 
-    def execute(self, args: list[str], model: str | None) -> Answer:
-        """Run the entrypoint with `args`; `model` is the model's path on the board."""
+    def execute(self, args: list[str], files: dict[str, str]) -> Answer:
+        """Run the entrypoint with `args` and `files` (option -> path on the board, e.g. --model)."""
 
 
 def entrypoint_args(spec: RunSpec, *, model_sha256: str, run_id: str) -> list[str]:
@@ -49,10 +50,10 @@ class BareRunner:
     def __init__(self, conn: fabric.Connection, board: str, bundle_dir: str, timeout: float | None = None):
         self.conn, self.board, self.dir, self.timeout = conn, board, bundle_dir, timeout
 
-    def execute(self, args: list[str], model: str | None) -> Answer:
+    def execute(self, args: list[str], files: dict[str, str]) -> Answer:
         argv = ["venv/bin/python", "-m", BOARD_PACKAGE, *args, "--mode", "bare"]
-        if model:
-            argv += ["--model", model]
+        for option, path in files.items():
+            argv += [option, path]
         r = remote(self.conn, f"cd {shlex.quote(self.dir)} && {shlex.join(argv)}", board=self.board,
                    warn=True, timeout=self.timeout)
         return Answer(r.stdout, r.stderr, r.exited)
@@ -66,18 +67,18 @@ class DockerRunner:
     def __init__(self, conn: fabric.Connection, board: str, image_id: str, timeout: float | None = None):
         self.conn, self.board, self.image_id, self.timeout = conn, board, image_id, timeout
 
-    def execute(self, args: list[str], model: str | None) -> Answer:
+    def execute(self, args: list[str], files: dict[str, str]) -> Answer:
         argv = [*args, "--mode", "docker", "--image-id", self.image_id]
-        inner = f"{CONTAINER_DIR}/models/{model.rsplit('/', 1)[-1]}" if model else None
-        if inner:
-            argv += ["--model", inner]
+        inner = {option: f"{CONTAINER_DIR}/models/{posixpath.basename(path)}" for option, path in files.items()}
+        for option, path in inner.items():
+            argv += [option, path]
         create = remote(self.conn, shlex.join(["docker", "create", "--network", "none",
                                                "--label", "org.edgeorch=1", self.image_id, *argv]),
                         board=self.board)
         cid = create.stdout.strip()
         try:
-            if model:
-                remote(self.conn, shlex.join(["docker", "cp", model, f"{cid}:{inner}"]), board=self.board)
+            for option, path in files.items():
+                remote(self.conn, shlex.join(["docker", "cp", path, f"{cid}:{inner[option]}"]), board=self.board)
             r = remote(self.conn, f"docker start -a {cid}", board=self.board, warn=True,
                        timeout=self.timeout)
             return Answer(r.stdout, r.stderr, r.exited)

@@ -141,6 +141,13 @@ def reference_input(network: Network | str, seed: int = SEED):  # -> numpy.ndarr
     return np.random.default_rng(seed).standard_normal(network.input_shape, dtype=np.float32)
 
 
+def reference_output(name: str):  # -> numpy.ndarray
+    """PyTorch's output for reference_input: what every framework's output is compared with."""
+    torch = _torch(f"compute the reference output of {name}")
+    with torch.no_grad():
+        return build(name)(torch.from_numpy(reference_input(name))).numpy()
+
+
 def export_onnx(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None) -> Path:
     """Return the ONNX file of network `name`: exported on first use, then cached under cache_dir/models."""
     log = log or (lambda _msg: None)

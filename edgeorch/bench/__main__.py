@@ -55,6 +55,8 @@ def _parser():
     p.add_argument("--sample-interval", type=float, default=0.5)
     p.add_argument("--image-id", default=None)
     p.add_argument("--run-id", default=None)
+    p.add_argument("--input", help=".npy file fed as the first input instead of random data")
+    p.add_argument("--outputs", action="store_true", help="include the last inference's outputs")
     return p
 
 
@@ -86,6 +88,14 @@ def _check_model(args):
     return {"path": str(path), "sha256": digest, "size_bytes": len(data)}
 
 
+def _load_input(path):
+    import numpy as np
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise Failure("args", f"--input {path} is not a readable .npy file: {e}", EXIT_ARGS) from e
+
+
 def _measure(adapter, args):
     from .adapters import ModelLoadError
     if args.iterations < 1 or args.warmup < 0:
@@ -98,7 +108,10 @@ def _measure(adapter, args):
         raise Failure("model", f"{model['path']} is not a model {adapter.name} can load: {e}", EXIT_MODEL) from e
     load_ns = time.perf_counter_ns() - t
     model.update(adapter.describe())
-    adapter.prepare(args.seed)
+    try:
+        adapter.prepare(args.seed, _load_input(args.input) if args.input else None)
+    except ModelLoadError as e:
+        raise Failure("args", f"--input {args.input}: {e}", EXIT_ARGS) from e
 
     sampler = probes.Sampler(args.sample_interval)
     with sampler:
@@ -118,7 +131,9 @@ def _measure(adapter, args):
             latencies.append(time.perf_counter_ns() - t)
         wall_ns, cpu1 = time.perf_counter_ns() - wall0, os.times()
     cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-    return {
+    extra = {"outputs": [{"shape": list(o.shape), "dtype": o.dtype.name, "values": o.ravel().tolist()}
+                         for o in adapter.outputs()]} if args.outputs else {}
+    return {**extra,
         "model": model,
         "timing": {"load_ns": load_ns, "first_inference_ns": first_ns, "warmup_ns": warmup,
                    "latencies_ns": latencies, "wall_ns": wall_ns},

@@ -29,6 +29,14 @@ def _random_input(shape, dtype, rng):
     raise ModelLoadError(f"input dtype {dtype} is not supported")
 
 
+def _given(array, shape, dtype):
+    """A caller's input (the agreement check's reference), which must fit the model exactly."""
+    if tuple(array.shape) != tuple(int(x) for x in shape) or array.dtype != np.dtype(dtype):
+        raise ModelLoadError(f"the given input is {array.dtype}{list(array.shape)}, the model takes "
+                             f"{np.dtype(dtype)}{[int(x) for x in shape]}")
+    return array
+
+
 class TFLite:
     """TensorFlow Lite through tflite-runtime (or LiteRT, its successor, if that is what is installed)."""
 
@@ -75,13 +83,18 @@ class TFLite:
         return {"inputs": tensors(self.interpreter.get_input_details()),
                 "outputs": tensors(self.interpreter.get_output_details())}
 
-    def prepare(self, seed):
+    def prepare(self, seed, first=None):
         rng = np.random.default_rng(seed)
-        for d in self.interpreter.get_input_details():
-            self.interpreter.set_tensor(d["index"], _random_input(tuple(d["shape"]), d["dtype"], rng))
+        for i, d in enumerate(self.interpreter.get_input_details()):
+            data = _given(first, d["shape"], d["dtype"]) if i == 0 and first is not None else None
+            self.interpreter.set_tensor(d["index"], data if data is not None else
+                                        _random_input(tuple(d["shape"]), d["dtype"], rng))
 
     def infer(self):
         self.interpreter.invoke()
+
+    def outputs(self):
+        return [self.interpreter.get_tensor(d["index"]) for d in self.interpreter.get_output_details()]
 
 
 class OnnxRuntime:
@@ -125,12 +138,16 @@ class OnnxRuntime:
                 "outputs": [{"name": o.name, "shape": [d if isinstance(d, int) else str(d) for d in o.shape],
                              "dtype": self._dtypes.get(o.type, o.type)} for o in self.session.get_outputs()]}
 
-    def prepare(self, seed):
+    def prepare(self, seed, first=None):
         rng = np.random.default_rng(seed)
-        self.feeds = {n: _random_input(s, d, rng) for n, s, d in self._inputs()}
+        self.feeds = {n: _given(first, s, d) if i == 0 and first is not None else _random_input(s, d, rng)
+                      for i, (n, s, d) in enumerate(self._inputs())}
 
     def infer(self):
-        self.session.run(None, self.feeds)
+        self.last = self.session.run(None, self.feeds)
+
+    def outputs(self):
+        return self.last
 
 
 ADAPTERS = {cls.name: cls for cls in (TFLite, OnnxRuntime)}

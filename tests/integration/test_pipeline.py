@@ -87,3 +87,14 @@ def test_onnxruntime_runs_a_zoo_network_in_both_modes(fleet):
 def test_a_framework_is_refused_where_it_cannot_run(fleet):
     r = invoke("bench", "--host", "rpi3", "--framework", "onnxruntime", check=False)
     assert r.returncode == 2 and "no cp311 armv7l wheel" in r.stdout and "invoke matrix" in r.stdout
+
+
+def test_onnxruntime_reproduces_pytorch_on_both_modes(fleet):
+    r = invoke("agree", "--host", "rpi4,x86", "--framework", "onnxruntime", "--model", "squeezenet1_1")
+    rows = [line for line in r.stdout.splitlines() if line.startswith("│ rpi4") or line.startswith("│ x86")]
+    assert len(rows) == 4 and all("yes" in row for row in rows)
+
+
+def test_agreement_is_refused_where_there_is_no_reference(fleet):
+    r = invoke("agree", "--host", "x86", "--framework", "tflite", check=False)
+    assert r.returncode == 2 and "zoo is exported to ONNX only" in r.stdout

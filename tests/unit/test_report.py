@@ -116,3 +116,15 @@ def test_mode_table_renders(comparison):
     assert "2/2" in lines["rpi4"] and "61.0 C" in lines["rpi4"]
     assert "YES" in lines["rpi3"]
     assert "needs both modes" in lines["x86"] and "unknown" in lines["x86"] and "n/a" in lines["x86"]
+
+
+def test_agreement_of_outputs():
+    ref = np.linspace(-2.0, 3.0, 1000).reshape(1, 1000)
+    same = report.agreement(ref, ref.astype(np.float32))
+    assert same["agree"] and same["top1"] == same["top1_ref"] == 999 and same["max_abs_diff"] < 1e-6
+    noisy = report.agreement(ref, ref + 0.01)  # 0.01 of a range of 5: above the 1e-3 tolerance
+    assert not noisy["agree"] and "above" in noisy["why"] and noisy["top1"] == 999
+    flipped = ref.copy()
+    flipped[0, 0] = 10.0
+    assert report.agreement(ref, flipped)["why"] == "top-1 differs"
+    assert "shape" in report.agreement(ref, ref.reshape(1000, 1))["why"]
