@@ -6,11 +6,12 @@ import json
 import threading
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import images, report, results
+from . import images, report, results, zoo
 from .cache import cache_dir, file_sha256
 from .console import console
 from .deploy import Deployment, board_facts, deploy, push_file
@@ -213,10 +214,6 @@ def show_results(run_dir: Path) -> None:
 def agree(inventory: Inventory, host: str, *, framework: str, model: str) -> None:
     """Feed a zoo network's reference input through the framework on each board, in both modes,
     and compare the output with PyTorch's; a conversion that changed the function fails loudly."""
-    import numpy as np
-
-    from . import zoo
-
     boards = inventory.select(host)
     recipe = get_recipe(framework)
     _require_support(recipe, boards)
