@@ -64,9 +64,12 @@ def _dockerd(sb: SimBoard) -> psutil.Process | None:
     """The running dockerd of this board's pidfile, if any (a zombie counts as gone)."""
     try:
         proc = psutil.Process(int(sb.pidfile.read_text().strip()))
-        if proc.status() != psutil.STATUS_ZOMBIE:
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            proc.wait(0)  # our own child that exited: reap it
+            return None
+        # After a reboot the pid may belong to anything: only this board's dockerd counts.
+        if proc.name() == "dockerd" and f"unix://{sb.socket}" in proc.cmdline():
             return proc
-        proc.wait(0)  # our own child that exited: reap it
     except (OSError, ValueError, psutil.Error):
         pass
     return None
