@@ -62,7 +62,7 @@ def docker_version(conn: fabric.Connection, board: Board) -> str:
 
 
 def bundle_manifest(image: ImageSpec) -> dict:
-    """What a complete bare-metal bundle holds; written on the board last, compared to skip work."""
+    """What a complete, checked bare-metal bundle holds; compared with the board's copy to skip work."""
     return {"framework": image.framework, "version": image.version, "arch": image.arch.value,
             "bench_sha256": image.bench_sha256, "install_sha256": file_sha256(INSTALL_SCRIPT),
             "wheels": {p.name: file_sha256(p) for p in sorted(image.wheelhouse.iterdir())}}
@@ -105,15 +105,18 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Path
             raise BoardError(f"board {board.name}: after docker load the image {image.tag} is missing",
                              hint="check free disk space on the board (docker system df)")
     if "bundle" in steps:
-        _install_bundle(conn, board, image, bundle_dir, manifest)
+        _install_bundle(conn, board, image, bundle_dir)
     deployment = Deployment(board=board, image=image, workdir=workdir, bundle_dir=bundle_dir,
-                            transferred=tuple(steps), framework_version="")
+                            transferred=tuple(steps), framework_version=image.version)
+    if not steps:  # this image and this bundle passed the check when they were deployed
+        return deployment
     version, notes = check_versions(conn, deployment)
+    # Written last, and only after both modes agreed: its presence means "installed and checked".
+    conn.sftp().putfo(io.BytesIO(json.dumps(manifest, indent=1).encode()), f"{bundle_dir}/manifest.json")
     return dataclasses.replace(deployment, framework_version=version, notes=notes)
 
 
-def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bundle_dir: str,
-                    manifest: dict) -> None:
+def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bundle_dir: str) -> None:
     q = shlex.quote(bundle_dir)
     remote(conn, f"rm -rf {q} && mkdir -p {q}/wheels {q}/{bench.BOARD_PACKAGE}", board=board.name)
     sftp = conn.sftp()
@@ -129,7 +132,6 @@ def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bun
                          f"metal failed: {(r.stderr or r.stdout).strip()[-400:]}",
                          hint=f"the board needs {board.python} with the venv module "
                               "(apt-get install python3-venv) and numpy (python3-numpy)")
-    sftp.putfo(io.BytesIO(json.dumps(manifest, indent=1).encode()), f"{bundle_dir}/manifest.json")
 
 
 def check_versions(conn: fabric.Connection, deployment: Deployment) -> tuple[str, tuple[str, ...]]:

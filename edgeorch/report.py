@@ -6,6 +6,10 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
+from . import zoo
+from .arch import Arch
+from .models import BUILTIN_MODELS
+
 GROUP = ["board", "framework", "model"]
 
 
@@ -80,8 +84,6 @@ def mode_table(comparison: pd.DataFrame) -> Table:
 
 def zoo_table() -> Table:
     """The network zoo: parameters and MACs as built here, against the published figures."""
-    from . import zoo
-
     t = Table(title="Network zoo (one PyTorch definition per network, seeded weights)")
     for col in ("network", "input", "params", "published", "GMACs", "published", "description"):
         t.add_column(col, justify="left" if col in ("network", "input", "description") else "right")
@@ -96,10 +98,6 @@ def zoo_table() -> Table:
 
 def matrix_table(recipes: dict) -> Table:
     """Framework x arch: a check mark, or why the framework cannot run there; and its models."""
-    from . import zoo
-    from .arch import Arch
-    from .models import BUILTIN_MODELS
-
     models = {"tflite": list(BUILTIN_MODELS), "onnx": list(zoo.NETWORKS)}
     t = Table(title="Support matrix (from the recipes under images/)")
     t.add_column("framework")

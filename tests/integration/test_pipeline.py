@@ -54,6 +54,7 @@ def test_a_second_deploy_transfers_nothing(fleet):
     r = invoke("deploy", "--host", "rpi3")
     assert "sent nothing (already there)" in r.stdout
     assert "docker load" not in r.stdout and "install-framework.sh" not in r.stdout
+    assert "--probe" not in r.stdout  # checked when installed, not again
 
 
 def test_quantized_model_on_arm64_and_x86(fleet):
