@@ -67,31 +67,48 @@ def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False):
                            [framework] if framework else None, parallel=not serial)
 
 
-@task(help={"host": "board, group, or comma list (default: the host of a preceding deploy)",
-            "framework": "framework to benchmark: tflite or onnxruntime (see `invoke matrix`)",
-            "model": "a model of the framework's format (see `invoke matrix`), or the path of your own file",
-            "mode": "docker, bare or both",
-            "iterations": "timed inferences per run",
-            "warmup": "untimed inferences before them",
-            "repeat": "runs per mode; modes alternate docker, bare, docker, bare, ...",
-            "threads": "framework threads (0: the framework's default)",
-            "parallel": "run boards side by side (real fleets; the sim boards share this host's CPUs)",
-            "dry_run": "print the planned runs and stop", "inventory": INV_HELP,
-            "timeout": "seconds one run may take before it counts as failed"})
+BENCH_HELP = {
+    "host": "board, group, or comma list (default: the host of a preceding deploy)",
+    "framework": "framework, comma list of them, or all (see `invoke matrix`)",
+    "model": "a zoo network or builtin of the framework's format (see `invoke matrix`), or the path of your own file",
+    "mode": "docker, bare or both",
+    "iterations": "timed inferences per run",
+    "warmup": "untimed inferences before them",
+    "repeat": "runs per mode; modes alternate docker, bare, docker, bare, ...",
+    "threads": "framework threads (0: the framework's default)",
+    "option": "framework option KEY=VALUE, repeatable: xnnpack=off (tflite, litert), device=cpu (pytorch), "
+              "precision=fp16 (tensorrt)",
+    "parallel": "run boards side by side (real fleets; the sim boards share this host's CPUs)",
+    "dry_run": "print the planned runs and stop", "inventory": INV_HELP,
+    "timeout": "seconds one run may take before it counts as failed",
+}
+
+
+@task(help=BENCH_HELP, iterable=["option"])
 @reported
 def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations=50, warmup=5,
-          repeat=3, threads=0, parallel=False, dry_run=False, timeout=3600, inventory=INVENTORY):
+          repeat=3, threads=0, option=None, parallel=False, dry_run=False, timeout=3600, inventory=INVENTORY):
     """Benchmark a model in Docker and on bare metal; results go to results/<run-id>/."""
     pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model,
                    mode=mode, iterations=iterations, warmup=warmup, repeat=repeat, threads=threads,
-                   parallel=parallel, dry_run=dry_run, timeout=timeout)
+                   options=tuple(option or ()), parallel=parallel, dry_run=dry_run, timeout=timeout)
 
 
-@task(help={"host": "board, group, or comma list", "framework": "framework to check (see `invoke matrix`)",
+@task(help=BENCH_HELP, iterable=["option"])
+@reported
+def compare(c, model, host=None, framework="all", mode="both", iterations=20, warmup=3, repeat=2, threads=0,
+            option=None, parallel=False, dry_run=False, timeout=3600, inventory=INVENTORY):
+    """Compare frameworks on one model: median latency side by side, each checked against PyTorch."""
+    pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model,
+                   mode=mode, iterations=iterations, warmup=warmup, repeat=repeat, threads=threads,
+                   options=tuple(option or ()), parallel=parallel, dry_run=dry_run, timeout=timeout)
+
+
+@task(help={"host": "board, group, or comma list", "framework": "framework, comma list, or all (see `invoke matrix`)",
             "model": "a zoo network (see `invoke zoo`)", "inventory": INV_HELP})
 @reported
 def agree(c, framework, host=None, model="mobilenet_v2", inventory=INVENTORY):
-    """Check that a framework reproduces PyTorch's output of a zoo network on the boards, in both modes."""
+    """Check that frameworks reproduce PyTorch's output of a zoo network on the boards, in both modes."""
     pipeline.agree(load_inventory(inventory), _hosts(c, host), framework=framework, model=model)
 
 
@@ -138,6 +155,6 @@ def results_show(c, run=None):
     pipeline.show_results(run or results.latest_run())
 
 
-ns = Collection(inventory, check, deploy, bench, agree, zoo, matrix,
+ns = Collection(inventory, check, deploy, bench, compare, agree, zoo, matrix,
                 Collection("sim", sim_up, sim_status, sim_down),
                 Collection("results", results_show))

@@ -144,7 +144,8 @@ def check_versions(conn: fabric.Connection, deployment: Deployment) -> tuple[str
                                             schema=bench.PROBE_SCHEMA)
     versions = {m: p["framework"]["version"] for m, p in probes.items()}
     digests = {m: p["bench"]["sha256"] for m, p in probes.items()}
-    if len(set(versions.values())) != 1 or versions["docker"] != image.version:
+    # A local label names the build, not another version: torch 2.13.0+cpu is the recipe's 2.13.0.
+    if len(set(versions.values())) != 1 or str(versions["docker"]).split("+")[0] != image.version:
         raise BoardError(f"board {board.name}: {image.framework} versions differ: image expects "
                          f"{image.version}, docker mode has {versions['docker']}, bare mode has "
                          f"{versions['bare']}", hint="redeploy: invoke deploy --host " + board.name)

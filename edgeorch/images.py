@@ -153,22 +153,25 @@ def ensure_wheelhouse(recipe: Recipe, arch: Arch, base: BaseRecipe | None = None
     """The framework's wheels for `arch`, downloaded once on this host (boards need no network)."""
     base = base or load_base()
     platforms = wheel_platforms(arch)
-    key = content_hash(*recipe.packages, *platforms, base.python)
-    out = cache_dir() / "wheels" / f"{recipe.framework}-{recipe.version}-{arch.value}-{key}"
+    packages = recipe.packages_for(arch)
+    key = content_hash(*packages, *platforms, base.python)
+    out = cache_dir() / "wheels" / f"{recipe.framework}-{recipe.version_for(arch)}-{arch.value}-{key}"
     if (out / "requirements.txt").exists():
         return out
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     py = base.python
-    # --no-deps: numpy comes from the base image's Debian package on every arch.
-    run_local([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-               "--python-version", py, "--implementation", "cp", "--abi", f"cp{py.replace('.', '')}",
-               *[f"--platform={p}" for p in platforms], "-d", tmp, *recipe.packages],
-              what=f"downloading {' '.join(recipe.packages)} wheels for {arch.value} (cp{py})",
-              hint=f"check that PyPI has a cp{py.replace('.', '')} {arch.info.wheel_machine} wheel "
-                   f"of {', '.join(recipe.packages)}, or drop {arch.value} from {recipe.directory}/recipe.toml")
-    (tmp / "requirements.txt").write_text("\n".join(recipe.packages) + "\n")
+    # --no-deps: the recipe pins every package (numpy comes from the base image's Debian package).
+    # A framework that comes with the base (Debian's Caffe) or the vendor's image has no wheels.
+    if packages:
+        run_local([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                   "--python-version", py, "--implementation", "cp", "--abi", f"cp{py.replace('.', '')}",
+                   *[f"--platform={p}" for p in platforms], "-d", tmp, *packages],
+                  what=f"downloading {' '.join(packages)} wheels for {arch.value} (cp{py})",
+                  hint=f"check that PyPI has a cp{py.replace('.', '')} {arch.info.wheel_machine} wheel "
+                       f"of {', '.join(packages)}, or drop {arch.value} from {recipe.directory}/recipe.toml")
+    (tmp / "requirements.txt").write_text("".join(f"{p}\n" for p in packages))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
@@ -178,7 +181,7 @@ def framework_tag(recipe: Recipe, arch: Arch, wheelhouse: Path) -> tuple[str, st
     """(tag, recipe hash): the hash covers the recipe, base, wheels and the bench bundle."""
     wheels = sorted(wheelhouse.iterdir())
     key = content_hash(*recipe.files(), base_tag(arch), *wheels, bench.bundle_digest())
-    return f"edgeorch/{recipe.framework}:{recipe.version}-{arch.value}-{key}", key
+    return f"edgeorch/{recipe.framework}:{recipe.version_for(arch)}-{arch.value}-{key}", key
 
 
 def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, arch: Arch) -> ImageSpec:
@@ -199,12 +202,12 @@ def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, arch: Ar
             copy_bundle(ctx / bench.BOARD_PACKAGE)
             image_id = _build(client, ctx, tag=tag, arch=arch, buildargs={"BASE": base}, labels={
                 f"{LABEL}.framework": recipe.framework,
-                f"{LABEL}.framework-version": recipe.version,
+                f"{LABEL}.framework-version": recipe.version_for(arch),
                 f"{LABEL}.arch": arch.value,
                 f"{LABEL}.recipe-hash": key,
                 f"{LABEL}.bench-sha256": bench.bundle_digest(),
             })
-    return ImageSpec(framework=recipe.framework, version=recipe.version, arch=arch, tag=tag,
+    return ImageSpec(framework=recipe.framework, version=recipe.version_for(arch), arch=arch, tag=tag,
                      image_id=image_id, recipe_hash=key, bench_sha256=bench.bundle_digest(),
                      wheelhouse=wheelhouse)
 

@@ -12,6 +12,7 @@ import struct
 import sys
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,23 +50,66 @@ def resolve_model(arg: str, *, cache_dir: Path, log: Callable[[str], None] | Non
     return ModelSpec(name=path.stem, path=path.resolve(), sha256=file_sha256(path), builtin=False)
 
 
-def resolve(arg: str, model_format: str, *, cache_dir: Path, log: Callable[[str], None] | None = None) -> ModelSpec:
-    """The model `arg` in a framework's format: a builtin or zoo name, or the path of a user's file."""
-    if model_format == "tflite":
-        return resolve_model(arg, cache_dir=cache_dir, log=log)
-    if model_format != "onnx":
-        raise ModelError(f"no model source for the format {model_format!r}", hint="fix the framework's recipe")
+# Each framework's model format: the suffix of its files and the zoo's export into it (module, function),
+# every one converted from the one PyTorch build of each network.
+FORMATS: dict[str, tuple[str, tuple[str, str]]] = {
+    "onnx": (".onnx", ("zoo", "export_onnx")),
+    "torchscript": (".pt", ("zoo", "export_torchscript")),
+    "tflite": (".tflite", ("convert", "export_tflite")),
+    "tf-graph": (".pb", ("convert", "export_tf_graph")),
+    "caffemodel": (".caffemodel", ("caffe_export", "export_caffe")),
+}
+INT8 = "_int8"  # zoo network + this suffix: its full-integer TFLite variant, a model of its own
+
+
+def zoo_models(model_format: str) -> list[str]:
+    """The zoo names a format offers (TFLite also its int8 variants and the builtins)."""
     from . import zoo
 
-    if arg in zoo.NETWORKS:
-        path = zoo.export_onnx(arg, cache_dir=cache_dir, log=log)
+    if model_format == "tflite":
+        return [*BUILTIN_MODELS, *zoo.NETWORKS, *(n + INT8 for n in zoo.NETWORKS)]
+    return list(zoo.NETWORKS) if model_format in FORMATS else []
+
+
+def resolve(arg: str, model_format: str, *, cache_dir: Path, log: Callable[[str], None] | None = None) -> ModelSpec:
+    """The model `arg` in a framework's format: a zoo network, a builtin, or the path of a user's file."""
+    import importlib
+
+    if model_format not in FORMATS:
+        raise ModelError(f"no model source for the format {model_format!r}", hint="fix the framework's recipe")
+    suffix, (module, function) = FORMATS[model_format]
+    if model_format == "tflite" and arg in BUILTIN_MODELS:
+        return resolve_model(arg, cache_dir=cache_dir, log=log)
+    if arg in zoo_models(model_format):
+        export = getattr(importlib.import_module(f"edgeorch.{module}"), function)
+        int8 = model_format == "tflite" and arg.endswith(INT8)
+        path = export(arg.removesuffix(INT8), cache_dir=cache_dir, log=log, **({"int8": True} if int8 else {}))
         return ModelSpec(name=arg, path=path, sha256=file_sha256(path), builtin=True)
     path = Path(arg).expanduser()
     if not path.exists() and not (path.suffix or "/" in arg or os.sep in arg):
-        raise ModelError(f"unknown model {arg!r}",
-                         hint=f"use a zoo network ({', '.join(zoo.NETWORKS)}) or the path of a .onnx file")
-    validate_onnx(path)
+        raise ModelError(f"unknown model {arg!r}", hint=f"use a zoo network ({', '.join(zoo_models(model_format))}) "
+                                                        f"or the path of a {suffix} file")
+    validate(path, model_format)
     return ModelSpec(name=path.stem, path=path.resolve(), sha256=file_sha256(path), builtin=False)
+
+
+def validate(path: Path, model_format: str) -> None:
+    """Raise ModelError unless `path` is a file of the format (checked as deeply as cheaply possible)."""
+    suffix = FORMATS[model_format][0]
+    if model_format == "tflite":
+        return validate_tflite(path)
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist", hint="check the path given to --model")
+    if model_format == "onnx":
+        return validate_onnx(path)
+    if path.suffix != suffix:
+        raise ModelError(f"{path} is not a {model_format} model: its name does not end in {suffix}",
+                         hint=f"pass a {suffix} file of this framework")
+    if model_format == "torchscript" and not zipfile.is_zipfile(path):
+        raise ModelError(f"{path} is not a TorchScript archive (not a zip file)",
+                         hint="save the model with torch.jit.save")
+    if path.stat().st_size == 0:
+        raise ModelError(f"model file {path} is empty", hint="copy or export the model again")
 
 
 def validate_onnx(path: Path) -> None:

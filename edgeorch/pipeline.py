@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,9 @@ from .deploy import Deployment, board_facts, deploy, push_file
 from .errors import BoardError, ConfigError, RunError
 from .images import ImageSpec
 from .inventory import Board, Inventory
-from .models import ModelSpec, resolve
+from .models import INT8, ModelSpec, resolve
 from .plan import RunSpec, bench_runs, images_needed, parse_modes
-from .recipes import Recipe, get_recipe
+from .recipes import Recipe, get_recipe, load_recipes
 from .runners import entrypoint_args
 from .transport import GroupResult, connect, fan_out
 
@@ -121,72 +122,127 @@ def _require_support(recipe: Recipe, boards: list[Board]) -> None:
                           hint="pick other boards or another framework; `invoke matrix` shows what runs where")
 
 
+def _recipes(framework: str) -> list[Recipe]:
+    """The recipes of a comma list of frameworks, or `all`."""
+    if framework == "all":
+        return list(load_recipes().values())
+    return [get_recipe(name.strip()) for name in framework.split(",") if name.strip()]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reference:
+    """A zoo network's reference input (pushed to the boards) and PyTorch's output for it."""
+    network: str
+    input_path: Path
+    input_sha256: str
+    output: np.ndarray
+
+
+def reference(model: str) -> Reference | None:
+    """The agreement reference of a zoo network (or its int8 variant); None for builtins and user files."""
+    network = model.removesuffix(INT8)
+    if network not in zoo.NETWORKS:
+        return None
+    path = cache_dir() / "models" / f"{network}-input-seed{zoo.SEED}.npy"
+    np.save(path, zoo.reference_input(network))
+    return Reference(network=network, input_path=path, input_sha256=file_sha256(path),
+                     output=zoo.reference_output(network))
+
+
 def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: str = "both",
-          iterations: int = 50, warmup: int = 5, repeat: int = 3, threads: int = 0,
+          iterations: int = 50, warmup: int = 5, repeat: int = 3, threads: int = 0, options: tuple[str, ...] = (),
           parallel: bool = False, dry_run: bool = False, timeout: float = 3600) -> Path | None:
-    """Benchmark `model` with `framework` on the boards; returns results/<run-id>/."""
+    """Benchmark `model` with each framework of `framework` (a comma list) on the boards; returns results/<run-id>/.
+
+    A zoo network gets its reference input, and every run's output is compared with PyTorch's.
+    """
     boards = inventory.select(host)
-    recipe = get_recipe(framework)
+    recipes = _recipes(framework)
+    if not recipes:
+        raise ConfigError("no framework given", hint="pass --framework NAME, a comma list, or all")
     modes = parse_modes(mode)
-    _require_support(recipe, boards)
-    spec = resolve(model, recipe.model_format, cache_dir=cache_dir(), log=console.print)
-    plans = {b.name: bench_runs(b, framework=framework, model=spec.name, modes=modes, repeat=repeat,
-                                iterations=iterations, warmup=warmup, threads=threads) for b in boards}
+    if framework == "all":  # the frameworks that run on every board given
+        recipes = [r for r in recipes if not any(r.why_not(b.arch) for b in boards)]
+    for recipe in recipes:
+        _require_support(recipe, boards)
+    specs = {r.framework: resolve(model, r.model_format, cache_dir=cache_dir(), log=console.print) for r in recipes}
+    plans = {b.name: [run for r in recipes for run in bench_runs(
+        b, framework=r.framework, model=specs[r.framework].name, modes=modes, repeat=repeat, iterations=iterations,
+        warmup=warmup, threads=threads, options=options)] for b in boards}
     if dry_run:
         for name, runs in plans.items():
-            console.print(f"{name}: " + ", ".join(f"{r.mode}#{r.pair}" for r in runs))
+            console.print(f"{name}: " + ", ".join(f"{r.framework} {r.mode}#{r.pair}" for r in runs))
         return None
-    built = build([framework], boards)
+    ref = reference(model)
+    built = build([r.framework for r in recipes], boards)
     run_dir = results.new_run_dir()
     planned = [r for runs in plans.values() for r in runs]
-    results.write_manifest(run_dir, complete=False, framework=framework, model=spec.name,
-                           model_sha256=spec.sha256, boards=[b.name for b in boards],
-                           planned=[r.key for r in planned])
+    results.write_manifest(run_dir, complete=False, frameworks=[r.framework for r in recipes], model=model,
+                           models={f: {"name": s.name, "sha256": s.sha256} for f, s in specs.items()},
+                           options=list(options), boards=[b.name for b in boards], planned=[r.key for r in planned])
     console.print(f"results go to {run_dir}")
     records: list[tuple[RunSpec, dict]] = []
     lock = threading.Lock()
 
     def one(board: Board) -> int:
-        image, export = built[(framework, board.arch.value)]
+        failed = {}
         with connect(board) as conn:
-            deployment = deploy(conn, board, image, export, progress)
-            remote_model = push_file(conn, board, deployment.workdir, spec.path, spec.sha256, progress)
-            runners = deployment.runners(conn, timeout=timeout)
             task = progress.add_task(f"{board.name}: runs", total=len(plans[board.name]), unit="runs")
-            for run in plans[board.name]:
-                doc = _run(runners[run.mode], run, spec, remote_model, run_dir)
-                with lock:
-                    records.append((run, doc))
-                progress.advance(task)
+            for recipe in recipes:
+                try:
+                    image, export = built[(recipe.framework, board.arch.value)]
+                    deployment = deploy(conn, board, image, export, progress)
+                    spec = specs[recipe.framework]
+                    files = {"--model": push_file(conn, board, deployment.workdir, spec.path, spec.sha256, progress)}
+                    if ref:
+                        files["--input"] = push_file(conn, board, deployment.workdir, ref.input_path,
+                                                     ref.input_sha256, progress)
+                    runners = deployment.runners(conn, timeout=timeout)
+                    for run in (r for r in plans[board.name] if r.framework == recipe.framework):
+                        doc = _run(runners[run.mode], run, spec, files, run_dir)
+                        with lock:
+                            records.append((run, doc))
+                        progress.advance(task)
+                except (BoardError, RunError) as e:  # the board's other frameworks still run
+                    failed[recipe.framework] = e
+        if failed:
+            raise BoardError("; ".join(f"{f}: {e.message}" for f, e in failed.items()),
+                             hint="; ".join(sorted({e.hint for e in failed.values() if e.hint})))
         return len(plans[board.name])
 
     with _progress() as progress:
         group = fan_out(boards, one, parallel=parallel)
-    return collect(run_dir, records, planned, group, boards)
+    return collect(run_dir, records, planned, group, boards, ref)
 
 
-def _run(runner, run: RunSpec, model: ModelSpec, remote_model: str, run_dir: Path) -> dict:
+def _run(runner, run: RunSpec, model: ModelSpec, files: dict[str, str], run_dir: Path) -> dict:
     """One run: execute, keep the raw answer, validate it."""
-    answer = runner.execute(entrypoint_args(run, model_sha256=model.sha256, run_id=run_dir.name),
-                            {"--model": remote_model})
+    args = entrypoint_args(run, model_sha256=model.sha256, run_id=run_dir.name)
+    answer = runner.execute(args + (["--outputs"] if "--input" in files else []), files)
     results.save_raw(run_dir, run, answer)
-    return results.parse_answer(answer, board=run.board, what=f"{run.mode} run #{run.pair}")
+    return results.parse_answer(answer, board=run.board, what=f"{run.framework} {run.mode} run #{run.pair}")
 
 
 def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], planned: list[RunSpec],
-            group: GroupResult, boards: list[Board]) -> Path:
+            group: GroupResult, boards: list[Board], ref: Reference | None = None) -> Path:
     """Normalize what came back, show the comparison, and say plainly what is missing."""
     records.sort(key=lambda rec: planned.index(rec[0]))
     done = {r.key for r, _ in records}
     missing = [r.key for r in planned if r.key not in done]
     if records:
         runs, samples = results.normalize(records, run_id=run_dir.name,
-                                          arch_of={b.name: b.arch.value for b in boards})
+                                          arch_of={b.name: b.arch.value for b in boards},
+                                          reference=None if ref is None else ref.output)
         results.write_tables(run_dir, runs, samples)
         console.print(report.mode_table(report.compare_modes(runs, samples)))
+        if ref or runs["framework"].nunique() > 1:
+            console.print(report.framework_table(runs))
         for r in runs[runs["throttled"].fillna(False)].itertuples():
             console.print(f"[bold red]warning:[/] {r.board} {r.mode} run #{r.pair} was throttled "
                           f"({r.throttle_evidence}); its latencies include throttling")
+        for r in runs[runs["agrees"].eq(False).fillna(False)].itertuples():
+            console.print(f"[bold red]warning:[/] {r.board} {r.framework} {r.mode} does not reproduce PyTorch's "
+                          f"{ref.network}: max |diff| {r.max_abs_diff:.3g}, top-1 {r.top1} (PyTorch {r.top1_ref})")
     _report_failures(group, "benchmark")
     results.write_manifest(run_dir, complete=not missing, missing=missing,
                            failures={k: str(v) for k, v in group.failed.items()})
@@ -195,6 +251,9 @@ def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], planned: list[Ru
         raise RunError(f"INCOMPLETE: {len(missing)} of {len(planned)} runs did not finish "
                        f"({', '.join(group.failed) or 'see above'}); the {len(done)} that did are in "
                        f"{run_dir}", hint="fix the failing boards and rerun the bench")
+    if records and runs["agrees"].eq(False).any():
+        raise RunError(f"a framework does not reproduce PyTorch's {ref.network} (see the warnings above); "
+                       f"the timings are in {run_dir}", hint="the conversion or the runtime changed the function")
     return run_dir
 
 
@@ -211,48 +270,10 @@ def show_results(run_dir: Path) -> None:
         console.print(f"[bold red]INCOMPLETE[/]: missing runs {manifest.get('missing')}")
 
 
-def agree(inventory: Inventory, host: str, *, framework: str, model: str) -> None:
-    """Feed a zoo network's reference input through the framework on each board, in both modes,
-    and compare the output with PyTorch's; a conversion that changed the function fails loudly."""
-    boards = inventory.select(host)
-    recipe = get_recipe(framework)
-    _require_support(recipe, boards)
-    if recipe.model_format != "onnx":
-        raise ConfigError(f"{framework} cannot be checked against PyTorch yet: the zoo is exported to ONNX "
-                          f"only, and {framework} reads {recipe.model_format}",
-                          hint="check an ONNX framework (see `invoke matrix`)")
-    if model not in zoo.NETWORKS:
+def agree(inventory: Inventory, host: str, *, framework: str, model: str) -> Path:
+    """Feed a zoo network's reference input through the frameworks on each board, in both modes, and compare
+    the output with PyTorch's: a bench of one inference, whose agreement columns are the point."""
+    if reference(model) is None:
         raise ConfigError(f"the agreement check needs a zoo network, not {model!r}",
                           hint=f"use one of {', '.join(zoo.NETWORKS)} (PyTorch gives the reference)")
-    spec = resolve(model, recipe.model_format, cache_dir=cache_dir(), log=console.print)
-    reference = zoo.reference_output(model)
-    inputs = cache_dir() / "models" / f"{model}-input-seed{zoo.SEED}.npy"
-    np.save(inputs, zoo.reference_input(model))
-    input_sha = file_sha256(inputs)
-    built = build([framework], boards)
-
-    def one(board: Board) -> list[dict]:
-        rows = []
-        with connect(board) as conn:
-            deployment = deploy(conn, board, *built[(framework, board.arch.value)], progress)
-            files = {"--model": push_file(conn, board, deployment.workdir, spec.path, spec.sha256, progress),
-                     "--input": push_file(conn, board, deployment.workdir, inputs, input_sha, progress)}
-            for mode, runner in deployment.runners(conn).items():
-                answer = runner.execute(["--framework", framework, "--iterations", "1", "--warmup", "0",
-                                         "--model-sha256", spec.sha256, "--outputs"], files)
-                doc = results.parse_answer(answer, board=board.name, what=f"{mode} agreement run")
-                out = doc["outputs"][0]
-                output = np.asarray(out["values"], dtype=np.float64).reshape(out["shape"])
-                rows.append({"board": board.name, "mode": mode, **report.agreement(reference, output)})
-        return rows
-
-    with _progress() as progress:
-        group = fan_out(boards, one, parallel=False)
-    rows = [r for b in boards for r in group.succeeded.get(b.name, [])]
-    console.print(report.agreement_table(rows, f"{framework} vs PyTorch on {model} (reference input, seed "
-                                               f"{zoo.SEED})"))
-    _report_failures(group, "agreement check")
-    bad = [f"{r['board']}/{r['mode']}" for r in rows if not r["agree"]]
-    if bad or group.failed:
-        raise RunError(f"{framework} does not reproduce PyTorch's {model} on {', '.join(bad + list(group.failed))}",
-                       hint="the conversion or the runtime changed the function; see the table above")
+    return bench(inventory, host, framework=framework, model=model, iterations=1, warmup=0, repeat=1)

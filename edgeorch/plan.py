@@ -22,6 +22,7 @@ class RunSpec:
     iterations: int
     warmup: int
     threads: int
+    options: tuple[str, ...] = ()  # KEY=VALUE framework options, e.g. xnnpack=off
 
     @property
     def key(self) -> str:
@@ -43,14 +44,17 @@ def images_needed(boards: list[Board], frameworks: list[str]) -> list[tuple[str,
 
 
 def bench_runs(board: Board, *, framework: str, model: str, modes: tuple[str, ...], repeat: int,
-               iterations: int, warmup: int, threads: int) -> list[RunSpec]:
+               iterations: int, warmup: int, threads: int, options: tuple[str, ...] = ()) -> list[RunSpec]:
     """The runs on one board in order: modes alternate within each of `repeat` pairs, so drift
     (heat, background load) hits both modes alike."""
     if repeat < 1 or iterations < 1 or warmup < 0 or threads < 0:
         raise ConfigError("--repeat and --iterations must be >= 1, --warmup and --threads >= 0",
                           hint="e.g. --repeat 3 --iterations 50 --warmup 5")
+    bad = [o for o in options if "=" not in o or not o.split("=", 1)[0]]
+    if bad:
+        raise ConfigError(f"--option {bad[0]!r} is not KEY=VALUE", hint="e.g. --option xnnpack=off")
     return [RunSpec(board=board.name, framework=framework, model=model, mode=mode, pair=pair,
-                    iterations=iterations, warmup=warmup, threads=threads)
+                    iterations=iterations, warmup=warmup, threads=threads, options=tuple(options))
             for pair in range(repeat) for mode in modes]
 
 

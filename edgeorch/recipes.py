@@ -31,7 +31,8 @@ class BaseRecipe:
 class Recipe:
     framework: str
     version: str
-    packages: tuple[str, ...]
+    packages: tuple[str, ...]  # pip requirements; "{version}" stands for the arch's framework version
+    arch_versions: dict[Arch, str]  # where an arch needs another version than `version`
     model_format: str
     arches: tuple[Arch, ...]
     unsupported: dict[Arch, str]  # arch -> why the framework cannot run there
@@ -44,6 +45,12 @@ class Recipe:
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.directory.iterdir() if p.is_file()) + [self.dockerfile, INSTALL_SCRIPT]
+
+    def version_for(self, arch: Arch) -> str:
+        return self.arch_versions.get(arch, self.version)
+
+    def packages_for(self, arch: Arch) -> tuple[str, ...]:
+        return tuple(p.format(version=self.version_for(arch)) for p in self.packages)
 
     def why_not(self, arch: Arch) -> str | None:
         """None if the framework runs on `arch`, else the reason it does not."""
@@ -74,8 +81,8 @@ def load_recipes(images: Path = IMAGES) -> dict[str, Recipe]:
         doc = _read(path)
         try:
             recipes[doc["framework"]] = Recipe(
-                framework=doc["framework"], version=doc["version"],
-                packages=tuple(p.format(version=doc["version"]) for p in doc["packages"]),
+                framework=doc["framework"], version=doc["version"], packages=tuple(doc["packages"]),
+                arch_versions={Arch.parse(a): v for a, v in doc.get("versions", {}).items()},
                 model_format=doc["model_format"],
                 arches=tuple(Arch.parse(a) for a in doc["arches"]),
                 unsupported={Arch.parse(a): why for a, why in doc.get("unsupported", {}).items()},

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from . import zoo
 from .arch import Arch
-from .models import BUILTIN_MODELS
+from .models import zoo_models
 
 GROUP = ["board", "framework", "model"]
 
@@ -98,7 +98,6 @@ def zoo_table() -> Table:
 
 def matrix_table(recipes: dict) -> Table:
     """Framework x arch: a check mark, or why the framework cannot run there; and its models."""
-    models = {"tflite": list(BUILTIN_MODELS), "onnx": list(zoo.NETWORKS)}
     t = Table(title="Support matrix (from the recipes under images/)")
     t.add_column("framework")
     t.add_column("version")
@@ -107,14 +106,21 @@ def matrix_table(recipes: dict) -> Table:
     t.add_column("models (or a path to your own file)")
     for r in recipes.values():
         cells = ["[green]✓[/]" if not r.why_not(a) else f"[red]✗[/] {r.why_not(a)}" for a in Arch]
-        t.add_row(r.framework, r.version, *cells,
-                  f"{r.model_format}: " + ", ".join(models.get(r.model_format, [])))
+        versions = ", ".join(f"{v} ({a.value})" for a, v in r.arch_versions.items())
+        t.add_row(r.framework, r.version + (f"; {versions}" if versions else ""), *cells,
+                  f"{r.model_format}: " + ", ".join(zoo_models(r.model_format)))
     return t
 
 
-def agreement(reference: np.ndarray, output: np.ndarray, *, tolerance: float = 1e-3) -> dict:
+# How far from PyTorch's output a framework may be, as a share of the output's range, by precision. Reduced
+# precision is a model of its own (an int8 TFLite file, an fp16 engine) and is judged by its own tolerance.
+TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2, "int8": 0.1}
+
+
+def agreement(reference: np.ndarray, output: np.ndarray, *, precision: str = "fp32") -> dict:
     """How far a framework's output is from the reference: max |diff|, relative to the reference's
     range, and whether top-1 agrees. Agreement needs both top-1 equal and the difference in tolerance."""
+    tolerance = TOLERANCE[precision]
     if output.shape != reference.shape:
         return {"max_abs_diff": None, "relative": None, "top1_ref": int(reference.argmax()), "top1": None,
                 "agree": False, "why": f"output shape {list(output.shape)} != reference {list(reference.shape)}"}
@@ -126,13 +132,18 @@ def agreement(reference: np.ndarray, output: np.ndarray, *, tolerance: float = 1
     return {"max_abs_diff": diff, "relative": relative, "top1_ref": top1_ref, "top1": top1, "agree": ok, "why": why}
 
 
-def agreement_table(rows: list[dict], title: str) -> Table:
-    t = Table(title=title)
-    for col in ("board", "mode", "max |diff|", "of range", "top-1 ref", "top-1", "agrees"):
-        t.add_column(col)
-    for r in rows:
-        diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2e}"
-        rel = "-" if r["relative"] is None else f"{r['relative']:.1e}"
-        t.add_row(r["board"], r["mode"], diff, rel, str(r["top1_ref"]), str(r["top1"]),
-                  "[green]yes[/]" if r["agree"] else f"[bold red]NO[/] {r['why']}")
+def framework_table(runs: pd.DataFrame) -> Table:
+    """Frameworks side by side per board and model: median latency per mode, and agreement with PyTorch."""
+    t = Table(title="Frameworks side by side: median of the runs' p50 latency, agreement with PyTorch")
+    for col in ("board", "model", "framework", "version", "precision", "docker p50 ms", "bare p50 ms",
+                "max |diff|", "top-1 = PyTorch"):
+        t.add_column(col, justify="right" if "ms" in col else "left")
+    for (board, model, framework), grp in runs.groupby(["board", "model", "framework"], sort=True):
+        p50 = grp.groupby("mode")["p50_ms"].median()
+        checked = grp["agrees"].dropna()
+        agree = "-" if checked.empty else ("[green]yes[/]" if checked.all() else "[bold red]NO[/]")
+        diff = grp["max_abs_diff"].max()
+        t.add_row(board, model, framework, str(grp["framework_version"].iloc[0]), str(grp["precision"].iloc[0]),
+                  _ms(p50.get("docker")), _ms(p50.get("bare")), "-" if pd.isna(diff) else f"{diff:.2e}",
+                  agree if checked.empty or checked.all() else f"{agree} ({', '.join(map(str, grp['top1']))})")
     return t

@@ -20,11 +20,12 @@ RESULTS = ROOT / "results"
 # The normalized table: one row per run. Golden tests pin these names and their order.
 COLUMNS = [
     "run_id", "board", "arch", "machine", "framework", "framework_version", "runtime", "model",
-    "model_sha256", "mode", "pair", "iterations", "warmup", "threads", "p50_ms", "p90_ms",
+    "model_sha256", "mode", "pair", "iterations", "warmup", "threads", "batch", "precision",
+    "framework_options", "p50_ms", "p90_ms",
     "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "throughput_ips", "load_ms",
     "first_inference_ms", "cpu_percent", "peak_rss_mb", "max_temp_c", "throttled",
     "throttle_evidence", "cpu_model", "cores", "kernel", "os", "python", "numpy", "image_id",
-    "bench_sha256", "started_at",
+    "bench_sha256", "started_at", "max_abs_diff", "top1", "top1_ref", "agrees",
 ]
 
 
@@ -75,11 +76,23 @@ def write_manifest(run_dir: Path, **fields) -> None:
     path.write_text(json.dumps(doc, indent=1, default=str))
 
 
-def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str,
-              arch_of: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs, samples): one row per run with latency statistics, and one row per iteration."""
+def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict[str, str],
+              reference: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, samples): one row per run with latency statistics, and one row per iteration.
+
+    With a `reference` output, each run's last output is compared with it (agreement columns).
+    """
+    from .report import agreement
+
     rows, samples = [], []
     for spec, doc in records:
+        check = {"max_abs_diff": None, "top1": None, "top1_ref": None, "agrees": None}
+        if reference is not None and doc.get("outputs"):
+            out = doc["outputs"][0]
+            output = np.asarray(out["values"], dtype=np.float64).reshape(out["shape"])
+            found = agreement(reference, output, precision=precision(doc))
+            check = {"max_abs_diff": found["max_abs_diff"], "top1": found["top1"], "top1_ref": found["top1_ref"],
+                     "agrees": found["agree"]}
         lat_ns = np.asarray(doc["timing"]["latencies_ns"], dtype=np.int64)
         ms = lat_ns / 1e6
         facts, fw, params = doc["facts"], doc["framework"], doc["params"]
@@ -94,7 +107,9 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str,
             "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()),
             "std_ms": float(ms.std(ddof=1)) if len(ms) > 1 else 0.0,
             "min_ms": float(ms.min()), "max_ms": float(ms.max()),
-            "throughput_ips": float(len(ms) / (doc["timing"]["wall_ns"] / 1e9)),
+            "batch": doc["model"].get("batch", 1), "precision": precision(doc),
+            "framework_options": json.dumps(fw.get("options") or {}, sort_keys=True),
+            "throughput_ips": float(doc["model"].get("batch", 1) * len(ms) / (doc["timing"]["wall_ns"] / 1e9)),
             "load_ms": doc["timing"]["load_ns"] / 1e6,
             "first_inference_ms": doc["timing"]["first_inference_ns"] / 1e6,
             "cpu_percent": doc["resources"]["cpu_percent"],
@@ -104,16 +119,29 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str,
             "cpu_model": facts["cpu_model"], "cores": facts["cores"], "kernel": facts["kernel"],
             "os": facts["os"], "python": facts["python"], "numpy": facts["numpy"],
             "image_id": doc["run"].get("image_id"), "bench_sha256": doc["bench"]["sha256"],
-            "started_at": doc["started_at"],
+            "started_at": doc["started_at"], **check,
         })
         samples.append(pd.DataFrame({"board": board, "framework": fw["name"], "model": spec.model,
                                      "mode": spec.mode, "pair": spec.pair,
                                      "iteration": np.arange(len(lat_ns)), "latency_ns": lat_ns}))
     runs = pd.DataFrame(rows, columns=COLUMNS)
-    runs["throttled"] = runs["throttled"].astype("boolean")
+    for col in ("throttled", "agrees"):
+        runs[col] = runs[col].astype("boolean")
+    for col in ("top1", "top1_ref"):
+        runs[col] = runs[col].astype("Int64")
+    runs["max_abs_diff"] = runs["max_abs_diff"].astype("float64")
     long = pd.concat(samples, ignore_index=True) if samples else pd.DataFrame(
         columns=["board", "framework", "model", "mode", "pair", "iteration", "latency_ns"])
     return runs, long
+
+
+def precision(doc: dict) -> str:
+    """fp32, fp16 or int8: the framework's precision option if it has one, else the model's input type."""
+    chosen = (doc["framework"].get("options") or {}).get("precision")
+    if chosen:
+        return chosen
+    dtype = ((doc["model"].get("inputs") or [{}])[0]).get("dtype", "float32")
+    return {"int8": "int8", "uint8": "int8", "float16": "fp16"}.get(dtype, "fp32")
 
 
 def write_tables(run_dir: Path, runs: pd.DataFrame, samples: pd.DataFrame) -> None:

@@ -35,7 +35,8 @@ def entrypoint_args(spec: RunSpec, *, model_sha256: str, run_id: str) -> list[st
     """The entrypoint's arguments for one run, the same in both modes."""
     return ["--framework", spec.framework, "--iterations", str(spec.iterations),
             "--warmup", str(spec.warmup), "--threads", str(spec.threads),
-            "--model-sha256", model_sha256, "--run-id", run_id]
+            "--model-sha256", model_sha256, "--run-id", run_id,
+            *[arg for option in spec.options for arg in ("--option", option)]]
 
 
 def probe_args(framework: str) -> list[str]:

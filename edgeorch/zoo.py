@@ -168,6 +168,34 @@ def export_onnx(name: str, *, cache_dir: Path, log: Callable[[str], None] | None
     return path
 
 
+def export_torchscript(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None) -> Path:
+    """Return the TorchScript file of network `name` (traced, with its input shape inside), cached like the ONNX."""
+    network = _network(name)
+    torch = _torch(f"export {name} to TorchScript")
+    recipe = "".join(inspect.getsource(f) for f in (_architectures, build, _calibrate, _trace))
+    key = content_hash(recipe, f"{name} seed={SEED} torch={torch.__version__}")
+    path = Path(cache_dir).resolve() / "models" / f"{name}-{key}.pt"
+    cached_file(path, lambda: _trace(build(name), network), lambda p: None, log or (lambda _msg: None),
+                f"tracing {name} to TorchScript")
+    return path
+
+
+def _trace(model, network: Network) -> bytes:
+    import io
+    import json
+
+    import torch
+
+    with torch.no_grad():
+        traced = torch.jit.trace(model, torch.zeros(network.input_shape))
+    signature = {"inputs": [{"name": "input", "shape": list(network.input_shape), "dtype": "float32"}],
+                 "outputs": [{"name": "output", "shape": [network.input_shape[0], 1000], "dtype": "float32"}]}
+    buffer = io.BytesIO()
+    # TorchScript keeps no input shapes: the board-side adapter reads them from this extra file.
+    torch.jit.save(traced, buffer, _extra_files={"edgeorch.json": json.dumps(signature)})
+    return buffer.getvalue()
+
+
 def _export(model, network: Network) -> bytes:
     import io
 

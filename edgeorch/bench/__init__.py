@@ -5,10 +5,12 @@ every image and every bare-metal bundle (as the package `edgeorch_bench`), and t
 is recorded in every result so the two modes provably ran the same code.
 """
 
+from __future__ import annotations
+
 import hashlib
 from pathlib import Path
 
-RESULT_SCHEMA = "edgeorch.result/1"
+RESULT_SCHEMA = "edgeorch.result/2"  # /2: model batch, --option, outputs for the agreement check
 PROBE_SCHEMA = "edgeorch.probe/1"
 BOARD_PACKAGE = "edgeorch_bench"  # the name this directory has on a board
 

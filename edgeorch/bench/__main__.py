@@ -57,21 +57,28 @@ def _parser():
     p.add_argument("--run-id", default=None)
     p.add_argument("--input", help=".npy file fed as the first input instead of random data")
     p.add_argument("--outputs", action="store_true", help="include the last inference's outputs")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a framework option, e.g. xnnpack=off (tflite) or device=cpu (pytorch)")
     return p
 
 
 def _now():
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _adapter(name):
-    from .adapters import ADAPTERS, FrameworkMissing
-    if name not in ADAPTERS:
-        raise Failure("args", f"unknown framework {name!r}; this bundle has {sorted(ADAPTERS)}", EXIT_ARGS)
+def _adapter(name, options):
+    from .adapters import FrameworkMissing, OptionError, registry
+    adapters = registry()
+    if name not in adapters:
+        raise Failure("args", f"unknown framework {name!r}; this bundle has {sorted(adapters)}", EXIT_ARGS)
+    if any("=" not in o for o in options):
+        raise Failure("args", f"--option takes KEY=VALUE, got {options}", EXIT_ARGS)
     try:
-        return ADAPTERS[name]()
+        return adapters[name](dict(o.split("=", 1) for o in options))
     except FrameworkMissing as e:
         raise Failure("framework", str(e), EXIT_FRAMEWORK) from e
+    except OptionError as e:
+        raise Failure("args", f"{name}: {e}", EXIT_ARGS) from e
 
 
 def _check_model(args):
@@ -131,6 +138,8 @@ def _measure(adapter, args):
             latencies.append(time.perf_counter_ns() - t)
         wall_ns, cpu1 = time.perf_counter_ns() - wall0, os.times()
     cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    inputs = model.get("inputs") or [{}]
+    model["batch"] = int((inputs[0].get("shape") or [1])[0] or 1)  # images per inference
     extra = {"outputs": [{"shape": list(o.shape), "dtype": o.dtype.name, "values": o.ravel().tolist()}
                          for o in adapter.outputs()]} if args.outputs else {}
     return {**extra,
@@ -155,7 +164,7 @@ def run(argv):
         args = _parser().parse_args(argv)
         doc["run"] = {"mode": args.mode, "run_id": args.run_id, "image_id": args.image_id}
         doc["facts"] = probes.facts()
-        adapter = _adapter(args.framework)
+        adapter = _adapter(args.framework, args.option)
         doc["framework"] = adapter.info(args.threads)
         if not args.probe:
             doc["params"] = {"iterations": args.iterations, "warmup": args.warmup,

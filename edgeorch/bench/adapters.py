@@ -4,6 +4,8 @@ Adding a framework means adding one class here (and one image recipe under image
 """
 
 import importlib
+import json
+import re
 
 import numpy as np
 
@@ -14,6 +16,10 @@ class ModelLoadError(Exception):
 
 class FrameworkMissing(Exception):
     """The framework is not importable in this environment."""
+
+
+class OptionError(Exception):
+    """An --option the adapter does not know, or a value it does not take."""
 
 
 def _random_input(shape, dtype, rng):
@@ -29,6 +35,17 @@ def _random_input(shape, dtype, rng):
     raise ModelLoadError(f"input dtype {dtype} is not supported")
 
 
+def _options(given, **allowed):
+    """The adapter options (--option KEY=VALUE) after checking each against what the adapter knows."""
+    given = dict(given or {})
+    for key, value in given.items():
+        if key not in allowed:
+            raise OptionError(f"unknown option {key!r}; this framework knows {sorted(allowed) or 'none'}")
+        if value not in allowed[key]:
+            raise OptionError(f"option {key}={value!r} is not one of {list(allowed[key])}")
+    return given
+
+
 def _given(array, shape, dtype):
     """A caller's input (the agreement check's reference), which must fit the model exactly."""
     if tuple(array.shape) != tuple(int(x) for x in shape) or array.dtype != np.dtype(dtype):
@@ -38,38 +55,38 @@ def _given(array, shape, dtype):
 
 
 class TFLite:
-    """TensorFlow Lite through tflite-runtime (or LiteRT, its successor, if that is what is installed)."""
+    """TensorFlow Lite through tflite-runtime; XNNPACK (its default CPU delegate) can be switched off."""
 
     name = "tflite"
-    _runtimes = (("tflite_runtime", "tflite_runtime.interpreter"),
-                 ("ai_edge_litert", "ai_edge_litert.interpreter"))
+    package = "tflite_runtime"
 
-    def __init__(self):
-        for package, module in self._runtimes:
-            try:
-                self._interp_mod = importlib.import_module(module)
-                self._package = importlib.import_module(package)
-                break
-            except ImportError:
-                continue
-        else:
-            raise FrameworkMissing("neither tflite_runtime nor ai_edge_litert is installed")
+    def __init__(self, options=None):
+        self.options = _options(options, xnnpack=("on", "off"))
+        try:
+            self._package = importlib.import_module(self.package)
+            self._interp_mod = importlib.import_module(self.package + ".interpreter")
+        except ImportError as e:
+            raise FrameworkMissing(f"{self.package} is not installed") from e
         self.interpreter = None
 
     def info(self, threads):
         return {
             "name": self.name,
-            "runtime": self._package.__name__,
+            "runtime": self.package,
             "version": getattr(self._package, "__version__", None),
             "threads": threads,
-            # The runtime decides: its aarch64/x86_64 builds apply XNNPACK to float models,
-            # its armv7 build does not. Explicit on/off is future work (issue: all frameworks).
-            "options": {"delegates": "runtime default"},
+            # With xnnpack=on the runtime decides: its aarch64/x86_64 builds apply XNNPACK to float
+            # models, the armv7 build of tflite-runtime does not.
+            "options": {"xnnpack": self.options.get("xnnpack", "on")},
         }
 
     def load(self, path, threads):
+        kwargs = {}
+        if self.options.get("xnnpack") == "off":
+            kwargs["experimental_op_resolver_type"] = \
+                self._interp_mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
-            self.interpreter = self._interp_mod.Interpreter(model_path=path, num_threads=threads or None)
+            self.interpreter = self._interp_mod.Interpreter(model_path=path, num_threads=threads or None, **kwargs)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ModelLoadError(" ".join(str(e).split()) or repr(e)) from e
@@ -86,15 +103,33 @@ class TFLite:
     def prepare(self, seed, first=None):
         rng = np.random.default_rng(seed)
         for i, d in enumerate(self.interpreter.get_input_details()):
-            data = _given(first, d["shape"], d["dtype"]) if i == 0 and first is not None else None
-            self.interpreter.set_tensor(d["index"], data if data is not None else
-                                        _random_input(tuple(d["shape"]), d["dtype"], rng))
+            if i == 0 and first is not None:
+                scale, zero = d["quantization"]
+                if scale and first.dtype.kind == "f":  # a float reference input into a quantized model
+                    info = np.iinfo(d["dtype"])
+                    first = np.clip(np.round(first / scale) + zero, info.min, info.max).astype(d["dtype"])
+                data = _given(first, d["shape"], d["dtype"])
+            else:
+                data = _random_input(tuple(d["shape"]), d["dtype"], rng)
+            self.interpreter.set_tensor(d["index"], data)
 
     def infer(self):
         self.interpreter.invoke()
 
     def outputs(self):
-        return [self.interpreter.get_tensor(d["index"]) for d in self.interpreter.get_output_details()]
+        """The outputs, dequantized where the model is quantized (they are compared with float references)."""
+        out = []
+        for d in self.interpreter.get_output_details():
+            value, (scale, zero) = self.interpreter.get_tensor(d["index"]), d["quantization"]
+            out.append((value.astype(np.float32) - zero) * scale if scale else value)
+        return out
+
+
+class LiteRT(TFLite):
+    """LiteRT (ai-edge-litert), TensorFlow Lite's successor, on the same .tflite models."""
+
+    name = "litert"
+    package = "ai_edge_litert"
 
 
 class OnnxRuntime:
@@ -105,7 +140,8 @@ class OnnxRuntime:
                "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int32)": "int32",
                "tensor(int64)": "int64", "tensor(bool)": "bool"}
 
-    def __init__(self):
+    def __init__(self, options=None):
+        self.options = _options(options)
         try:
             self.ort = importlib.import_module("onnxruntime")
         except ImportError as e:
@@ -150,4 +186,185 @@ class OnnxRuntime:
         return self.last
 
 
-ADAPTERS = {cls.name: cls for cls in (TFLite, OnnxRuntime)}
+class PyTorch:
+    """PyTorch running a TorchScript module, on CUDA where the board has a GPU, else on the CPU."""
+
+    name = "pytorch"
+
+    def __init__(self, options=None):
+        try:
+            self.torch = importlib.import_module("torch")
+        except ImportError as e:
+            raise FrameworkMissing("torch is not installed") from e
+        cuda = self.torch.cuda.is_available()
+        self.options = {"device": "cuda" if cuda else "cpu", **_options(options, device=("cpu", "cuda"))}
+        if self.options["device"] == "cuda" and not cuda:
+            raise OptionError("device=cuda: this torch build or board has no CUDA device")
+        self.module = None
+
+    def info(self, threads):
+        torch = self.torch
+        if threads:
+            torch.set_num_threads(threads)
+        blas = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
+        return {"name": self.name, "runtime": "torch", "version": torch.__version__, "threads": threads,
+                "options": {**self.options, "executor": "torchscript", "intra_op_threads": torch.get_num_threads(),
+                            "blas": blas and blas.group(1), "mkldnn": torch.backends.mkldnn.is_available(),
+                            "cuda": torch.version.cuda if self.options["device"] == "cuda" else None}}
+
+    def load(self, path, threads):
+        torch = self.torch
+        extra = {"edgeorch.json": ""}
+        try:
+            self.module = torch.jit.load(path, map_location=self.options["device"], _extra_files=extra).eval()
+        except (RuntimeError, ValueError) as e:
+            raise ModelLoadError(" ".join(str(e).split())[:500] or repr(e)) from e
+        if not extra["edgeorch.json"]:
+            # TorchScript keeps no input shapes; edgeorch's exports carry them in this extra file.
+            raise ModelLoadError("the TorchScript file does not say its input shapes: save it with "
+                                 "torch.jit.save(m, f, _extra_files={'edgeorch.json': json.dumps({'inputs': "
+                                 "[{'name': 'input', 'shape': [1, 3, 224, 224], 'dtype': 'float32'}]})})")
+        self.signature = json.loads(extra["edgeorch.json"])
+
+    def describe(self):
+        return {"inputs": self.signature["inputs"], "outputs": self.signature.get("outputs", [])}
+
+    def prepare(self, seed, first=None):
+        rng = np.random.default_rng(seed)
+        arrays = [_given(first, i["shape"], i["dtype"]) if n == 0 and first is not None
+                  else _random_input(tuple(i["shape"]), i["dtype"], rng)
+                  for n, i in enumerate(self.signature["inputs"])]
+        self.inputs = [self.torch.from_numpy(a).to(self.options["device"]) for a in arrays]
+
+    def infer(self):
+        with self.torch.inference_mode():
+            self.last = self.module(*self.inputs)
+        if self.options["device"] == "cuda":
+            # CUDA kernels run asynchronously: without this the timer would measure their launch only.
+            self.torch.cuda.synchronize()
+
+    def outputs(self):
+        last = self.last if isinstance(self.last, (tuple, list)) else [self.last]
+        return [t.detach().cpu().numpy() for t in last]
+
+
+class OpenCV:
+    """OpenCV's DNN module (cv2.dnn) on an ONNX model, with its default backend on the CPU."""
+
+    name = "opencv"
+
+    def __init__(self, options=None):
+        self.options = _options(options)
+        try:
+            self.cv2 = importlib.import_module("cv2")
+        except ImportError as e:
+            raise FrameworkMissing("cv2 (opencv-python-headless) is not installed") from e
+
+    def info(self, threads):
+        if threads:
+            self.cv2.setNumThreads(threads)
+        build = self.cv2.getBuildInformation()
+        parallel = [line.split(":", 1)[1].strip() for line in build.splitlines()
+                    if line.strip().startswith("Parallel framework:")]
+        return {"name": self.name, "runtime": "cv2.dnn", "version": self.cv2.__version__, "threads": threads,
+                "options": {"backend": "opencv", "target": "cpu", "parallel": parallel[0] if parallel else None,
+                            "threads_used": self.cv2.getNumThreads()}}
+
+    def load(self, path, threads):
+        try:
+            self.inputs = onnx_inputs(path)
+            self.net = self.cv2.dnn.readNetFromONNX(path)
+        except (self.cv2.error, ValueError) as e:
+            raise ModelLoadError(" ".join(str(e).split())[:500]) from e
+        self.net.setPreferableBackend(self.cv2.dnn.DNN_BACKEND_OPENCV)
+        self.net.setPreferableTarget(self.cv2.dnn.DNN_TARGET_CPU)
+
+    def describe(self):
+        return {"inputs": [{"name": n, "shape": list(s), "dtype": d} for n, s, d in self.inputs],
+                "outputs": [{"name": n} for n in self.net.getUnconnectedOutLayersNames()]}
+
+    def prepare(self, seed, first=None):
+        rng = np.random.default_rng(seed)
+        for i, (name, shape, dtype) in enumerate(self.inputs):
+            self.net.setInput(_given(first, shape, dtype) if i == 0 and first is not None
+                              else _random_input(shape, dtype, rng), name)
+
+    def infer(self):
+        self.last = self.net.forward(self.net.getUnconnectedOutLayersNames())
+
+    def outputs(self):
+        return list(self.last)
+
+
+def _varints(data, at, end):
+    """(field number, wire type, value) of each protobuf field in data[at:end]; value is a slice for bytes."""
+    while at < end:
+        key, at = _varint(data, at)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, at = _varint(data, at)
+        elif wire == 2:
+            size, at = _varint(data, at)
+            value, at = (at, at + size), at + size
+        elif wire in (1, 5):
+            value, at = None, at + (8 if wire == 1 else 4)
+        else:
+            raise ValueError(f"not an ONNX file (protobuf wire type {wire})")
+        yield field, wire, value
+
+
+def _varint(data, at):
+    value = shift = 0
+    while True:
+        if at >= len(data):
+            raise ValueError("not an ONNX file (truncated)")
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        at, shift = at + 1, shift + 7
+        if not byte & 0x80:
+            return value, at
+
+
+_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
+
+
+def onnx_inputs(path):
+    """[(name, shape, dtype)] of an ONNX model's graph inputs, read from the file without the onnx package.
+
+    cv2.dnn does not say what its network takes; symbolic dimensions are fed as 1.
+    """
+    data = memoryview(open(path, "rb").read())
+    fields = lambda span: _varints(data, *span)  # noqa: E731
+    graph = next((v for f, w, v in _varints(data, 0, len(data)) if f == 7 and w == 2), None)  # ModelProto.graph
+    if graph is None:
+        raise ValueError("not an ONNX file (no graph)")
+    initializers = {bytes(data[slice(*v)]) for f, w, v in fields(graph) if f == 5 and w == 2
+                    for f2, _, v in fields(v) if f2 == 8}  # TensorProto.name: old exports list weights as inputs
+    inputs = []
+    for f, w, value in fields(graph):
+        if f != 11 or w != 2:  # GraphProto.input: ValueInfoProto
+            continue
+        name, shape, dtype = "", [], None
+        for f2, _, v in fields(value):
+            if f2 == 1:
+                name = bytes(data[slice(*v)]).decode()
+            elif f2 == 2:  # TypeProto -> tensor_type -> elem_type, shape -> dim -> dim_value
+                for tensor in (v for f3, _, v in fields(v) if f3 == 1):
+                    for f4, _, v4 in fields(tensor):
+                        if f4 == 1:
+                            dtype = _ONNX_DTYPES.get(v4)
+                        elif f4 == 2:
+                            for dim in (v for f5, _, v in fields(v4) if f5 == 1):
+                                shape.append(next((d for f6, w6, d in fields(dim) if f6 == 1 and w6 == 0), 1) or 1)
+        if name.encode() not in initializers:
+            if dtype is None:
+                raise ValueError(f"input {name} has a type edgeorch cannot feed")
+            inputs.append((name, tuple(shape), dtype))
+    return inputs
+
+
+def registry():
+    """Framework name -> adapter class."""
+    from .tensorrt_adapter import TensorRT  # adapters in modules of their own import this one's helpers
+
+    return {cls.name: cls for cls in (TFLite, LiteRT, OnnxRuntime, PyTorch, OpenCV, TensorRT)}

@@ -7,7 +7,7 @@ from edgeorch.bench import RESULT_SCHEMA
 
 def result_doc(latencies_ms, *, mode="docker", machine="aarch64", framework_version="2.14.0",
                wall_ns=None, max_temp_c=61.5, throttled=False, run_id="20250101T000000Z-abcd"):
-    """An `edgeorch.result/1` document shaped like edgeorch.bench.__main__.run() writes one."""
+    """An `edgeorch.result/2` document shaped like edgeorch.bench.__main__.run() writes one."""
     latencies_ns = [round(ms * 1_000_000) for ms in latencies_ms]
     return {
         "schema": RESULT_SCHEMA, "status": "ok", "error": None,
@@ -23,7 +23,8 @@ def result_doc(latencies_ms, *, mode="docker", machine="aarch64", framework_vers
         "params": {"iterations": len(latencies_ns), "warmup": 5, "threads": 0, "seed": 0,
                    "sample_interval_s": 0.5},
         "model": {"path": "/opt/edgeorch/models/m.tflite", "sha256": "a" * 64, "size_bytes": 14_000_000,
-                  "inputs": [], "outputs": []},
+                  "inputs": [{"name": "input", "shape": [1, 224, 224, 3], "dtype": "float32"}], "outputs": [],
+                  "batch": 1},
         "timing": {"load_ns": 250_000_000, "first_inference_ns": 12_500_000, "warmup_ns": [1_000_000] * 5,
                    "latencies_ns": latencies_ns,
                    "wall_ns": sum(latencies_ns) if wall_ns is None else wall_ns},

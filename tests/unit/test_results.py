@@ -66,8 +66,35 @@ def test_one_row_per_run_with_its_identity(normalized):
 
 def test_a_complete_document_fills_every_column(make_doc):
     """A key written under a name COLUMNS lacks would silently vanish; this catches that drift."""
-    runs, _ = results.normalize([(specs()[0], make_doc(ONE_TO_100_MS))], run_id="r", arch_of={"rpi4": "arm64"})
+    reference = np.linspace(-1, 1, 10).reshape(1, 10)
+    doc = {**make_doc(ONE_TO_100_MS), "outputs": [{"shape": [1, 10], "dtype": "float32",
+                                                   "values": (reference.ravel() + 1e-4).tolist()}]}
+    runs, _ = results.normalize([(specs()[0], doc)], run_id="r", arch_of={"rpi4": "arm64"}, reference=reference)
     assert runs.columns[runs.isna().any()].tolist() == []
+    row = runs.iloc[0]
+    assert (row["agrees"], row["top1"], row["top1_ref"]) == (True, 9, 9)
+    assert row["max_abs_diff"] == pytest.approx(1e-4) and row["precision"] == "fp32" and row["batch"] == 1
+    assert json.loads(row["framework_options"]) == {"xnnpack": "default"}
+
+
+def test_an_output_that_is_not_pytorchs_is_marked(make_doc):
+    reference = np.linspace(-1, 1, 10).reshape(1, 10)
+    flipped = {**make_doc(ONE_TO_100_MS), "outputs": [{"shape": [1, 10], "dtype": "float32",
+                                                       "values": reference.ravel()[::-1].tolist()}]}
+    runs, _ = results.normalize([(specs()[0], flipped)], run_id="r", arch_of={"rpi4": "arm64"}, reference=reference)
+    assert runs["agrees"].tolist() == [False] and runs["top1"].tolist() == [0]
+
+
+def test_an_int8_model_is_judged_by_its_own_tolerance(make_doc):
+    reference = np.linspace(-1, 1, 10).reshape(1, 10)
+    doc = make_doc(ONE_TO_100_MS)
+    doc["model"]["inputs"][0]["dtype"] = "int8"
+    doc["outputs"] = [{"shape": [1, 10], "dtype": "float32", "values": (reference.ravel() + 0.05).tolist()}]
+    runs, _ = results.normalize([(specs()[0], doc)], run_id="r", arch_of={"rpi4": "arm64"}, reference=reference)
+    assert runs["precision"].tolist() == ["int8"] and runs["agrees"].tolist() == [True]  # 0.05 of a range of 2
+    doc["model"]["inputs"][0]["dtype"] = "float32"
+    runs, _ = results.normalize([(specs()[0], doc)], run_id="r", arch_of={"rpi4": "arm64"}, reference=reference)
+    assert runs["agrees"].tolist() == [False]
 
 
 def test_samples_one_row_per_iteration(normalized):
@@ -132,10 +159,10 @@ def test_parse_answer_empty_output():
         results.parse_answer(Answer("", "", 137), board="rpi3", what="bare run")
 
 
-@pytest.mark.parametrize("schema", ["edgeorch.result/0", "edgeorch.result/2", None])
+@pytest.mark.parametrize("schema", ["edgeorch.result/1", "edgeorch.result/3", None])
 def test_parse_answer_wrong_schema(make_doc, schema):
     doc = {**make_doc([1.0]), "schema": schema}
-    with pytest.raises(BoardError, match="board x86.*not an edgeorch.result/1 document"):
+    with pytest.raises(BoardError, match="board x86.*not an edgeorch.result/2 document"):
         results.parse_answer(answer(doc, stderr="warning: something"), board="x86", what="docker run")
 
 

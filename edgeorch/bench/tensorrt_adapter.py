@@ -1,0 +1,366 @@
+"""TensorRT: an engine built on the board from the ONNX model, cached beside it, run on the GPU.
+
+Engines are specific to the GPU and the TensorRT build that made them, so they are built where
+they run and never shipped. Device memory, copies and the stream go through the CUDA runtime
+(libcudart) by ctypes, so neither pycuda nor cuda-python has to be on the board.
+
+Board side: standard library, numpy and `tensorrt` only, Python 3.8+ (JetPack 5's Python).
+"""
+
+import ctypes
+import ctypes.util
+import glob
+import hashlib
+import importlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .adapters import FrameworkMissing, ModelLoadError, _given, _options, _random_input
+
+PRECISIONS = ("fp32", "fp16")
+
+# TensorRT DataType member name -> numpy dtype name. BF16, FP8, INT4 and FP4 have no numpy
+# dtype: a model with such an input or output is refused rather than fed garbage.
+_NUMPY_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32",
+                 "INT64": "int64", "UINT8": "uint8", "BOOL": "bool"}
+
+# Before TensorRT 8.4 the builder's default workspace is tiny and many fast tactics are skipped;
+# later versions default to all device memory and this is not used.
+_LEGACY_WORKSPACE_BYTES = 1 << 29
+
+
+def major_version(version):
+    """The major number of a TensorRT version string such as '8.5.2.2' or '10.3.0'."""
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        return 0
+
+
+def numpy_dtype(trt_dtype):
+    """The numpy dtype name of a TensorRT DataType, or ModelLoadError for one numpy lacks."""
+    member = str(trt_dtype).rsplit(".", 1)[-1]  # pybind enums print as 'DataType.FLOAT'
+    if member not in _NUMPY_DTYPES:
+        raise ModelLoadError(f"a tensor of TensorRT type {member} cannot be fed or read from numpy")
+    return _NUMPY_DTYPES[member]
+
+
+def engine_cache_path(model_path, onnx_sha256, trt_version, precision, device, cache_dir=None):
+    """Where the engine of this model, TensorRT build, precision and GPU is kept.
+
+    Any change of the four gives another file: an engine is only valid for the exact
+    TensorRT version and GPU that built it, and fp16 and fp32 engines differ.
+    """
+    model_path = Path(model_path)
+    key = hashlib.sha256("\0".join([onnx_sha256, str(trt_version), precision, device]).encode()).hexdigest()
+    directory = Path(cache_dir) if cache_dir else model_path.parent
+    return directory / f"{model_path.stem}.trt{trt_version}.{precision}.{key[:16]}.engine"
+
+
+def network_flags(trt):
+    """Flags for builder.create_network: ONNX needs explicit batch, which is the only mode in TensorRT 10."""
+    if major_version(trt.__version__) >= 10:
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+
+
+def io_api(engine, context):
+    """'tensors' (TensorRT >= 8.5, the only API of 10) or 'bindings' (TensorRT 8.0-8.4, JetPack 4.6)."""
+    if hasattr(engine, "num_io_tensors") and hasattr(context, "execute_async_v3"):
+        return "tensors"
+    if hasattr(engine, "num_bindings") and hasattr(context, "execute_async_v2"):
+        return "bindings"
+    raise ModelLoadError("this TensorRT has neither execute_async_v3 nor execute_async_v2 (TensorRT < 8?)")
+
+
+def io_tensors(trt, engine, api):
+    """[(name, is_input, shape, numpy dtype name)] in the engine's order, through either API."""
+    if api == "tensors":
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        found = [(n, engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT, engine.get_tensor_shape(n),
+                  engine.get_tensor_dtype(n)) for n in names]
+    else:
+        found = [(engine.get_binding_name(i), bool(engine.binding_is_input(i)), engine.get_binding_shape(i),
+                  engine.get_binding_dtype(i)) for i in range(engine.num_bindings)]
+    tensors = []
+    for name, is_input, shape, dtype in found:
+        shape = tuple(int(d) for d in shape)
+        if any(d < 0 for d in shape):
+            raise ModelLoadError(f"tensor {name} has a dynamic shape {list(shape)}; edgeorch's TensorRT "
+                                 "adapter needs static shapes (export the ONNX model with fixed dimensions)")
+        tensors.append((name, is_input, shape, numpy_dtype(dtype)))
+    return tensors
+
+
+def cudart_candidates():
+    """Library names and paths to try for libcudart, most specific last-resort last."""
+    names = ["libcudart.so"]
+    found = ctypes.util.find_library("cudart")
+    if found:
+        names.append(found)
+    # Runtime-only images (l4t-tensorrt *-runtime) ship libcudart.so.<major> without the
+    # unversioned link, which only the -dev package adds.
+    for pattern in ("/usr/local/cuda*/lib64/libcudart.so.*", "/usr/local/cuda*/targets/*/lib/libcudart.so.*",
+                    "/usr/lib/*-linux-gnu/libcudart.so.*",
+                    os.path.join(sys.prefix, "lib", "python*", "site-packages", "nvidia", "cuda_runtime", "lib",
+                                 "libcudart.so.*")):
+        names.extend(sorted(glob.glob(pattern), reverse=True))
+    return names
+
+
+class CudaRuntime:
+    """The few CUDA runtime calls the adapter needs, through ctypes."""
+
+    H2D, D2H = 1, 2  # cudaMemcpyKind
+    _CC_MAJOR, _CC_MINOR = 75, 76  # cudaDevAttrComputeCapabilityMajor/Minor
+
+    def __init__(self):
+        errors = []
+        for name in cudart_candidates():
+            try:
+                self.lib = ctypes.CDLL(name)
+                break
+            except OSError as e:
+                errors.append(str(e))
+        else:
+            raise FrameworkMissing("libcudart (the CUDA runtime) cannot be loaded: "
+                                   + ("; ".join(errors[:3]) or "not found"))
+        lib, vp, size = self.lib, ctypes.c_void_p, ctypes.c_size_t
+        lib.cudaGetErrorString.restype = ctypes.c_char_p
+        lib.cudaGetErrorString.argtypes = [ctypes.c_int]
+        lib.cudaMalloc.argtypes = [ctypes.POINTER(vp), size]
+        lib.cudaFree.argtypes = [vp]
+        lib.cudaMemcpyAsync.argtypes = [vp, vp, size, ctypes.c_int, vp]
+        lib.cudaStreamCreate.argtypes = [ctypes.POINTER(vp)]
+        lib.cudaStreamSynchronize.argtypes = [vp]
+        lib.cudaStreamDestroy.argtypes = [vp]
+        lib.cudaGetDevice.argtypes = [ctypes.POINTER(ctypes.c_int)]
+        lib.cudaDeviceGetAttribute.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_int]
+
+    def _check(self, err, what):
+        if err != 0:
+            message = self.lib.cudaGetErrorString(err)
+            raise RuntimeError(f"{what} failed: CUDA error {err} ({message.decode() if message else '?'})")
+
+    def malloc(self, nbytes):
+        ptr = ctypes.c_void_p()
+        self._check(self.lib.cudaMalloc(ctypes.byref(ptr), max(int(nbytes), 1)), f"cudaMalloc({nbytes})")
+        return ptr.value
+
+    def free(self, ptr):
+        self.lib.cudaFree(ptr)
+
+    def stream(self):
+        s = ctypes.c_void_p()
+        self._check(self.lib.cudaStreamCreate(ctypes.byref(s)), "cudaStreamCreate")
+        return s.value
+
+    def destroy_stream(self, stream):
+        self.lib.cudaStreamDestroy(stream)
+
+    def h2d(self, dst, array, stream):
+        self._check(self.lib.cudaMemcpyAsync(dst, array.ctypes.data, array.nbytes, self.H2D, stream),
+                    "copying an input to the GPU")
+
+    def d2h(self, array, src, stream):
+        self._check(self.lib.cudaMemcpyAsync(array.ctypes.data, src, array.nbytes, self.D2H, stream),
+                    "copying an output from the GPU")
+
+    def sync(self, stream):
+        self._check(self.lib.cudaStreamSynchronize(stream), "cudaStreamSynchronize (the inference itself)")
+
+    def device(self):
+        """(GPU name, 'sm_XY') of the current device."""
+        dev, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+        self._check(self.lib.cudaGetDevice(ctypes.byref(dev)), "cudaGetDevice")
+        self._check(self.lib.cudaDeviceGetAttribute(ctypes.byref(major), self._CC_MAJOR, dev), "cudaDeviceGetAttribute")
+        self._check(self.lib.cudaDeviceGetAttribute(ctypes.byref(minor), self._CC_MINOR, dev), "cudaDeviceGetAttribute")
+        # cudaDeviceProp's layout changes between CUDA versions, but `char name[256]` is its first
+        # field in all of them; the buffer is larger than any version's struct.
+        props = ctypes.create_string_buffer(8192)
+        get = getattr(self.lib, "cudaGetDeviceProperties_v2", None) or self.lib.cudaGetDeviceProperties
+        self._check(get(props, dev), "cudaGetDeviceProperties")
+        name = props.raw[:256].split(b"\0", 1)[0].decode(errors="replace").strip()
+        return name, f"sm_{major.value}{minor.value}"
+
+
+def _import_trt():
+    return importlib.import_module("tensorrt")
+
+
+class TensorRT:
+    """TensorRT from the board vendor's image or JetPack, fp32 or fp16, on the GPU."""
+
+    name = "tensorrt"
+
+    def __init__(self, options=None, cache_dir=None):
+        self.precision = _options(options, precision=PRECISIONS).get("precision", "fp32")
+        try:
+            self.trt = _import_trt()
+        except ImportError as e:
+            raise FrameworkMissing(f"tensorrt is not importable ({e}); it comes with JetPack "
+                                   "(python3-libnvinfer) or NVIDIA's TensorRT images, not from PyPI") from e
+        self.cuda = CudaRuntime()
+        self.cache_dir = cache_dir
+        self.logger = self.trt.Logger(self.trt.Logger.WARNING)
+        try:
+            gpu, cc = self.cuda.device()
+        except RuntimeError as e:
+            raise FrameworkMissing(f"no usable CUDA GPU: {e} (in Docker: run with --runtime nvidia "
+                                   "on a Jetson, --gpus all elsewhere)") from e
+        self.device = f"{gpu} ({cc})"
+        self.engine = self.context = None
+        self._buffers, self._stream = [], None
+        # The entrypoint calls info() before load() and serializes this dict after the run, so
+        # load() records the cache outcome here, in the same dict the document holds.
+        self._options = {"precision": self.precision, "device": self.device, "engine_cache": "not loaded",
+                         "engine_file": None, "threads": "ignored: TensorRT runs the model on the GPU"}
+
+    def info(self, threads):
+        return {"name": self.name, "runtime": "tensorrt", "version": self.trt.__version__,
+                "threads": threads, "options": self._options}
+
+    # --- load: deserialize the cached engine, or build and cache it ---------------------------
+
+    def load(self, path, threads):
+        try:
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError as e:
+            raise ModelLoadError(str(e)) from e
+        runtime = self.trt.Runtime(self.logger)
+        cache = engine_cache_path(path, digest, self.trt.__version__, self.precision, self.device, self.cache_dir)
+        engine, status = None, "miss"
+        if cache.is_file():
+            engine = self._deserialize(runtime, cache.read_bytes())
+            if engine is not None:
+                status = "hit"
+            else:
+                print(f"edgeorch: cached engine {cache} cannot be loaded; rebuilding it", file=sys.stderr)
+        if engine is None:
+            plan = self._build(path)
+            engine = self._deserialize(runtime, plan)
+            if engine is None:
+                raise ModelLoadError("TensorRT built an engine it cannot deserialize (see its log on stderr)")
+            if not self._save(cache, plan):
+                cache = None
+        self._options.update(engine_cache=status, engine_file=str(cache) if cache else None)
+        self.runtime, self.engine = runtime, engine
+        self.context = engine.create_execution_context()
+        if self.context is None:
+            raise ModelLoadError("TensorRT could not create an execution context (out of GPU memory?)")
+        self._bind(io_api(engine, self.context))
+
+    @staticmethod
+    def _deserialize(runtime, plan):
+        try:
+            return runtime.deserialize_cuda_engine(plan)
+        except Exception:  # TensorRT logs why; the caller rebuilds or reports
+            return None
+
+    def _build(self, path):
+        trt = self.trt
+        if hasattr(trt, "init_libnvinfer_plugins"):
+            trt.init_libnvinfer_plugins(self.logger, "")
+        builder = trt.Builder(self.logger)
+        if self.precision == "fp16" and getattr(builder, "platform_has_fast_fp16", True) is False:
+            raise ModelLoadError(f"fp16 was asked for but {self.device} has no fast fp16; use fp32")
+        network = builder.create_network(network_flags(trt))
+        parser = trt.OnnxParser(network, self.logger)
+        # parse_from_file finds external weight files beside the model; parse() would not
+        ok = parser.parse_from_file(str(path)) if hasattr(parser, "parse_from_file") else \
+            parser.parse(Path(path).read_bytes())
+        if not ok:
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise ModelLoadError(f"TensorRT's ONNX parser refused the model: {errors or 'no reason given'}")
+        config = builder.create_builder_config()
+        if not hasattr(config, "set_memory_pool_limit"):
+            config.max_workspace_size = _LEGACY_WORKSPACE_BYTES
+        if self.precision == "fp16":
+            config.set_flag(trt.BuilderFlag.FP16)
+        plan = builder.build_serialized_network(network, config)
+        if plan is None:
+            raise ModelLoadError("TensorRT could not build an engine for this model (its log on stderr says why)")
+        return bytes(plan)
+
+    @staticmethod
+    def _save(cache, plan):
+        """Write the engine atomically; False (and a note on stderr) where the directory is read-only."""
+        try:
+            fd, tmp = tempfile.mkstemp(dir=str(cache.parent), prefix=cache.name, suffix=".partial")
+            with os.fdopen(fd, "wb") as f:
+                f.write(plan)
+            os.replace(tmp, str(cache))
+            return True
+        except OSError as e:
+            print(f"edgeorch: the TensorRT engine is not cached ({e}); the next run builds it again",
+                  file=sys.stderr)
+            return False
+
+    def _bind(self, api):
+        self._api = api
+        self._tensors = io_tensors(self.trt, self.engine, api)
+        self._stream = self.cuda.stream()
+        self._inputs, self._outputs, addresses = [], [], []
+        for name, is_input, shape, dtype in self._tensors:
+            ptr = self.cuda.malloc(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
+            self._buffers.append(ptr)
+            addresses.append(ptr)
+            if api == "tensors":
+                self.context.set_tensor_address(name, ptr)
+            if is_input:
+                self._inputs.append([ptr, None])
+            else:
+                self._outputs.append((ptr, np.empty(shape, dtype=dtype)))
+        self._bindings = addresses  # execute_async_v2 takes them in binding order
+
+    # --- run -----------------------------------------------------------------------------------
+
+    def describe(self):
+        def tensors(want_input):
+            return [{"name": n, "shape": list(s), "dtype": d} for n, i, s, d in self._tensors if i == want_input]
+        return {"inputs": tensors(True), "outputs": tensors(False)}
+
+    def prepare(self, seed, first=None):
+        rng = np.random.default_rng(seed)
+        inputs = [(s, d) for _, i, s, d in self._tensors if i]
+        for k, (shape, dtype) in enumerate(inputs):
+            data = _given(first, shape, dtype) if k == 0 and first is not None else _random_input(shape, dtype, rng)
+            self._inputs[k][1] = np.ascontiguousarray(data)
+
+    def infer(self):
+        # One inference as a TensorRT user sees it: inputs to the GPU, the engine, outputs back.
+        # The copies are included because a PyTorch or ONNX Runtime (CUDA) user pays them too, so
+        # the frameworks are compared on the same work. Every call here only *enqueues* on the
+        # stream and returns at once; the final synchronize waits until the outputs are in host
+        # memory, so the entrypoint's perf_counter around infer() times the whole inference
+        # rather than the enqueueing (and no inference spills into the next one's measurement).
+        for ptr, host in self._inputs:
+            self.cuda.h2d(ptr, host, self._stream)
+        if self._api == "tensors":
+            ok = self.context.execute_async_v3(self._stream)
+        else:
+            ok = self.context.execute_async_v2(bindings=self._bindings, stream_handle=self._stream)
+        if not ok:
+            raise RuntimeError("TensorRT could not enqueue the inference (its log on stderr says why)")
+        for ptr, host in self._outputs:
+            self.cuda.d2h(host, ptr, self._stream)
+        self.cuda.sync(self._stream)
+
+    def outputs(self):
+        return [host.copy() for _, host in self._outputs]
+
+    def __del__(self):
+        # the context and engine go before the memory they point into
+        self.context = self.engine = None
+        cuda = getattr(self, "cuda", None)
+        try:
+            for ptr in getattr(self, "_buffers", []):
+                cuda.free(ptr)
+            if getattr(self, "_stream", None) is not None:
+                cuda.destroy_stream(self._stream)
+        except Exception:  # at interpreter exit ctypes may be gone already; the driver frees it all
+            pass
