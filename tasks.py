@@ -57,16 +57,6 @@ def check(c, host="all", inventory=INVENTORY):
         raise Exit(code=5)
 
 
-@task(help={"host": "board, group, or comma list",
-            "framework": "framework to deploy (default: each board's `frameworks` list)",
-            "serial": "deploy one board after another instead of side by side", "inventory": INV_HELP})
-@reported
-def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False):
-    """Build the framework image for each board's arch and deploy it (Docker image + bare-metal bundle)."""
-    pipeline.deploy_boards(load_inventory(inventory), _hosts(c, host),
-                           [framework] if framework else None, parallel=not serial)
-
-
 BENCH_HELP = {
     "host": "board, group, or comma list (default: the host of a preceding deploy)",
     "framework": "framework, comma list of them, or all (see `invoke matrix`)",
@@ -81,27 +71,44 @@ BENCH_HELP = {
     "parallel": "run boards side by side (real fleets; the sim boards share this host's CPUs)",
     "dry_run": "print the planned runs and stop", "inventory": INV_HELP,
     "timeout": "seconds one run may take before it counts as failed",
+    "base_image": "the image to build FROM for frameworks that need the vendor's (tensorrt), e.g. "
+                  "nvcr.io/nvidia/l4t-tensorrt:r8.5.2-runtime",
 }
+
+
+@task(help={"host": "board, group, or comma list",
+            "framework": "framework to deploy (default: each board's `frameworks` list)",
+            "serial": "deploy one board after another instead of side by side", "inventory": INV_HELP,
+            "base_image": BENCH_HELP["base_image"]})
+@reported
+def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False, base_image=None):
+    """Build the framework image for each board's arch and deploy it (Docker image + bare-metal bundle)."""
+    pipeline.deploy_boards(load_inventory(inventory), _hosts(c, host),
+                           [framework] if framework else None, parallel=not serial, base_image=base_image)
+
+
 
 
 @task(help=BENCH_HELP, iterable=["option"])
 @reported
-def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations=50, warmup=5,
-          repeat=3, threads=0, option=None, parallel=False, dry_run=False, timeout=3600, inventory=INVENTORY):
+def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations=50, warmup=5, repeat=3,
+          threads=0, option=None, parallel=False, dry_run=False, timeout=3600, base_image=None, inventory=INVENTORY):
     """Benchmark a model in Docker and on bare metal; results go to results/<run-id>/."""
     pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model,
                    mode=mode, iterations=iterations, warmup=warmup, repeat=repeat, threads=threads,
-                   options=tuple(option or ()), parallel=parallel, dry_run=dry_run, timeout=timeout)
+                   options=tuple(option or ()), parallel=parallel, dry_run=dry_run, timeout=timeout,
+                   base_image=base_image)
 
 
 @task(help=BENCH_HELP, iterable=["option"])
 @reported
 def compare(c, model, host=None, framework="all", mode="both", iterations=20, warmup=3, repeat=2, threads=0,
-            option=None, parallel=False, dry_run=False, timeout=3600, inventory=INVENTORY):
+            option=None, parallel=False, dry_run=False, timeout=3600, base_image=None, inventory=INVENTORY):
     """Compare frameworks on one model: median latency side by side, each checked against PyTorch."""
     pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model,
                    mode=mode, iterations=iterations, warmup=warmup, repeat=repeat, threads=threads,
-                   options=tuple(option or ()), parallel=parallel, dry_run=dry_run, timeout=timeout)
+                   options=tuple(option or ()), parallel=parallel, dry_run=dry_run, timeout=timeout,
+                   base_image=base_image)
 
 
 @task(help={"host": "board, group, or comma list", "framework": "framework, comma list, or all (see `invoke matrix`)",

@@ -20,7 +20,7 @@ from .cache import file_sha256
 from .errors import BoardError
 from .images import ImageSpec
 from .inventory import Board
-from .plan import deploy_steps
+from .plan import MODES, deploy_steps
 from .recipes import INSTALL_SCRIPT
 from .runners import BareRunner, DockerRunner, Runner, probe_args
 from .transport import remote
@@ -38,10 +38,12 @@ class Deployment:
     transferred: tuple[str, ...]
     framework_version: str
     notes: tuple[str, ...] = ()
+    modes: tuple[str, ...] = MODES
 
     def runners(self, conn: fabric.Connection, timeout: float | None = None) -> dict[str, Runner]:
-        return {"docker": DockerRunner(conn, self.board.name, self.image.image_id, timeout),
-                "bare": BareRunner(conn, self.board.name, self.bundle_dir, timeout)}
+        runners = {"docker": DockerRunner(conn, self.board.name, self.image.image_id, timeout, self.board.docker_args),
+                   "bare": BareRunner(conn, self.board.name, self.bundle_dir, timeout)}
+        return {mode: runners[mode] for mode in self.modes}
 
 
 def prepare_workdir(conn: fabric.Connection, board: Board) -> str:
@@ -79,8 +81,8 @@ def _put(conn: fabric.Connection, local: Path, dest: str, progress: Progress | N
 
 
 def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Path,
-           progress: Progress | None = None) -> Deployment:
-    """Make `image`'s framework ready on `board` in both modes and check their versions match."""
+           progress: Progress | None = None, modes: tuple[str, ...] = MODES) -> Deployment:
+    """Make `image`'s framework ready on `board` in `modes` (both by default) and check their versions match."""
     docker_version(conn, board)
     workdir = prepare_workdir(conn, board)
     bundle_dir = posixpath.join(workdir, f"{image.framework}-{image.version}")
@@ -94,7 +96,7 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Path
         remote_manifest = None
     manifest = bundle_manifest(image)
     steps = deploy_steps(remote_image_id=remote_id, image_id=image.image_id,
-                         remote_manifest=remote_manifest, manifest=manifest)
+                         remote_manifest=remote_manifest, manifest=manifest, modes=modes)
     if "image" in steps:
         dest = posixpath.join(workdir, export.name)
         _put(conn, export, dest, progress, f"{board.name}: image {image.tag}")
@@ -106,13 +108,16 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Path
                              hint="check free disk space on the board (docker system df)")
     if "bundle" in steps:
         _install_bundle(conn, board, image, bundle_dir)
+    elif "entrypoint" in steps:  # the installed wheels stay: only the entrypoint's files change
+        _copy_entrypoint(conn, board, bundle_dir)
     deployment = Deployment(board=board, image=image, workdir=workdir, bundle_dir=bundle_dir,
-                            transferred=tuple(steps), framework_version=image.version)
+                            transferred=tuple(steps), framework_version=image.version, modes=modes)
     if not steps:  # this image and this bundle passed the check when they were deployed
         return deployment
     version, notes = check_versions(conn, deployment)
     # Written last, and only after both modes agreed: its presence means "installed and checked".
-    conn.sftp().putfo(io.BytesIO(json.dumps(manifest, indent=1).encode()), f"{bundle_dir}/manifest.json")
+    if "bare" in modes:
+        conn.sftp().putfo(io.BytesIO(json.dumps(manifest, indent=1).encode()), f"{bundle_dir}/manifest.json")
     return dataclasses.replace(deployment, framework_version=version, notes=notes)
 
 
@@ -122,8 +127,7 @@ def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bun
     sftp = conn.sftp()
     for wheel in sorted(image.wheelhouse.iterdir()):
         sftp.put(str(wheel), f"{bundle_dir}/wheels/{wheel.name}")
-    for path in bench.bundle_files():
-        sftp.put(str(path), f"{bundle_dir}/{bench.BOARD_PACKAGE}/{path.name}")
+    _copy_entrypoint(conn, board, bundle_dir)
     sftp.put(str(INSTALL_SCRIPT), f"{bundle_dir}/{INSTALL_SCRIPT.name}")
     r = remote(conn, f"sh {q}/{INSTALL_SCRIPT.name} {q} {shlex.quote(board.python)}",
                board=board.name, warn=True)
@@ -134,8 +138,16 @@ def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bun
                               "(apt-get install python3-venv) and numpy (python3-numpy)")
 
 
+def _copy_entrypoint(conn: fabric.Connection, board: Board, bundle_dir: str) -> None:
+    package = shlex.quote(f"{bundle_dir}/{bench.BOARD_PACKAGE}")
+    remote(conn, f"rm -rf {package} && mkdir -p {package}", board=board.name)  # no stale module stays behind
+    sftp = conn.sftp()
+    for path in bench.bundle_files():
+        sftp.put(str(path), f"{bundle_dir}/{bench.BOARD_PACKAGE}/{path.name}")
+
+
 def check_versions(conn: fabric.Connection, deployment: Deployment) -> tuple[str, tuple[str, ...]]:
-    """Probe both modes; the framework version and entrypoint bytes must match, or BoardError."""
+    """Probe the deployed modes; the framework version and entrypoint bytes must match, or BoardError."""
     board, image = deployment.board, deployment.image
     probes = {}
     for mode, runner in deployment.runners(conn, timeout=PROBE_TIMEOUT).items():
@@ -145,15 +157,15 @@ def check_versions(conn: fabric.Connection, deployment: Deployment) -> tuple[str
     versions = {m: p["framework"]["version"] for m, p in probes.items()}
     digests = {m: p["bench"]["sha256"] for m, p in probes.items()}
     # A local label names the build, not another version: torch 2.13.0+cpu is the recipe's 2.13.0.
-    if len(set(versions.values())) != 1 or str(versions["docker"]).split("+")[0] != image.version:
-        raise BoardError(f"board {board.name}: {image.framework} versions differ: image expects "
-                         f"{image.version}, docker mode has {versions['docker']}, bare mode has "
-                         f"{versions['bare']}", hint="redeploy: invoke deploy --host " + board.name)
+    if len(set(versions.values())) != 1 or str(next(iter(versions.values()))).split("+")[0] != image.version:
+        found = ", ".join(f"{mode} mode has {v}" for mode, v in versions.items())
+        raise BoardError(f"board {board.name}: {image.framework} versions differ: the image expects "
+                         f"{image.version}, {found}", hint="redeploy: invoke deploy --host " + board.name)
     if set(digests.values()) != {image.bench_sha256}:
         raise BoardError(f"board {board.name}: the entrypoint differs between modes ({digests}) "
                          f"from the local one ({image.bench_sha256})",
                          hint="redeploy: invoke deploy --host " + board.name)
-    facts = probes["bare"]["facts"]
+    facts = probes.get("bare", probes.get("docker"))["facts"]
     try:
         found = Arch.from_userland(facts["machine"], facts["bits"])
     except ValueError:
@@ -163,12 +175,12 @@ def check_versions(conn: fabric.Connection, deployment: Deployment) -> tuple[str
                          f"{facts['machine']} ({facts['bits']}-bit)",
                          hint=f"fix `arch:` of {board.name} in the inventory")
     notes = []
-    for key in ("python", "numpy"):
+    for key in ("python", "numpy") if len(probes) == 2 else ():
         vals = {m: p["facts"].get(key) for m, p in probes.items()}
         if vals["docker"] != vals["bare"]:
             notes.append(f"{key} differs: docker {vals['docker']}, bare {vals['bare']}")
     arch = {m: p["facts"]["machine"] for m, p in probes.items()}
-    notes += [] if arch["docker"] == arch["bare"] else [f"machine differs: {arch}"]
+    notes += [] if len(set(arch.values())) == 1 else [f"machine differs: {arch}"]
     return versions["docker"], tuple(notes)
 
 

@@ -22,7 +22,7 @@ from .arch import Arch, wheel_platforms
 from .cache import cache_dir, content_hash
 from .console import console, echo, run_local
 from .errors import SetupError
-from .recipes import INSTALL_SCRIPT, BaseRecipe, Recipe, load_base
+from .recipes import IMAGES, INSTALL_SCRIPT, BaseRecipe, Recipe, load_base
 
 LABEL = "org.edgeorch"  # on everything edgeorch makes in Docker, so clean-up by label is reliable
 
@@ -129,9 +129,10 @@ def base_tag(arch: Arch, base: BaseRecipe | None = None) -> str:
     return f"edgeorch/base:{base.suite}-{arch.value}-{content_hash(*base.files(), arch.value)}"
 
 
-def ensure_base_images(client: docker.DockerClient, arches: list[Arch]) -> dict[Arch, str]:
+def ensure_base_images(client: docker.DockerClient, arches: list[Arch],
+                       base: BaseRecipe | None = None) -> dict[Arch, str]:
     """The base image tag per arch, building what is missing (debootstraps run side by side)."""
-    base = load_base()
+    base = base or load_base()
     tags = {arch: base_tag(arch, base) for arch in arches}
     missing = [a for a in arches if _image_id(client, tags[a]) is None]
     if missing:
@@ -177,21 +178,39 @@ def ensure_wheelhouse(recipe: Recipe, arch: Arch, base: BaseRecipe | None = None
     return out
 
 
-def framework_tag(recipe: Recipe, arch: Arch, wheelhouse: Path) -> tuple[str, str]:
-    """(tag, recipe hash): the hash covers the recipe, base, wheels and the bench bundle."""
+def framework_tag(recipe: Recipe, arch: Arch, wheelhouse: Path, base: str) -> tuple[str, str]:
+    """(tag, recipe hash): the hash covers the recipe, base image, wheels and the bench bundle."""
     wheels = sorted(wheelhouse.iterdir())
-    key = content_hash(*recipe.files(), base_tag(arch), *wheels, bench.bundle_digest())
+    key = content_hash(*recipe.files(), base, *wheels, bench.bundle_digest())
     return f"edgeorch/{recipe.framework}:{recipe.version_for(arch)}-{arch.value}-{key}", key
 
 
-def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, arch: Arch) -> ImageSpec:
+def _user_base(client: docker.DockerClient, recipe: Recipe, image: str | None) -> str:
+    """The id of the base image a user supplies for `recipe` (e.g. NVIDIA's TensorRT image)."""
+    hint = ("pass --base-image IMAGE, an image with the framework that this machine's Docker engine has "
+            "(docker pull or docker load it first), e.g. nvcr.io/nvidia/l4t-tensorrt:r8.5.2-runtime on a Jetson")
+    if not image:
+        raise SetupError(f"{recipe.framework} is built FROM an image of the board vendor's, which edgeorch "
+                         "cannot make", hint=hint)
+    image_id = _image_id(client, image)
+    if image_id is None:
+        raise SetupError(f"the base image {image} is not in this machine's Docker engine", hint=hint)
+    return image_id
+
+
+def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, arch: Arch,
+                           base_image: str | None = None) -> ImageSpec:
     """The framework image for `arch`, built from the cached base and wheelhouse when missing."""
     if recipe.why_not(arch):
         raise SetupError(f"{recipe.framework} cannot run on {arch.value}: {recipe.why_not(arch)}",
                          hint="see `invoke matrix` for where each framework runs")
-    base = ensure_base_images(client, [arch])[arch]
-    wheelhouse = ensure_wheelhouse(recipe, arch)
-    tag, key = framework_tag(recipe, arch, wheelhouse)
+    rootfs = load_base(IMAGES / recipe.base)
+    if recipe.base_image_from_user:
+        base = _user_base(client, recipe, base_image)
+    else:
+        base = ensure_base_images(client, [arch], rootfs)[arch]
+    wheelhouse = ensure_wheelhouse(recipe, arch, rootfs)
+    tag, key = framework_tag(recipe, arch, wheelhouse, base)
     image_id = _image_id(client, tag)
     if image_id is None:
         with tempfile.TemporaryDirectory(prefix=f"edgeorch-{recipe.framework}-") as tmp:

@@ -12,7 +12,7 @@ from .errors import ConfigError
 
 _REQUIRED = ("name", "host", "user", "arch")
 _KNOWN = {"name", "host", "port", "user", "arch", "identity_file", "known_hosts", "workdir",
-          "groups", "frameworks", "python", "sim"}
+          "groups", "frameworks", "python", "docker_args", "sim"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,6 +28,7 @@ class Board:
     groups: tuple[str, ...] = ()
     frameworks: tuple[str, ...] = ("tflite",)
     python: str = "python3"
+    docker_args: tuple[str, ...] = ()  # added to `docker create`, e.g. --runtime nvidia on a Jetson
     sim: bool = False
 
     @property
@@ -122,7 +123,8 @@ def _board(raw: dict, path: Path, index: int) -> Board:
         raise bad("port", f"{port!r} is not a TCP port", "use a number from 1 to 65535")
     groups = raw.get("groups", [])
     frameworks = raw.get("frameworks", ["tflite"])
-    for key, value in (("groups", groups), ("frameworks", frameworks)):
+    docker_args = raw.get("docker_args", [])
+    for key, value in (("groups", groups), ("frameworks", frameworks), ("docker_args", docker_args)):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad(key, f"{value!r} is not a list of names", f"write `{key}: [a, b]`")
     if "all" in groups:
@@ -140,5 +142,5 @@ def _board(raw: dict, path: Path, index: int) -> Board:
         identity_file=local_path("identity_file"), known_hosts=local_path("known_hosts"),
         workdir=str(raw.get("workdir", "edgeorch")), groups=tuple(groups),
         frameworks=tuple(frameworks), python=str(raw.get("python", "python3")),
-        sim=bool(raw.get("sim", False)),
+        docker_args=tuple(docker_args), sim=bool(raw.get("sim", False)),
     )

@@ -21,7 +21,7 @@ from .images import ImageSpec
 from .inventory import Board, Inventory
 from .models import INT8, ModelSpec, resolve
 from .plan import RunSpec, bench_runs, images_needed, parse_modes
-from .recipes import Recipe, get_recipe, load_recipes
+from .recipes import IMAGES, Recipe, get_recipe, load_base, load_recipes
 from .runners import entrypoint_args
 from .transport import GroupResult, connect, fan_out
 
@@ -74,27 +74,32 @@ def check(inventory: Inventory, host: str) -> bool:
     return not group.failed and not any(r["problems"] for r in group.succeeded.values())
 
 
-def build(frameworks: list[str], boards: list[Board]) -> dict[tuple[str, str], tuple[ImageSpec, Path]]:
+def build(frameworks: list[str], boards: list[Board],
+          base_image: str | None = None) -> dict[tuple[str, str], tuple[ImageSpec, Path]]:
     """Every image the boards need, built (or found) and exported for transfer."""
     client = images.engine()
     out = {}
     needed = images_needed(boards, frameworks)
-    images.ensure_base_images(client, sorted({arch for _, arch in needed}, key=lambda a: a.value))
+    recipes = {f: get_recipe(f) for f in frameworks}
+    for base in sorted({r.base for r in recipes.values() if not r.base_image_from_user}):
+        # every arch's base first: their debootstraps run side by side
+        arches = sorted({arch for f, arch in needed if recipes[f].base == base}, key=lambda a: a.value)
+        images.ensure_base_images(client, arches, load_base(IMAGES / base))
     for framework, arch in needed:
-        spec = images.ensure_framework_image(client, get_recipe(framework), arch)
+        spec = images.ensure_framework_image(client, recipes[framework], arch, base_image)
         out[(framework, arch.value)] = (spec, images.export_image(client, spec))
     return out
 
 
 def deploy_boards(inventory: Inventory, host: str, frameworks: list[str] | None = None,
-                  parallel: bool = True) -> GroupResult[list[Deployment]]:
+                  parallel: bool = True, base_image: str | None = None) -> GroupResult[list[Deployment]]:
     """Deploy frameworks (default: each board's own list) to the boards; errors per board."""
     boards = inventory.select(host)
     wanted = {b.name: list(frameworks or b.frameworks) for b in boards}
     for names in wanted.values():
         for name in names:
             get_recipe(name)  # unknown framework: fail before any work
-    built = build(sorted({f for names in wanted.values() for f in names}), boards)
+    built = build(sorted({f for names in wanted.values() for f in names}), boards, base_image)
 
     def one(board: Board) -> list[Deployment]:
         with connect(board) as conn:
@@ -151,7 +156,8 @@ def reference(model: str) -> Reference | None:
 
 def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: str = "both",
           iterations: int = 50, warmup: int = 5, repeat: int = 3, threads: int = 0, options: tuple[str, ...] = (),
-          parallel: bool = False, dry_run: bool = False, timeout: float = 3600) -> Path | None:
+          parallel: bool = False, dry_run: bool = False, timeout: float = 3600,
+          base_image: str | None = None) -> Path | None:
     """Benchmark `model` with each framework of `framework` (a comma list) on the boards; returns results/<run-id>/.
 
     A zoo network gets its reference input, and every run's output is compared with PyTorch's.
@@ -174,7 +180,7 @@ def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: 
             console.print(f"{name}: " + ", ".join(f"{r.framework} {r.mode}#{r.pair}" for r in runs))
         return None
     ref = reference(model)
-    built = build([r.framework for r in recipes], boards)
+    built = build([r.framework for r in recipes], boards, base_image)
     run_dir = results.new_run_dir()
     planned = [r for runs in plans.values() for r in runs]
     results.write_manifest(run_dir, complete=False, frameworks=[r.framework for r in recipes], model=model,
@@ -191,7 +197,7 @@ def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: 
             for recipe in recipes:
                 try:
                     image, export = built[(recipe.framework, board.arch.value)]
-                    deployment = deploy(conn, board, image, export, progress)
+                    deployment = deploy(conn, board, image, export, progress, modes)
                     spec = specs[recipe.framework]
                     files = {"--model": push_file(conn, board, deployment.workdir, spec.path, spec.sha256, progress)}
                     if ref:

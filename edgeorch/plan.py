@@ -58,12 +58,14 @@ def bench_runs(board: Board, *, framework: str, model: str, modes: tuple[str, ..
             for pair in range(repeat) for mode in modes]
 
 
-def deploy_steps(*, remote_image_id: str | None, image_id: str,
-                 remote_manifest: dict | None, manifest: dict) -> list[str]:
-    """What a board lacks for a framework: `image` (docker mode), `bundle` (bare mode), or nothing."""
+def deploy_steps(*, remote_image_id: str | None, image_id: str, remote_manifest: dict | None, manifest: dict,
+                 modes: tuple[str, ...] = MODES) -> list[str]:
+    """What a board lacks for a framework in `modes`: `image` (docker mode), `bundle` (bare mode, or only its
+    `entrypoint` when nothing else changed), or nothing."""
     steps = []
-    if remote_image_id != image_id:
+    if "docker" in modes and remote_image_id != image_id:
         steps.append("image")
-    if remote_manifest != manifest:
-        steps.append("bundle")
+    if "bare" in modes and remote_manifest != manifest:
+        installed = {**(remote_manifest or {}), "bench_sha256": manifest.get("bench_sha256")}
+        steps.append("entrypoint" if installed == manifest else "bundle")
     return steps

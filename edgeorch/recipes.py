@@ -33,10 +33,13 @@ class Recipe:
     version: str
     packages: tuple[str, ...]  # pip requirements; "{version}" stands for the arch's framework version
     arch_versions: dict[Arch, str]  # where an arch needs another version than `version`
+    renames: dict[Arch, dict[str, str]]  # where an arch takes another package of the same version
     model_format: str
     arches: tuple[Arch, ...]
     unsupported: dict[Arch, str]  # arch -> why the framework cannot run there
     directory: Path
+    base: str = "base"  # the rootfs recipe under images/ its image starts from
+    base_image_from_user: bool = False  # starts from an image the user names (--base-image) instead
 
     @property
     def dockerfile(self) -> Path:
@@ -50,7 +53,9 @@ class Recipe:
         return self.arch_versions.get(arch, self.version)
 
     def packages_for(self, arch: Arch) -> tuple[str, ...]:
-        return tuple(p.format(version=self.version_for(arch)) for p in self.packages)
+        renames = self.renames.get(arch, {})
+        pins = (p.format(version=self.version_for(arch)).split("==", 1) for p in self.packages)
+        return tuple(f"{renames.get(name, name)}=={version}" for name, version in pins)
 
     def why_not(self, arch: Arch) -> str | None:
         """None if the framework runs on `arch`, else the reason it does not."""
@@ -76,17 +81,19 @@ def load_recipes(images: Path = IMAGES) -> dict[str, Recipe]:
     """Every framework recipe: images/<name>/recipe.toml, keyed by framework name."""
     recipes = {}
     for path in sorted(images.glob("*/recipe.toml")):
-        if path.parent.name == "base":
+        if path.parent.name == "base" or path.parent.name.startswith("base-"):  # rootfs recipes
             continue
         doc = _read(path)
         try:
             recipes[doc["framework"]] = Recipe(
                 framework=doc["framework"], version=doc["version"], packages=tuple(doc["packages"]),
                 arch_versions={Arch.parse(a): v for a, v in doc.get("versions", {}).items()},
+                renames={Arch.parse(a): dict(r) for a, r in doc.get("renames", {}).items()},
                 model_format=doc["model_format"],
                 arches=tuple(Arch.parse(a) for a in doc["arches"]),
                 unsupported={Arch.parse(a): why for a, why in doc.get("unsupported", {}).items()},
-                directory=path.parent)
+                directory=path.parent, base=doc.get("base", "base"),
+                base_image_from_user=doc.get("base_image_from_user", False))
         except (KeyError, ValueError) as e:
             raise ConfigError(f"recipe {path} has a missing or bad field: {e}",
                               hint="compare it with images/tflite/recipe.toml") from e

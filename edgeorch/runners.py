@@ -65,16 +65,18 @@ class DockerRunner:
 
     mode = "docker"
 
-    def __init__(self, conn: fabric.Connection, board: str, image_id: str, timeout: float | None = None):
+    def __init__(self, conn: fabric.Connection, board: str, image_id: str, timeout: float | None = None,
+                 docker_args: tuple[str, ...] = ()):
         self.conn, self.board, self.image_id, self.timeout = conn, board, image_id, timeout
+        self.docker_args = docker_args
 
     def execute(self, args: list[str], files: dict[str, str]) -> Answer:
         argv = [*args, "--mode", "docker", "--image-id", self.image_id]
         inner = {option: f"{CONTAINER_DIR}/models/{posixpath.basename(path)}" for option, path in files.items()}
         for option, path in inner.items():
             argv += [option, path]
-        create = remote(self.conn, shlex.join(["docker", "create", "--network", "none",
-                                               "--label", "org.edgeorch=1", self.image_id, *argv]),
+        create = remote(self.conn, shlex.join(["docker", "create", "--network", "none", "--label", "org.edgeorch=1",
+                                               *self.docker_args, self.image_id, *argv]),
                         board=self.board)
         cid = create.stdout.strip()
         try:

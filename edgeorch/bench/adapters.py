@@ -5,6 +5,7 @@ Adding a framework means adding one class here (and one image recipe under image
 
 import importlib
 import json
+import os
 import re
 
 import numpy as np
@@ -248,6 +249,64 @@ class PyTorch:
         return [t.detach().cpu().numpy() for t in last]
 
 
+class TensorFlow:
+    """Full TensorFlow running a frozen GraphDef (.pb) as a graph function on the CPU, without Keras."""
+
+    name = "tensorflow"
+
+    def __init__(self, options=None):
+        self.options = _options(options)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read at import: no page of C++ info lines
+        try:
+            self.tf = importlib.import_module("tensorflow")
+        except ImportError as e:
+            raise FrameworkMissing("tensorflow is not installed") from e
+
+    def info(self, threads):
+        tf = self.tf
+        if threads:  # before the first op runs, or TensorFlow refuses
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        return {"name": self.name, "runtime": "tensorflow", "version": tf.__version__, "threads": threads,
+                "options": {"device": "cpu", "graph": "frozen GraphDef", "intra_op_threads":
+                            tf.config.threading.get_intra_op_parallelism_threads() or "default",
+                            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}}
+
+    def load(self, path, threads):
+        tf = self.tf
+        try:
+            graph = tf.compat.v1.GraphDef.FromString(open(path, "rb").read())
+        except Exception as e:  # protobuf's DecodeError
+            raise ModelLoadError(f"not a TensorFlow GraphDef: {e}") from e
+        consumed = {i.split(":")[0].lstrip("^") for node in graph.node for i in node.input}
+        self.inputs = [(n.name, tuple(max(d.size, 1) for d in n.attr["shape"].shape.dim),
+                        tf.dtypes.as_dtype(n.attr["dtype"].type).name) for n in graph.node if n.op == "Placeholder"]
+        outputs = [n.name for n in graph.node
+                   if n.name not in consumed and n.op not in ("Const", "NoOp", "Placeholder")]
+        if not self.inputs or not outputs:
+            raise ModelLoadError(f"the graph has {len(self.inputs)} placeholders and {len(outputs)} outputs")
+        try:
+            imported = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph, name=""), [])
+            self.run = imported.prune([f"{n}:0" for n, _, _ in self.inputs], [f"{n}:0" for n in outputs])
+        except (ValueError, tf.errors.OpError) as e:
+            raise ModelLoadError(" ".join(str(e).split())[:500]) from e
+        self.output_names = outputs
+
+    def describe(self):
+        return {"inputs": [{"name": n, "shape": list(s), "dtype": d} for n, s, d in self.inputs],
+                "outputs": [{"name": n} for n in self.output_names]}
+
+    def prepare(self, seed, first=None):
+        rng = np.random.default_rng(seed)
+        self.feeds = [self.tf.constant(_given(first, s, d) if i == 0 and first is not None
+                                       else _random_input(s, d, rng)) for i, (_, s, d) in enumerate(self.inputs)]
+
+    def infer(self):
+        self.last = self.run(*self.feeds)
+
+    def outputs(self):
+        return [t.numpy() for t in (self.last if isinstance(self.last, (list, tuple)) else [self.last])]
+
+
 class OpenCV:
     """OpenCV's DNN module (cv2.dnn) on an ONNX model, with its default backend on the CPU."""
 
@@ -266,9 +325,11 @@ class OpenCV:
         build = self.cv2.getBuildInformation()
         parallel = [line.split(":", 1)[1].strip() for line in build.splitlines()
                     if line.strip().startswith("Parallel framework:")]
-        return {"name": self.name, "runtime": "cv2.dnn", "version": self.cv2.__version__, "threads": threads,
+        return {"name": self.name, "runtime": "cv2.dnn", "version": _distribution_version(
+                    ("opencv-python-headless", "opencv-python", "opencv-contrib-python"), self.cv2.__version__),
+                "threads": threads,
                 "options": {"backend": "opencv", "target": "cpu", "parallel": parallel[0] if parallel else None,
-                            "threads_used": self.cv2.getNumThreads()}}
+                            "threads_used": self.cv2.getNumThreads(), "build": self.cv2.__version__}}
 
     def load(self, path, threads):
         try:
@@ -294,6 +355,18 @@ class OpenCV:
 
     def outputs(self):
         return list(self.last)
+
+
+def _distribution_version(names, fallback):
+    """The version of the first installed distribution of `names` (the wheel's, e.g. 4.11.0.86), else `fallback`."""
+    from importlib import metadata
+
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return fallback
 
 
 def _varints(data, at, end):
@@ -365,6 +438,8 @@ def onnx_inputs(path):
 
 def registry():
     """Framework name -> adapter class."""
-    from .tensorrt_adapter import TensorRT  # adapters in modules of their own import this one's helpers
+    # adapters in modules of their own import this one's helpers
+    from .caffe_adapter import Caffe
+    from .tensorrt_adapter import TensorRT
 
-    return {cls.name: cls for cls in (TFLite, LiteRT, OnnxRuntime, PyTorch, OpenCV, TensorRT)}
+    return {cls.name: cls for cls in (TFLite, LiteRT, OnnxRuntime, PyTorch, TensorFlow, OpenCV, Caffe, TensorRT)}

@@ -67,7 +67,7 @@ def test_images_needed_one_per_framework_and_arch():
     assert images_needed([], ["tflite"]) == []
 
 
-MANIFEST = {"framework": "tflite", "version": "2.14.0", "wheels": {"a.whl": "00"}}
+MANIFEST = {"framework": "tflite", "version": "2.14.0", "bench_sha256": "b1", "wheels": {"a.whl": "00"}}
 
 
 @pytest.mark.parametrize("remote_id, remote_manifest, steps", [
@@ -77,7 +77,16 @@ MANIFEST = {"framework": "tflite", "version": "2.14.0", "wheels": {"a.whl": "00"
     ("sha256:abc", None, ["bundle"]),
     ("sha256:abc", {**MANIFEST, "wheels": {"a.whl": "01"}}, ["bundle"]),
     (None, None, ["image", "bundle"]),
+    ("sha256:abc", {**MANIFEST, "bench_sha256": "b0"}, ["entrypoint"]),  # the wheels stay installed
+    ("sha256:abc", {**MANIFEST, "bench_sha256": "b0", "version": "2.13.0"}, ["bundle"]),
 ])
 def test_deploy_steps(remote_id, remote_manifest, steps):
     assert deploy_steps(remote_image_id=remote_id, image_id="sha256:abc",
                         remote_manifest=remote_manifest, manifest=MANIFEST) == steps
+
+
+def test_deploy_steps_of_one_mode():
+    assert deploy_steps(remote_image_id=None, image_id="sha256:abc", remote_manifest=None, manifest=MANIFEST,
+                        modes=("docker",)) == ["image"]
+    assert deploy_steps(remote_image_id=None, image_id="sha256:abc", remote_manifest=None, manifest=MANIFEST,
+                        modes=("bare",)) == ["bundle"]

@@ -1,0 +1,195 @@
+"""BVLC Caffe (pycaffe, CPU) as Debian bullseye packages it: python3-caffe, Python 3.9.
+
+Loads the self-describing .caffemodel edgeorch.caffe_export writes (definition and weights in one
+NetParameter). Runs on Python 3.9: no match statements, no `X | Y` annotations.
+"""
+
+import ctypes
+import importlib
+import os
+import tempfile
+
+import numpy as np
+
+from .adapters import FrameworkMissing, ModelLoadError, _given, _options, _random_input
+
+# Where a NetParameter's layers are (field 100; V1 nets: 2) and their blobs inside them (LayerParameter 7;
+# V1LayerParameter 6): BVLC caffe.proto. Caffe needs the definition as text; the blobs it reads itself.
+_LAYER_BLOBS = {100: 7, 2: 6}
+
+
+class Caffe:
+    """Caffe in CPU mode; its GEMMs run on whatever BLAS libblas.so.3 is (OpenBLAS in edgeorch's images)."""
+
+    name = "caffe"
+
+    def __init__(self, options=None):
+        self.options = _options(options)  # none: threads is the only knob, and it is the BLAS's
+        # glog's INFO lines (a page per Net) would bury the board's stderr; set before Caffe's first log.
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        try:
+            self.caffe = importlib.import_module("caffe")
+            self.caffe_pb2 = importlib.import_module("caffe.proto.caffe_pb2")
+            self.text_format = importlib.import_module("google.protobuf.text_format")
+        except ImportError as e:
+            raise FrameworkMissing(f"pycaffe is not importable ({e}); on Debian bullseye: apt install python3-caffe") \
+                from e
+        self.caffe.set_mode_cpu()
+        self.blas_path = _mapped_blas()
+        self.net = None
+
+    def info(self, threads):
+        return {"name": self.name, "runtime": "pycaffe", "version": _version(self.caffe), "threads": threads,
+                # Caffe's own layers are single-threaded; only its BLAS calls (the convolutions' and inner
+                # products' GEMMs) use threads: threads > 0 sets OpenBLAS's count at load, 0 leaves the BLAS
+                # default (OpenBLAS: OPENBLAS_NUM_THREADS, else every core). Another BLAS ignores threads.
+                "options": {"mode": "cpu", "blas": _blas_name(self.blas_path),
+                            "blas_threads": threads if threads and self._set_threads is not None else "default"}}
+
+    @property
+    def _set_threads(self):
+        try:
+            return ctypes.CDLL(self.blas_path).openblas_set_num_threads if self.blas_path else None
+        except (OSError, AttributeError):
+            return None
+
+    def load(self, path, threads):
+        if threads and self._set_threads is not None:
+            self._set_threads(int(threads))
+        try:
+            with open(path, "rb") as f:
+                definition = self.caffe_pb2.NetParameter.FromString(_without_blobs(f.read()))
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"cannot read {path} as a Caffe NetParameter: {e}") from e
+        except Exception as e:  # protobuf's DecodeError
+            raise ModelLoadError(f"{path} is not a binary Caffe NetParameter: {e}") from e
+        if not definition.layer and not definition.layers:
+            raise ModelLoadError(f"{path} holds weights only: edgeorch needs the definition in the same file")
+        with tempfile.NamedTemporaryFile("w", suffix=".prototxt", prefix="edgeorch-") as prototxt:
+            prototxt.write(self.text_format.MessageToString(definition))
+            prototxt.flush()
+            try:
+                # Caffe aborts the process on a CHECK failure (a bad shape, an unknown layer type): only what
+                # it reports as a Python exception can be turned into ModelLoadError here.
+                self.net = self.caffe.Net(prototxt.name, str(path), self.caffe.TEST)
+            except Exception as e:
+                raise ModelLoadError(" ".join(str(e).split())[:500] or repr(e)) from e
+
+    def _inputs(self):
+        names = list(self.net.inputs) or [top for layer, tops in self.net.top_names.items()
+                                          for top in tops if self.net.layer_dict[layer].type == "Input"]
+        return [(n, tuple(self.net.blobs[n].data.shape)) for n in names]
+
+    def describe(self):
+        def tensors(names):
+            return [{"name": n, "shape": [int(d) for d in self.net.blobs[n].data.shape], "dtype": "float32"}
+                    for n in names]
+        return {"inputs": tensors([n for n, _ in self._inputs()]), "outputs": tensors(self.net.outputs)}
+
+    def prepare(self, seed, first=None):
+        rng = np.random.default_rng(seed)
+        for i, (n, shape) in enumerate(self._inputs()):
+            data = _given(first, shape, "float32") if i == 0 and first is not None else None
+            self.net.blobs[n].data[...] = data if data is not None else _random_input(shape, "float32", rng)
+
+    def infer(self):
+        self.net.forward()
+
+    def outputs(self):
+        # Copies: the blobs are overwritten by the next forward.
+        return [self.net.blobs[n].data.copy() for n in self.net.outputs]
+
+
+def _without_blobs(data):
+    """The NetParameter bytes with every layer's blobs left out: the definition alone, without decoding floats."""
+    view, out = memoryview(data), bytearray()
+    for number, start, value_start, end in _fields(view):
+        if number in _LAYER_BLOBS:
+            layer = view[value_start:end]
+            kept = b"".join(layer[s:e] for n, s, _, e in _fields(layer) if n != _LAYER_BLOBS[number])
+            out += _varint(number << 3 | 2) + _varint(len(kept)) + kept
+        else:
+            out += view[start:end]
+    return bytes(out)
+
+
+def _fields(view):
+    """(field number, start, value start, end) of each field of one message's bytes."""
+    i = 0
+    while i < len(view):
+        start = i
+        key, i = _read_varint(view, i)
+        wire_type = key & 7
+        if wire_type == 0:
+            _, i = _read_varint(view, i)
+            value_start = start
+        elif wire_type == 2:
+            size, value_start = _read_varint(view, i)
+            i = value_start + size
+        elif wire_type in (1, 5):
+            value_start, i = i, i + (8 if wire_type == 1 else 4)
+        else:
+            raise ValueError(f"wire type {wire_type} at byte {start}")
+        if i > len(view):
+            raise ValueError(f"a field at byte {start} runs past the end")
+        yield key >> 3, start, value_start, i
+
+
+def _read_varint(view, i):
+    value = shift = 0
+    while True:
+        if i >= len(view):
+            raise ValueError("a varint runs past the end")
+        byte = view[i]
+        value, i, shift = value | (byte & 0x7F) << shift, i + 1, shift + 7
+        if byte < 0x80:
+            return value, i
+
+
+def _varint(n):
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _mapped_blas():
+    """Path of the BLAS library this process has mapped (Linux), or None."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "/" in line}
+    except OSError:
+        return None
+    # The library itself before the libblas.so.3 that Debian's alternatives point at it.
+    for prefix in ("libopenblas", "libblis", "libmkl_rt", "libblas.so"):
+        for path in sorted(paths):
+            if os.path.basename(path).startswith(prefix):
+                return path
+    return None
+
+
+def _blas_name(path):
+    if not path:
+        return "unknown"
+    for name in ("openblas-pthread", "openblas-openmp", "openblas-serial", "openblas", "blis", "atlas", "mkl"):
+        if name in path:
+            return name
+    return "reference" if "/blas/" in path else os.path.basename(path)
+
+
+def _version(caffe):
+    """Debian's package version where dpkg has one: caffe.__version__ is "1.0.0" for the release and every later
+    snapshot alike (Debian's is git20180821, with Clip and Swish); the recipe's "1.0.0" matches its first part."""
+    try:
+        with open("/var/lib/dpkg/status") as f:
+            for block in f.read().split("\n\n"):
+                lines = block.splitlines()
+                if lines and lines[0] in ("Package: python3-caffe", "Package: python3-caffe-cpu") \
+                        and "Status: install ok installed" in lines:
+                    return next(line.split(": ", 1)[1] for line in lines if line.startswith("Version:"))
+    except (OSError, StopIteration):
+        pass
+    version = getattr(caffe, "__version__", None)
+    return str(version) if version else None
