@@ -1,4 +1,5 @@
-"""The models a benchmark runs: builtin ones built once with TensorFlow and cached, or a user's .tflite file."""
+"""The models a benchmark runs: the zoo in each framework's format, two tiny builtin TFLite nets for fast
+tests (built once with TensorFlow and cached), or a user's file."""
 
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from edgeorch.errors import ModelError
 SEED = 0
 
 BUILTIN_MODELS: dict[str, str] = {
-    "mobilenet_v2": "MobileNet-v2 (alpha 1.0, random weights), 1x224x224x3 float32 in, 1000 classes out",
     "tiny": "tiny float32 conv net (2 conv + dense), 1x32x32x3 in, 10 classes out; well under 1 ms natively",
     "tiny_int8": "the tiny net fully integer-quantized: int8 weights, int8 input and output",
 }
@@ -266,13 +266,6 @@ def _tiny():  # -> keras.Model
     return keras.Model(inputs, keras.layers.Dense(10)(x), name="tiny")
 
 
-def _mobilenet_v2():  # -> keras.Model
-    import keras
-
-    inputs = keras.Input((224, 224, 3), batch_size=1)
-    return keras.applications.MobileNetV2(alpha=1.0, weights=None, input_tensor=inputs, classes=1000)
-
-
 def _convert(model, *, int8: bool) -> bytes:
     import numpy as np
     import tensorflow as tf
@@ -288,7 +281,6 @@ def _convert(model, *, int8: bool) -> bytes:
 
 
 _RECIPES: dict[str, tuple[Callable, bool]] = {
-    "mobilenet_v2": (_mobilenet_v2, False),
     "tiny": (_tiny, False),
     "tiny_int8": (_tiny, True),
 }
@@ -313,7 +305,7 @@ def _quiet(name: str) -> Iterator[None]:
             sink.seek(0)
             said = "\n".join(sink.read().decode(errors="replace").splitlines()[-15:])
             raise ModelError(
-                f"building builtin model {name} failed: {type(exc).__name__}: {exc}"
+                f"building model {name} failed: {type(exc).__name__}: {exc}"
                 + (f"\nTensorFlow said:\n{said}" if said else ""),
                 hint="check the TensorFlow install (pip install -e '.[models]'), or pass the path of a .tflite file",
             ) from exc

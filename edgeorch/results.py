@@ -25,7 +25,7 @@ COLUMNS = [
     "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "throughput_ips", "load_ms",
     "first_inference_ms", "cpu_percent", "peak_rss_mb", "max_temp_c", "throttled",
     "throttle_evidence", "cpu_model", "cores", "kernel", "os", "python", "numpy", "image_id",
-    "bench_sha256", "started_at", "max_abs_diff", "top1", "top1_ref", "agrees",
+    "bench_sha256", "started_at", "max_abs_diff", "correlation", "top1", "top1_ref", "agrees",
 ]
 
 
@@ -86,13 +86,13 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
 
     rows, samples = [], []
     for spec, doc in records:
-        check = {"max_abs_diff": None, "top1": None, "top1_ref": None, "agrees": None}
+        check = {"max_abs_diff": None, "correlation": None, "top1": None, "top1_ref": None, "agrees": None}
         if reference is not None and doc.get("outputs"):
             out = doc["outputs"][0]
             output = np.asarray(out["values"], dtype=np.float64).reshape(out["shape"])
             found = agreement(reference, output, precision=precision(doc))
-            check = {"max_abs_diff": found["max_abs_diff"], "top1": found["top1"], "top1_ref": found["top1_ref"],
-                     "agrees": found["agree"]}
+            check = {key: found[key] for key in ("max_abs_diff", "correlation", "top1", "top1_ref")}
+            check["agrees"] = found["agree"]
         lat_ns = np.asarray(doc["timing"]["latencies_ns"], dtype=np.int64)
         ms = lat_ns / 1e6
         facts, fw, params = doc["facts"], doc["framework"], doc["params"]
@@ -129,7 +129,7 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
         runs[col] = runs[col].astype("boolean")
     for col in ("top1", "top1_ref"):
         runs[col] = runs[col].astype("Int64")
-    runs["max_abs_diff"] = runs["max_abs_diff"].astype("float64")
+    runs[["max_abs_diff", "correlation"]] = runs[["max_abs_diff", "correlation"]].astype("float64")
     long = pd.concat(samples, ignore_index=True) if samples else pd.DataFrame(
         columns=["board", "framework", "model", "mode", "pair", "iteration", "latency_ns"])
     return runs, long

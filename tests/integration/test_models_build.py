@@ -87,26 +87,6 @@ def test_tiny_int8_is_fully_integer_and_runs(built):
     assert np.all(np.isfinite(y)) and np.ptp(y) > 0
 
 
-def test_mobilenet_v2_has_the_right_shapes_and_size(built):
-    spec, _, seconds = built["mobilenet_v2"]
-    interp = interpreter(spec.path)
-    (inp,), (out,) = interp.get_input_details(), interp.get_output_details()
-    assert inp["dtype"] == np.float32 and list(inp["shape"]) == [1, 224, 224, 3]
-    assert out["dtype"] == np.float32 and list(out["shape"]) == [1, 1000]
-    # ~3.5 M float32 weights (batch norm folded into the convolutions) is ~14 MB.
-    assert 12e6 < spec.path.stat().st_size < 16e6
-    y = run_once(interp)
-    assert np.all(np.isfinite(y)) and y.sum() == pytest.approx(1.0, abs=1e-3)  # ends in a softmax
-    print(f"mobilenet_v2: built in {seconds:.1f} s, {spec.path.stat().st_size} bytes")
-
-
-def test_mobilenet_v2_architecture_has_the_reference_parameter_count():
-    import keras
-
-    keras.utils.set_random_seed(0)
-    assert models._mobilenet_v2().count_params() == 3_538_984  # keras.applications' own MobileNetV2 1.0 / 224
-
-
 def test_second_resolve_is_a_cache_hit(built, cache_dir, monkeypatch):
     def fail(name):
         raise AssertionError(f"{name} was rebuilt")
@@ -126,7 +106,7 @@ def test_builds_are_reproducible(built, tmp_path):
 
 
 def test_truncated_real_models_are_rejected(built, tmp_path):
-    for name in "tiny", "tiny_int8", "mobilenet_v2":
+    for name in "tiny", "tiny_int8":
         data = built[name][0].path.read_bytes()
         for cut in [*range(8, len(data), max(1, len(data) // 97)), len(data) - 4, len(data) - 1]:
             path = tmp_path / f"{name}-{cut}.tflite"

@@ -163,10 +163,10 @@ def test_cached_path_is_absolute_keyed_and_distinct_per_builtin(tmp_path, monkey
 
 def test_cache_hit_does_not_build(tmp_path, no_build):
     digest = hashlib.sha256(minimal_tflite()).hexdigest()
-    path = place_cached("mobilenet_v2", tmp_path, minimal_tflite(), f"{digest}  whatever.tflite\n".encode())
+    path = place_cached("tiny", tmp_path, minimal_tflite(), f"{digest}  whatever.tflite\n".encode())
     logged = []
-    spec = resolve_model("mobilenet_v2", cache_dir=tmp_path, log=logged.append)
-    assert spec == ModelSpec(name="mobilenet_v2", path=path, sha256=digest, builtin=True)
+    spec = resolve_model("tiny", cache_dir=tmp_path, log=logged.append)
+    assert spec == ModelSpec(name="tiny", path=path, sha256=digest, builtin=True)
     assert logged == []
 
 
@@ -211,8 +211,8 @@ def test_failed_write_leaves_no_partial_file(tmp_path, fake_build, monkeypatch):
 
 def test_missing_tensorflow_names_the_model_and_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # makes `import tensorflow` raise ImportError
-    with pytest.raises(ModelError, match="cannot build builtin model mobilenet_v2: TensorFlow is not installed") as err:
-        resolve_model("mobilenet_v2", cache_dir=tmp_path)
+    with pytest.raises(ModelError, match="cannot build builtin model tiny: TensorFlow is not installed") as err:
+        resolve_model("tiny", cache_dir=tmp_path)
     assert "pip install -e '.[models]'" in err.value.hint and ".tflite" in err.value.hint
     assert not (tmp_path / "models").exists() or list((tmp_path / "models").iterdir()) == []
 
@@ -229,7 +229,7 @@ def test_build_chatter_is_hidden_but_shown_on_failure(tmp_path, monkeypatch, cap
     monkeypatch.setitem(sys.modules, "keras", fake_keras)
     monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
     monkeypatch.setitem(models._RECIPES, "tiny", (broken_arch, False))
-    with pytest.raises(ModelError, match="building builtin model tiny failed: RuntimeError: converter exploded") as err:
+    with pytest.raises(ModelError, match="building model tiny failed: RuntimeError: converter exploded") as err:
         resolve_model("tiny", cache_dir=tmp_path)
     assert "native: kernel registration failed" in err.value.message
     out, errout = capfd.readouterr()

@@ -1,0 +1,245 @@
+"""The zoo in other frameworks' formats, converted from its one PyTorch build.
+
+Every format takes the same NCHW float32 input as PyTorch and ONNX, named "input", and gives (batch, 1000) logits
+(named "output" in the frozen graph); the NHWC layout TensorFlow's CPU kernels need is a transpose inside the model.
+
+A board with full TensorFlow (no Keras) loads the frozen graph of export_tf_graph as load_tf_graph does:
+
+    graph_def = tf.compat.v1.GraphDef.FromString(open(path, "rb").read())
+    imported = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    run = imported.prune("input:0", "output:0")
+    logits = run(tf.constant(x)).numpy()
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from edgeorch import zoo
+from edgeorch.cache import cached_file, content_hash
+from edgeorch.errors import ModelError
+from edgeorch.models import _quiet, validate_tflite
+
+CALIBRATION_INPUTS = 32  # representative inputs for int8 quantization, reference_input's seeds 1..32
+_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}  # where each NCHW axis of a 4-D tensor lies in the NHWC Keras tensor
+
+
+def keras_model(name: str, batch: int = 1):  # -> keras.Model
+    """Network `name` as a Keras functional model with zoo.build's weights: NCHW (batch, 3, H, W) in, logits out."""
+    import keras
+    import torch
+
+    module = zoo.build(name)
+    graph = torch.fx.symbolic_trace(module).graph
+    modules = dict(module.named_modules())
+    inputs = keras.Input(zoo.NETWORKS[name].input_shape[1:], batch_size=batch, name="input")
+    values = {}
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            values[node] = keras.layers.Permute((2, 3, 1), name="to_nhwc")(inputs)
+        elif node.op == "output":
+            outputs = values[node.args[0]]
+        else:
+            args = torch.fx.node.map_arg(node.args, values.__getitem__)
+            target = modules[node.target] if node.op == "call_module" else node.target
+            values[node] = _layer(target, node.name, *args, **node.kwargs)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _layer(op, name: str, x, *args, **kwargs):  # -> keras.KerasTensor
+    """The Keras equivalent of one traced torch call `op(x, *args)`, on NHWC tensors, its weights copied."""
+    import keras
+    import torch
+    from torch import nn
+
+    def weighted(layer, *weights):
+        y = layer(x)
+        layer.set_weights([w.detach().numpy() for w in weights if w is not None])
+        return y
+
+    def edges(x, axis: int, before: int, after: int):  # the first and last rows repeated, as padding for a max
+        at = (slice(None),) * axis
+        ends = [x[(*at, slice(0, 1))]] * before, [x[(*at, slice(-1, None))]] * after
+        return keras.layers.Concatenate(axis, name=f"{name}_pad{axis}")([*ends[0], x, *ends[1]]) if any(ends) else x
+
+    if isinstance(op, nn.Conv2d):
+        if op.padding_mode != "zeros" or isinstance(op.padding, str):
+            raise ModelError(f"cannot convert {name}: Conv2d padding {op.padding!r} ({op.padding_mode})",
+                             hint="give convolutions explicit zero padding, as torchvision's do")
+        # 'same' pads as PyTorch does at stride 1 (odd kernels); at stride 2 it would pad one row fewer before.
+        same = op.stride == (1, 1) and all(2 * p == d * (k - 1)
+                                           for p, d, k in zip(op.padding, op.dilation, op.kernel_size))
+        if any(op.padding) and not same:
+            x = keras.layers.ZeroPadding2D(tuple((p, p) for p in op.padding), name=f"{name}_pad")(x)
+        spec = dict(kernel_size=op.kernel_size, strides=op.stride, dilation_rate=op.dilation, name=name,
+                    padding="same" if same else "valid", use_bias=op.bias is not None)
+        if op.groups == 1:
+            return weighted(keras.layers.Conv2D(op.out_channels, **spec), op.weight.permute(2, 3, 1, 0), op.bias)
+        if op.groups == op.in_channels:  # depthwise: output channel i*m+j comes from input channel i
+            m = op.out_channels // op.in_channels
+            kernel = op.weight.permute(2, 3, 0, 1).reshape(*op.kernel_size, op.in_channels, m)
+            return weighted(keras.layers.DepthwiseConv2D(depth_multiplier=m, **spec), kernel, op.bias)
+        raise ModelError(f"cannot convert {name}: a Conv2d with {op.groups} groups that is not depthwise",
+                         hint="TensorFlow Lite has no grouped convolution; split it into convolutions and a concat")
+    if isinstance(op, nn.BatchNorm2d):
+        bn = keras.layers.BatchNormalization(epsilon=op.eps, name=name)
+        return weighted(bn, op.weight, op.bias, op.running_mean, op.running_var)
+    if isinstance(op, nn.MaxPool2d):
+        if _pair(op.dilation) != (1, 1):
+            raise ModelError(f"cannot convert {name}: a dilated MaxPool2d", hint="pool without dilation")
+        kernel, stride = _pair(op.kernel_size), _pair(op.stride)
+        axes = [(size, k, s, *_pool_pads(size, k, s, p, op.ceil_mode))
+                for size, k, s, p in zip(x.shape[1:3], kernel, stride, _pair(op.padding))]
+        # No padded element may win the max. TF's 'same' padding never does: it fits ceil(size / stride) windows,
+        # padding half, rounded down, before. Elsewhere the edge rows, repeated, never beat themselves; -inf
+        # padding would do as well in float, but breaks int8 TFLite.
+        same = all(-(-size // s) == (size + p + r - k) // s + 1 and p == (p + r) // 2 for size, k, s, p, r in axes)
+        if not same:
+            for axis, (*_, p, r) in enumerate(axes, 1):
+                x = edges(x, axis, p, max(r, 0))  # r < 0: the last rows are in no window, which 'valid' skips too
+        return keras.layers.MaxPooling2D(kernel, stride, padding="same" if same else "valid", name=name)(x)
+    if isinstance(op, nn.AdaptiveAvgPool2d):
+        _, h, w, _ = x.shape
+        oh, ow = _pair(op.output_size)
+        if (h, w) == (oh, ow):  # AlexNet's and VGG's, on 224x224 inputs
+            return x
+        if (oh, ow) == (1, 1):  # TFLite's MEAN: XNNPACK fails to prepare SqueezeNet's int8 13x13 AVERAGE_POOL_2D
+            return keras.layers.GlobalAveragePooling2D(keepdims=True, name=name)(x)
+        if h % (oh or h) or w % (ow or w):
+            raise ModelError(f"cannot convert {name}: adaptive pooling of {h}x{w} to {oh}x{ow} has unequal windows",
+                             hint="use an input size whose feature map divides evenly")
+        return keras.layers.AveragePooling2D((h // oh, w // ow), name=name)(x)
+    if isinstance(op, nn.Linear):
+        return weighted(keras.layers.Dense(op.out_features, name=name), op.weight.T, op.bias)
+    if isinstance(op, nn.ReLU) or op in (torch.relu, nn.functional.relu):
+        return keras.layers.ReLU(name=name)(x)
+    if isinstance(op, nn.ReLU6):
+        return keras.layers.ReLU(6.0, name=name)(x)
+    if isinstance(op, nn.Dropout | nn.Identity):
+        return x
+    if isinstance(op, nn.Flatten) or op is torch.flatten:
+        start = args[0] if args else kwargs.get("start_dim", getattr(op, "start_dim", 0))  # torch.flatten's is 0
+        end = args[1] if len(args) > 1 else kwargs.get("end_dim", getattr(op, "end_dim", -1))
+        if (start, end) != (1, -1):
+            raise ModelError(f"cannot convert {name}: a flatten of dimensions {start} to {end}",
+                             hint="flatten all but the batch dimension, as nn.Flatten() does")
+        if len(x.shape) == 4 and x.shape[1:3] != (1, 1):  # PyTorch's flatten order is NCHW's
+            x = keras.layers.Permute((3, 1, 2), name=f"{name}_to_nchw")(x)
+        return keras.layers.Flatten(name=name)(x)
+    if op in (operator.add, torch.add):
+        return keras.layers.Add(name=name)([x, *args])
+    if op is torch.cat:
+        axis = args[0] if args else kwargs.get("dim", 0)
+        return keras.layers.Concatenate(_NHWC[axis % 4] if len(x[0].shape) == 4 else axis, name=name)(list(x))
+    raise ModelError(f"cannot convert {name}: no Keras equivalent for {getattr(op, '__name__', type(op).__name__)}",
+                     hint="add it to edgeorch.convert._layer")
+
+
+def _pair(v) -> tuple:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _pool_pads(size: int, k: int, s: int, p: int, ceil_mode: bool) -> tuple[int, int]:
+    """PyTorch's pooling padding of one axis as (before, after): `after` covers the last window (< 0: not all)."""
+    out = -(-(size + 2 * p - k) // s) + 1 if ceil_mode else (size + 2 * p - k) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:  # PyTorch drops a last window that would start in the padding
+        out -= 1
+    return p, (out - 1) * s + k - size - p
+
+
+def export_tflite(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None, int8: bool = False) -> Path:
+    """Return the TFLite file of network `name` (fully int8 with `int8`): converted on first use, then cached."""
+    path = _cache_path(name, cache_dir, f"{name}_int8.tflite" if int8 else f"{name}.tflite")
+    cached_file(path, lambda: _convert(name, lambda function, model: _tflite(name, function, model, int8)),
+                validate_tflite, log or (lambda _msg: None), f"converting {name} to TFLite{' int8' if int8 else ''}")
+    return path
+
+
+def export_tf_graph(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None) -> Path:
+    """Return the frozen TensorFlow GraphDef (.pb) of network `name`: converted on first use, then cached."""
+    path = _cache_path(name, cache_dir, f"{name}.pb")
+    cached_file(path, lambda: _convert(name, _graph_def), lambda p: _check_graph(p, name), log or (lambda _msg: None),
+                f"converting {name} to a TensorFlow graph")
+    return path
+
+
+def load_tf_graph(path: Path) -> Callable:
+    """The frozen graph at `path` as a function from a numpy input to numpy logits, with TensorFlow alone."""
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef.FromString(Path(path).read_bytes())
+    imported = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    run = imported.prune("input:0", "output:0")
+    return lambda x: run(tf.constant(x)).numpy()
+
+
+def _cache_path(name: str, cache_dir: Path, file_name: str) -> Path:
+    """Where `file_name` is cached, keyed by the zoo's and this module's source, the seed and the versions."""
+    tf, keras, torch = _frameworks(name)
+    versions = f"tf={tf.__version__} keras={keras.__version__} torch={torch.__version__}"
+    key = content_hash(Path(zoo.__file__), Path(__file__), f"{file_name} seed={zoo.SEED} {versions}")
+    stem, suffix = file_name.split(".")
+    return Path(cache_dir).resolve() / "models" / f"{stem}-{key}.{suffix}"
+
+
+def _frameworks(name: str) -> tuple:
+    """The tensorflow, keras and torch modules, or a ModelError saying which one is missing."""
+    import importlib
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read at TF's first import; 2 still shows ERROR lines
+    try:
+        return tuple(importlib.import_module(m) for m in ("tensorflow", "keras", "torch"))
+    except ImportError as exc:
+        raise ModelError(f"cannot convert {name}: {exc}",
+                         hint="install the models extra (pip install -e '.[models]')") from exc
+
+
+def _convert(name: str, to_bytes: Callable) -> bytes:
+    with _quiet(name):
+        import keras
+        import tensorflow as tf
+
+        keras.utils.clear_session()  # automatic names ("get_item_1") end up in the files: restart their counters
+        model = keras_model(name)
+        spec = tf.TensorSpec(model.input_shape, tf.float32, name="input")
+        # TFLiteConverter.from_keras_model fails on Keras 3 models (TF 2.21): both formats start from this function.
+        function = tf.function(lambda x: tf.identity(model(x, training=False), name="output"))
+        return to_bytes(function.get_concrete_function(spec), model)
+
+
+def _tflite(name: str, function, model, int8: bool) -> bytes:
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+    if int8:
+        seeds = range(1, CALIBRATION_INPUTS + 1)  # seed 0 is the reference input the result is checked on
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([zoo.reference_input(name, seed)] for seed in seeds)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def _graph_def(function, _model) -> bytes:
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(function)
+    return frozen.graph.as_graph_def().SerializeToString()
+
+
+def _check_graph(path: Path, name: str) -> None:
+    """Raise ModelError unless `path` is a GraphDef with the "input" and "output" nodes load_tf_graph runs."""
+    import tensorflow as tf
+
+    try:
+        nodes = {node.name for node in tf.compat.v1.GraphDef.FromString(path.read_bytes()).node}
+    except Exception as exc:  # protobuf's DecodeError, among others
+        path.unlink(missing_ok=True)
+        raise ModelError(f"the converted {path.name} is not a GraphDef: {exc}", hint="convert it again") from exc
+    if not {"input", "output"} <= nodes:
+        path.unlink(missing_ok=True)
+        raise ModelError(f"the converted graph of {name} lacks an 'input' or 'output' node",
+                         hint="this is a bug in edgeorch.convert; report it with the TensorFlow version")
