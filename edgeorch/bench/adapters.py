@@ -198,9 +198,12 @@ class PyTorch:
         except ImportError as e:
             raise FrameworkMissing("torch is not installed") from e
         cuda = self.torch.cuda.is_available()
-        self.options = {"device": "cuda" if cuda else "cpu", **_options(options, device=("cpu", "cuda"))}
+        self.options = {"device": "cuda" if cuda else "cpu", "precision": "fp32",
+                        **_options(options, device=("cpu", "cuda"), precision=("fp32", "fp16"))}
         if self.options["device"] == "cuda" and not cuda:
             raise OptionError("device=cuda: this torch build or board has no CUDA device")
+        if self.options["precision"] == "fp16" and self.options["device"] != "cuda":
+            raise OptionError("precision=fp16 needs device=cuda: PyTorch's CPU kernels for half are slow emulation")
         self.module = None
 
     def info(self, threads):
@@ -226,6 +229,8 @@ class PyTorch:
                                  "torch.jit.save(m, f, _extra_files={'edgeorch.json': json.dumps({'inputs': "
                                  "[{'name': 'input', 'shape': [1, 3, 224, 224], 'dtype': 'float32'}]})})")
         self.signature = json.loads(extra["edgeorch.json"])
+        if self.options["precision"] == "fp16":
+            self.module = self.module.half()
 
     def describe(self):
         return {"inputs": self.signature["inputs"], "outputs": self.signature.get("outputs", [])}
@@ -235,7 +240,9 @@ class PyTorch:
         arrays = [_given(first, i["shape"], i["dtype"]) if n == 0 and first is not None
                   else _random_input(tuple(i["shape"]), i["dtype"], rng)
                   for n, i in enumerate(self.signature["inputs"])]
+        half = self.options["precision"] == "fp16"
         self.inputs = [self.torch.from_numpy(a).to(self.options["device"]) for a in arrays]
+        self.inputs = [t.half() if half and t.is_floating_point() else t for t in self.inputs]
 
     def infer(self):
         with self.torch.inference_mode():
@@ -246,7 +253,7 @@ class PyTorch:
 
     def outputs(self):
         last = self.last if isinstance(self.last, (tuple, list)) else [self.last]
-        return [t.detach().cpu().numpy() for t in last]
+        return [t.detach().float().cpu().numpy() if t.is_floating_point() else t.detach().cpu().numpy() for t in last]
 
 
 class TensorFlow:

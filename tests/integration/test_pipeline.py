@@ -92,10 +92,13 @@ def test_a_framework_is_refused_where_it_cannot_run(fleet):
 
 def test_onnxruntime_reproduces_pytorch_on_both_modes(fleet):
     r = invoke("agree", "--host", "rpi4,x86", "--framework", "onnxruntime", "--model", "squeezenet1_1")
-    rows = [line for line in r.stdout.splitlines() if line.startswith("│ rpi4") or line.startswith("│ x86")]
-    assert len(rows) == 4 and all("yes" in row for row in rows)
+    df = pd.read_parquet(run_dir_of(r.stdout) / "results.parquet")
+    assert sorted(zip(df["board"], df["mode"])) == [("rpi4", "bare"), ("rpi4", "docker"), ("x86", "bare"),
+                                                    ("x86", "docker")]
+    assert df["agrees"].all() and (df["top1"] == df["top1_ref"]).all()
+    assert "top-1 = PyTorch" in r.stdout
 
 
 def test_agreement_is_refused_where_there_is_no_reference(fleet):
-    r = invoke("agree", "--host", "x86", "--framework", "tflite", check=False)
-    assert r.returncode == 2 and "zoo is exported to ONNX only" in r.stdout
+    r = invoke("agree", "--host", "x86", "--framework", "tflite", "--model", "tiny", check=False)
+    assert r.returncode == 2 and "needs a zoo network" in r.stdout

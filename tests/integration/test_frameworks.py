@@ -1,0 +1,83 @@
+"""Every framework that can run here, on the simulated fleet, each checked against PyTorch's output.
+
+The cases stay small (SqueezeNet 1.1, a few iterations): the ARM boards run under QEMU.
+"""
+
+import pandas as pd
+import pytest
+
+from edgeorch import zoo
+
+from .conftest import invoke
+from .test_pipeline import run_dir_of
+
+ONE = ["--iterations", "2", "--warmup", "0", "--repeat", "1"]
+
+
+def table(r) -> pd.DataFrame:
+    return pd.read_parquet(run_dir_of(r.stdout) / "results.parquet")
+
+
+def test_pytorch_opencv_and_onnxruntime_side_by_side_on_arm64_and_x86(fleet):
+    r = invoke("compare", "--host", "rpi4,x86", "--framework", "pytorch,opencv,onnxruntime",
+               "--model", "squeezenet1_1", *ONE)
+    df = table(r)
+    assert sorted(set(zip(df["board"], df["framework"], df["mode"]))) == [
+        (b, f, m) for b in ("rpi4", "x86") for f in ("onnxruntime", "opencv", "pytorch") for m in ("bare", "docker")]
+    assert df["agrees"].all() and (df["max_abs_diff"] < 1e-3).all()  # the same function everywhere
+    versions = dict(zip(zip(df["board"], df["framework"]), df["framework_version"]))
+    assert versions[("rpi4", "pytorch")].startswith("2.10.0") and versions[("x86", "pytorch")].startswith("2.13.0")
+    assert versions[("rpi4", "opencv")] == versions[("x86", "opencv")] == "4.11.0.86"
+    assert set(df.loc[df["board"] == "rpi4", "machine"]) == {"aarch64"}
+    assert "Frameworks side by side" in r.stdout
+
+
+def test_tflite_runs_the_zoo_converted_from_pytorch_on_the_armv7_board(fleet):
+    df = table(invoke("bench", "--host", "rpi3", "--framework", "tflite", "--model", "squeezenet1_1", *ONE))
+    assert set(df["machine"]) == {"armv7l"} and df["agrees"].all()
+    assert df["model"].tolist() == ["squeezenet1_1"] * 2 and set(df["precision"]) == {"fp32"}
+
+
+def test_litert_and_tflite_with_and_without_xnnpack(fleet):
+    df = table(invoke("bench", "--host", "x86", "--framework", "litert,tflite", "--model", "squeezenet1_1",
+                      "--option", "xnnpack=off", *ONE))
+    assert set(df["runtime"]) == {"ai_edge_litert", "tflite_runtime"} and df["agrees"].all()
+    assert df["framework_options"].str.contains('"xnnpack": "off"').all()
+
+
+def test_an_int8_variant_is_its_own_model_with_its_own_tolerance(fleet):
+    df = table(invoke("bench", "--host", "x86", "--framework", "tflite", "--model", "squeezenet1_1_int8", *ONE))
+    assert set(df["precision"]) == {"int8"} and df["agrees"].all()
+    assert (df["correlation"] > 0.5).all()
+
+
+def test_tensorflow_runs_the_frozen_graph(fleet):
+    df = table(invoke("bench", "--host", "x86", "--framework", "tensorflow", "--model", "squeezenet1_1", *ONE))
+    assert set(df["framework_version"]) == {"2.21.0"} and df["agrees"].all()
+
+
+def test_caffe_runs_in_docker_and_says_what_bare_metal_needs(fleet):
+    df = table(invoke("bench", "--host", "x86", "--framework", "caffe", "--model", "squeezenet1_1", "--mode",
+                      "docker", *ONE))
+    assert df["mode"].tolist() == ["docker"] and df["agrees"].all()
+    assert df["python"].tolist() == ["3.9.2"]  # Debian bullseye's, where Caffe is packaged
+    r = invoke("bench", "--host", "x86", "--framework", "caffe", "--model", "squeezenet1_1", *ONE, check=False)
+    assert r.returncode == 6 and "apt install python3-caffe" in r.stdout
+
+
+@pytest.mark.parametrize("network", list(zoo.NETWORKS))
+def test_every_zoo_network_agrees_with_pytorch_in_two_frameworks(fleet, network):
+    r = invoke("agree", "--host", "x86", "--framework", "onnxruntime,pytorch", "--model", network)
+    df = table(r)
+    assert len(df) == 4 and df["agrees"].all(), df[["framework", "mode", "max_abs_diff", "top1", "top1_ref"]]
+
+
+def test_tensorrt_asks_for_the_vendor_base_image(fleet):
+    r = invoke("bench", "--host", "x86", "--framework", "tensorrt", "--model", "squeezenet1_1", check=False)
+    assert r.returncode == 3 and "--base-image" in r.stdout
+
+
+def test_an_option_the_framework_does_not_know_fails_the_run(fleet):
+    r = invoke("bench", "--host", "x86", "--framework", "onnxruntime", "--model", "squeezenet1_1", "--mode", "bare",
+               "--option", "xnnpack=off", *ONE, check=False)
+    assert r.returncode == 6 and "unknown option 'xnnpack'" in r.stdout
