@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeorch import zoo
+from edgeorch.bench.protowire import fields, varint
 from edgeorch.cache import cached_file, content_hash
 from edgeorch.errors import ModelError
 
@@ -277,7 +278,7 @@ def _np(tensor):  # -> numpy float32
 def _verify(path: Path, name: str) -> None:
     """Raise ModelError unless `path` decodes as a net from an Input "input" to a layer whose top is "output"."""
     try:
-        layers = [dict(_decode_layer(v)) for f, _, v in read_fields(path.read_bytes()) if f == _NET_LAYER]
+        layers = [dict(_decode_layer(v)) for f, _, v, _, _ in fields(path.read_bytes()) if f == _NET_LAYER]
         ok = layers[0]["type"] == "Input" and layers[0]["top"] == "input" and layers[-1]["top"] == "output"
     except (ValueError, KeyError, IndexError) as exc:
         ok, layers = False, exc
@@ -288,24 +289,12 @@ def _verify(path: Path, name: str) -> None:
 
 
 def _decode_layer(data) -> Iterator[tuple[str, str]]:
-    for f, _, v in read_fields(data):
+    for f, _, v, _, _ in fields(data):
         if f in (2, 4):  # type, top (the last one wins: every layer here has one)
             yield ("type" if f == 2 else "top"), bytes(v).decode()
 
 
-# The protobuf wire format (https://protobuf.dev/programming-guides/encoding/), as much as a NetParameter needs.
-
-
-def varint(n: int) -> bytes:
-    """Base-128 little-endian varint; a negative int32/int64 is its 64-bit two's complement (ten bytes)."""
-    if n < 0:
-        n += 1 << 64
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+# Writing a NetParameter: the protobuf wire format (reading it: edgeorch.bench.protowire).
 
 
 def _tag(number: int, wire_type: int) -> bytes:
@@ -340,36 +329,3 @@ def _blob(array) -> bytes:
     import numpy as np
 
     return _bytes(7, _shape(array.shape)) + _bytes(5, np.ascontiguousarray(array, dtype="<f4").tobytes())
-
-
-def read_fields(data) -> Iterator[tuple[int, int, int | memoryview]]:
-    """(field number, wire type, value) of each field of one message: ints for types 0, 1, 5; views for type 2."""
-    view, i = memoryview(data), 0
-    while i < len(view):
-        key, i = _read_varint(view, i)
-        number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value, i = _read_varint(view, i)
-        elif wire_type == 2:
-            size, i = _read_varint(view, i)
-            value, i = view[i:i + size], i + size
-            if i > len(view):
-                raise ValueError(f"field {number} runs past the end of the message")
-        elif wire_type in (1, 5):
-            width = 8 if wire_type == 1 else 4
-            value, i = int.from_bytes(view[i:i + width], "little"), i + width
-        else:
-            raise ValueError(f"field {number} has wire type {wire_type}, which a NetParameter does not use")
-        yield number, wire_type, value
-
-
-def _read_varint(view, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if i >= len(view):
-            raise ValueError("a varint runs past the end of the message")
-        byte = view[i]
-        value |= (byte & 0x7F) << shift
-        i, shift = i + 1, shift + 7
-        if byte < 0x80:
-            return value, i

@@ -10,6 +10,8 @@ import re
 
 import numpy as np
 
+from .protowire import fields
+
 
 class ModelLoadError(Exception):
     """The model file could not be read by the framework."""
@@ -376,35 +378,6 @@ def _distribution_version(names, fallback):
     return fallback
 
 
-def _varints(data, at, end):
-    """(field number, wire type, value) of each protobuf field in data[at:end]; value is a slice for bytes."""
-    while at < end:
-        key, at = _varint(data, at)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, at = _varint(data, at)
-        elif wire == 2:
-            size, at = _varint(data, at)
-            value, at = (at, at + size), at + size
-        elif wire in (1, 5):
-            value, at = None, at + (8 if wire == 1 else 4)
-        else:
-            raise ValueError(f"not an ONNX file (protobuf wire type {wire})")
-        yield field, wire, value
-
-
-def _varint(data, at):
-    value = shift = 0
-    while True:
-        if at >= len(data):
-            raise ValueError("not an ONNX file (truncated)")
-        byte = data[at]
-        value |= (byte & 0x7F) << shift
-        at, shift = at + 1, shift + 7
-        if not byte & 0x80:
-            return value, at
-
-
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
 
 
@@ -413,33 +386,33 @@ def onnx_inputs(path):
 
     cv2.dnn does not say what its network takes; symbolic dimensions are fed as 1.
     """
-    data = memoryview(open(path, "rb").read())
-    fields = lambda span: _varints(data, *span)  # noqa: E731
-    graph = next((v for f, w, v in _varints(data, 0, len(data)) if f == 7 and w == 2), None)  # ModelProto.graph
-    if graph is None:
-        raise ValueError("not an ONNX file (no graph)")
-    initializers = {bytes(data[slice(*v)]) for f, w, v in fields(graph) if f == 5 and w == 2
-                    for f2, _, v in fields(v) if f2 == 8}  # TensorProto.name: old exports list weights as inputs
-    inputs = []
-    for f, w, value in fields(graph):
-        if f != 11 or w != 2:  # GraphProto.input: ValueInfoProto
-            continue
-        name, shape, dtype = "", [], None
-        for f2, _, v in fields(value):
-            if f2 == 1:
-                name = bytes(data[slice(*v)]).decode()
-            elif f2 == 2:  # TypeProto -> tensor_type -> elem_type, shape -> dim -> dim_value
-                for tensor in (v for f3, _, v in fields(v) if f3 == 1):
-                    for f4, _, v4 in fields(tensor):
-                        if f4 == 1:
-                            dtype = _ONNX_DTYPES.get(v4)
-                        elif f4 == 2:
-                            for dim in (v for f5, _, v in fields(v4) if f5 == 1):
-                                shape.append(next((d for f6, w6, d in fields(dim) if f6 == 1 and w6 == 0), 1) or 1)
-        if name.encode() not in initializers:
+    def sub(message, number):  # the message fields `number` of a message
+        return [v for n, w, v, _, _ in fields(message) if n == number and w == 2]
+
+    def ints(message, number):
+        return [v for n, w, v, _, _ in fields(message) if n == number and w == 0]
+
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        graph = sub(data, 7)  # ModelProto.graph
+        if not graph:
+            raise ValueError("it has no graph")
+        # TensorProto.name of the initializers: old exports list the weights among the inputs
+        weights = {bytes(name) for tensor in sub(graph[0], 5) for name in sub(tensor, 8)}
+        inputs = []
+        for info in sub(graph[0], 11):  # GraphProto.input: ValueInfoProto name, type
+            name = b"".join(bytes(v) for v in sub(info, 1))
+            if name in weights:
+                continue
+            tensor = [t for kind in sub(info, 2) for t in sub(kind, 1)]  # TypeProto.tensor_type
+            dtype = next((_ONNX_DTYPES.get(v) for t in tensor for v in ints(t, 1)), None)  # elem_type
+            shape = tuple(next(iter(ints(dim, 1)), 0) or 1 for t in tensor for s in sub(t, 2) for dim in sub(s, 1))
             if dtype is None:
-                raise ValueError(f"input {name} has a type edgeorch cannot feed")
-            inputs.append((name, tuple(shape), dtype))
+                raise ValueError(f"input {name.decode()} has a type edgeorch cannot feed")
+            inputs.append((name.decode(), shape, dtype))
+    except ValueError as e:
+        raise ValueError(f"not an ONNX file: {e}") from e
     return inputs
 
 

@@ -12,6 +12,7 @@ import tempfile
 import numpy as np
 
 from .adapters import FrameworkMissing, ModelLoadError, _given, _options, _random_input
+from .protowire import fields, varint
 
 # Where a NetParameter's layers are (field 100; V1 nets: 2) and their blobs inside them (LayerParameter 7;
 # V1LayerParameter 6): BVLC caffe.proto. Caffe needs the definition as text; the blobs it reads itself.
@@ -103,55 +104,12 @@ class Caffe:
 def _without_blobs(data):
     """The NetParameter bytes with every layer's blobs left out: the definition alone, without decoding floats."""
     view, out = memoryview(data), bytearray()
-    for number, start, value_start, end in _fields(view):
-        if number in _LAYER_BLOBS:
-            layer = view[value_start:end]
-            kept = b"".join(layer[s:e] for n, s, _, e in _fields(layer) if n != _LAYER_BLOBS[number])
-            out += _varint(number << 3 | 2) + _varint(len(kept)) + kept
+    for number, wire_type, value, start, end in fields(view):
+        if number in _LAYER_BLOBS and wire_type == 2:
+            kept = b"".join(value[s:e] for n, _, _, s, e in fields(value) if n != _LAYER_BLOBS[number])
+            out += varint(number << 3 | 2) + varint(len(kept)) + kept
         else:
             out += view[start:end]
-    return bytes(out)
-
-
-def _fields(view):
-    """(field number, start, value start, end) of each field of one message's bytes."""
-    i = 0
-    while i < len(view):
-        start = i
-        key, i = _read_varint(view, i)
-        wire_type = key & 7
-        if wire_type == 0:
-            _, i = _read_varint(view, i)
-            value_start = start
-        elif wire_type == 2:
-            size, value_start = _read_varint(view, i)
-            i = value_start + size
-        elif wire_type in (1, 5):
-            value_start, i = i, i + (8 if wire_type == 1 else 4)
-        else:
-            raise ValueError(f"wire type {wire_type} at byte {start}")
-        if i > len(view):
-            raise ValueError(f"a field at byte {start} runs past the end")
-        yield key >> 3, start, value_start, i
-
-
-def _read_varint(view, i):
-    value = shift = 0
-    while True:
-        if i >= len(view):
-            raise ValueError("a varint runs past the end")
-        byte = view[i]
-        value, i, shift = value | (byte & 0x7F) << shift, i + 1, shift + 7
-        if byte < 0x80:
-            return value, i
-
-
-def _varint(n):
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
     return bytes(out)
 
 

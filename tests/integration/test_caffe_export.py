@@ -1,8 +1,8 @@
 """Converts the zoo to Caffe and runs it with the real pycaffe (Debian bullseye's) against PyTorch.
 
-Needs a Python with caffe: EDGEORCH_CAFFE_PYTHON is its command line, e.g. "chroot /tmp/caffe-root python3"
-for a root made with `debootstrap --variant=minbase --include=python3-caffe bullseye /tmp/caffe-root` (with
-/proc mounted in it), or "docker run -i --rm IMAGE python3". Files reach it on stdin, so it may be anywhere.
+The Python with caffe is the amd64 `caffe` image's, or the command line in EDGEORCH_CAFFE_PYTHON, e.g.
+"chroot /tmp/caffe-root python3" for a root made with `debootstrap --variant=minbase --include=python3-caffe
+bullseye /tmp/caffe-root` (with /proc mounted in it). Files reach it on stdin, so it may be anywhere.
 """
 
 import io
@@ -24,8 +24,6 @@ from edgeorch.zoo import NETWORKS, reference_input, reference_output  # noqa: E4
 pytestmark = pytest.mark.integration
 
 BENCH = Path(__file__).resolve().parents[2] / "edgeorch" / "bench"
-CAFFE_PYTHON = shlex.split(os.environ.get("EDGEORCH_CAFFE_PYTHON", ""))
-needs_caffe = pytest.mark.skipif(not CAFFE_PYTHON, reason="set EDGEORCH_CAFFE_PYTHON to a python3 with caffe")
 # VGG-16 (530 MB) is left out: it uses no layer that AlexNet does not.
 CONVERTED = ["squeezenet1_1", "googlenet", "resnet18", "resnet50", "mobilenet_v2", "alexnet"]
 
@@ -68,12 +66,25 @@ def _bundle() -> dict[str, bytes]:
     return {f"edgeorch_bench/{p.name}": p.read_bytes() for p in sorted(BENCH.glob("*.py"))}
 
 
-def run_in_caffe(model: Path, x: np.ndarray, threads: int = 0) -> dict:
-    """Load `model` with the Caffe adapter under EDGEORCH_CAFFE_PYTHON, run it once on `x`: the script's JSON."""
+@pytest.fixture(scope="module")
+def caffe_python() -> list[str]:
+    """The command line of a python3 with caffe: EDGEORCH_CAFFE_PYTHON's, or the amd64 caffe image's."""
+    if os.environ.get("EDGEORCH_CAFFE_PYTHON"):
+        return shlex.split(os.environ["EDGEORCH_CAFFE_PYTHON"])
+    from edgeorch import images
+    from edgeorch.arch import Arch
+    from edgeorch.recipes import get_recipe
+
+    image = images.ensure_framework_image(images.engine(), get_recipe("caffe"), Arch.AMD64)
+    return ["docker", "run", "-i", "--rm", "--network", "none", "--entrypoint", "python3", image.image_id]
+
+
+def run_in_caffe(caffe_python: list[str], model: Path, x: np.ndarray, threads: int = 0) -> dict:
+    """Load `model` with the Caffe adapter under `caffe_python`, run it once on `x`: the script's JSON."""
     npy = io.BytesIO()
     np.save(npy, x)
     stdin = _tar({**_bundle(), "model.caffemodel": model.read_bytes(), "input.npy": npy.getvalue()})
-    r = subprocess.run([*CAFFE_PYTHON, "-c", SCRIPT, str(threads)], input=stdin, capture_output=True, timeout=900)
+    r = subprocess.run([*caffe_python, "-c", SCRIPT, str(threads)], input=stdin, capture_output=True, timeout=900)
     assert r.returncode == 0, r.stderr.decode(errors="replace")[-4000:]
     return json.loads(r.stdout.decode().strip().splitlines()[-1])
 
@@ -83,11 +94,10 @@ def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
-@needs_caffe
 @pytest.mark.parametrize("name", CONVERTED)
-def test_caffe_agrees_with_pytorch(cache_dir, name):
+def test_caffe_agrees_with_pytorch(caffe_python, cache_dir, name):
     x = reference_input(NETWORKS[name])
-    result = run_in_caffe(export_caffe(name, cache_dir=cache_dir), x)
+    result = run_in_caffe(caffe_python, export_caffe(name, cache_dir=cache_dir), x)
     assert result["model"] == {"inputs": [{"name": "input", "shape": list(x.shape), "dtype": "float32"}],
                                "outputs": [{"name": "output", "shape": [1, 1000], "dtype": "float32"}]}
     got, expected = np.array(result["outputs"][0], np.float32), reference_output(name)
@@ -96,21 +106,16 @@ def test_caffe_agrees_with_pytorch(cache_dir, name):
     assert got.argmax() == expected.argmax()
 
 
-@needs_caffe
-def test_the_adapter_reports_caffe_and_its_blas(cache_dir):
-    info = run_in_caffe(export_caffe("squeezenet1_1", cache_dir=cache_dir), reference_input("squeezenet1_1"), 1)["info"]
+def test_the_adapter_reports_caffe_and_its_blas(caffe_python, cache_dir):
+    model = export_caffe("squeezenet1_1", cache_dir=cache_dir)
+    info = run_in_caffe(caffe_python, model, reference_input("squeezenet1_1"), 1)["info"]
     assert (info["name"], info["runtime"], info["threads"]) == ("caffe", "pycaffe", 1)
     assert info["version"] and info["options"]["mode"] == "cpu"
     # OpenBLAS is what takes the thread count; with another BLAS the images would run single-threaded GEMMs.
     assert info["options"]["blas"].startswith("openblas") and info["options"]["blas_threads"] == 1
 
 
-@needs_caffe
-def test_the_entrypoint_benchmarks_a_caffe_model(cache_dir):
-    from edgeorch.bench.adapters import registry
-
-    if "caffe" not in registry():
-        pytest.skip("the Caffe adapter is not in edgeorch.bench.adapters.registry() yet")
+def test_the_entrypoint_benchmarks_a_caffe_model(caffe_python, cache_dir):
     x, npy = reference_input("resnet18"), io.BytesIO()
     np.save(npy, x)
     stdin = _tar({**_bundle(), "model.caffemodel": export_caffe("resnet18", cache_dir=cache_dir).read_bytes(),
@@ -125,7 +130,7 @@ def test_the_entrypoint_benchmarks_a_caffe_model(cache_dir):
               "            '--input', os.path.join(root, 'input.npy'),\n"
               "            '--iterations', '2', '--warmup', '1', '--outputs']\n"
               "runpy.run_module('edgeorch_bench', run_name='__main__')\n")
-    r = subprocess.run([*CAFFE_PYTHON, "-c", script], input=stdin, capture_output=True, timeout=600)
+    r = subprocess.run([*caffe_python, "-c", script], input=stdin, capture_output=True, timeout=600)
     doc = json.loads(r.stdout)
     assert (r.returncode, doc["status"], doc["error"]) == (0, "ok", None)
     assert doc["framework"]["name"] == "caffe" and len(doc["timing"]["latencies_ns"]) == 2

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from edgeorch.bench.caffe_adapter import _without_blobs
-from edgeorch.caffe_export import _caffe_pooled, _float, _shape, convert, read_fields, varint
+from edgeorch.bench.protowire import fields, varint
+from edgeorch.caffe_export import _caffe_pooled, _float, _shape, convert
 from edgeorch.errors import ModelError
 
 torch = pytest.importorskip("torch")
@@ -44,9 +45,9 @@ CAFFE_SUBSET = {
 def NetParameter():
     f = descriptor_pb2.FieldDescriptorProto
     proto = descriptor_pb2.FileDescriptorProto(name="caffe_subset.proto", package="caffe", syntax="proto2")
-    for message, fields in CAFFE_SUBSET.items():
+    for message, specs in CAFFE_SUBSET.items():
         m = proto.message_type.add(name=message)
-        for name, number, type_, label, *of in (spec + ("optional",) if len(spec) == 3 else spec for spec in fields):
+        for name, number, type_, label, *of in (spec + ("optional",) if len(spec) == 3 else spec for spec in specs):
             field = m.field.add(name=name, number=number, label=getattr(f, f"LABEL_{label.upper()}"),
                                 type=getattr(f, f"TYPE_{type_.upper()}"))
             if of and of[0]:
@@ -92,7 +93,7 @@ def test_varints_are_encoded_as_the_protobuf_spec_shows(n, encoded):
 def test_fixed_and_packed_fields():
     assert _float(2, 6.0).hex() == "15" + "0000c040"  # field 2, wire type 5, little-endian IEEE 754
     assert _shape((1, 3, 224, 224)).hex() == "0a06" + "0103e001e001"  # field 1, 6 bytes: 1, 3, 224 and 224 (two each)
-    assert [(n, w, bytes(v)) for n, w, v in read_fields(_shape((1, 300)))] == [(1, 2, bytes.fromhex("01ac02"))]
+    assert [(n, w, bytes(v)) for n, w, v, _, _ in fields(_shape((1, 300)))] == [(1, 2, bytes.fromhex("01ac02"))]
 
 
 def test_caffes_rounded_up_pool_size_is_pytorchs_ceil_mode_size():
