@@ -66,6 +66,7 @@ BENCH_HELP = {
     "warmup": "untimed inferences before them",
     "repeat": "runs per mode; modes alternate docker, bare, docker, bare, ...",
     "threads": "framework threads (0: the framework's default)",
+    "batch": "images per inference, for zoo networks (throughput is reported in images/s)",
     "option": "framework option KEY=VALUE, repeatable: xnnpack=off (tflite, litert), device=cpu (pytorch), "
               "precision=fp16 (tensorrt)",
     "parallel": "run boards side by side (real fleets; the sim boards share this host's CPUs)",
@@ -92,10 +93,11 @@ def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False, base
 @task(help=BENCH_HELP, iterable=["option"])
 @reported
 def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations=50, warmup=5, repeat=3,
-          threads=0, option=None, parallel=False, dry_run=False, timeout=3600, base_image=None, inventory=INVENTORY):
+          threads=0, batch=1, option=None, parallel=False, dry_run=False, timeout=3600, base_image=None,
+          inventory=INVENTORY):
     """Benchmark a model in Docker and on bare metal; results go to results/<run-id>/."""
     pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model,
-                   mode=mode, iterations=iterations, warmup=warmup, repeat=repeat, threads=threads,
+                   mode=mode, iterations=iterations, warmup=warmup, repeat=repeat, threads=threads, batch=batch,
                    options=tuple(option or ()), parallel=parallel, dry_run=dry_run, timeout=timeout,
                    base_image=base_image)
 
@@ -103,10 +105,10 @@ def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations
 @task(help=BENCH_HELP, iterable=["option"])
 @reported
 def compare(c, model, host=None, framework="all", mode="both", iterations=20, warmup=3, repeat=2, threads=0,
-            option=None, parallel=False, dry_run=False, timeout=3600, base_image=None, inventory=INVENTORY):
+            batch=1, option=None, parallel=False, dry_run=False, timeout=3600, base_image=None, inventory=INVENTORY):
     """Compare frameworks on one model: median latency side by side, each checked against PyTorch."""
     pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model,
-                   mode=mode, iterations=iterations, warmup=warmup, repeat=repeat, threads=threads,
+                   mode=mode, iterations=iterations, warmup=warmup, repeat=repeat, threads=threads, batch=batch,
                    options=tuple(option or ()), parallel=parallel, dry_run=dry_run, timeout=timeout,
                    base_image=base_image)
 

@@ -28,13 +28,14 @@ _NET_NAME, _NET_LAYER = 1, 100
 _MAX, _AVE, _SUM = 0, 1, 1
 
 
-def export_caffe(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None) -> Path:
+def export_caffe(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None, batch: int = 1) -> Path:
     """Return the .caffemodel of network `name` (definition and weights): converted on first use, then cached."""
     log = log or (lambda _msg: None)
-    network = zoo._network(name)
+    network = zoo._network(name, batch)
     torch = zoo._torch(f"convert {name} to Caffe")
-    key = content_hash(Path(zoo.__file__), Path(__file__), f"{name} seed={zoo.SEED} torch={torch.__version__}")
-    path = Path(cache_dir).resolve() / "models" / f"{name}-{key}.caffemodel"
+    key = content_hash(Path(zoo.__file__), Path(__file__),
+                       f"{name} seed={zoo.SEED} torch={torch.__version__} batch={batch}")
+    path = Path(cache_dir).resolve() / "models" / f"{zoo.file_stem(name, batch)}-{key}.caffemodel"
     cached_file(path, lambda: convert(zoo.build(name), network.input_shape, name=name),
                 lambda p: _verify(p, name), log, f"converting {name} to Caffe")
     return path

@@ -150,19 +150,21 @@ def _pool_pads(size: int, k: int, s: int, p: int, ceil_mode: bool) -> tuple[int,
     return p, (out - 1) * s + k - size - p
 
 
-def export_tflite(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None, int8: bool = False) -> Path:
+def export_tflite(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None, int8: bool = False,
+                  batch: int = 1) -> Path:
     """Return the TFLite file of network `name` (fully int8 with `int8`): converted on first use, then cached."""
-    path = _cache_path(name, cache_dir, f"{name}_int8.tflite" if int8 else f"{name}.tflite")
-    cached_file(path, lambda: _convert(name, lambda function, model: _tflite(name, function, model, int8)),
+    stem = zoo.file_stem(name, batch)
+    path = _cache_path(name, cache_dir, f"{stem}_int8.tflite" if int8 else f"{stem}.tflite")
+    cached_file(path, lambda: _convert(name, batch, lambda function, model: _tflite(name, function, model, int8)),
                 validate_tflite, log or (lambda _msg: None), f"converting {name} to TFLite{' int8' if int8 else ''}")
     return path
 
 
-def export_tf_graph(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None) -> Path:
+def export_tf_graph(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None, batch: int = 1) -> Path:
     """Return the frozen TensorFlow GraphDef (.pb) of network `name`: converted on first use, then cached."""
-    path = _cache_path(name, cache_dir, f"{name}.pb")
-    cached_file(path, lambda: _convert(name, _graph_def), lambda p: _check_graph(p, name), log or (lambda _msg: None),
-                f"converting {name} to a TensorFlow graph")
+    path = _cache_path(name, cache_dir, f"{zoo.file_stem(name, batch)}.pb")
+    cached_file(path, lambda: _convert(name, batch, _graph_def), lambda p: _check_graph(p, name),
+                log or (lambda _msg: None), f"converting {name} to a TensorFlow graph")
     return path
 
 
@@ -197,13 +199,13 @@ def _frameworks(name: str) -> tuple:
                          hint="install the models extra (pip install -e '.[models]')") from exc
 
 
-def _convert(name: str, to_bytes: Callable) -> bytes:
+def _convert(name: str, batch: int, to_bytes: Callable) -> bytes:
     with _quiet(name):
         import keras
         import tensorflow as tf
 
         keras.utils.clear_session()  # automatic names ("get_item_1") end up in the files: restart their counters
-        model = keras_model(name)
+        model = keras_model(name, batch)
         spec = tf.TensorSpec(model.input_shape, tf.float32, name="input")
         # TFLiteConverter.from_keras_model fails on Keras 3 models (TF 2.21): both formats start from this function.
         function = tf.function(lambda x: tf.identity(model(x, training=False), name="output"))
@@ -217,7 +219,8 @@ def _tflite(name: str, function, model, int8: bool) -> bytes:
     if int8:
         seeds = range(1, CALIBRATION_INPUTS + 1)  # seed 0 is the reference input the result is checked on
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([zoo.reference_input(name, seed)] for seed in seeds)
+        batch = model.input_shape[0]
+        converter.representative_dataset = lambda: ([zoo.reference_input(name, seed, batch)] for seed in seeds)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = converter.inference_output_type = tf.int8
     return converter.convert()

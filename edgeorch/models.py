@@ -71,19 +71,26 @@ def zoo_models(model_format: str) -> list[str]:
     return list(zoo.NETWORKS) if model_format in FORMATS else []
 
 
-def resolve(arg: str, model_format: str, *, cache_dir: Path, log: Callable[[str], None] | None = None) -> ModelSpec:
-    """The model `arg` in a framework's format: a zoo network, a builtin, or the path of a user's file."""
+def resolve(arg: str, model_format: str, *, cache_dir: Path, log: Callable[[str], None] | None = None,
+            batch: int = 1) -> ModelSpec:
+    """The model `arg` in a framework's format: a zoo network (taking `batch` images per inference), a builtin,
+    or the path of a user's file."""
     import importlib
 
     if model_format not in FORMATS:
         raise ModelError(f"no model source for the format {model_format!r}", hint="fix the framework's recipe")
     suffix, (module, function) = FORMATS[model_format]
+    zoo_model = arg in zoo_models(model_format) and arg not in BUILTIN_MODELS
+    if batch != 1 and not zoo_model:
+        raise ModelError(f"--batch {batch} applies to the zoo's networks; {arg} takes the batch it was made with",
+                         hint="drop --batch, or use a zoo network (invoke matrix lists them)")
     if model_format == "tflite" and arg in BUILTIN_MODELS:
         return resolve_model(arg, cache_dir=cache_dir, log=log)
     if arg in zoo_models(model_format):
         export = getattr(importlib.import_module(f"edgeorch.{module}"), function)
         int8 = model_format == "tflite" and arg.endswith(INT8)
-        path = export(arg.removesuffix(INT8), cache_dir=cache_dir, log=log, **({"int8": True} if int8 else {}))
+        path = export(arg.removesuffix(INT8), cache_dir=cache_dir, log=log, batch=batch,
+                      **({"int8": True} if int8 else {}))
         return ModelSpec(name=arg, path=path, sha256=file_sha256(path), builtin=True)
     path = Path(arg).expanduser()
     if not path.exists() and not (path.suffix or "/" in arg or os.sep in arg):

@@ -143,19 +143,20 @@ class Reference:
     output: np.ndarray
 
 
-def reference(model: str) -> Reference | None:
+def reference(model: str, batch: int = 1) -> Reference | None:
     """The agreement reference of a zoo network (or its int8 variant); None for builtins and user files."""
     network = model.removesuffix(INT8)
     if network not in zoo.NETWORKS:
         return None
-    path = cache_dir() / "models" / f"{network}-input-seed{zoo.SEED}.npy"
-    np.save(path, zoo.reference_input(network))
+    path = cache_dir() / "models" / f"{zoo.file_stem(network, batch)}-input-seed{zoo.SEED}.npy"
+    np.save(path, zoo.reference_input(network, batch=batch))
     return Reference(network=network, input_path=path, input_sha256=file_sha256(path),
-                     output=zoo.reference_output(network))
+                     output=zoo.reference_output(network, batch))
 
 
 def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: str = "both",
-          iterations: int = 50, warmup: int = 5, repeat: int = 3, threads: int = 0, options: tuple[str, ...] = (),
+          iterations: int = 50, warmup: int = 5, repeat: int = 3, threads: int = 0, batch: int = 1,
+          options: tuple[str, ...] = (),
           parallel: bool = False, dry_run: bool = False, timeout: float = 3600,
           base_image: str | None = None) -> Path | None:
     """Benchmark `model` with each framework of `framework` (a comma list) on the boards; returns results/<run-id>/.
@@ -171,7 +172,8 @@ def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: 
         recipes = [r for r in recipes if not any(r.why_not(b.arch) for b in boards)]
     for recipe in recipes:
         _require_support(recipe, boards)
-    specs = {r.framework: resolve(model, r.model_format, cache_dir=cache_dir(), log=console.print) for r in recipes}
+    specs = {r.framework: resolve(model, r.model_format, cache_dir=cache_dir(), log=console.print, batch=batch)
+             for r in recipes}
     plans = {b.name: [run for r in recipes for run in bench_runs(
         b, framework=r.framework, model=specs[r.framework].name, modes=modes, repeat=repeat, iterations=iterations,
         warmup=warmup, threads=threads, options=options)] for b in boards}
@@ -179,13 +181,14 @@ def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: 
         for name, runs in plans.items():
             console.print(f"{name}: " + ", ".join(f"{r.framework} {r.mode}#{r.pair}" for r in runs))
         return None
-    ref = reference(model)
+    ref = reference(model, batch)
     built = build([r.framework for r in recipes], boards, base_image)
     run_dir = results.new_run_dir()
     planned = [r for runs in plans.values() for r in runs]
     results.write_manifest(run_dir, complete=False, frameworks=[r.framework for r in recipes], model=model,
                            models={f: {"name": s.name, "sha256": s.sha256} for f, s in specs.items()},
-                           options=list(options), boards=[b.name for b in boards], planned=[r.key for r in planned])
+                           batch=batch, options=list(options), boards=[b.name for b in boards],
+                           planned=[r.key for r in planned])
     console.print(f"results go to {run_dir}")
     records: list[tuple[RunSpec, dict]] = []
     lock = threading.Lock()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import warnings
@@ -132,26 +133,28 @@ def count_macs(module, input_shape: tuple[int, ...]) -> int:
     return macs
 
 
-def reference_input(network: Network | str, seed: int = SEED):  # -> numpy.ndarray
-    """The one input every framework gets: float32 of the network's input_shape, standard normal from `seed`."""
+def reference_input(network: Network | str, seed: int = SEED, batch: int = 1):  # -> numpy.ndarray
+    """The one input every framework gets: float32 of the network's input_shape (with `batch` images),
+    standard normal from `seed`."""
     import numpy as np
 
-    network = _network(network) if isinstance(network, str) else network
+    network = _network(network if isinstance(network, str) else network.name, batch)
     # Zero mean and unit variance is what a mean/std-normalized image looks like to the first layer.
     return np.random.default_rng(seed).standard_normal(network.input_shape, dtype=np.float32)
 
 
-def reference_output(name: str):  # -> numpy.ndarray
+def reference_output(name: str, batch: int = 1):  # -> numpy.ndarray
     """PyTorch's output for reference_input: what every framework's output is compared with."""
     torch = _torch(f"compute the reference output of {name}")
     with torch.no_grad():
-        return build(name)(torch.from_numpy(reference_input(name))).numpy()
+        return build(name)(torch.from_numpy(reference_input(name, batch=batch))).numpy()
 
 
-def export_onnx(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None) -> Path:
-    """Return the ONNX file of network `name`: exported on first use, then cached under cache_dir/models."""
+def export_onnx(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None, batch: int = 1) -> Path:
+    """Return the ONNX file of network `name` (`batch` images per inference): exported on first use, then cached
+    under cache_dir/models."""
     log = log or (lambda _msg: None)
-    network = _network(name)
+    network = _network(name, batch)
     torch = _torch(f"export {name} to ONNX")
     try:
         import onnx  # noqa: F401  # the exporter needs it; say so before building
@@ -161,20 +164,21 @@ def export_onnx(name: str, *, cache_dir: Path, log: Callable[[str], None] | None
             hint="install the models extra (pip install -e '.[models]')",
         ) from exc
     recipe = "".join(inspect.getsource(f) for f in (_architectures, build, _calibrate, _export))
-    key = content_hash(recipe, f"{name} seed={SEED} opset={OPSET} torch={torch.__version__}")
-    path = Path(cache_dir).resolve() / "models" / f"{name}-{key}.onnx"
+    key = content_hash(recipe, f"{name} seed={SEED} opset={OPSET} torch={torch.__version__} batch={batch}")
+    path = Path(cache_dir).resolve() / "models" / f"{file_stem(name, batch)}-{key}.onnx"
     cached_file(path, lambda: _export(build(name), network), lambda p: _verify(p, network), log,
                 f"exporting {name} to ONNX")
     return path
 
 
-def export_torchscript(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None) -> Path:
+def export_torchscript(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None,
+                       batch: int = 1) -> Path:
     """Return the TorchScript file of network `name` (traced, with its input shape inside), cached like the ONNX."""
-    network = _network(name)
+    network = _network(name, batch)
     torch = _torch(f"export {name} to TorchScript")
     recipe = "".join(inspect.getsource(f) for f in (_architectures, build, _calibrate, _trace))
-    key = content_hash(recipe, f"{name} seed={SEED} torch={torch.__version__}")
-    path = Path(cache_dir).resolve() / "models" / f"{name}-{key}.pt"
+    key = content_hash(recipe, f"{name} seed={SEED} torch={torch.__version__} batch={batch}")
+    path = Path(cache_dir).resolve() / "models" / f"{file_stem(name, batch)}-{key}.pt"
     cached_file(path, lambda: _trace(build(name), network), lambda p: None, log or (lambda _msg: None),
                 f"tracing {name} to TorchScript")
     return path
@@ -466,10 +470,19 @@ def _architectures() -> dict[str, Callable]:
     }
 
 
-def _network(name: str) -> Network:
+def file_stem(name: str, batch: int) -> str:
+    """How an export's file name starts: the network, and its batch when that is not 1."""
+    return name if batch == 1 else f"{name}_b{batch}"
+
+
+def _network(name: str, batch: int = 1) -> Network:
+    """The network `name`, taking `batch` images per inference."""
     if name not in NETWORKS:
         raise ModelError(f"unknown network {name!r}", hint=f"use one of {', '.join(NETWORKS)}")
-    return NETWORKS[name]
+    if not isinstance(batch, int) or batch < 1:
+        raise ModelError(f"batch {batch!r} is not a number of images", hint="use a batch of 1 or more")
+    network = NETWORKS[name]
+    return dataclasses.replace(network, input_shape=(batch, *network.input_shape[1:]))
 
 
 def _torch(doing: str):  # -> the torch module

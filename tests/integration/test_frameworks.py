@@ -81,3 +81,12 @@ def test_an_option_the_framework_does_not_know_fails_the_run(fleet):
     r = invoke("bench", "--host", "x86", "--framework", "onnxruntime", "--model", "squeezenet1_1", "--mode", "bare",
                "--option", "xnnpack=off", *ONE, check=False)
     assert r.returncode == 6 and "unknown option 'xnnpack'" in r.stdout
+
+
+def test_a_batch_of_images_per_inference(fleet):
+    df = table(invoke("bench", "--host", "x86", "--framework", "onnxruntime,tflite", "--model", "squeezenet1_1",
+                      "--batch", "2", "--mode", "bare", *ONE))
+    assert set(df["batch"]) == {2} and df["agrees"].all()
+    # throughput counts images: two per inference
+    per_inference = df["iterations"] / (df["p50_ms"] * df["iterations"] / 1e3)
+    assert (df["throughput_ips"] > 1.2 * per_inference).all()

@@ -13,7 +13,7 @@ import pytest
 
 from edgeorch import models
 from edgeorch.errors import ModelError
-from edgeorch.models import BUILTIN_MODELS, ModelSpec, cached_path, resolve_model, validate_tflite
+from edgeorch.models import BUILTIN_MODELS, ModelSpec, cached_path, resolve, resolve_model, validate_tflite
 
 
 def minimal_tflite() -> bytes:
@@ -241,3 +241,8 @@ def test_importing_the_module_does_not_import_tensorflow_or_numpy():
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_batch_is_refused_for_models_the_zoo_does_not_make(tmp_path):
+    with pytest.raises(ModelError, match="--batch 4 applies to the zoo's networks; tiny takes the batch"):
+        resolve("tiny", "tflite", cache_dir=tmp_path, batch=4)

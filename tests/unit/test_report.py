@@ -128,3 +128,12 @@ def test_agreement_of_outputs():
     flipped[0, 0] = 10.0
     assert report.agreement(ref, flipped)["why"] == "top-1 differs"
     assert "shape" in report.agreement(ref, ref.reshape(1000, 1))["why"]
+
+
+def test_agreement_of_a_batch_needs_every_image_to_agree():
+    ref = np.stack([np.linspace(-1, 1, 10), np.linspace(1, -1, 10)])  # top-1: 9, then 0
+    assert report.agreement(ref, ref.copy())["agree"]
+    swapped = ref.copy()
+    swapped[1] = ref[0]  # the second image's top-1 is wrong
+    found = report.agreement(ref, swapped)
+    assert not found["agree"] and found["why"] == "top-1 differs" and found["top1"] == 9

@@ -105,3 +105,13 @@ def test_outputs_are_finite_and_follow_the_input(torch, built, name):
     assert all(torch.isfinite(out).all() and out.std() > 1e-3 for out in outputs)
     # a network that gave every input the same class would make a cross-framework top-1 check meaningless
     assert len({int(out.argmax()) for out in outputs}) > 1
+
+
+def test_a_batch_of_reference_inputs_starts_with_the_single_one():
+    batch = reference_input("resnet18", batch=3)
+    assert batch.shape == (3, 3, 224, 224) and batch.dtype == np.float32
+    np.testing.assert_array_equal(batch[:1], reference_input("resnet18"))
+    assert not np.array_equal(batch[0], batch[1])  # three different images
+    with pytest.raises(ModelError, match="batch 0 is not a number of images"):
+        reference_input("resnet18", batch=0)
+    assert zoo.file_stem("resnet18", 1) == "resnet18" and zoo.file_stem("resnet18", 4) == "resnet18_b4"
