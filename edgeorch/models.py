@@ -60,6 +60,7 @@ FORMATS: dict[str, tuple[str, tuple[str, str]]] = {
     "caffemodel": (".caffemodel", ("caffe_export", "export_caffe")),
 }
 INT8 = "_int8"  # zoo network + this suffix: its full-integer TFLite variant, a model of its own
+EAGER = "_eager"  # zoo network + this suffix: its ExportedProgram, which PyTorch runs eagerly
 
 
 def zoo_models(model_format: str) -> list[str]:
@@ -68,6 +69,8 @@ def zoo_models(model_format: str) -> list[str]:
 
     if model_format == "tflite":
         return [*BUILTIN_MODELS, *zoo.NETWORKS, *(n + INT8 for n in zoo.NETWORKS)]
+    if model_format == "torchscript":
+        return [*zoo.NETWORKS, *(n + EAGER for n in zoo.NETWORKS)]
     return list(zoo.NETWORKS) if model_format in FORMATS else []
 
 
@@ -88,8 +91,10 @@ def resolve(arg: str, model_format: str, *, cache_dir: Path, log: Callable[[str]
         return resolve_model(arg, cache_dir=cache_dir, log=log)
     if arg in zoo_models(model_format):
         export = getattr(importlib.import_module(f"edgeorch.{module}"), function)
+        if arg.endswith(EAGER):
+            export = importlib.import_module("edgeorch.zoo").export_program
         int8 = model_format == "tflite" and arg.endswith(INT8)
-        path = export(arg.removesuffix(INT8), cache_dir=cache_dir, log=log, batch=batch,
+        path = export(arg.removesuffix(INT8).removesuffix(EAGER), cache_dir=cache_dir, log=log, batch=batch,
                       **({"int8": True} if int8 else {}))
         return ModelSpec(name=arg, path=path, sha256=file_sha256(path), builtin=True)
     path = Path(arg).expanduser()
@@ -109,12 +114,12 @@ def validate(path: Path, model_format: str) -> None:
         raise ModelError(f"model file {path} does not exist", hint="check the path given to --model")
     if model_format == "onnx":
         return validate_onnx(path)
-    if path.suffix != suffix:
+    if path.suffix != suffix and not (model_format == "torchscript" and path.suffix == ".pt2"):
         raise ModelError(f"{path} is not a {model_format} model: its name does not end in {suffix}",
                          hint=f"pass a {suffix} file of this framework")
     if model_format == "torchscript" and not zipfile.is_zipfile(path):
-        raise ModelError(f"{path} is not a TorchScript archive (not a zip file)",
-                         hint="save the model with torch.jit.save")
+        raise ModelError(f"{path} is not a TorchScript or torch.export archive (not a zip file)",
+                         hint="save the model with torch.jit.save (.pt) or torch.export.save (.pt2)")
     if path.stat().st_size == 0:
         raise ModelError(f"model file {path} is empty", hint="copy or export the model again")
 

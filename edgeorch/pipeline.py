@@ -19,7 +19,7 @@ from .deploy import Deployment, board_facts, deploy, push_file
 from .errors import BoardError, ConfigError, RunError
 from .images import ImageSpec
 from .inventory import Board, Inventory
-from .models import INT8, ModelSpec, resolve
+from .models import EAGER, INT8, ModelSpec, resolve
 from .plan import RunSpec, bench_runs, images_needed, parse_modes
 from .recipes import IMAGES, Recipe, get_recipe, load_base, load_recipes
 from .runners import entrypoint_args
@@ -145,7 +145,7 @@ class Reference:
 
 def reference(model: str, batch: int = 1) -> Reference | None:
     """The agreement reference of a zoo network (or its int8 variant); None for builtins and user files."""
-    network = model.removesuffix(INT8)
+    network = model.removesuffix(INT8).removesuffix(EAGER)
     if network not in zoo.NETWORKS:
         return None
     path = cache_dir() / "models" / f"{zoo.file_stem(network, batch)}-input-seed{zoo.SEED}.npy"

@@ -184,19 +184,35 @@ def export_torchscript(name: str, *, cache_dir: Path, log: Callable[[str], None]
     return path
 
 
-def _trace(model, network: Network) -> bytes:
+def export_program(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None, batch: int = 1) -> Path:
+    """Return the ExportedProgram (.pt2, torch.export) of network `name`, which PyTorch runs eagerly, op by op."""
+    network = _network(name, batch)
+    torch = _torch(f"export {name} with torch.export")
+    recipe = "".join(inspect.getsource(f) for f in (_architectures, build, _calibrate, _trace))
+    key = content_hash(recipe, f"{name} seed={SEED} torch={torch.__version__} batch={batch} program")
+    path = Path(cache_dir).resolve() / "models" / f"{file_stem(name, batch)}-{key}.pt2"
+    cached_file(path, lambda: _trace(build(name), network, program=True), lambda p: None, log or (lambda _msg: None),
+                f"exporting {name} with torch.export")
+    return path
+
+
+def _trace(model, network: Network, program: bool = False) -> bytes:
+    """TorchScript (traced) or, with `program`, an ExportedProgram; either with its input shape inside."""
     import io
     import json
 
     import torch
 
-    with torch.no_grad():
-        traced = torch.jit.trace(model, torch.zeros(network.input_shape))
+    example = torch.zeros(network.input_shape)
     signature = {"inputs": [{"name": "input", "shape": list(network.input_shape), "dtype": "float32"}],
                  "outputs": [{"name": "output", "shape": [network.input_shape[0], 1000], "dtype": "float32"}]}
+    extra = {"edgeorch.json": json.dumps(signature)}  # the board-side adapter reads the input shapes here
     buffer = io.BytesIO()
-    # TorchScript keeps no input shapes: the board-side adapter reads them from this extra file.
-    torch.jit.save(traced, buffer, _extra_files={"edgeorch.json": json.dumps(signature)})
+    with torch.no_grad():
+        if program:
+            torch.export.save(torch.export.export(model, (example,)), buffer, extra_files=extra)
+        else:
+            torch.jit.save(torch.jit.trace(model, example), buffer, _extra_files=extra)
     return buffer.getvalue()
 
 

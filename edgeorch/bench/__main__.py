@@ -171,6 +171,7 @@ def run(argv):
                              "threads": args.threads, "seed": args.seed,
                              "sample_interval_s": args.sample_interval}
             doc.update(_measure(adapter, args))
+            doc["framework"] = adapter.info(args.threads)  # with what loading the model settled (threads, executor)
         doc["status"], code = "ok", EXIT_OK
     except Failure as e:
         doc["error"], code = {"kind": e.kind, "message": e.message}, e.code

@@ -190,7 +190,8 @@ class OnnxRuntime:
 
 
 class PyTorch:
-    """PyTorch running a TorchScript module, on CUDA where the board has a GPU, else on the CPU."""
+    """PyTorch on CUDA where the board has a GPU, else on the CPU: a TorchScript module (.pt) run by the
+    TorchScript interpreter, or an ExportedProgram (.pt2, torch.export) run eagerly, op by op."""
 
     name = "pytorch"
 
@@ -210,26 +211,33 @@ class PyTorch:
 
     def info(self, threads):
         torch = self.torch
-        if threads:
-            torch.set_num_threads(threads)
         blas = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
         return {"name": self.name, "runtime": "torch", "version": torch.__version__, "threads": threads,
-                "options": {**self.options, "executor": "torchscript", "intra_op_threads": torch.get_num_threads(),
+                "options": {**self.options, "executor": getattr(self, "executor", "not loaded"),
+                            "intra_op_threads": torch.get_num_threads(),
                             "blas": blas and blas.group(1), "mkldnn": torch.backends.mkldnn.is_available(),
                             "cuda": torch.version.cuda if self.options["device"] == "cuda" else None}}
 
     def load(self, path, threads):
         torch = self.torch
+        if threads:
+            torch.set_num_threads(threads)
         extra = {"edgeorch.json": ""}
+        self.executor = "eager" if str(path).endswith(".pt2") else "torchscript"
         try:
-            self.module = torch.jit.load(path, map_location=self.options["device"], _extra_files=extra).eval()
-        except (RuntimeError, ValueError) as e:
+            if self.executor == "eager":
+                program = torch.export.load(path, extra_files=extra)
+                self.module = program.module().to(self.options["device"])
+            else:
+                self.module = torch.jit.load(path, map_location=self.options["device"], _extra_files=extra).eval()
+        except (RuntimeError, ValueError, KeyError) as e:
             raise ModelLoadError(" ".join(str(e).split())[:500] or repr(e)) from e
         if not extra["edgeorch.json"]:
-            # TorchScript keeps no input shapes; edgeorch's exports carry them in this extra file.
-            raise ModelLoadError("the TorchScript file does not say its input shapes: save it with "
-                                 "torch.jit.save(m, f, _extra_files={'edgeorch.json': json.dumps({'inputs': "
-                                 "[{'name': 'input', 'shape': [1, 3, 224, 224], 'dtype': 'float32'}]})})")
+            # Neither format keeps input shapes one can read back; edgeorch's exports carry them in this extra file.
+            raise ModelLoadError("the file does not say its input shapes: save it with extra files {'edgeorch.json': "
+                                 "json.dumps({'inputs': [{'name': 'input', 'shape': [1, 3, 224, 224], "
+                                 "'dtype': 'float32'}]})} (torch.jit.save's _extra_files, torch.export.save's "
+                                 "extra_files)")
         self.signature = json.loads(extra["edgeorch.json"])
         if self.options["precision"] == "fp16":
             self.module = self.module.half()
@@ -273,8 +281,6 @@ class TensorFlow:
 
     def info(self, threads):
         tf = self.tf
-        if threads:  # before the first op runs, or TensorFlow refuses
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
         return {"name": self.name, "runtime": "tensorflow", "version": tf.__version__, "threads": threads,
                 "options": {"device": "cpu", "graph": "frozen GraphDef", "intra_op_threads":
                             tf.config.threading.get_intra_op_parallelism_threads() or "default",
@@ -282,6 +288,8 @@ class TensorFlow:
 
     def load(self, path, threads):
         tf = self.tf
+        if threads:  # before the first op runs, or TensorFlow refuses
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
         try:
             graph = tf.compat.v1.GraphDef.FromString(open(path, "rb").read())
         except Exception as e:  # protobuf's DecodeError
@@ -329,8 +337,6 @@ class OpenCV:
             raise FrameworkMissing("cv2 (opencv-python-headless) is not installed") from e
 
     def info(self, threads):
-        if threads:
-            self.cv2.setNumThreads(threads)
         build = self.cv2.getBuildInformation()
         parallel = [line.split(":", 1)[1].strip() for line in build.splitlines()
                     if line.strip().startswith("Parallel framework:")]
@@ -341,6 +347,8 @@ class OpenCV:
                             "threads_used": self.cv2.getNumThreads(), "build": self.cv2.__version__}}
 
     def load(self, path, threads):
+        if threads:
+            self.cv2.setNumThreads(threads)
         try:
             self.inputs = onnx_inputs(path)
             self.net = self.cv2.dnn.readNetFromONNX(path)

@@ -215,8 +215,7 @@ class TensorRT:
         self.device = f"{gpu} ({cc})"
         self.engine = self.context = None
         self._buffers, self._stream = [], None
-        # The entrypoint calls info() before load() and serializes this dict after the run, so
-        # load() records the cache outcome here, in the same dict the document holds.
+        # load() records the engine cache's outcome here; the entrypoint asks info() again after it.
         self._options = {"precision": self.precision, "device": self.device, "engine_cache": "not loaded",
                          "engine_file": None, "threads": "ignored: TensorRT runs the model on the GPU"}
 

@@ -90,3 +90,8 @@ def test_a_batch_of_images_per_inference(fleet):
     # throughput counts images: two per inference
     per_inference = df["iterations"] / (df["p50_ms"] * df["iterations"] / 1e3)
     assert (df["throughput_ips"] > 1.2 * per_inference).all()
+
+
+def test_pytorch_runs_an_exported_program_eagerly(fleet):
+    df = table(invoke("bench", "--host", "x86", "--framework", "pytorch", "--model", "squeezenet1_1_eager", *ONE))
+    assert df["agrees"].all() and df["framework_options"].str.contains('"executor": "eager"').all()
