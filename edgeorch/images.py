@@ -141,7 +141,7 @@ def ensure_base_images(client: docker.DockerClient, arches: list[Arch],
         for arch in missing:
             with tempfile.TemporaryDirectory(prefix="edgeorch-base-") as tmp:
                 ctx = Path(tmp)
-                shutil.copy(base.directory / "Dockerfile", ctx / "Dockerfile")
+                shutil.copy(base.dockerfile, ctx / "Dockerfile")
                 os.link(tarballs[arch], ctx / "rootfs.tar")
                 _build(client, ctx, tag=tags[arch], arch=arch,
                        labels={f"{LABEL}.arch": arch.value, f"{LABEL}.role": "base"})

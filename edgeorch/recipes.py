@@ -23,8 +23,14 @@ class BaseRecipe:
     python: str
     directory: Path
 
+    @property
+    def dockerfile(self) -> Path:
+        """Its own Dockerfile, else images/base's (a rootfs imported FROM scratch)."""
+        own = self.directory / "Dockerfile"
+        return own if own.exists() else IMAGES / "base" / "Dockerfile"
+
     def files(self) -> list[Path]:
-        return sorted(p for p in self.directory.iterdir() if p.is_file())
+        return sorted({*(p for p in self.directory.iterdir() if p.is_file()), self.dockerfile}, key=lambda p: p.name)
 
 
 @dataclass(frozen=True, kw_only=True)
