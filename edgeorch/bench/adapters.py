@@ -49,12 +49,18 @@ def _options(given, **allowed):
     return given
 
 
-def _given(array, shape, dtype):
-    """A caller's input (the agreement check's reference), which must fit the model exactly."""
-    if tuple(array.shape) != tuple(int(x) for x in shape) or array.dtype != np.dtype(dtype):
-        raise ModelLoadError(f"the given input is {array.dtype}{list(array.shape)}, the model takes "
-                             f"{np.dtype(dtype)}{[int(x) for x in shape]}")
-    return array
+def _arrays(inputs, seed, first=None):
+    """One array per (shape, dtype) of `inputs`: seeded random data, or for the first the caller's `first`
+    (the agreement check's reference input), which must fit the model exactly."""
+    rng = np.random.default_rng(seed)
+    arrays = [_random_input(tuple(int(x) for x in shape), dtype, rng) for shape, dtype in inputs]
+    if first is not None and inputs:
+        shape, dtype = tuple(int(x) for x in inputs[0][0]), np.dtype(inputs[0][1])
+        if tuple(first.shape) != shape or first.dtype != dtype:
+            raise ModelLoadError(f"the given input is {first.dtype}{list(first.shape)}, the model takes "
+                                 f"{dtype}{list(shape)}")
+        arrays[0] = first
+    return arrays
 
 
 class TFLite:
@@ -104,16 +110,12 @@ class TFLite:
                 "outputs": tensors(self.interpreter.get_output_details())}
 
     def prepare(self, seed, first=None):
-        rng = np.random.default_rng(seed)
-        for i, d in enumerate(self.interpreter.get_input_details()):
-            if i == 0 and first is not None:
-                scale, zero = d["quantization"]
-                if scale and first.dtype.kind == "f":  # a float reference input into a quantized model
-                    info = np.iinfo(d["dtype"])
-                    first = np.clip(np.round(first / scale) + zero, info.min, info.max).astype(d["dtype"])
-                data = _given(first, d["shape"], d["dtype"])
-            else:
-                data = _random_input(tuple(d["shape"]), d["dtype"], rng)
+        details = self.interpreter.get_input_details()
+        if first is not None and details and first.dtype.kind == "f" and details[0]["quantization"][0]:
+            (scale, zero), info = details[0]["quantization"], np.iinfo(details[0]["dtype"])
+            # a float reference input into a quantized model
+            first = np.clip(np.round(first / scale) + zero, info.min, info.max).astype(details[0]["dtype"])
+        for d, data in zip(details, _arrays([(d["shape"], d["dtype"]) for d in details], seed, first)):
             self.interpreter.set_tensor(d["index"], data)
 
     def infer(self):
@@ -178,9 +180,8 @@ class OnnxRuntime:
                              "dtype": self._dtypes.get(o.type, o.type)} for o in self.session.get_outputs()]}
 
     def prepare(self, seed, first=None):
-        rng = np.random.default_rng(seed)
-        self.feeds = {n: _given(first, s, d) if i == 0 and first is not None else _random_input(s, d, rng)
-                      for i, (n, s, d) in enumerate(self._inputs())}
+        inputs = list(self._inputs())
+        self.feeds = dict(zip((n for n, _, _ in inputs), _arrays([(s, d) for _, s, d in inputs], seed, first)))
 
     def infer(self):
         self.last = self.session.run(None, self.feeds)
@@ -246,10 +247,7 @@ class PyTorch:
         return {"inputs": self.signature["inputs"], "outputs": self.signature.get("outputs", [])}
 
     def prepare(self, seed, first=None):
-        rng = np.random.default_rng(seed)
-        arrays = [_given(first, i["shape"], i["dtype"]) if n == 0 and first is not None
-                  else _random_input(tuple(i["shape"]), i["dtype"], rng)
-                  for n, i in enumerate(self.signature["inputs"])]
+        arrays = _arrays([(i["shape"], i["dtype"]) for i in self.signature["inputs"]], seed, first)
         half = self.options["precision"] == "fp16"
         self.inputs = [self.torch.from_numpy(a).to(self.options["device"]) for a in arrays]
         self.inputs = [t.half() if half and t.is_floating_point() else t for t in self.inputs]
@@ -313,9 +311,7 @@ class TensorFlow:
                 "outputs": [{"name": n} for n in self.output_names]}
 
     def prepare(self, seed, first=None):
-        rng = np.random.default_rng(seed)
-        self.feeds = [self.tf.constant(_given(first, s, d) if i == 0 and first is not None
-                                       else _random_input(s, d, rng)) for i, (_, s, d) in enumerate(self.inputs)]
+        self.feeds = [self.tf.constant(a) for a in _arrays([(s, d) for _, s, d in self.inputs], seed, first)]
 
     def infer(self):
         self.last = self.run(*self.feeds)
@@ -362,10 +358,8 @@ class OpenCV:
                 "outputs": [{"name": n} for n in self.net.getUnconnectedOutLayersNames()]}
 
     def prepare(self, seed, first=None):
-        rng = np.random.default_rng(seed)
-        for i, (name, shape, dtype) in enumerate(self.inputs):
-            self.net.setInput(_given(first, shape, dtype) if i == 0 and first is not None
-                              else _random_input(shape, dtype, rng), name)
+        for (name, _, _), data in zip(self.inputs, _arrays([(s, d) for _, s, d in self.inputs], seed, first)):
+            self.net.setInput(data, name)
 
     def infer(self):
         self.last = self.net.forward(self.net.getUnconnectedOutLayersNames())

@@ -9,9 +9,7 @@ import importlib
 import os
 import tempfile
 
-import numpy as np
-
-from .adapters import FrameworkMissing, ModelLoadError, _given, _options, _random_input
+from .adapters import FrameworkMissing, ModelLoadError, _arrays, _options
 from .protowire import fields, varint
 
 # Where a NetParameter's layers are (field 100; V1 nets: 2) and their blobs inside them (LayerParameter 7;
@@ -88,10 +86,9 @@ class Caffe:
         return {"inputs": tensors([n for n, _ in self._inputs()]), "outputs": tensors(self.net.outputs)}
 
     def prepare(self, seed, first=None):
-        rng = np.random.default_rng(seed)
-        for i, (n, shape) in enumerate(self._inputs()):
-            data = _given(first, shape, "float32") if i == 0 and first is not None else None
-            self.net.blobs[n].data[...] = data if data is not None else _random_input(shape, "float32", rng)
+        inputs = self._inputs()
+        for (n, _), data in zip(inputs, _arrays([(shape, "float32") for _, shape in inputs], seed, first)):
+            self.net.blobs[n].data[...] = data
 
     def infer(self):
         self.net.forward()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .adapters import FrameworkMissing, ModelLoadError, _given, _options, _random_input
+from .adapters import FrameworkMissing, ModelLoadError, _arrays, _options
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -324,10 +324,8 @@ class TensorRT:
         return {"inputs": tensors(True), "outputs": tensors(False)}
 
     def prepare(self, seed, first=None):
-        rng = np.random.default_rng(seed)
         inputs = [(s, d) for _, i, s, d in self._tensors if i]
-        for k, (shape, dtype) in enumerate(inputs):
-            data = _given(first, shape, dtype) if k == 0 and first is not None else _random_input(shape, dtype, rng)
+        for k, data in enumerate(_arrays(inputs, seed, first)):
             self._inputs[k][1] = np.ascontiguousarray(data)
 
     def infer(self):
