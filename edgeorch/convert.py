@@ -3,12 +3,7 @@
 Every format takes the same NCHW float32 input as PyTorch and ONNX, named "input", and gives (batch, 1000) logits
 (named "output" in the frozen graph); the NHWC layout TensorFlow's CPU kernels need is a transpose inside the model.
 
-A board with full TensorFlow (no Keras) loads the frozen graph of export_tf_graph as load_tf_graph does:
-
-    graph_def = tf.compat.v1.GraphDef.FromString(open(path, "rb").read())
-    imported = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
-    run = imported.prune("input:0", "output:0")
-    logits = run(tf.constant(x)).numpy()
+A board with full TensorFlow (no Keras) runs the frozen graph as edgeorch.bench.adapters.TensorFlow does.
 """
 
 from __future__ import annotations
@@ -168,16 +163,6 @@ def export_tf_graph(name: str, *, cache_dir: Path, log: Callable[[str], None] | 
     return path
 
 
-def load_tf_graph(path: Path) -> Callable:
-    """The frozen graph at `path` as a function from a numpy input to numpy logits, with TensorFlow alone."""
-    import tensorflow as tf
-
-    graph_def = tf.compat.v1.GraphDef.FromString(Path(path).read_bytes())
-    imported = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
-    run = imported.prune("input:0", "output:0")
-    return lambda x: run(tf.constant(x)).numpy()
-
-
 def _cache_path(name: str, cache_dir: Path, file_name: str) -> Path:
     """Where `file_name` is cached, keyed by the zoo's and this module's source, the seed and the versions."""
     tf, keras, torch = _frameworks(name)
@@ -234,7 +219,7 @@ def _graph_def(function, _model) -> bytes:
 
 
 def _check_graph(path: Path, name: str) -> None:
-    """Raise ModelError unless `path` is a GraphDef with the "input" and "output" nodes load_tf_graph runs."""
+    """Raise ModelError unless `path` is a GraphDef with the "input" and "output" nodes a board runs."""
     import tensorflow as tf
 
     try:
