@@ -165,12 +165,13 @@ def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: 
     """
     boards = inventory.select(host)
     recipes = _recipes(framework)
-    if not recipes:
-        raise ConfigError("no framework given", hint="pass --framework NAME, a comma list, or all")
     modes = parse_modes(mode)
     if framework == "all":  # the frameworks that run on every board given (TensorRT only with its base image)
         recipes = [r for r in recipes if not any(r.why_not(b.arch) for b in boards)
                    and (base_image or not r.base_image_from_user)]
+    if not recipes:
+        raise ConfigError(f"no framework to run: --framework {framework!r} names none that runs on every board given",
+                          hint="pass --framework NAME or a comma list; `invoke matrix` shows what runs where")
     for recipe in recipes:
         _require_support(recipe, boards)
     specs = {r.framework: resolve(model, r.model_format, cache_dir=cache_dir(), log=console.print, batch=batch)
