@@ -177,11 +177,12 @@ def _frameworks(name: str) -> tuple:
     import importlib
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read at TF's first import; 2 still shows ERROR lines
-    try:
-        return tuple(importlib.import_module(m) for m in ("tensorflow", "keras", "torch"))
-    except ImportError as exc:
-        raise ModelError(f"cannot convert {name}: {exc}",
-                         hint="install the models extra (pip install -e '.[models]')") from exc
+    with _quiet(name):  # absl's lines before its logging is set up ignore that variable
+        try:
+            return tuple(importlib.import_module(m) for m in ("tensorflow", "keras", "torch"))
+        except ImportError as exc:
+            raise ModelError(f"cannot convert {name}: {exc}",
+                             hint="install the models extra (pip install -e '.[models]')") from exc
 
 
 def _convert(name: str, batch: int, to_bytes: Callable) -> bytes:
