@@ -64,7 +64,14 @@ BENCH_HELP = {
     "mode": "docker, bare or both",
     "iterations": "timed inferences per run",
     "warmup": "untimed inferences before them",
-    "repeat": "runs per mode; modes alternate docker, bare, docker, bare, ...",
+    "repeat": "exactly K pairs, no stopping rule (below --min-pairs there is no verdict)",
+    "min_pairs": "pairs before a verdict may be given (default 5); with one --mode, the number of runs",
+    "max_pairs": "most pairs per cell (default 40)",
+    "precision": "stop adding pairs once the 95% CI half-width is under this (default 0.01: ±1%)",
+    "max_time": "most seconds of pairs per cell (default 1800)",
+    "min_time": "each run times inferences for at least this many seconds as well as --iterations",
+    "equivalence": "the band within which Docker and bare count as equivalent (default 0.01: ±1%)",
+    "max_spread": "a mode whose run medians spread more than this is INVALID (default 0.10)",
     "threads": "framework threads (0: the framework's default)",
     "batch": "images per inference, for zoo networks (throughput is reported in images/s)",
     "option": "framework option KEY=VALUE, repeatable: xnnpack=off (tflite, litert), device=cpu (pytorch), "
@@ -90,27 +97,78 @@ def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False, base
 
 
 
-@task(help=BENCH_HELP, iterable=["option"])
+STOPPING = ("repeat", "min_pairs", "max_pairs", "precision", "max_time", "min_time", "equivalence", "max_spread")
+COMPARE_HELP = {k: v for k, v in BENCH_HELP.items() if k not in STOPPING or k == "repeat"}
+CALIBRATE_HELP = {**{k: v for k, v in BENCH_HELP.items() if k not in ("batch", "option", "parallel", "base_image")},
+                  "mode": "docker, bare or both: each mode is run against itself"}
+EXPLAIN_HELP = {k: v for k, v in CALIBRATE_HELP.items() if k != "mode"}
+
+
+def _rule(repeat, min_pairs, max_pairs, precision, max_time) -> pipeline.StopRule:
+    if repeat is not None:
+        min_pairs = max_pairs = int(repeat)
+    return pipeline.StopRule(min_pairs=int(min_pairs), max_pairs=int(max_pairs), precision=float(precision),
+                             max_time_s=float(max_time))
+
+
+def _judgement(equivalence, max_spread, min_pairs) -> pipeline.Judgement:
+    return pipeline.Judgement(equivalence=float(equivalence), max_spread=float(max_spread), min_pairs=int(min_pairs))
+
+
+@task(help=BENCH_HELP, iterable=["option"], auto_shortflags=False)
 @reported
-def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations=50, warmup=5, repeat=3,
-          threads=0, batch=1, option=None, parallel=False, dry_run=False, timeout=3600, base_image=None,
-          inventory=INVENTORY):
-    """Benchmark a model in Docker and on bare metal; results go to results/<run-id>/."""
-    pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model,
-                   mode=mode, iterations=iterations, warmup=warmup, repeat=repeat, threads=threads, batch=batch,
-                   options=tuple(option or ()), parallel=parallel, dry_run=dry_run, timeout=timeout,
-                   base_image=base_image)
+def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations=50, warmup=5, repeat=None,
+          min_pairs=5, max_pairs=40, precision="0.01", max_time=1800, min_time="5", equivalence="0.01",
+          max_spread="0.10", threads=0, batch=1, option=None, parallel=False, dry_run=False, timeout=3600,
+          base_image=None, inventory=INVENTORY):
+    """Benchmark a model in Docker and on bare metal, pair after pair until the verdict is known; results go to
+    results/<run-id>/."""
+    pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model, mode=mode,
+                   iterations=iterations, warmup=warmup, rule=_rule(repeat, min_pairs, max_pairs, precision, max_time),
+                   min_time=float(min_time), judgement=_judgement(equivalence, max_spread, min_pairs),
+                   threads=threads, batch=batch, options=tuple(option or ()), parallel=parallel, dry_run=dry_run,
+                   timeout=timeout, base_image=base_image)
 
 
-@task(help=BENCH_HELP, iterable=["option"])
+@task(help=COMPARE_HELP, iterable=["option"])
 @reported
 def compare(c, model, host=None, framework="all", mode="both", iterations=20, warmup=3, repeat=2, threads=0,
             batch=1, option=None, parallel=False, dry_run=False, timeout=3600, base_image=None, inventory=INVENTORY):
     """Compare frameworks on one model: median latency side by side, each checked against PyTorch."""
-    pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model,
-                   mode=mode, iterations=iterations, warmup=warmup, repeat=repeat, threads=threads, batch=batch,
-                   options=tuple(option or ()), parallel=parallel, dry_run=dry_run, timeout=timeout,
+    pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model, mode=mode,
+                   iterations=iterations, warmup=warmup, rule=_rule(repeat, 1, 1, 0.01, 1800), threads=threads,
+                   batch=batch, options=tuple(option or ()), parallel=parallel, dry_run=dry_run, timeout=timeout,
                    base_image=base_image)
+
+
+
+
+@task(help=CALIBRATE_HELP, auto_shortflags=False)
+@reported
+def calibrate(c, framework, host=None, model="mobilenet_v2", mode="both", iterations=50, warmup=5, repeat=None,
+              min_pairs=5, max_pairs=40, precision="0.01", max_time=1800, min_time="5", equivalence="0.01",
+              max_spread="0.10", threads=0, timeout=3600, dry_run=False, inventory=INVENTORY):
+    """The A/A test: each mode against itself, interleaved like a real comparison; the board's noise floor, the
+    interval width per minute of benchmarking, and a verdict that must be equivalent or inconclusive."""
+    pipeline.calibrate(load_inventory(inventory), _hosts(c, host), framework=framework, model=model, mode=mode,
+                       iterations=iterations, warmup=warmup,
+                       rule=_rule(repeat, min_pairs, max_pairs, precision, max_time), min_time=float(min_time),
+                       judgement=_judgement(equivalence, max_spread, min_pairs), threads=threads, timeout=timeout,
+                       dry_run=dry_run)
+
+
+@task(help=EXPLAIN_HELP, auto_shortflags=False)
+@reported
+def explain(c, framework, host=None, model="mobilenet_v2", iterations=50, warmup=5, repeat=None, min_pairs=5,
+            max_pairs=40, precision="0.01", max_time=1800, min_time="5", equivalence="0.01", max_spread="0.10",
+            threads=0, timeout=3600, dry_run=False, inventory=INVENTORY):
+    """Why Docker differs: Docker rerun with one knob changed at a time (seccomp unconfined, host network, host
+    IPC, no CPU limits), each against bare metal with its own interval."""
+    pipeline.explain(load_inventory(inventory), _hosts(c, host), framework=framework, model=model,
+                     iterations=iterations, warmup=warmup,
+                     rule=_rule(repeat, min_pairs, max_pairs, precision, max_time), min_time=float(min_time),
+                     judgement=_judgement(equivalence, max_spread, min_pairs), threads=threads, timeout=timeout,
+                     dry_run=dry_run)
 
 
 @task(help={"host": "board, group, or comma list", "framework": "framework, comma list, or all (see `invoke matrix`)",
@@ -164,6 +222,6 @@ def results_show(c, run=None):
     pipeline.show_results(run or results.latest_run())
 
 
-ns = Collection(inventory, check, deploy, bench, compare, agree, zoo, matrix,
+ns = Collection(inventory, check, deploy, bench, compare, calibrate, explain, agree, zoo, matrix,
                 Collection("sim", sim_up, sim_status, sim_down),
                 Collection("results", results_show))

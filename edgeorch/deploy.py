@@ -20,7 +20,7 @@ from .cache import file_sha256
 from .errors import BoardError
 from .images import ImageSpec
 from .inventory import Board
-from .plan import MODES, deploy_steps
+from .plan import MODES, Arm, deploy_steps
 from .recipes import INSTALL_SCRIPT
 from .runners import BareRunner, DockerRunner, Runner, probe_args
 from .transport import remote
@@ -40,10 +40,12 @@ class Deployment:
     notes: tuple[str, ...] = ()
     modes: tuple[str, ...] = MODES
 
-    def runners(self, conn: fabric.Connection, timeout: float | None = None) -> dict[str, Runner]:
-        runners = {"docker": DockerRunner(conn, self.board.name, self.image.image_id, timeout, self.board.docker_args),
-                   "bare": BareRunner(conn, self.board.name, self.bundle_dir, timeout)}
-        return {mode: runners[mode] for mode in self.modes}
+    def runner(self, conn: fabric.Connection, arm: Arm, timeout: float | None = None) -> Runner:
+        """The runner of one arm: bare, or Docker with the board's options and the arm's."""
+        if arm.mode == "bare":
+            return BareRunner(conn, self.board.name, self.bundle_dir, timeout)
+        return DockerRunner(conn, self.board.name, self.image.image_id, timeout,
+                            (*self.board.docker_args, *arm.docker_args))
 
 
 def prepare_workdir(conn: fabric.Connection, board: Board) -> str:
@@ -150,7 +152,8 @@ def check_versions(conn: fabric.Connection, deployment: Deployment) -> tuple[str
     """Probe the deployed modes; the framework version and entrypoint bytes must match, or BoardError."""
     board, image = deployment.board, deployment.image
     probes = {}
-    for mode, runner in deployment.runners(conn, timeout=PROBE_TIMEOUT).items():
+    for mode in deployment.modes:
+        runner = deployment.runner(conn, Arm(label=mode, mode=mode), PROBE_TIMEOUT)
         answer = runner.execute(probe_args(image.framework), {})
         probes[mode] = results.parse_answer(answer, board=board.name, what=f"{mode} probe",
                                             schema=bench.PROBE_SCHEMA)

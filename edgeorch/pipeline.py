@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import images, report, results, zoo
+from . import images, report, results, stats, zoo
 from .cache import cache_dir, file_sha256
 from .console import console
 from .deploy import Deployment, board_facts, deploy, push_file
@@ -20,7 +22,7 @@ from .errors import BoardError, ConfigError, RunError
 from .images import ImageSpec
 from .inventory import Board, Inventory
 from .models import EAGER, INT8, ModelSpec, resolve
-from .plan import RunSpec, bench_runs, images_needed, parse_modes
+from .plan import MODES, Arm, Cell, RunSpec, StopRule, bench_cell, describe, images_needed, mode_arms, parse_modes
 from .recipes import IMAGES, Recipe, get_recipe, load_base, load_recipes
 from .runners import entrypoint_args
 from .transport import GroupResult, connect, fan_out
@@ -154,21 +156,38 @@ def reference(model: str, batch: int = 1) -> Reference | None:
                      output=zoo.reference_output(network, batch))
 
 
-def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: str = "both",
-          iterations: int = 50, warmup: int = 5, repeat: int = 3, threads: int = 0, batch: int = 1,
-          options: tuple[str, ...] = (),
-          parallel: bool = False, dry_run: bool = False, timeout: float = 3600,
-          base_image: str | None = None) -> Path | None:
-    """Benchmark `model` with each framework of `framework` (a comma list) on the boards; returns results/<run-id>/.
+@dataclass(frozen=True, kw_only=True)
+class Judgement:
+    """How the analysis judges a comparison: the equivalence band and the largest run-to-run spread allowed."""
+    equivalence: float = stats.EQUIVALENCE
+    max_spread: float = 0.10
+    min_pairs: int = stats.MIN_PAIRS
 
-    A zoo network gets its reference input, and every run's output is compared with PyTorch's.
-    """
-    boards = inventory.select(host)
+
+DEFAULTS = Judgement()
+DEFAULT_RULE = StopRule()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sweep:
+    """A planned sweep: per board its cells, the stopping rule, the frameworks and their model files."""
+    cells: dict[str, list[Cell]]
+    rule: StopRule
+    recipes: list[Recipe]
+    specs: dict[str, ModelSpec]
+    model: str
+    batch: int
+    options: tuple[str, ...]
+
+
+def plan_sweep(boards: list[Board], *, framework: str, model: str, arms: list[tuple[Arm, ...]], rule: StopRule,
+               iterations: int, warmup: int, threads: int, min_time: float, batch: int = 1,
+               options: tuple[str, ...] = (), names: tuple[str, ...] = ()) -> Sweep:
+    """The cells of a sweep: every framework of `framework` x model x board, each compared across `arms`
+    (one cell per tuple of arms; `names` tell the cells of one board apart)."""
     recipes = _recipes(framework)
-    modes = parse_modes(mode)
     if framework == "all":  # the frameworks that run on every board given (TensorRT only with its base image)
-        recipes = [r for r in recipes if not any(r.why_not(b.arch) for b in boards)
-                   and (base_image or not r.base_image_from_user)]
+        recipes = [r for r in recipes if not any(r.why_not(b.arch) for b in boards) and not r.base_image_from_user]
     if not recipes:
         raise ConfigError(f"no framework to run: --framework {framework!r} names none that runs on every board given",
                           hint="pass --framework NAME or a comma list; `invoke matrix` shows what runs where")
@@ -176,54 +195,157 @@ def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: 
         _require_support(recipe, boards)
     specs = {r.framework: resolve(model, r.model_format, cache_dir=cache_dir(), log=console.print, batch=batch)
              for r in recipes}
-    plans = {b.name: [run for r in recipes for run in bench_runs(
-        b, framework=r.framework, model=specs[r.framework].name, modes=modes, repeat=repeat, iterations=iterations,
-        warmup=warmup, threads=threads, options=options)] for b in boards}
+    cells = {b.name: [dataclasses.replace(bench_cell(
+        b, framework=r.framework, model=specs[r.framework].name, arms=cell_arms, iterations=iterations,
+        warmup=warmup, threads=threads, min_time=min_time, options=options), name=name)
+        for r in recipes for cell_arms, name in zip(arms, names or ("",) * len(arms))] for b in boards}
+    return Sweep(cells=cells, rule=rule, recipes=recipes, specs=specs, model=model, batch=batch, options=options)
+
+
+def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: str = "both",
+          iterations: int = 50, warmup: int = 5, rule: StopRule = DEFAULT_RULE, min_time: float = 0.0,
+          judgement: Judgement = DEFAULTS, threads: int = 0, batch: int = 1, options: tuple[str, ...] = (),
+          parallel: bool = False, dry_run: bool = False, timeout: float = 3600,
+          base_image: str | None = None) -> Path | None:
+    """Benchmark `model` with each framework of `framework` (a comma list) on the boards, Docker against bare
+    metal pair after pair until the stopping rule is met; returns results/<run-id>/.
+
+    A zoo network gets its reference input, and every run's output is compared with PyTorch's.
+    """
+    boards = inventory.select(host)
+    sweep = plan_sweep(boards, framework=framework, model=model, arms=[mode_arms(parse_modes(mode))], rule=rule,
+                       iterations=iterations, warmup=warmup, threads=threads, min_time=min_time, batch=batch,
+                       options=options)
+    return run_sweep(sweep, boards, judgement=judgement, parallel=parallel, dry_run=dry_run, timeout=timeout,
+                     base_image=base_image)
+
+
+def calibrate(inventory: Inventory, host: str, *, framework: str, model: str, mode: str = "both",
+              iterations: int = 50, warmup: int = 5, rule: StopRule = DEFAULT_RULE, min_time: float = 0.0,
+              judgement: Judgement = DEFAULTS, threads: int = 0, timeout: float = 3600,
+              dry_run: bool = False) -> Path | None:
+    """The A/A test: each mode against itself, interleaved exactly like a real comparison. Its verdict must be
+    equivalent or inconclusive; its spread is the board's noise floor."""
+    modes = parse_modes(mode)
+    arms = [(Arm(label=f"{m}-A", mode=m), Arm(label=f"{m}-B", mode=m)) for m in modes]
+    boards = inventory.select(host)
+    sweep = plan_sweep(boards, framework=framework, model=model, arms=arms, rule=rule, iterations=iterations,
+                       warmup=warmup, threads=threads, min_time=min_time, names=modes)
+    run_dir = run_sweep(sweep, boards, judgement=judgement, dry_run=dry_run, timeout=timeout)
+    if run_dir:
+        console.print(report.calibration_table(_comparison(run_dir, judgement)))
+    return run_dir
+
+
+# Docker's defaults changed one at a time, each a known source of overhead (measurement-facts.md)
+KNOBS = {
+    "seccomp=unconfined": ("--security-opt", "seccomp=unconfined"),
+    "network=host": ("--network", "host"),
+    "ipc=host": ("--ipc", "host"),
+    "no cpu limits": ("--cpu-quota", "-1", "--cpu-shares", "1024"),
+}
+
+
+def explain(inventory: Inventory, host: str, *, framework: str, model: str, iterations: int = 50,
+            warmup: int = 5, rule: StopRule = DEFAULT_RULE, min_time: float = 0.0,
+            judgement: Judgement = DEFAULTS, threads: int = 0, timeout: float = 3600,
+            dry_run: bool = False) -> Path | None:
+    """Why Docker differs: the Docker side rerun with one knob changed at a time, every arm in every round, each
+    knob's ratio to bare metal with its own interval, next to Docker's defaults."""
+    arms = (Arm(label="docker", mode="docker"), Arm(label="bare", mode="bare"),
+            *(Arm(label=f"docker {name}", mode="docker", docker_args=args) for name, args in KNOBS.items()))
+    boards = inventory.select(host)
+    sweep = plan_sweep(boards, framework=framework, model=model, arms=[arms], rule=rule, iterations=iterations,
+                       warmup=warmup, threads=threads, min_time=min_time)
+    run_dir = run_sweep(sweep, boards, judgement=judgement, dry_run=dry_run, timeout=timeout)
+    if run_dir:
+        console.print(report.explain_table(_comparison(run_dir, judgement)))
+    return run_dir
+
+
+def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAULTS, parallel: bool = False,
+              dry_run: bool = False, timeout: float = 3600, base_image: str | None = None) -> Path | None:
+    """Execute a planned sweep: build, deploy, run every cell pair after pair until its stopping rule says
+    enough, then normalize and judge what came back."""
+    cells = [cell for board_cells in sweep.cells.values() for cell in board_cells]
     if dry_run:
-        for name, runs in plans.items():
-            console.print(f"{name}: " + ", ".join(f"{r.framework} {r.mode}#{r.pair}" for r in runs))
+        for line in describe(cells, sweep.rule):
+            console.print(line)
         return None
-    ref = reference(model, batch)
-    built = build([r.framework for r in recipes], boards, base_image)
+    ref = reference(sweep.model, sweep.batch)
+    built = build([r.framework for r in sweep.recipes], boards, base_image)
     run_dir = results.new_run_dir()
-    planned = [r for runs in plans.values() for r in runs]
-    results.write_manifest(run_dir, complete=False, frameworks=[r.framework for r in recipes], model=model,
-                           models={f: {"name": s.name, "sha256": s.sha256} for f, s in specs.items()},
-                           batch=batch, options=list(options), boards=[b.name for b in boards],
-                           planned=[r.key for r in planned])
+    results.write_manifest(run_dir, complete=False, frameworks=[r.framework for r in sweep.recipes],
+                           model=sweep.model, batch=sweep.batch, options=list(sweep.options),
+                           models={f: {"name": s.name, "sha256": s.sha256} for f, s in sweep.specs.items()},
+                           boards=[b.name for b in boards], rule=dataclasses.asdict(sweep.rule),
+                           cells={c.key: {"arms": [a.label for a in c.arms], "stop": None, "pairs": 0}
+                                  for c in cells})
     console.print(f"results go to {run_dir}")
     records: list[tuple[RunSpec, dict]] = []
+    stops: dict[str, dict] = {}
     lock = threading.Lock()
 
     def one(board: Board) -> int:
         failed = {}
         with connect(board) as conn:
-            task = progress.add_task(f"{board.name}: runs", total=len(plans[board.name]), unit="runs")
-            for recipe in recipes:
+            task = progress.add_task(f"{board.name}: pairs", total=sum(
+                sweep.rule.max_pairs for _ in sweep.cells[board.name]), unit="pairs")
+            for recipe in sweep.recipes:
                 try:
                     image, export = built[(recipe.framework, board.arch.value)]
+                    modes = tuple(m for m in MODES if any(
+                        a.mode == m for c in sweep.cells[board.name] for a in c.arms))
                     deployment = deploy(conn, board, image, export, progress, modes)
-                    spec = specs[recipe.framework]
+                    spec = sweep.specs[recipe.framework]
                     files = {"--model": push_file(conn, board, deployment.workdir, spec.path, spec.sha256, progress)}
                     if ref:
                         files["--input"] = push_file(conn, board, deployment.workdir, ref.input_path,
                                                      ref.input_sha256, progress)
-                    runners = deployment.runners(conn, timeout=timeout)
-                    for run in (r for r in plans[board.name] if r.framework == recipe.framework):
-                        doc = _run(runners[run.mode], run, spec, files, run_dir)
+                    for cell in (c for c in sweep.cells[board.name] if c.framework == recipe.framework):
+                        runners = {a.label: deployment.runner(conn, a, timeout) for a in cell.arms}
+
+                        def done(run: RunSpec, doc: dict) -> None:
+                            with lock:
+                                records.append((run, doc))
+
+                        stop = _run_cell(cell, sweep.rule, runners, spec, files, run_dir, done,
+                                         lambda: progress.advance(task))
                         with lock:
-                            records.append((run, doc))
-                        progress.advance(task)
+                            stops[cell.key] = stop
                 except (BoardError, RunError) as e:  # the board's other frameworks still run
                     failed[recipe.framework] = e
         if failed:
             raise BoardError("; ".join(f"{f}: {e.message}" for f, e in failed.items()),
                              hint="; ".join(sorted({e.hint for e in failed.values() if e.hint})))
-        return len(plans[board.name])
+        return len(stops)
 
     with _progress() as progress:
         group = fan_out(boards, one, parallel=parallel)
-    return collect(run_dir, records, planned, group, boards, ref)
+    return collect(run_dir, records, cells, stops, group, boards, ref, judgement)
+
+
+def _run_cell(cell: Cell, rule: StopRule, runners: dict, model: ModelSpec, files: dict[str, str], run_dir: Path,
+              done, advance) -> dict:
+    """Pairs of runs until the stopping rule is met; returns why the cell stopped and after how many pairs."""
+    log_ratios: list[float] = []
+    started = time.monotonic()
+    for pair in range(rule.max_pairs):
+        latencies = {}
+        for run in cell.runs(pair):
+            doc = _run(runners[run.arm], run, model, files, run_dir)
+            done(run, doc)
+            latencies[run.arm] = np.asarray(doc["timing"]["latencies_ns"], dtype=np.float64)
+        advance()
+        if len(cell.arms) < 2:  # one mode alone: no comparison, the minimum number of runs
+            if pair + 1 >= rule.min_pairs:
+                return {"stop": "runs", "pairs": pair + 1}
+            continue
+        log_ratios.append(stats.pair_log_ratio(latencies[cell.arms[0].label], latencies[cell.arms[1].label]))
+        reason = rule.reason(log_ratios, time.monotonic() - started)
+        if reason:
+            return {"stop": reason, "pairs": pair + 1}
+    return {"stop": "max-pairs", "pairs": rule.max_pairs}
 
 
 def _run(runner, run: RunSpec, model: ModelSpec, files: dict[str, str], run_dir: Path) -> dict:
@@ -231,26 +353,28 @@ def _run(runner, run: RunSpec, model: ModelSpec, files: dict[str, str], run_dir:
     args = entrypoint_args(run, model_sha256=model.sha256, run_id=run_dir.name)
     answer = runner.execute(args + (["--outputs"] if "--input" in files else []), files)
     results.save_raw(run_dir, run, answer)
-    return results.parse_answer(answer, board=run.board, what=f"{run.framework} {run.mode} run #{run.pair}")
+    return results.parse_answer(answer, board=run.board, what=f"{run.framework} {run.arm} run #{run.pair}")
 
 
-def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], planned: list[RunSpec],
-            group: GroupResult, boards: list[Board], ref: Reference | None = None) -> Path:
-    """Normalize what came back, show the comparison, and say plainly what is missing."""
-    records.sort(key=lambda rec: planned.index(rec[0]))
-    done = {r.key for r, _ in records}
-    missing = [r.key for r in planned if r.key not in done]
+def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], cells: list[Cell], stops: dict[str, dict],
+            group: GroupResult, boards: list[Board], ref: Reference | None = None,
+            judgement: Judgement = DEFAULTS) -> Path:
+    """Normalize what came back, judge each comparison, and say plainly what is missing."""
+    records.sort(key=lambda rec: (rec[0].board, rec[0].framework, rec[0].pair, rec[0].position))
+    missing = [c.key for c in cells if c.key not in stops]
+    results.write_manifest(run_dir, cells={c.key: {"arms": [a.label for a in c.arms],
+                                                   **stops.get(c.key, {"stop": None, "pairs": 0})} for c in cells})
     if records:
         runs, samples = results.normalize(records, run_id=run_dir.name,
                                           arch_of={b.name: b.arch.value for b in boards},
                                           reference=None if ref is None else ref.output)
         results.write_tables(run_dir, runs, samples)
-        console.print(report.mode_table(report.compare_modes(runs, samples)))
+        console.print(report.mode_table(_comparison(run_dir, judgement)))
         if ref or runs["framework"].nunique() > 1:
             console.print(report.framework_table(runs))
         for r in runs[runs["throttled"].fillna(False)].itertuples():
-            console.print(f"[bold red]warning:[/] {r.board} {r.mode} run #{r.pair} was throttled "
-                          f"({r.throttle_evidence}); its latencies include throttling")
+            console.print(f"[bold red]warning:[/] {r.board} {r.arm} run #{r.pair} was throttled "
+                          f"({r.throttle_evidence}); its cell is invalid")
         for r in runs[runs["agrees"].eq(False).fillna(False)].itertuples():
             console.print(f"[bold red]warning:[/] {r.board} {r.framework} {r.mode} does not reproduce PyTorch's "
                           f"{ref.network}: max |diff| {r.max_abs_diff:.3g}, top-1 {r.top1} (PyTorch {r.top1_ref})")
@@ -259,13 +383,23 @@ def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], planned: list[Ru
                            failures={k: str(v) for k, v in group.failed.items()})
     console.print(f"results: {run_dir}/results.parquet (load with pandas.read_parquet)")
     if missing:
-        raise RunError(f"INCOMPLETE: {len(missing)} of {len(planned)} runs did not finish "
-                       f"({', '.join(group.failed) or 'see above'}); the {len(done)} that did are in "
+        raise RunError(f"INCOMPLETE: {len(missing)} of {len(cells)} cells did not finish "
+                       f"({', '.join(group.failed) or 'see above'}); the {len(records)} runs that did are in "
                        f"{run_dir}", hint="fix the failing boards and rerun the bench")
     if records and runs["agrees"].eq(False).any():
         raise RunError(f"a framework does not reproduce PyTorch's {ref.network} (see the warnings above); "
                        f"the timings are in {run_dir}", hint="the conversion or the runtime changed the function")
     return run_dir
+
+
+def _comparison(run_dir: Path, judgement: Judgement = DEFAULTS) -> pd.DataFrame:
+    """The judged comparisons of a run directory: each cell's first arm against its second (and its other
+    arms against the second too), with why the cell stopped."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    runs = pd.read_parquet(run_dir / "results.parquet")
+    samples = pd.read_parquet(run_dir / "samples.parquet")
+    return report.compare_arms(runs, samples, manifest.get("cells") or {}, equivalence=judgement.equivalence,
+                               max_spread=judgement.max_spread, min_pairs=judgement.min_pairs)
 
 
 def show_results(run_dir: Path) -> None:
@@ -274,11 +408,9 @@ def show_results(run_dir: Path) -> None:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     if not (run_dir / "results.parquet").exists():
         raise RunError(f"{run_dir} has no results table (no run finished)", hint="rerun the bench")
-    runs = pd.read_parquet(run_dir / "results.parquet")
-    samples = pd.read_parquet(run_dir / "samples.parquet")
-    console.print(report.mode_table(report.compare_modes(runs, samples)))
+    console.print(report.mode_table(_comparison(run_dir)))
     if not manifest.get("complete"):
-        console.print(f"[bold red]INCOMPLETE[/]: missing runs {manifest.get('missing')}")
+        console.print(f"[bold red]INCOMPLETE[/]: missing cells {manifest.get('missing')}")
 
 
 def agree(inventory: Inventory, host: str, *, framework: str, model: str) -> Path:
@@ -287,4 +419,5 @@ def agree(inventory: Inventory, host: str, *, framework: str, model: str) -> Pat
     if reference(model) is None:
         raise ConfigError(f"the agreement check needs a zoo network, not {model!r}",
                           hint=f"use one of {', '.join(zoo.NETWORKS)} (PyTorch gives the reference)")
-    return bench(inventory, host, framework=framework, model=model, iterations=1, warmup=0, repeat=1)
+    return bench(inventory, host, framework=framework, model=model, iterations=1, warmup=0,
+                 rule=StopRule(min_pairs=1, max_pairs=1))

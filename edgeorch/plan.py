@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import stats
 from .arch import Arch
 from .errors import ConfigError
 from .inventory import Board
@@ -13,20 +14,83 @@ MODES = ("docker", "bare")
 
 @dataclass(frozen=True, kw_only=True)
 class RunSpec:
-    """One benchmark run of one model on one board in one mode."""
+    """One benchmark run of one model on one board in one arm of a comparison."""
     board: str
     framework: str
     model: str
     mode: str
-    pair: int            # runs of both modes with the same pair index ran back to back
+    pair: int            # the runs of one pair ran back to back
     iterations: int
     warmup: int
     threads: int
     options: tuple[str, ...] = ()  # KEY=VALUE framework options, e.g. xnnpack=off
+    arm: str = ""        # the side of the comparison: the mode, or docker-A/docker-B (calibrate), a knob (explain)
+    position: int = 0    # 0: ran first in its pair, 1: second
+    min_time: float = 0.0  # the run lasts at least this many seconds as well as `iterations`
+    docker_args: tuple[str, ...] = ()  # added to the board's own for this arm (explain's knobs)
 
     @property
     def key(self) -> str:
-        return f"{self.board}/{self.framework}-{self.model}-{self.mode}-{self.pair:02d}"
+        return f"{self.board}/{self.framework}-{self.model}-{self.arm or self.mode}-{self.pair:02d}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Arm:
+    """One side of a comparison: a mode, and Docker options beyond the board's own."""
+    label: str
+    mode: str
+    docker_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopRule:
+    """When a cell has enough pairs: the interval is narrow enough, or the pairs or the time are spent."""
+    min_pairs: int = stats.MIN_PAIRS
+    max_pairs: int = stats.MAX_PAIRS
+    precision: float = stats.PRECISION
+    max_time_s: float | None = 1800.0
+
+    def __post_init__(self):
+        if not 1 <= self.min_pairs <= self.max_pairs:
+            raise ConfigError(f"--min-pairs {self.min_pairs} and --max-pairs {self.max_pairs}: need "
+                              "1 <= min-pairs <= max-pairs", hint=f"e.g. --min-pairs {stats.MIN_PAIRS} "
+                              f"--max-pairs {stats.MAX_PAIRS}, or --repeat K for exactly K pairs")
+        if not 0 < self.precision < 1 or (self.max_time_s is not None and self.max_time_s <= 0):
+            raise ConfigError(f"--precision {self.precision} must be in (0, 1) and --max-time above 0",
+                              hint="e.g. --precision 0.01 (a CI half-width of 1%) --max-time 1800")
+
+    def reason(self, log_ratios: list[float], elapsed_s: float) -> str | None:
+        """Why the cell stops after these pairs, or None to add one more."""
+        return stats.stop_reason(log_ratios, precision=self.precision, min_pairs=self.min_pairs,
+                                 max_pairs=self.max_pairs, elapsed_s=elapsed_s, max_time_s=self.max_time_s)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cell:
+    """One model of one framework on one board, compared across its arms pair after pair."""
+    board: str
+    framework: str
+    model: str
+    arms: tuple[Arm, ...]
+    iterations: int
+    warmup: int
+    threads: int
+    min_time: float = 0.0
+    options: tuple[str, ...] = ()
+    name: str = ""       # tells apart cells of one board and model (calibrate's docker and bare)
+
+    @property
+    def key(self) -> str:
+        return f"{self.board}/{self.framework}-{self.model}" + (f":{self.name}" if self.name else "")
+
+    def runs(self, pair: int) -> list[RunSpec]:
+        """The runs of pair `pair`, counterbalanced: arms in order on even pairs, reversed on odd ones (ABBA),
+        so drift over time (heat, a neighbour's load) falls on both arms alike."""
+        arms = self.arms if pair % 2 == 0 else self.arms[::-1]
+        return [RunSpec(board=self.board, framework=self.framework, model=self.model, mode=arm.mode, pair=pair,
+                        iterations=self.iterations, warmup=self.warmup, threads=self.threads, options=self.options,
+                        arm=arm.label, position=position, min_time=self.min_time, docker_args=arm.docker_args)
+                for position, arm in enumerate(arms)]
 
 
 def parse_modes(mode: str) -> tuple[str, ...]:
@@ -43,19 +107,43 @@ def images_needed(boards: list[Board], frameworks: list[str]) -> list[tuple[str,
     return sorted({(f, b.arch) for b in boards for f in frameworks}, key=lambda p: (p[0], p[1].value))
 
 
-def bench_runs(board: Board, *, framework: str, model: str, modes: tuple[str, ...], repeat: int,
-               iterations: int, warmup: int, threads: int, options: tuple[str, ...] = ()) -> list[RunSpec]:
-    """The runs on one board in order: modes alternate within each of `repeat` pairs, so drift
-    (heat, background load) hits both modes alike."""
-    if repeat < 1 or iterations < 1 or warmup < 0 or threads < 0:
-        raise ConfigError("--repeat and --iterations must be >= 1, --warmup and --threads >= 0",
-                          hint="e.g. --repeat 3 --iterations 50 --warmup 5")
+def bench_cell(board: Board, *, framework: str, model: str, arms: tuple[Arm, ...], iterations: int, warmup: int,
+               threads: int, min_time: float = 0.0, options: tuple[str, ...] = ()) -> Cell:
+    """A validated cell of a sweep."""
+    if iterations < 1 or warmup < 0 or threads < 0 or min_time < 0:
+        raise ConfigError("--iterations must be >= 1, --warmup, --threads and --min-time >= 0",
+                          hint="e.g. --iterations 50 --warmup 5 --min-time 5")
     bad = [o for o in options if "=" not in o or not o.split("=", 1)[0]]
     if bad:
         raise ConfigError(f"--option {bad[0]!r} is not KEY=VALUE", hint="e.g. --option xnnpack=off")
-    return [RunSpec(board=board.name, framework=framework, model=model, mode=mode, pair=pair,
-                    iterations=iterations, warmup=warmup, threads=threads, options=tuple(options))
-            for pair in range(repeat) for mode in modes]
+    return Cell(board=board.name, framework=framework, model=model, arms=arms, iterations=iterations,
+                warmup=warmup, threads=threads, min_time=min_time, options=tuple(options))
+
+
+def mode_arms(modes: tuple[str, ...]) -> tuple[Arm, ...]:
+    """The arms of a Docker-vs-bare comparison (or of one mode alone)."""
+    return tuple(Arm(label=mode, mode=mode) for mode in modes)
+
+
+def bench_runs(board: Board, *, framework: str, model: str, modes: tuple[str, ...], repeat: int,
+               iterations: int, warmup: int, threads: int, options: tuple[str, ...] = ()) -> list[RunSpec]:
+    """The runs of the first `repeat` pairs of a Docker-vs-bare cell, in the order they run."""
+    if repeat < 1:
+        raise ConfigError("--repeat must be >= 1", hint="e.g. --repeat 5")
+    cell = bench_cell(board, framework=framework, model=model, arms=mode_arms(modes), iterations=iterations,
+                      warmup=warmup, threads=threads, options=options)
+    return [run for pair in range(repeat) for run in cell.runs(pair)]
+
+
+def describe(cells: list[Cell], rule: StopRule) -> list[str]:
+    """The plan as a dry run prints it: each cell, its arms' order, and the stopping rule."""
+    lines = [f"stopping rule: at least {rule.min_pairs} pairs, then until the 95% CI half-width is under "
+             f"{rule.precision:.1%}, at most {rule.max_pairs} pairs"
+             + (f" or {rule.max_time_s:g} s per cell" if rule.max_time_s else "")]
+    for cell in cells:
+        order = " | ".join(" ".join(r.arm for r in cell.runs(p)) for p in range(min(2, rule.max_pairs)))
+        lines.append(f"{cell.key}: {order} | ... ({cell.iterations} iterations, at least {cell.min_time:g} s a run)")
+    return lines
 
 
 def deploy_steps(*, remote_image_id: str | None, image_id: str, remote_manifest: dict | None, manifest: dict,

@@ -6,79 +6,142 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from . import zoo
+from . import stats, zoo
 from .arch import Arch
 from .models import zoo_models
 
 GROUP = ["board", "framework", "model"]
 
 
-def _stratified_medians(runs: list[np.ndarray], rng: np.random.Generator, n_boot: int) -> np.ndarray:
-    """Bootstrap medians of the pooled samples, resampling within each run (runs stay whole)."""
-    draws = [r[rng.integers(0, len(r), size=(n_boot, len(r)))] for r in runs]
-    return np.median(np.concatenate(draws, axis=1), axis=1)
+def _cells_of(runs: pd.DataFrame, cells: dict) -> dict:
+    """The cells a manifest names; older results without them: docker against bare per board and model."""
+    if cells:
+        return cells
+    keys = runs[GROUP].drop_duplicates().itertuples(index=False)
+    return {f"{b}/{f}-{m}": {"arms": ["docker", "bare"], "stop": None, "pairs": None} for b, f, m in keys}
 
 
-def ratio_ci(docker: list[np.ndarray], bare: list[np.ndarray], *, n_boot: int = 2000,
-             seed: int = 0) -> tuple[float, float, float]:
-    """Docker/bare ratio of median latency and its 95% bootstrap confidence interval."""
-    rng = np.random.default_rng(seed)
-    ratio = float(np.median(np.concatenate(docker)) / np.median(np.concatenate(bare)))
-    boot = _stratified_medians(docker, rng, n_boot) / _stratified_medians(bare, rng, n_boot)
-    low, high = np.percentile(boot, [2.5, 97.5])
-    return ratio, float(low), float(high)
-
-
-def verdict(low: float, high: float) -> str:
-    """What the interval says: a real difference only when it excludes 1."""
-    if low > 1:
-        return f"docker slower (+{(low - 1) * 100:.1f}% at least)"
-    if high < 1:
-        return f"docker faster (-{(1 - high) * 100:.1f}% at least)"
-    return "no significant difference"
-
-
-def compare_modes(runs: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
-    """One row per board/framework/model: median latency per mode, ratio, CI, verdict, throttling."""
+def compare_arms(runs: pd.DataFrame, samples: pd.DataFrame, cells: dict, *, equivalence: float = stats.EQUIVALENCE,
+                 max_spread: float = 0.10, min_pairs: int = stats.MIN_PAIRS) -> pd.DataFrame:
+    """One row per comparison: a cell's first arm against its second (docker against bare; docker-A against
+    docker-B in calibrate; each of explain's knobs against bare too). The pair is the unit: each pair gives one
+    log ratio of median latencies, and the interval comes from their spread. A throttled run or a run-to-run
+    spread above `max_spread` makes the comparison INVALID: kept, shown, and given no verdict."""
+    medians = samples.groupby(["board", "framework", "model", "arm", "pair"])["latency_ns"].median() / 1e6
     rows = []
-    by_mode = {key: grp for key, grp in samples.groupby([*GROUP, "mode"])}
-    for key, grp in runs.groupby(GROUP, sort=True):
-        row = dict(zip(GROUP, key))
-        per_mode = {}
-        for mode in ("docker", "bare"):
-            s = by_mode.get((*key, mode), samples.iloc[0:0])
-            per_mode[mode] = [g["latency_ns"].to_numpy() / 1e6 for _, g in s.groupby("pair")]
-            row[f"{mode}_p50_ms"] = float(np.median(np.concatenate(per_mode[mode]))) if per_mode[mode] else None
-            row[f"{mode}_runs"] = len(per_mode[mode])
-        if per_mode["docker"] and per_mode["bare"]:
-            row["ratio"], row["ci_low"], row["ci_high"] = ratio_ci(per_mode["docker"], per_mode["bare"])
-            row["verdict"] = verdict(row["ci_low"], row["ci_high"])
-        else:
-            row.update(ratio=None, ci_low=None, ci_high=None, verdict="needs both modes")
-        row["throttled"] = bool(grp["throttled"].fillna(False).any())
-        row["throttle_known"] = bool(grp["throttled"].notna().any())
-        row["max_temp_c"] = grp["max_temp_c"].max()
-        rows.append(row)
+    for key, cell in _cells_of(runs, cells).items():
+        arms = cell["arms"]
+        in_cell = runs[(runs["board"] + "/" + runs["framework"] + "-" + runs["model"]).eq(key.split(":")[0])
+                       & runs["arm"].isin(arms)]
+        if in_cell.empty:
+            continue
+        board, framework, model = in_cell.iloc[0][GROUP]
+        per_arm = {arm: medians.get((board, framework, model, arm), pd.Series(dtype=float)) for arm in arms}
+        for a in [arms[0], *arms[2:]] if len(arms) > 1 else [arms[0]]:
+            b = arms[1] if len(arms) > 1 else None
+            rows.append(_judge(key, cell, in_cell, per_arm, a, b, equivalence, max_spread, min_pairs))
     return pd.DataFrame(rows)
 
 
+def _judge(key, cell, in_cell, per_arm, a, b, equivalence, max_spread, min_pairs) -> dict:
+    board, framework, model = in_cell.iloc[0][GROUP]
+    sides = in_cell[in_cell["arm"].isin([a, b])]
+    row = {"cell": key, "board": board, "framework": framework, "model": model, "a": a, "b": b or "",
+           "a_p50_ms": float(per_arm[a].median()) if len(per_arm[a]) else None,
+           "b_p50_ms": float(per_arm[b].median()) if b and len(per_arm[b]) else None,
+           "stop": cell.get("stop") or "-", "pairs": 0, "ratio": None, "ci_low": None, "ci_high": None,
+           "noise": None, "spread_a": stats.spread(per_arm[a]) if len(per_arm[a]) > 1 else None,
+           "spread_b": stats.spread(per_arm[b]) if b and len(per_arm[b]) > 1 else None,
+           "timed_s": float(sides["iterations"].mul(sides["mean_ms"]).sum() / 1e3),
+           "max_temp_c": sides["max_temp_c"].max(), "throttled": bool(sides["throttled"].fillna(False).any()),
+           "throttle_known": bool(sides["throttled"].notna().any()), "kind": None, "verdict": "one mode only",
+           "valid": True, "why_invalid": ""}
+    if b is None:
+        return row
+    both = pd.concat([per_arm[a].rename("a"), per_arm[b].rename("b")], axis=1).dropna()
+    log_ratios = np.log(both["a"] / both["b"]).to_numpy()
+    row["pairs"] = len(log_ratios)
+    found = stats.verdict(log_ratios, equivalence=equivalence, min_pairs=min_pairs, a=a, b=b)
+    if len(log_ratios) >= 2:
+        ci = stats.interval(log_ratios, first_stage=min(min_pairs, len(log_ratios)))
+        row.update(ratio=ci.ratio, ci_low=ci.low, ci_high=ci.high, noise=ci.sd)
+    why = []
+    if row["throttled"]:
+        hit = sides[sides["throttled"].fillna(False)]
+        why.append("throttled: " + ", ".join(f"{r.arm} #{r.pair}" for r in hit.itertuples()))
+    for arm, value in ((a, row["spread_a"]), (b, row["spread_b"])):
+        if value is not None and value > max_spread:
+            why.append(f"{arm} runs spread {value:.1%} > --max-spread {max_spread:.0%}")
+    if found.kind == "too few pairs":
+        why.append(f"too few pairs ({len(log_ratios)} < {min_pairs})")
+    row.update(kind=found.kind, verdict=found.text, valid=not why, why_invalid="; ".join(why))
+    if why:
+        row["verdict"] = "INVALID: " + "; ".join(why)
+    return row
+
+
 def _ms(v) -> str:
-    return "-" if v is None or pd.isna(v) else f"{v:.2f}"
+    """Milliseconds, or microseconds below one: a sub-millisecond model does not print 0.00 ms."""
+    if v is None or pd.isna(v):
+        return "-"
+    return f"{v * 1000:.0f} µs" if v < 1 else f"{v:.2f} ms"
 
 
-def mode_table(comparison: pd.DataFrame) -> Table:
-    """The rich table the terminal shows after a sweep."""
-    t = Table(title="Docker vs bare metal: median latency per board and model")
-    for col in ("board", "framework", "model", "docker p50 ms", "bare p50 ms", "docker/bare",
-                "95% CI", "verdict", "runs d/b", "max temp", "throttled"):
-        t.add_column(col, justify="right" if "ms" in col or col in ("docker/bare", "max temp") else "left")
+def _ci(r) -> str:
+    if r.ci_low is None or pd.isna(r.ci_low):
+        return "-"
+    return f"{(r.ci_low - 1) * 100:+.1f}% to {(r.ci_high - 1) * 100:+.1f}%"
+
+
+def mode_table(comparison: pd.DataFrame, title: str = "Docker vs bare metal: the pair is the unit") -> Table:
+    """The rich table the terminal shows after a sweep: one row per comparison, with its verdict."""
+    t = Table(title=title)
+    for col in ("board", "framework", "model", "A", "B", "A p50", "B p50", "A/B", "95% CI", "pairs", "stopped by",
+                "verdict", "max temp"):
+        t.add_column(col, justify="right" if col in ("A p50", "B p50", "A/B", "pairs", "max temp") else "left")
     for r in comparison.itertuples():
         ratio = "-" if r.ratio is None or pd.isna(r.ratio) else f"{r.ratio:.3f}"
-        ci = "-" if r.ci_low is None or pd.isna(r.ci_low) else f"{r.ci_low:.3f}-{r.ci_high:.3f}"
         temp = "n/a" if pd.isna(r.max_temp_c) else f"{r.max_temp_c:.1f} C"
-        throttled = ("[bold red]YES[/]" if r.throttled else "no") if r.throttle_known else "unknown"
-        t.add_row(r.board, r.framework, r.model, _ms(r.docker_p50_ms), _ms(r.bare_p50_ms), ratio, ci,
-                  r.verdict, f"{r.docker_runs}/{r.bare_runs}", temp, throttled)
+        text = f"[bold red]{r.verdict}[/]" if not r.valid else r.verdict
+        t.add_row(r.board, r.framework, r.model, r.a, r.b or "-", _ms(r.a_p50_ms), _ms(r.b_p50_ms), ratio, _ci(r),
+                  str(r.pairs), r.stop, text, temp)
+    return t
+
+
+def calibration_table(comparison: pd.DataFrame) -> Table:
+    """The A/A test per board: noise floor, the interval reached and its width per minute, and the verdict,
+    which must say equivalent or inconclusive (anything else is a false positive)."""
+    t = Table(title="Calibration: each mode against itself (A/A)")
+    for col in ("board", "framework", "model", "mode", "noise floor", "pairs", "CI half-width", "timed min",
+                "half-width after 1 min", "minutes to ±1%", "verdict"):
+        t.add_column(col)
+    for r in comparison.itertuples():
+        if r.ci_low is None or pd.isna(r.ci_low):
+            t.add_row(r.board, r.framework, r.model, r.a, "-", str(r.pairs), "-", "-", "-", "-", r.verdict)
+            continue
+        half = (r.ci_high / r.ci_low) ** 0.5 - 1
+        minutes = r.timed_s / 60
+        per_minute = half * minutes ** 0.5  # the half-width shrinks as 1/sqrt(time)
+        text = r.verdict if r.kind in ("equivalent", "inconclusive") or not r.valid else f"[bold red]{r.verdict}[/]"
+        t.add_row(r.board, r.framework, r.model, r.a.removesuffix("-A"), f"{r.noise:.2%}", str(r.pairs),
+                  f"±{half:.2%}", f"{minutes:.1f}", f"±{per_minute:.2%}", f"{(per_minute / 0.01) ** 2:.1f}", text)
+    return t
+
+
+def explain_table(comparison: pd.DataFrame) -> Table:
+    """Each Docker knob's ratio to bare metal with its interval, and how much of the default gap it closes."""
+    t = Table(title="Why Docker differs: one knob changed at a time, each against bare metal")
+    for col in ("board", "docker run", "ratio to bare", "95% CI", "gap closed", "verdict"):
+        t.add_column(col)
+    for (board, _), grp in comparison.groupby(["board", "cell"], sort=False):
+        default = grp[grp["a"] == "docker"]
+        gap = float(np.log(default["ratio"].iloc[0])) if len(default) and default["ratio"].notna().all() else None
+        for r in grp.itertuples():
+            closed = "-"
+            if r.a != "docker" and gap and r.ratio is not None and not pd.isna(r.ratio):
+                closed = f"{1 - np.log(r.ratio) / gap:.0%}"
+            ratio = "-" if r.ratio is None or pd.isna(r.ratio) else f"{r.ratio:.3f}"
+            t.add_row(board, r.a, ratio, _ci(r), closed, r.verdict)
     return t
 
 
@@ -150,9 +213,9 @@ def agreement(reference: np.ndarray, output: np.ndarray, *, precision: str = "fp
 def framework_table(runs: pd.DataFrame) -> Table:
     """Frameworks side by side per board and model: median latency per mode, and agreement with PyTorch."""
     t = Table(title="Frameworks side by side: median of the runs' p50 latency, agreement with PyTorch")
-    for col in ("board", "model", "framework", "version", "precision", "docker p50 ms", "bare p50 ms",
+    for col in ("board", "model", "framework", "version", "precision", "docker p50", "bare p50",
                 "max |diff|", "top-1 = PyTorch"):
-        t.add_column(col, justify="right" if "ms" in col else "left")
+        t.add_column(col, justify="right" if "p50" in col else "left")
     for (board, model, framework), grp in runs.groupby(["board", "model", "framework"], sort=True):
         p50 = grp.groupby("mode")["p50_ms"].median()
         checked = grp["agrees"].dropna()

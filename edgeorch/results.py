@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import stats
 from .bench import RESULT_SCHEMA
 from .cache import ROOT
 from .errors import BoardError, RunError
@@ -20,11 +21,11 @@ RESULTS = ROOT / "results"
 # The normalized table: one row per run. Golden tests pin these names and their order.
 COLUMNS = [
     "run_id", "board", "arch", "machine", "framework", "framework_version", "runtime", "model",
-    "model_sha256", "mode", "pair", "iterations", "warmup", "threads", "batch", "precision",
+    "model_sha256", "mode", "arm", "pair", "position", "iterations", "warmup", "threads", "batch", "precision",
     "framework_options", "p50_ms", "p90_ms",
     "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "throughput_ips", "load_ms",
     "first_inference_ms", "cpu_percent", "peak_rss_mb", "max_temp_c", "throttled",
-    "throttle_evidence", "cpu_model", "cores", "kernel", "os", "python", "numpy", "image_id",
+    "throttle_evidence", "governor", "cpu_model", "cores", "kernel", "os", "python", "numpy", "image_id",
     "bench_sha256", "started_at", "max_abs_diff", "correlation", "top1", "top1_ref", "agrees",
 ]
 
@@ -101,10 +102,11 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
             "run_id": run_id, "board": board, "arch": arch_of.get(board),
             "machine": facts["machine"], "framework": fw["name"], "framework_version": fw["version"],
             "runtime": fw.get("runtime"), "model": spec.model, "model_sha256": doc["model"]["sha256"],
-            "mode": doc["run"]["mode"], "pair": spec.pair, "iterations": params["iterations"],
+            "mode": doc["run"]["mode"], "arm": spec.arm or spec.mode, "pair": spec.pair, "position": spec.position,
+            "iterations": len(ms),
             "warmup": params["warmup"], "threads": params["threads"],
-            "p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
-            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()),
+            "p50_ms": float(np.percentile(ms, 50)), "p90_ms": _quantile(ms, 0.90), "p99_ms": _quantile(ms, 0.99),
+            "mean_ms": float(ms.mean()),
             "std_ms": float(ms.std(ddof=1)) if len(ms) > 1 else 0.0,
             "min_ms": float(ms.min()), "max_ms": float(ms.max()),
             "batch": doc["model"].get("batch", 1), "precision": precision(doc),
@@ -115,24 +117,30 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
             "cpu_percent": doc["resources"]["cpu_percent"],
             "peak_rss_mb": doc["resources"]["peak_rss_bytes"] / 2**20,
             "max_temp_c": doc["sensors"]["max_temp_c"], "throttled": doc["sensors"]["throttled"],
-            "throttle_evidence": doc["sensors"]["throttle_evidence"],
+            "throttle_evidence": doc["sensors"]["throttle_evidence"], "governor": facts.get("governor"),
             "cpu_model": facts["cpu_model"], "cores": facts["cores"], "kernel": facts["kernel"],
             "os": facts["os"], "python": facts["python"], "numpy": facts["numpy"],
             "image_id": doc["run"].get("image_id"), "bench_sha256": doc["bench"]["sha256"],
             "started_at": doc["started_at"], **check,
         })
         samples.append(pd.DataFrame({"board": board, "framework": fw["name"], "model": spec.model,
-                                     "mode": spec.mode, "pair": spec.pair,
+                                     "mode": spec.mode, "arm": spec.arm or spec.mode, "pair": spec.pair,
                                      "iteration": np.arange(len(lat_ns)), "latency_ns": lat_ns}))
     runs = pd.DataFrame(rows, columns=COLUMNS)
     for col in ("throttled", "agrees"):
         runs[col] = runs[col].astype("boolean")
     for col in ("top1", "top1_ref"):
         runs[col] = runs[col].astype("Int64")
-    runs[["max_abs_diff", "correlation"]] = runs[["max_abs_diff", "correlation"]].astype("float64")
+    cols = ["max_abs_diff", "correlation", "p90_ms", "p99_ms"]
+    runs[cols] = runs[cols].astype("float64")
     long = pd.concat(samples, ignore_index=True) if samples else pd.DataFrame(
-        columns=["board", "framework", "model", "mode", "pair", "iteration", "latency_ns"])
+        columns=["board", "framework", "model", "mode", "arm", "pair", "iteration", "latency_ns"])
     return runs, long
+
+
+def _quantile(ms: np.ndarray, q: float) -> float | None:
+    """The q-quantile, only from enough samples that the largest one bounds it (459 for p99, 44 for p90)."""
+    return float(np.percentile(ms, 100 * q)) if len(ms) >= stats.min_samples(q) else None
 
 
 def precision(doc: dict) -> str:

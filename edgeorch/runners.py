@@ -33,7 +33,7 @@ class Runner(Protocol):
 
 def entrypoint_args(spec: RunSpec, *, model_sha256: str, run_id: str) -> list[str]:
     """The entrypoint's arguments for one run, the same in both modes."""
-    return ["--framework", spec.framework, "--iterations", str(spec.iterations),
+    return ["--framework", spec.framework, "--iterations", str(spec.iterations), "--min-time", str(spec.min_time),
             "--warmup", str(spec.warmup), "--threads", str(spec.threads),
             "--model-sha256", model_sha256, "--run-id", run_id,
             *[arg for option in spec.options for arg in ("--option", option)]]

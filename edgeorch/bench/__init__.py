@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-RESULT_SCHEMA = "edgeorch.result/2"  # /2: model batch, --option, outputs for the agreement check
+RESULT_SCHEMA = "edgeorch.result/3"  # /2: model batch, --option, outputs; /3: --min-time, iterations may exceed
 PROBE_SCHEMA = "edgeorch.probe/1"
 BOARD_PACKAGE = "edgeorch_bench"  # the name this directory has on a board
 

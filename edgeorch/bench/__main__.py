@@ -49,6 +49,8 @@ def _parser():
     p.add_argument("--model", help="model file")
     p.add_argument("--model-sha256", help="expected sha256 of the model file")
     p.add_argument("--iterations", type=int, default=50)
+    p.add_argument("--min-time", type=float, default=0.0,
+                   help="time inferences for at least this many seconds as well as --iterations")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="0: the framework's default")
     p.add_argument("--seed", type=int, default=0)
@@ -105,8 +107,8 @@ def _load_input(path):
 
 def _measure(adapter, args):
     from .adapters import ModelLoadError
-    if args.iterations < 1 or args.warmup < 0:
-        raise Failure("args", "--iterations must be >= 1 and --warmup >= 0", EXIT_ARGS)
+    if args.iterations < 1 or args.warmup < 0 or args.min_time < 0:
+        raise Failure("args", "--iterations must be >= 1, --warmup and --min-time >= 0", EXIT_ARGS)
     model = _check_model(args)
     t = time.perf_counter_ns()
     try:
@@ -131,8 +133,9 @@ def _measure(adapter, args):
             adapter.infer()
             warmup.append(time.perf_counter_ns() - t)
         cpu0, wall0 = os.times(), time.perf_counter_ns()
-        latencies = []
-        for _ in range(args.iterations):
+        latencies, min_ns = [], int(args.min_time * 1e9)
+        # a 1 ms model and a 2 s model both get a meaningful sample: enough inferences and enough time
+        while len(latencies) < args.iterations or time.perf_counter_ns() - wall0 < min_ns:
             t = time.perf_counter_ns()
             adapter.infer()
             latencies.append(time.perf_counter_ns() - t)
@@ -167,7 +170,7 @@ def run(argv):
         adapter = _adapter(args.framework, args.option)
         doc["framework"] = adapter.info(args.threads)
         if not args.probe:
-            doc["params"] = {"iterations": args.iterations, "warmup": args.warmup,
+            doc["params"] = {"iterations": args.iterations, "min_time_s": args.min_time, "warmup": args.warmup,
                              "threads": args.threads, "seed": args.seed,
                              "sample_interval_s": args.sample_interval}
             doc.update(_measure(adapter, args))

@@ -7,7 +7,7 @@ from edgeorch.bench import RESULT_SCHEMA
 
 def result_doc(latencies_ms, *, mode="docker", machine="aarch64", framework_version="2.14.0",
                wall_ns=None, max_temp_c=61.5, throttled=False, run_id="20250101T000000Z-abcd"):
-    """An `edgeorch.result/2` document shaped like edgeorch.bench.__main__.run() writes one."""
+    """An `edgeorch.result/3` document shaped like edgeorch.bench.__main__.run() writes one."""
     latencies_ns = [round(ms * 1_000_000) for ms in latencies_ms]
     return {
         "schema": RESULT_SCHEMA, "status": "ok", "error": None,

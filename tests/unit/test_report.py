@@ -9,113 +9,114 @@ from edgeorch import report, results
 from edgeorch.plan import RunSpec
 
 
-def noisy(rng, center_ms, n_runs=3, n=200, spread=0.02):
-    """`n_runs` runs of `n` latencies around `center_ms` with a relative noise of `spread`."""
-    return [center_ms * (1 + spread * rng.standard_normal(n)) for _ in range(n_runs)]
-
-
-def test_identical_distributions_are_no_difference():
-    rng = np.random.default_rng(1)
-    ratio, low, high = report.ratio_ci(noisy(rng, 10.0), noisy(rng, 10.0))
-    assert ratio == pytest.approx(1.0, abs=0.01)
-    assert low < 1 < high
-    assert report.verdict(low, high) == "no significant difference"
-
-
-def test_docker_20_percent_slower():
-    rng = np.random.default_rng(2)
-    ratio, low, high = report.ratio_ci(noisy(rng, 12.0), noisy(rng, 10.0))
-    assert ratio == pytest.approx(1.2, abs=0.01)
-    assert 1 < low <= ratio <= high < 1.25
-    assert report.verdict(low, high).startswith("docker slower (+")
-
-
-def test_docker_faster():
-    rng = np.random.default_rng(3)
-    _, low, high = report.ratio_ci(noisy(rng, 9.0), noisy(rng, 10.0))
-    assert high < 1
-    assert report.verdict(low, high).startswith("docker faster (-")
-
-
-def test_ratio_ci_is_reproducible():
-    rng = np.random.default_rng(4)
-    docker, bare = noisy(rng, 11.0), noisy(rng, 10.0)
-    assert report.ratio_ci(docker, bare) == report.ratio_ci(docker, bare)
-
-
-@pytest.mark.parametrize("low, high, text", [
-    (1.05, 1.2, "docker slower (+5.0% at least)"),
-    (0.8, 0.9, "docker faster (-10.0% at least)"),
-    (0.99, 1.01, "no significant difference"),
-    (1.0, 1.1, "no significant difference"),  # an interval touching 1 does not exclude it
-])
-def test_verdict(low, high, text):
-    assert report.verdict(low, high) == text
-
-
-# --- compare_modes on a normalized frame ----------------------------------------------------------
-
-DOCKER_RPI4 = {0: list(range(20, 30)), 1: list(range(21, 30)) + [300]}  # pooled median 25, an outlier
-BARE_RPI4 = {0: list(range(10, 20)), 1: list(range(10, 20))}    # pooled median 14.5
-
-
 def normalized(make_doc, runs):
-    """`runs`: (board, mode, pair, latencies_ms, throttled, max_temp_c) -> results.normalize's frames."""
+    """`runs`: (board, arm, pair, latencies_ms, throttled, max_temp_c) -> results.normalize's frames."""
     records = []
-    for board, mode, pair, latencies, throttled, temp in runs:
-        spec = RunSpec(board=board, framework="tflite", model="mobilenet_v2", mode=mode, pair=pair,
+    for board, arm, pair, latencies, throttled, temp in runs:
+        mode = arm.split("-")[0].split(" ")[0]
+        spec = RunSpec(board=board, framework="tflite", model="mobilenet_v2", mode=mode, pair=pair, arm=arm,
                        iterations=len(latencies), warmup=5, threads=0)
         records.append((spec, make_doc(latencies, mode=mode, throttled=throttled, max_temp_c=temp)))
     return results.normalize(records, run_id="r", arch_of={})
 
 
+def pairs(rng, board, n, *, ratio, offset=0.01, center=20.0, arms=("docker", "bare"), throttled=None, temp=None):
+    """`n` pairs on `board` whose run medians differ by `ratio` times a run-level offset of `offset`."""
+    out = []
+    for pair in range(n):
+        for arm, scale in zip(arms, (ratio, 1.0)):
+            level = center * scale * np.exp(offset * rng.standard_normal())
+            out.append((board, arm, pair, list(level * (1 + 0.01 * rng.standard_normal(30))),
+                        throttled(arm, pair) if throttled else False, temp))
+    return out
+
+
+CELLS = {"rpi4/tflite-mobilenet_v2": {"arms": ["docker", "bare"], "stop": "precision", "pairs": 8},
+         "rpi3/tflite-mobilenet_v2": {"arms": ["docker", "bare"], "stop": "max-pairs", "pairs": 6},
+         "rpi5/tflite-mobilenet_v2": {"arms": ["docker", "bare"], "stop": "max-pairs", "pairs": 3},
+         "x86/tflite-mobilenet_v2": {"arms": ["docker"], "stop": "runs", "pairs": 2}}
+
+
 @pytest.fixture
 def comparison(make_doc):
-    runs = [("rpi4", mode, pair, lat[pair], False, 60.0 + pair)
-            for pair in (0, 1) for mode, lat in (("docker", DOCKER_RPI4), ("bare", BARE_RPI4))]
-    runs += [("rpi3", "docker", 0, [30.0] * 10, None, None), ("rpi3", "bare", 0, [30.0] * 10, True, 81.0),
-             ("rpi3", "docker", 1, [30.0] * 10, False, 79.0), ("rpi3", "bare", 1, [30.0] * 10, None, None),
-             ("x86", "docker", 0, [5.0] * 10, None, None), ("x86", "docker", 1, [5.0] * 10, None, None)]
-    return report.compare_modes(*normalized(make_doc, runs)).set_index("board")
+    rng = np.random.default_rng(7)
+    runs = pairs(rng, "rpi4", 8, ratio=1.2, temp=61.0)
+    runs += pairs(rng, "rpi3", 6, ratio=1.0, temp=81.0, throttled=lambda arm, pair: arm == "bare" and pair == 2)
+    runs += pairs(rng, "rpi5", 3, ratio=1.0)
+    runs += [("x86", "docker", 0, [0.5] * 10, None, None), ("x86", "docker", 1, [0.5] * 10, None, None)]
+    return report.compare_arms(*normalized(make_doc, runs), CELLS).set_index("board")
 
 
-def test_one_row_per_board_with_pooled_medians(comparison):
-    assert comparison.index.tolist() == ["rpi3", "rpi4", "x86"]
+def test_the_pair_is_the_unit_and_the_interval_holds_the_truth(comparison):
     rpi4 = comparison.loc["rpi4"]
-    assert (rpi4["docker_p50_ms"], rpi4["bare_p50_ms"]) == (25.0, 14.5)
-    assert (rpi4["docker_runs"], rpi4["bare_runs"]) == (2, 2)
-    assert rpi4["ratio"] == pytest.approx(25 / 14.5)
-    assert rpi4["ci_low"] > 1 and rpi4["verdict"].startswith("docker slower")
-    assert comparison.loc["rpi3", "verdict"] == "no significant difference"
-    assert comparison.loc["rpi3", "ratio"] == 1.0
+    assert rpi4["pairs"] == 8 and rpi4["stop"] == "precision" and rpi4["valid"]
+    assert rpi4["a_p50_ms"] == pytest.approx(24, rel=0.03) and rpi4["b_p50_ms"] == pytest.approx(20, rel=0.03)
+    assert rpi4["ci_low"] < 1.2 < rpi4["ci_high"] and rpi4["ratio"] == pytest.approx(1.2, rel=0.02)
+    assert rpi4["kind"] == "slower" and rpi4["verdict"].startswith("docker slower than bare by")
 
 
-def test_a_board_with_one_mode_needs_both(comparison):
+def test_a_throttled_run_makes_its_cell_invalid_but_keeps_it(comparison):
+    rpi3 = comparison.loc["rpi3"]
+    assert not rpi3["valid"] and rpi3["verdict"].startswith("INVALID: throttled: bare #2")
+    assert rpi3["throttled"] and rpi3["max_temp_c"] == 81.0 and rpi3["pairs"] == 6  # the numbers are kept
+
+
+def test_too_few_pairs_give_no_verdict(comparison):
+    assert comparison.loc["rpi5", "kind"] == "too few pairs"
+    assert "too few pairs (3 < 5)" in comparison.loc["rpi5", "verdict"]
+
+
+def test_one_mode_alone_has_no_comparison(comparison):
     x86 = comparison.loc["x86"]
-    assert x86["verdict"] == "needs both modes"
-    assert (x86["docker_runs"], x86["bare_runs"]) == (2, 0)
-    assert x86["docker_p50_ms"] == 5.0 and pd.isna(x86["bare_p50_ms"]) and pd.isna(x86["ratio"])
+    assert x86["verdict"] == "one mode only" and x86["a_p50_ms"] == 0.5 and x86["b"] == ""
+    assert not x86["throttle_known"] and pd.isna(x86["max_temp_c"])  # nobody measured: not "not throttled"
 
 
-def test_throttling_and_temperature(comparison):
-    # rpi3: throttled in one bare run only, unknown in two others: still a throttled board.
-    assert comparison.loc["rpi3", ["throttled", "throttle_known", "max_temp_c"]].tolist() == [True, True, 81.0]
-    assert comparison.loc["rpi4", ["throttled", "throttle_known", "max_temp_c"]].tolist() == [False, True, 61.0]
-    # x86: no sensor answered in any run; "not throttled" would be a claim nobody measured.
-    assert comparison.loc["x86", ["throttled", "throttle_known"]].tolist() == [False, False]
-    assert pd.isna(comparison.loc["x86", "max_temp_c"])
+def test_a_spread_above_the_limit_is_invalid(make_doc):
+    rng = np.random.default_rng(3)
+    runs = pairs(rng, "rpi4", 6, ratio=1.0, offset=0.2)
+    found = report.compare_arms(*normalized(make_doc, runs), {}, max_spread=0.05).iloc[0]
+    assert not found["valid"] and "runs spread" in found["verdict"] and "--max-spread 5%" in found["verdict"]
+
+
+def test_an_explain_cell_compares_each_knob_with_the_baseline(make_doc):
+    rng = np.random.default_rng(5)
+    arms = ["docker", "bare", "docker seccomp=unconfined"]
+    runs = pairs(rng, "x86", 6, ratio=1.1, arms=arms[:2])
+    runs += [("x86", arms[2], pair, list(20.0 * np.exp(0.01 * rng.standard_normal()) * np.ones(30)), False, None)
+             for pair in range(6)]
+    cells = {"x86/tflite-mobilenet_v2": {"arms": arms, "stop": "max-pairs", "pairs": 6}}
+    found = report.compare_arms(*normalized(make_doc, runs), cells).set_index("a")
+    assert found.loc["docker", "kind"] == "slower" and found.loc["docker seccomp=unconfined", "b"] == "bare"
+    assert found.loc["docker seccomp=unconfined", "ratio"] == pytest.approx(1.0, abs=0.02)
+    console = Console(record=True, width=200)
+    console.print(report.explain_table(found.reset_index()))
+    knob = next(line for line in console.export_text().splitlines() if "seccomp" in line)
+    assert 80 <= int(knob.split("│")[5].strip().rstrip("%")) <= 120  # it closes (nearly) all of the 10% gap
 
 
 def test_mode_table_renders(comparison):
-    console = Console(record=True, width=200)
+    console = Console(record=True, width=250)
     console.print(report.mode_table(comparison.reset_index()))
     lines = {line.split("│")[1].strip(): line for line in console.export_text().splitlines()
              if line.count("│") > 2 and "board" not in line}
-    assert set(lines) == {"rpi3", "rpi4", "x86"}
-    assert "25.00" in lines["rpi4"] and "14.50" in lines["rpi4"] and f"{25 / 14.5:.3f}" in lines["rpi4"]
-    assert "2/2" in lines["rpi4"] and "61.0 C" in lines["rpi4"]
-    assert "YES" in lines["rpi3"]
-    assert "needs both modes" in lines["x86"] and "unknown" in lines["x86"] and "n/a" in lines["x86"]
+    assert set(lines) == {"rpi3", "rpi4", "rpi5", "x86"}
+    assert "precision" in lines["rpi4"] and "61.0 C" in lines["rpi4"] and "docker slower" in lines["rpi4"]
+    assert "INVALID" in lines["rpi3"]
+    assert "500 µs" in lines["x86"] and "n/a" in lines["x86"]  # sub-millisecond latencies in microseconds
+
+
+def test_calibration_table_reports_noise_floor_and_minutes(make_doc):
+    rng = np.random.default_rng(11)
+    runs = pairs(rng, "x86", 8, ratio=1.0, arms=("docker-A", "docker-B"))
+    cells = {"x86/tflite-mobilenet_v2:docker": {"arms": ["docker-A", "docker-B"], "stop": "max-pairs", "pairs": 8}}
+    found = report.compare_arms(*normalized(make_doc, runs), cells)
+    assert found["kind"].iloc[0] in ("equivalent", "inconclusive")
+    assert found["noise"].iloc[0] == pytest.approx(0.014, abs=0.008)  # two runs' offsets of 1% each
+    console = Console(record=True, width=250)
+    console.print(report.calibration_table(found))
+    row = next(line for line in console.export_text().splitlines() if "x86" in line)
+    assert "docker" in row and "±" in row
 
 
 def test_agreement_of_outputs():
