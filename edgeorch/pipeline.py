@@ -233,7 +233,7 @@ def calibrate(inventory: Inventory, host: str, *, framework: str, model: str, mo
                        warmup=warmup, threads=threads, min_time=min_time, names=modes)
     run_dir = run_sweep(sweep, boards, judgement=judgement, dry_run=dry_run, timeout=timeout)
     if run_dir:
-        console.print(report.calibration_table(_comparison(run_dir, judgement)))
+        console.print(report.calibration_table(comparison(run_dir, judgement)))
     return run_dir
 
 
@@ -242,7 +242,7 @@ KNOBS = {
     "seccomp=unconfined": ("--security-opt", "seccomp=unconfined"),
     "network=host": ("--network", "host"),
     "ipc=host": ("--ipc", "host"),
-    "no cpu limits": ("--cpu-quota", "-1", "--cpu-shares", "1024"),
+    "no-cpu-limits": ("--cpu-quota", "-1", "--cpu-shares", "1024"),
 }
 
 
@@ -253,13 +253,13 @@ def explain(inventory: Inventory, host: str, *, framework: str, model: str, iter
     """Why Docker differs: the Docker side rerun with one knob changed at a time, every arm in every round, each
     knob's ratio to bare metal with its own interval, next to Docker's defaults."""
     arms = (Arm(label="docker", mode="docker"), Arm(label="bare", mode="bare"),
-            *(Arm(label=f"docker {name}", mode="docker", docker_args=args) for name, args in KNOBS.items()))
+            *(Arm(label=f"docker+{name}", mode="docker", docker_args=args) for name, args in KNOBS.items()))
     boards = inventory.select(host)
     sweep = plan_sweep(boards, framework=framework, model=model, arms=[arms], rule=rule, iterations=iterations,
                        warmup=warmup, threads=threads, min_time=min_time)
     run_dir = run_sweep(sweep, boards, judgement=judgement, dry_run=dry_run, timeout=timeout)
     if run_dir:
-        console.print(report.explain_table(_comparison(run_dir, judgement)))
+        console.print(report.explain_table(comparison(run_dir, judgement)))
     return run_dir
 
 
@@ -369,7 +369,7 @@ def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], cells: list[Cell
                                           arch_of={b.name: b.arch.value for b in boards},
                                           reference=None if ref is None else ref.output)
         results.write_tables(run_dir, runs, samples)
-        console.print(report.mode_table(_comparison(run_dir, judgement)))
+        console.print(report.mode_table(comparison(run_dir, judgement)))
         if ref or runs["framework"].nunique() > 1:
             console.print(report.framework_table(runs))
         for r in runs[runs["throttled"].fillna(False)].itertuples():
@@ -392,7 +392,7 @@ def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], cells: list[Cell
     return run_dir
 
 
-def _comparison(run_dir: Path, judgement: Judgement = DEFAULTS) -> pd.DataFrame:
+def comparison(run_dir: Path, judgement: Judgement = DEFAULTS) -> pd.DataFrame:
     """The judged comparisons of a run directory: each cell's first arm against its second (and its other
     arms against the second too), with why the cell stopped."""
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -408,7 +408,7 @@ def show_results(run_dir: Path) -> None:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     if not (run_dir / "results.parquet").exists():
         raise RunError(f"{run_dir} has no results table (no run finished)", hint="rerun the bench")
-    console.print(report.mode_table(_comparison(run_dir)))
+    console.print(report.mode_table(comparison(run_dir)))
     if not manifest.get("complete"):
         console.print(f"[bold red]INCOMPLETE[/]: missing cells {manifest.get('missing')}")
 

@@ -75,7 +75,8 @@ class DockerRunner:
         inner = {option: f"{CONTAINER_DIR}/models/{posixpath.basename(path)}" for option, path in files.items()}
         for option, path in inner.items():
             argv += [option, path]
-        create = remote(self.conn, shlex.join(["docker", "create", "--network", "none", "--label", "org.edgeorch=1",
+        network = [] if "--network" in self.docker_args else ["--network", "none"]  # explain's knob replaces it
+        create = remote(self.conn, shlex.join(["docker", "create", *network, "--label", "org.edgeorch=1",
                                                *self.docker_args, self.image_id, *argv]),
                         board=self.board)
         cid = create.stdout.strip()

@@ -60,13 +60,15 @@ def test_check_reports_an_unreachable_board(fleet, tmp_path):
 
 def test_a_dead_board_loses_nothing_of_the_others(fleet, tmp_path):
     r = invoke("bench", "--inventory", str(_inventory_with_ghost(tmp_path)), "--host", "x86,ghost",
-               "--framework", "tflite", "--model", "tiny", "--iterations", "5", "--repeat", "1", check=False)
+               "--framework", "tflite", "--model", "tiny", "--iterations", "5", "--repeat", "1", "--min-time", "0",
+               check=False)
     assert r.returncode == 6 and "INCOMPLETE" in r.stdout and "ghost" in r.stdout
     run_dir = Path(re.search(r"results go to (\S+)", r.stdout).group(1))
     assert set(pd.read_parquet(run_dir / "results.parquet")["board"]) == {"x86"}
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["complete"] is False
-    assert manifest["missing"] == ["ghost/tflite-tiny-docker-00", "ghost/tflite-tiny-bare-00"]
+    assert manifest["missing"] == ["ghost/tflite-tiny"]
+    assert manifest["cells"]["x86/tflite-tiny"] == {"arms": ["docker", "bare"], "stop": "max-pairs", "pairs": 1}
 
 
 def test_a_board_without_docker(fleet):

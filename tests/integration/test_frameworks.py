@@ -11,7 +11,7 @@ from edgeorch import zoo
 from .conftest import invoke
 from .test_pipeline import run_dir_of
 
-ONE = ["--iterations", "2", "--warmup", "0", "--repeat", "1"]
+ONE = ["--iterations", "2", "--warmup", "0", "--repeat", "1", "--min-time", "0"]
 
 
 def table(r) -> pd.DataFrame:

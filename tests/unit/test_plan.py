@@ -43,11 +43,11 @@ def test_the_order_is_counterbalanced_abba():
 
 def test_every_arm_of_a_round_runs_once_in_reversed_order_on_odd_rounds():
     arms = (Arm(label="docker", mode="docker"), Arm(label="bare", mode="bare"),
-            Arm(label="docker seccomp", mode="docker", docker_args=("--security-opt", "seccomp=unconfined")))
+            Arm(label="docker+seccomp", mode="docker", docker_args=("--security-opt", "seccomp=unconfined")))
     cell = bench_cell(board("x86", Arch.AMD64), framework="tflite", model="tiny", arms=arms, iterations=5, warmup=1,
                       threads=0, min_time=2)
-    assert [r.arm for r in cell.runs(0)] == ["docker", "bare", "docker seccomp"]
-    assert [r.arm for r in cell.runs(1)] == ["docker seccomp", "bare", "docker"]
+    assert [r.arm for r in cell.runs(0)] == ["docker", "bare", "docker+seccomp"]
+    assert [r.arm for r in cell.runs(1)] == ["docker+seccomp", "bare", "docker"]
     assert cell.runs(1)[0].docker_args == ("--security-opt", "seccomp=unconfined")
     assert {r.min_time for r in cell.runs(0)} == {2}
     assert len({r.key for p in range(3) for r in cell.runs(p)}) == 9

@@ -13,7 +13,7 @@ def normalized(make_doc, runs):
     """`runs`: (board, arm, pair, latencies_ms, throttled, max_temp_c) -> results.normalize's frames."""
     records = []
     for board, arm, pair, latencies, throttled, temp in runs:
-        mode = arm.split("-")[0].split(" ")[0]
+        mode = arm.split("-")[0].split("+")[0]
         spec = RunSpec(board=board, framework="tflite", model="mobilenet_v2", mode=mode, pair=pair, arm=arm,
                        iterations=len(latencies), warmup=5, threads=0)
         records.append((spec, make_doc(latencies, mode=mode, throttled=throttled, max_temp_c=temp)))
@@ -81,14 +81,14 @@ def test_a_spread_above_the_limit_is_invalid(make_doc):
 
 def test_an_explain_cell_compares_each_knob_with_the_baseline(make_doc):
     rng = np.random.default_rng(5)
-    arms = ["docker", "bare", "docker seccomp=unconfined"]
+    arms = ["docker", "bare", "docker+seccomp=unconfined"]
     runs = pairs(rng, "x86", 6, ratio=1.1, arms=arms[:2])
     runs += [("x86", arms[2], pair, list(20.0 * np.exp(0.01 * rng.standard_normal()) * np.ones(30)), False, None)
              for pair in range(6)]
     cells = {"x86/tflite-mobilenet_v2": {"arms": arms, "stop": "max-pairs", "pairs": 6}}
     found = report.compare_arms(*normalized(make_doc, runs), cells).set_index("a")
-    assert found.loc["docker", "kind"] == "slower" and found.loc["docker seccomp=unconfined", "b"] == "bare"
-    assert found.loc["docker seccomp=unconfined", "ratio"] == pytest.approx(1.0, abs=0.02)
+    assert found.loc["docker", "kind"] == "slower" and found.loc["docker+seccomp=unconfined", "b"] == "bare"
+    assert found.loc["docker+seccomp=unconfined", "ratio"] == pytest.approx(1.0, abs=0.02)
     console = Console(record=True, width=200)
     console.print(report.explain_table(found.reset_index()))
     knob = next(line for line in console.export_text().splitlines() if "seccomp" in line)

@@ -1,0 +1,69 @@
+"""Verdicts on the simulated fleet: the A/A calibration, the stopping rule, the counterbalanced order, explain."""
+
+import datetime
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .conftest import invoke
+
+# The x86 board runs natively: a tiny model takes about a millisecond, so each run is bounded by --min-time.
+SMALL = ["--host", "x86", "--framework", "tflite", "--model", "tiny", "--iterations", "20", "--warmup", "2",
+         "--min-time", "0.3"]
+
+
+def run_dir_of(output: str) -> Path:
+    return Path(re.search(r"results go to (\S+)", output).group(1))
+
+
+def started(run_dir: Path, key: str) -> datetime.datetime:
+    doc = json.loads((run_dir / "raw" / f"{key}.json").read_text())
+    return datetime.datetime.fromisoformat(doc["started_at"])
+
+
+def test_calibrate_says_equivalent_or_inconclusive_and_reports_the_noise_floor(fleet):
+    r = invoke("calibrate", *SMALL, "--mode", "docker", "--min-pairs", "5", "--max-pairs", "6")
+    assert "Calibration: each mode against itself" in r.stdout
+    run_dir = run_dir_of(r.stdout)
+    cells = json.loads((run_dir / "manifest.json").read_text())["cells"]
+    assert list(cells) == ["x86/tflite-tiny:docker"] and cells["x86/tflite-tiny:docker"]["arms"] == [
+        "docker-A", "docker-B"]
+    row = next(line for line in r.stdout.splitlines() if line.startswith("│ x86") and "%" in line
+               and "±" in line)
+    assert re.search(r"equivalent|inconclusive|INVALID", row), row  # never "slower" or "faster" against itself
+    df = pd.read_parquet(run_dir / "results.parquet")
+    assert set(df["mode"]) == {"docker"} and sorted(set(df["arm"])) == ["docker-A", "docker-B"]
+    # a run lasts at least --min-time: a ~1 ms model gets more than its 20 iterations
+    assert (df["iterations"] >= 20).all() and (df["iterations"] * df["mean_ms"] >= 290).all()
+
+
+def test_the_stopping_rule_stops_and_says_why_and_the_order_is_counterbalanced(fleet):
+    # a precision nobody can reach in 3 seconds: the time bound stops the cell, and the results say so
+    r = invoke("bench", *SMALL, "--min-pairs", "2", "--max-pairs", "40", "--precision", "0.00001",
+               "--max-time", "3")
+    run_dir = run_dir_of(r.stdout)
+    cell = json.loads((run_dir / "manifest.json").read_text())["cells"]["x86/tflite-tiny"]
+    assert cell["stop"] == "max-time" and 2 <= cell["pairs"] < 40
+    assert "max-time" in r.stdout
+    # ABBA, as the raw files' start times show: docker first in even pairs, bare first in odd ones
+    assert started(run_dir, "x86/tflite-tiny-docker-00") < started(run_dir, "x86/tflite-tiny-bare-00")
+    assert started(run_dir, "x86/tflite-tiny-bare-01") < started(run_dir, "x86/tflite-tiny-docker-01")
+    # a precision that is easy to reach stops the cell at the minimum number of pairs
+    r = invoke("bench", *SMALL, "--min-pairs", "5", "--max-pairs", "8", "--precision", "0.9")
+    cell = json.loads((run_dir_of(r.stdout) / "manifest.json").read_text())["cells"]["x86/tflite-tiny"]
+    assert cell == {"arms": ["docker", "bare"], "stop": "precision", "pairs": 5}
+    assert re.search(r"docker (slower|faster|equivalent)|inconclusive|INVALID", r.stdout)
+
+
+def test_explain_reruns_docker_with_one_knob_at_a_time(fleet):
+    r = invoke("explain", *SMALL, "--repeat", "2")
+    assert "Why Docker differs" in r.stdout
+    for knob in ("seccomp=unconfined", "network=host", "ipc=host", "no-cpu-limits"):
+        assert f"docker+{knob}" in r.stdout
+    df = pd.read_parquet(run_dir_of(r.stdout) / "results.parquet")
+    assert len(df) == 2 * 6 and df.groupby("arm").size().eq(2).all()
+    raw = json.loads((run_dir_of(r.stdout) / "raw" / "x86" / "tflite-tiny-docker+seccomp=unconfined-00.json")
+                     .read_text())
+    assert raw["status"] == "ok"
