@@ -94,6 +94,11 @@ def _cpufreq_paths():
     return sorted(glob.glob("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq"))
 
 
+# Under this share of the governor's maximum the clock was capped; above it, all-core turbo limits and sampling
+# noise (an x86 at 4.7 of 5.0 GHz) are not throttling. A throttled Pi drops from 1500 to 1000 or 600 MHz.
+FREQ_CAPPED = 0.8
+
+
 class Sampler(threading.Thread):
     """Samples CPU temperature, frequency and throttle state every `interval` seconds."""
 
@@ -102,6 +107,12 @@ class Sampler(threading.Thread):
         self.interval = interval
         self.zones = _thermal_zones()
         self.freqs = _cpufreq_paths()
+        # the governor's ceiling per CPU: a clock well under it while the model runs means capped
+        self.max_freqs = {}
+        for path in self.freqs:
+            raw = _read(path.replace("scaling_cur_freq", "scaling_max_freq"))
+            if raw and raw.isdigit():
+                self.max_freqs[path.split("/")[5]] = int(raw) / 1000
         self.has_vcgencmd = shutil.which("vcgencmd") is not None
         self.samples = []
         self._stop_event = threading.Event()
@@ -153,6 +164,18 @@ class Sampler(threading.Thread):
         self.join()
         self.sample()
 
+    def _capped(self):
+        """Evidence that the clock ran below FREQ_CAPPED of the governor's maximum for most of the run (the fastest
+        CPU of each sample: the one running the model); "" when it did not, None without cpufreq."""
+        ceiling = max(self.max_freqs.values()) if self.max_freqs else None
+        fastest = sorted(max(s["freqs_mhz"].values()) for s in self.samples if s["freqs_mhz"])
+        if not ceiling or not fastest:
+            return None
+        median = fastest[len(fastest) // 2]
+        if median < FREQ_CAPPED * ceiling:
+            return f"clock {median:.0f} MHz under load < {FREQ_CAPPED:.0%} of the governor's maximum {ceiling:.0f} MHz"
+        return ""
+
     def summary(self):
         """Max temperature and whether the CPU was throttled, with the evidence for it."""
         temps = [t for s in self.samples for t in s["temps_c"].values()]
@@ -175,7 +198,11 @@ class Sampler(threading.Thread):
                     checked.append(label)
                     if max(peaks) >= limit:
                         over.append(f"{label} reached {max(peaks):.1f} C >= trip point {limit:.1f} C")
+            capped = self._capped()
+            if capped is not None:
+                checked.append("cpufreq")
+                over += [capped] if capped else []
             if checked:
                 throttled = bool(over)
-                evidence = "; ".join(over) or f"below the passive trip points of {', '.join(checked)}"
+                evidence = "; ".join(over) or f"under every trip point, clock not capped ({', '.join(checked)})"
         return {"max_temp_c": max_temp, "throttled": throttled, "throttle_evidence": evidence}

@@ -58,6 +58,24 @@ def test_passive_trip_point(peak, throttled):
     assert "cpu-thermal" in summary["throttle_evidence"]
 
 
+def freqs(*mhz):
+    return [{"t_s": i * 0.5, "temps_c": {}, "freqs_mhz": {"cpu0": f, "cpu1": 600.0}} for i, f in enumerate(mhz)]
+
+
+@pytest.mark.parametrize("mhz, throttled", [
+    ((1500, 1500, 1500), False),
+    ((1500, 1000, 1000, 1000, 1500), True),  # a Pi capped to 1 GHz for most of the run
+    ((1500, 1400, 1450), False),             # near the maximum: turbo limits and sampling noise
+    ((600, 1500, 1500), False),              # one idle sample before the model ran
+])
+def test_a_clock_under_the_governors_maximum_under_load_is_throttling(mhz, throttled):
+    s = sampler(freqs(*mhz))
+    s.max_freqs = {"cpu0": 1500.0, "cpu1": 1500.0}
+    summary = s.summary()
+    assert summary["throttled"] is throttled
+    assert ("of the governor's maximum 1500 MHz" in summary["throttle_evidence"]) is throttled
+
+
 def test_every_zone_with_a_passive_trip_point_counts():
     zones = {**CPU_ZONE, "/sys/class/thermal/thermal_zone1": ("gpu-thermal:thermal_zone1", 70.0),
              "/sys/class/thermal/thermal_zone2": ("acpitz:thermal_zone2", None)}
