@@ -286,6 +286,10 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
     stops: dict[str, dict] = {}
     lock = threading.Lock()
 
+    def done(run: RunSpec, doc: dict) -> None:
+        with lock:
+            records.append((run, doc))
+
     def one(board: Board) -> int:
         failed = {}
         with connect(board) as conn:
@@ -304,11 +308,6 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
                                                      ref.input_sha256, progress)
                     for cell in (c for c in sweep.cells[board.name] if c.framework == recipe.framework):
                         runners = {a.label: deployment.runner(conn, a, timeout) for a in cell.arms}
-
-                        def done(run: RunSpec, doc: dict) -> None:
-                            with lock:
-                                records.append((run, doc))
-
                         stop = _run_cell(cell, sweep.rule, runners, spec, files, run_dir, done,
                                          lambda: progress.advance(task))
                         with lock:
