@@ -135,7 +135,9 @@ def explain_table(comparison: pd.DataFrame) -> Table:
         t.add_column(col)
     for (board, _), grp in comparison.groupby(["board", "cell"], sort=False):
         default = grp[grp["a"] == "docker"]
-        gap = float(np.log(default["ratio"].iloc[0])) if len(default) and default["ratio"].notna().all() else None
+        # a share of a gap only where there is one: Docker's defaults judged slower or faster than bare
+        real = len(default) and default["valid"].iloc[0] and default["kind"].iloc[0] in ("slower", "faster")
+        gap = float(np.log(default["ratio"].iloc[0])) if real else None
         for r in grp.itertuples():
             closed = "-"
             if r.a != "docker" and gap and r.ratio is not None and not pd.isna(r.ratio):
