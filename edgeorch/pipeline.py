@@ -182,12 +182,13 @@ class Sweep:
 
 def plan_sweep(boards: list[Board], *, framework: str, model: str, arms: list[tuple[Arm, ...]], rule: StopRule,
                iterations: int, warmup: int, threads: int, min_time: float, batch: int = 1,
-               options: tuple[str, ...] = (), names: tuple[str, ...] = ()) -> Sweep:
+               options: tuple[str, ...] = (), names: tuple[str, ...] = (), base_image: str | None = None) -> Sweep:
     """The cells of a sweep: every framework of `framework` x model x board, each compared across `arms`
     (one cell per tuple of arms; `names` tell the cells of one board apart)."""
     recipes = _recipes(framework)
     if framework == "all":  # the frameworks that run on every board given (TensorRT only with its base image)
-        recipes = [r for r in recipes if not any(r.why_not(b.arch) for b in boards) and not r.base_image_from_user]
+        recipes = [r for r in recipes if not any(r.why_not(b.arch) for b in boards)
+                   and (base_image or not r.base_image_from_user)]
     if not recipes:
         raise ConfigError(f"no framework to run: --framework {framework!r} names none that runs on every board given",
                           hint="pass --framework NAME or a comma list; `invoke matrix` shows what runs where")
@@ -215,7 +216,7 @@ def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: 
     boards = inventory.select(host)
     sweep = plan_sweep(boards, framework=framework, model=model, arms=[mode_arms(parse_modes(mode))], rule=rule,
                        iterations=iterations, warmup=warmup, threads=threads, min_time=min_time, batch=batch,
-                       options=options)
+                       options=options, base_image=base_image)
     return run_sweep(sweep, boards, judgement=judgement, parallel=parallel, dry_run=dry_run, timeout=timeout,
                      base_image=base_image)
 
