@@ -398,6 +398,9 @@ def comparison(run_dir: Path, judgement: Judgement = DEFAULTS) -> pd.DataFrame:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     runs = pd.read_parquet(run_dir / "results.parquet")
     samples = pd.read_parquet(run_dir / "samples.parquet")
+    for table in (runs, samples):  # results of an edgeorch before arms: each mode was its own arm
+        if "arm" not in table:
+            table["arm"] = table["mode"]
     return report.compare_arms(runs, samples, manifest.get("cells") or {}, equivalence=judgement.equivalence,
                                max_spread=judgement.max_spread, min_pairs=judgement.min_pairs)
 
