@@ -125,16 +125,6 @@ def mode_arms(modes: tuple[str, ...]) -> tuple[Arm, ...]:
     return tuple(Arm(label=mode, mode=mode) for mode in modes)
 
 
-def bench_runs(board: Board, *, framework: str, model: str, modes: tuple[str, ...], repeat: int,
-               iterations: int, warmup: int, threads: int, options: tuple[str, ...] = ()) -> list[RunSpec]:
-    """The runs of the first `repeat` pairs of a Docker-vs-bare cell, in the order they run."""
-    if repeat < 1:
-        raise ConfigError("--repeat must be >= 1", hint="e.g. --repeat 5")
-    cell = bench_cell(board, framework=framework, model=model, arms=mode_arms(modes), iterations=iterations,
-                      warmup=warmup, threads=threads, options=options)
-    return [run for pair in range(repeat) for run in cell.runs(pair)]
-
-
 def describe(cells: list[Cell], rule: StopRule) -> list[str]:
     """The plan as a dry run prints it: each cell, its arms' order, and the stopping rule."""
     lines = [f"stopping rule: at least {rule.min_pairs} pairs, then until the 95% CI half-width is under "

@@ -12,7 +12,7 @@ from edgeorch.arch import Arch
 from edgeorch.bench import PROBE_SCHEMA
 from edgeorch.errors import BoardError, RunError
 from edgeorch.inventory import Board
-from edgeorch.plan import bench_runs
+from edgeorch.plan import bench_cell, mode_arms
 from edgeorch.runners import Answer
 
 GOLDEN_COLUMNS = Path(__file__).resolve().parents[1] / "golden" / "results_columns.json"
@@ -21,9 +21,9 @@ ONE_TO_100_MS = list(range(1, 101))
 
 def specs():
     """The two runs of one pair on rpi4: docker, then bare."""
-    return bench_runs(Board(name="rpi4", host="h", user="u", arch=Arch.ARM64), framework="tflite",
-                      model="mobilenet_v2", modes=("docker", "bare"), repeat=1, iterations=100,
-                      warmup=5, threads=0)
+    return bench_cell(Board(name="rpi4", host="h", user="u", arch=Arch.ARM64), framework="tflite",
+                      model="mobilenet_v2", arms=mode_arms(("docker", "bare")), iterations=100, warmup=5,
+                      threads=0).runs(0)
 
 
 @pytest.fixture
