@@ -98,7 +98,7 @@ def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False, base
 
 
 STOPPING = ("repeat", "min_pairs", "max_pairs", "precision", "max_time", "min_time", "equivalence", "max_spread")
-COMPARE_HELP = {k: v for k, v in BENCH_HELP.items() if k not in STOPPING or k == "repeat"}
+COMPARE_HELP = {k: v for k, v in BENCH_HELP.items() if k not in STOPPING or k in ("repeat", "min_time")}
 CALIBRATE_HELP = {**{k: v for k, v in BENCH_HELP.items() if k not in ("batch", "option", "parallel", "base_image")},
                   "mode": "docker, bare or both: each mode is run against itself"}
 EXPLAIN_HELP = {k: v for k, v in CALIBRATE_HELP.items() if k != "mode"}
@@ -132,11 +132,13 @@ def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations
 
 @task(help=COMPARE_HELP, iterable=["option"])
 @reported
-def compare(c, model, host=None, framework="all", mode="both", iterations=20, warmup=3, repeat=2, threads=0,
-            batch=1, option=None, parallel=False, dry_run=False, timeout=3600, base_image=None, inventory=INVENTORY):
+def compare(c, model, host=None, framework="all", mode="both", iterations=20, warmup=3, repeat=2, min_time="0",
+            threads=0, batch=1, option=None, parallel=False, dry_run=False, timeout=3600, base_image=None,
+            inventory=INVENTORY):
     """Compare frameworks on one model: median latency side by side, each checked against PyTorch."""
     pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model, mode=mode,
-                   iterations=iterations, warmup=warmup, rule=_rule(repeat, 1, 1, 0.01, 1800), threads=threads,
+                   iterations=iterations, warmup=warmup, rule=_rule(repeat, 1, 1, 0.01, 1800),
+                   min_time=float(min_time), threads=threads,
                    batch=batch, options=tuple(option or ()), parallel=parallel, dry_run=dry_run, timeout=timeout,
                    base_image=base_image)
 
