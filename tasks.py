@@ -72,6 +72,7 @@ BENCH_HELP = {
     "min_time": "each run times inferences for at least this many seconds as well as --iterations",
     "equivalence": "the band within which Docker and bare count as equivalent (default 0.01: ±1%)",
     "max_spread": "a mode whose run medians spread more than this is INVALID (default 0.10)",
+    "cooldown": "idle seconds before each run (but a cell's first), so the heat of the last one fades",
     "threads": "framework threads (0: the framework's default)",
     "batch": "images per inference, for zoo networks (throughput is reported in images/s)",
     "option": "framework option KEY=VALUE, repeatable: xnnpack=off (tflite, litert), device=cpu (pytorch), "
@@ -97,18 +98,19 @@ def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False, base
 
 
 
-STOPPING = ("repeat", "min_pairs", "max_pairs", "precision", "max_time", "min_time", "equivalence", "max_spread")
+STOPPING = ("repeat", "min_pairs", "max_pairs", "precision", "max_time", "min_time", "equivalence", "max_spread",
+            "cooldown")
 COMPARE_HELP = {k: v for k, v in BENCH_HELP.items() if k not in STOPPING or k in ("repeat", "min_time")}
 CALIBRATE_HELP = {**{k: v for k, v in BENCH_HELP.items() if k not in ("batch", "option", "parallel", "base_image")},
                   "mode": "docker, bare or both: each mode is run against itself"}
 EXPLAIN_HELP = {k: v for k, v in CALIBRATE_HELP.items() if k != "mode"}
 
 
-def _rule(repeat, min_pairs, max_pairs, precision, max_time) -> pipeline.StopRule:
+def _rule(repeat, min_pairs, max_pairs, precision, max_time, cooldown="0") -> pipeline.StopRule:
     if repeat is not None:
         min_pairs = max_pairs = int(repeat)
     return pipeline.StopRule(min_pairs=int(min_pairs), max_pairs=int(max_pairs), precision=float(precision),
-                             max_time_s=float(max_time))
+                             max_time_s=float(max_time), cooldown_s=float(cooldown))
 
 
 def _judgement(equivalence, max_spread, min_pairs) -> pipeline.Judgement:
@@ -119,15 +121,16 @@ def _judgement(equivalence, max_spread, min_pairs) -> pipeline.Judgement:
 @reported
 def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations=50, warmup=5, repeat=None,
           min_pairs=5, max_pairs=40, precision="0.01", max_time=1800, min_time="5", equivalence="0.01",
-          max_spread="0.10", threads=0, batch=1, option=None, parallel=False, dry_run=False, timeout=3600,
-          base_image=None, inventory=INVENTORY):
+          max_spread="0.10", cooldown="0", threads=0, batch=1, option=None, parallel=False, dry_run=False,
+          timeout=3600, base_image=None, inventory=INVENTORY):
     """Benchmark a model in Docker and on bare metal, pair after pair until the verdict is known; results go to
     results/<run-id>/."""
     pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model, mode=mode,
-                   iterations=iterations, warmup=warmup, rule=_rule(repeat, min_pairs, max_pairs, precision, max_time),
-                   min_time=float(min_time), judgement=_judgement(equivalence, max_spread, min_pairs),
-                   threads=threads, batch=batch, options=tuple(option or ()), parallel=parallel, dry_run=dry_run,
-                   timeout=timeout, base_image=base_image)
+                   iterations=iterations, warmup=warmup,
+                   rule=_rule(repeat, min_pairs, max_pairs, precision, max_time, cooldown), min_time=float(min_time),
+                   judgement=_judgement(equivalence, max_spread, min_pairs), threads=threads, batch=batch,
+                   options=tuple(option or ()), parallel=parallel, dry_run=dry_run, timeout=timeout,
+                   base_image=base_image)
 
 
 @task(help=COMPARE_HELP, iterable=["option"])
@@ -149,26 +152,26 @@ def compare(c, model, host=None, framework="all", mode="both", iterations=20, wa
 @reported
 def calibrate(c, framework, host=None, model="mobilenet_v2", mode="both", iterations=50, warmup=5, repeat=None,
               min_pairs=5, max_pairs=40, precision="0.01", max_time=1800, min_time="5", equivalence="0.01",
-              max_spread="0.10", threads=0, timeout=3600, dry_run=False, inventory=INVENTORY):
+              max_spread="0.10", cooldown="0", threads=0, timeout=3600, dry_run=False, inventory=INVENTORY):
     """The A/A test: each mode against itself, interleaved like a real comparison; the board's noise floor, the
     interval width per minute of benchmarking, and a verdict that must be equivalent or inconclusive."""
     pipeline.calibrate(load_inventory(inventory), _hosts(c, host), framework=framework, model=model, mode=mode,
                        iterations=iterations, warmup=warmup,
-                       rule=_rule(repeat, min_pairs, max_pairs, precision, max_time), min_time=float(min_time),
-                       judgement=_judgement(equivalence, max_spread, min_pairs), threads=threads, timeout=timeout,
-                       dry_run=dry_run)
+                       rule=_rule(repeat, min_pairs, max_pairs, precision, max_time, cooldown),
+                       min_time=float(min_time), judgement=_judgement(equivalence, max_spread, min_pairs),
+                       threads=threads, timeout=timeout, dry_run=dry_run)
 
 
 @task(help=EXPLAIN_HELP, auto_shortflags=False)
 @reported
 def explain(c, framework, host=None, model="mobilenet_v2", iterations=50, warmup=5, repeat=None, min_pairs=5,
             max_pairs=40, precision="0.01", max_time=1800, min_time="5", equivalence="0.01", max_spread="0.10",
-            threads=0, timeout=3600, dry_run=False, inventory=INVENTORY):
+            cooldown="0", threads=0, timeout=3600, dry_run=False, inventory=INVENTORY):
     """Why Docker differs: Docker rerun with one knob changed at a time (seccomp unconfined, host network, host
     IPC, no CPU limits), each against bare metal with its own interval."""
     pipeline.explain(load_inventory(inventory), _hosts(c, host), framework=framework, model=model,
                      iterations=iterations, warmup=warmup,
-                     rule=_rule(repeat, min_pairs, max_pairs, precision, max_time), min_time=float(min_time),
+                     rule=_rule(repeat, min_pairs, max_pairs, precision, max_time, cooldown), min_time=float(min_time),
                      judgement=_judgement(equivalence, max_spread, min_pairs), threads=threads, timeout=timeout,
                      dry_run=dry_run)
 

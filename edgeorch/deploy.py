@@ -42,10 +42,26 @@ class Deployment:
 
     def runner(self, conn: fabric.Connection, arm: Arm, timeout: float | None = None) -> Runner:
         """The runner of one arm: bare, or Docker with the board's options and the arm's."""
+        where = {"python": self.board.python, "host_dir": host_dir(self.workdir)}
         if arm.mode == "bare":
-            return BareRunner(conn, self.board.name, self.bundle_dir, timeout)
+            return BareRunner(conn, self.board.name, self.bundle_dir, timeout, **where)
         return DockerRunner(conn, self.board.name, self.image.image_id, timeout,
-                            (*self.board.docker_args, *arm.docker_args))
+                            (*self.board.docker_args, *arm.docker_args), **where)
+
+
+def host_dir(workdir: str) -> str:
+    """Where the board's host keeps the sensor watcher (the board-side package, run with the board's Python)."""
+    return posixpath.join(workdir, "host")
+
+
+def _copy_watcher(conn: fabric.Connection, board: Board, workdir: str) -> None:
+    """The board-side package for the sensor watcher on the host, unless this very copy is there."""
+    stamp = posixpath.join(host_dir(workdir), bench.BOARD_PACKAGE, "DIGEST")
+    have = remote(conn, shlex.join(["cat", stamp]), board=board.name, warn=True)
+    if have.ok and have.stdout.strip() == bench.bundle_digest():
+        return
+    _copy_entrypoint(conn, board, host_dir(workdir))
+    conn.sftp().putfo(io.BytesIO(bench.bundle_digest().encode()), stamp)
 
 
 def prepare_workdir(conn: fabric.Connection, board: Board) -> str:
@@ -87,6 +103,7 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Path
     """Make `image`'s framework ready on `board` in `modes` (both by default) and check their versions match."""
     docker_version(conn, board)
     workdir = prepare_workdir(conn, board)
+    _copy_watcher(conn, board, workdir)
     bundle_dir = posixpath.join(workdir, f"{image.framework}-{image.version}")
     found = remote(conn, f"docker image inspect --format '{{{{.Id}}}}' {image.image_id}",
                    board=board.name, warn=True)

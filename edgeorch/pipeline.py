@@ -333,6 +333,8 @@ def _run_cell(cell: Cell, rule: StopRule, runners: dict, model: ModelSpec, files
     for pair in range(rule.max_pairs):
         latencies = {}
         for run in cell.runs(pair):
+            if rule.cooldown_s and (pair or run.position):
+                time.sleep(rule.cooldown_s)
             doc = _run(runners[run.arm], run, model, files, run_dir)
             done(run, doc)
             latencies[run.arm] = np.asarray(doc["timing"]["latencies_ns"], dtype=np.float64)
@@ -372,6 +374,10 @@ def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], cells: list[Cell
         console.print(report.mode_table(comparison(run_dir, judgement)))
         if ref or runs["framework"].nunique() > 1:
             console.print(report.framework_table(runs))
+        cost = runs["sampler_cost"].dropna()
+        if len(cost):  # the watcher's price, measured in the runs themselves: on-windows against off-windows
+            console.print(f"sensor sampler cost: median {cost.median():+.2%} of latency over {len(cost)} runs"
+                          + (" [bold red](above 0.5%)[/]" if cost.median() > 0.005 else ""))
         for r in runs[runs["throttled"].fillna(False)].itertuples():
             console.print(f"[bold red]warning:[/] {r.board} {r.arm} run #{r.pair} was throttled "
                           f"({r.throttle_evidence}); its cell is invalid")

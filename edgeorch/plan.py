@@ -49,15 +49,16 @@ class StopRule:
     max_pairs: int = stats.MAX_PAIRS
     precision: float = stats.PRECISION
     max_time_s: float | None = 1800.0
+    cooldown_s: float = 0.0  # idle seconds before each run but a cell's first, so heat from the last one fades
 
     def __post_init__(self):
         if not 1 <= self.min_pairs <= self.max_pairs:
             raise ConfigError(f"--min-pairs {self.min_pairs} and --max-pairs {self.max_pairs}: need "
                               "1 <= min-pairs <= max-pairs", hint=f"e.g. --min-pairs {stats.MIN_PAIRS} "
                               f"--max-pairs {stats.MAX_PAIRS}, or --repeat K for exactly K pairs")
-        if not 0 < self.precision < 1 or (self.max_time_s is not None and self.max_time_s <= 0):
-            raise ConfigError(f"--precision {self.precision} must be in (0, 1) and --max-time above 0",
-                              hint="e.g. --precision 0.01 (a CI half-width of 1%) --max-time 1800")
+        if not 0 < self.precision < 1 or (self.max_time_s is not None and self.max_time_s <= 0) or self.cooldown_s < 0:
+            raise ConfigError(f"--precision {self.precision} must be in (0, 1), --max-time above 0 and --cooldown "
+                              "at least 0", hint="e.g. --precision 0.01 (a CI half-width of 1%) --max-time 1800")
 
     def reason(self, log_ratios: list[float], elapsed_s: float) -> str | None:
         """Why the cell stops after these pairs, or None to add one more."""
@@ -129,7 +130,8 @@ def describe(cells: list[Cell], rule: StopRule) -> list[str]:
     """The plan as a dry run prints it: each cell, its arms' order, and the stopping rule."""
     lines = [f"stopping rule: at least {rule.min_pairs} pairs, then until the 95% CI half-width is under "
              f"{rule.precision:.1%}, at most {rule.max_pairs} pairs"
-             + (f" or {rule.max_time_s:g} s per cell" if rule.max_time_s else "")]
+             + (f" or {rule.max_time_s:g} s per cell" if rule.max_time_s else "")
+             + (f"; {rule.cooldown_s:g} s of cool-down before each run" if rule.cooldown_s else "")]
     for cell in cells:
         order = " | ".join(" ".join(r.arm for r in cell.runs(p)) for p in range(min(2, rule.max_pairs)))
         lines.append(f"{cell.key}: {order} | ... ({cell.iterations} iterations, at least {cell.min_time:g} s a run)")

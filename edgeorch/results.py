@@ -25,7 +25,8 @@ COLUMNS = [
     "framework_options", "p50_ms", "p90_ms",
     "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "throughput_ips", "load_ms",
     "first_inference_ms", "cpu_percent", "peak_rss_mb", "max_temp_c", "throttled",
-    "throttle_evidence", "governor", "cpu_model", "cores", "kernel", "os", "python", "numpy", "image_id",
+    "throttle_evidence", "sampler_cost", "governor", "cpu_model", "cores", "kernel", "os", "python", "numpy",
+    "image_id",
     "bench_sha256", "started_at", "max_abs_diff", "correlation", "top1", "top1_ref", "agrees",
 ]
 
@@ -96,7 +97,7 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
             check["agrees"] = found["agree"]
         lat_ns = np.asarray(doc["timing"]["latencies_ns"], dtype=np.int64)
         ms = lat_ns / 1e6
-        facts, fw, params = doc["facts"], doc["framework"], doc["params"]
+        facts, fw, params, sensors = doc["facts"], doc["framework"], doc["params"], doc.get("sensors") or {}
         board = spec.board
         rows.append({
             "run_id": run_id, "board": board, "arch": arch_of.get(board),
@@ -116,8 +117,9 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
             "first_inference_ms": doc["timing"]["first_inference_ns"] / 1e6,
             "cpu_percent": doc["resources"]["cpu_percent"],
             "peak_rss_mb": doc["resources"]["peak_rss_bytes"] / 2**20,
-            "max_temp_c": doc["sensors"]["max_temp_c"], "throttled": doc["sensors"]["throttled"],
-            "throttle_evidence": doc["sensors"]["throttle_evidence"], "governor": facts.get("governor"),
+            "max_temp_c": sensors.get("max_temp_c"), "throttled": sensors.get("throttled"),
+            "throttle_evidence": sensors.get("throttle_evidence"), "sampler_cost": sensors.get("sampler_cost"),
+            "governor": facts.get("governor"),
             "cpu_model": facts["cpu_model"], "cores": facts["cores"], "kernel": facts["kernel"],
             "os": facts["os"], "python": facts["python"], "numpy": facts["numpy"],
             "image_id": doc["run"].get("image_id"), "bench_sha256": doc["bench"]["sha256"],
@@ -131,7 +133,7 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
         runs[col] = runs[col].astype("boolean")
     for col in ("top1", "top1_ref"):
         runs[col] = runs[col].astype("Int64")
-    cols = ["max_abs_diff", "correlation", "p90_ms", "p99_ms"]
+    cols = ["max_abs_diff", "correlation", "p90_ms", "p99_ms", "sampler_cost"]
     runs[cols] = runs[cols].astype("float64")
     long = pd.concat(samples, ignore_index=True) if samples else pd.DataFrame(
         columns=["board", "framework", "model", "mode", "arm", "pair", "iteration", "latency_ns"])

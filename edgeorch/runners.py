@@ -32,8 +32,9 @@ class Runner(Protocol):
 
 
 def entrypoint_args(spec: RunSpec, *, model_sha256: str, run_id: str) -> list[str]:
-    """The entrypoint's arguments for one run, the same in both modes."""
+    """The entrypoint's arguments for one run, the same in both modes; its sensors are read by the watcher."""
     return ["--framework", spec.framework, "--iterations", str(spec.iterations), "--min-time", str(spec.min_time),
+            "--sample-interval", "0",
             "--warmup", str(spec.warmup), "--threads", str(spec.threads),
             "--model-sha256", model_sha256, "--run-id", run_id,
             *[arg for option in spec.options for arg in ("--option", option)]]
@@ -43,20 +44,30 @@ def probe_args(framework: str) -> list[str]:
     return ["--framework", framework, "--probe"]
 
 
+def watched(python: str, host_dir: str, argv: list[str], cwd: str | None = None) -> str:
+    """The shell command that runs `argv` (in `cwd`) under the sensor watcher, which samples from outside the
+    measured process, on the board's host, the same way in both modes."""
+    where = ["--cwd", cwd] if cwd else []
+    return f"cd {shlex.quote(host_dir)} && " + shlex.join([python, "-m", f"{BOARD_PACKAGE}.watch", *where, "--",
+                                                           *argv])
+
+
 class BareRunner:
-    """Runs the entrypoint with the bundle's venv directly on the board."""
+    """Runs the entrypoint with the bundle's venv directly on the board, under the sensor watcher."""
 
     mode = "bare"
 
-    def __init__(self, conn: fabric.Connection, board: str, bundle_dir: str, timeout: float | None = None):
+    def __init__(self, conn: fabric.Connection, board: str, bundle_dir: str, timeout: float | None = None, *,
+                 python: str = "python3", host_dir: str = ""):
         self.conn, self.board, self.dir, self.timeout = conn, board, bundle_dir, timeout
+        self.python, self.host_dir = python, host_dir
 
     def execute(self, args: list[str], files: dict[str, str]) -> Answer:
         argv = ["venv/bin/python", "-m", BOARD_PACKAGE, *args, "--mode", "bare"]
         for option, path in files.items():
             argv += [option, path]
-        r = remote(self.conn, f"cd {shlex.quote(self.dir)} && {shlex.join(argv)}", board=self.board,
-                   warn=True, timeout=self.timeout)
+        r = remote(self.conn, watched(self.python, self.host_dir, argv, cwd=self.dir), board=self.board, warn=True,
+                   timeout=self.timeout)
         return Answer(r.stdout, r.stderr, r.exited)
 
 
@@ -66,9 +77,9 @@ class DockerRunner:
     mode = "docker"
 
     def __init__(self, conn: fabric.Connection, board: str, image_id: str, timeout: float | None = None,
-                 docker_args: tuple[str, ...] = ()):
+                 docker_args: tuple[str, ...] = (), *, python: str = "python3", host_dir: str = ""):
         self.conn, self.board, self.image_id, self.timeout = conn, board, image_id, timeout
-        self.docker_args = docker_args
+        self.docker_args, self.python, self.host_dir = docker_args, python, host_dir
 
     def execute(self, args: list[str], files: dict[str, str]) -> Answer:
         argv = [*args, "--mode", "docker", "--image-id", self.image_id]
@@ -83,8 +94,8 @@ class DockerRunner:
         try:
             for option, path in files.items():
                 remote(self.conn, shlex.join(["docker", "cp", path, f"{cid}:{inner[option]}"]), board=self.board)
-            r = remote(self.conn, f"docker start -a {cid}", board=self.board, warn=True,
-                       timeout=self.timeout)
+            r = remote(self.conn, watched(self.python, self.host_dir, ["docker", "start", "-a", cid]),
+                       board=self.board, warn=True, timeout=self.timeout)
             return Answer(r.stdout, r.stderr, r.exited)
         finally:
             remote(self.conn, f"docker rm -f {cid}", board=self.board, warn=True)

@@ -5,6 +5,7 @@ stderr); the exit code says whether the run succeeded.
 """
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import json
@@ -122,7 +123,8 @@ def _measure(adapter, args):
     except ModelLoadError as e:
         raise Failure("args", f"--input {args.input}: {e}", EXIT_ARGS) from e
 
-    sampler = probes.Sampler(args.sample_interval)
+    # 0: the watcher samples from outside this process (edgeorch_bench.watch), as the orchestrator runs it
+    sampler = probes.Sampler(args.sample_interval) if args.sample_interval > 0 else contextlib.nullcontext()
     with sampler:
         t = time.perf_counter_ns()
         adapter.infer()
@@ -133,9 +135,10 @@ def _measure(adapter, args):
             adapter.infer()
             warmup.append(time.perf_counter_ns() - t)
         cpu0, wall0 = os.times(), time.perf_counter_ns()
-        latencies, min_ns = [], int(args.min_time * 1e9)
+        latencies, starts, min_ns = [], [], int(args.min_time * 1e9)
         # a 1 ms model and a 2 s model both get a meaningful sample: enough inferences and enough time
         while len(latencies) < args.iterations or time.perf_counter_ns() - wall0 < min_ns:
+            starts.append(time.monotonic_ns())  # the watcher's clock: which sampling window this one ran in
             t = time.perf_counter_ns()
             adapter.infer()
             latencies.append(time.perf_counter_ns() - t)
@@ -148,14 +151,15 @@ def _measure(adapter, args):
     return {**extra,
         "model": model,
         "timing": {"load_ns": load_ns, "first_inference_ns": first_ns, "warmup_ns": warmup,
-                   "latencies_ns": latencies, "wall_ns": wall_ns},
+                   "latencies_ns": latencies, "starts_ns": starts, "wall_ns": wall_ns},
         "resources": {
             "cpu_time_s": round(cpu_s, 4),
             # Over 100 when the framework uses several cores.
             "cpu_percent": round(100 * cpu_s / (wall_ns / 1e9), 2),
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         },
-        "sensors": {"sources": sampler.sources(), "samples": sampler.samples, **sampler.summary()},
+        "sensors": {"where": "process", "sources": sampler.sources(), "samples": sampler.samples,
+                    **sampler.summary()} if args.sample_interval > 0 else {},
     }
 
 

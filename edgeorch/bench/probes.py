@@ -102,9 +102,10 @@ FREQ_CAPPED = 0.8
 class Sampler(threading.Thread):
     """Samples CPU temperature, frequency and throttle state every `interval` seconds."""
 
-    def __init__(self, interval=0.5):
+    def __init__(self, interval=0.5, window=None):
         super().__init__(daemon=True)
         self.interval = interval
+        self.window = window  # sample only in every other window of this many seconds (the watcher's cost check)
         self.zones = _thermal_zones()
         self.freqs = _cpufreq_paths()
         # the governor's ceiling per CPU: a clock well under it while the model runs means capped
@@ -117,6 +118,7 @@ class Sampler(threading.Thread):
         self.samples = []
         self._stop_event = threading.Event()
         self._t0 = time.monotonic()
+        self.t0_ns = time.monotonic_ns()
 
     def sources(self):
         """The sensors this board has; an empty list means temperature is unknown."""
@@ -152,7 +154,8 @@ class Sampler(threading.Thread):
 
     def run(self):
         while not self._stop_event.wait(self.interval):
-            self.sample()
+            if self.window is None or int((time.monotonic() - self._t0) / self.window) % 2 == 0:
+                self.sample()
 
     def __enter__(self):
         self.sample()

@@ -29,7 +29,8 @@ def result_doc(latencies_ms, *, mode="docker", machine="aarch64", framework_vers
                    "latencies_ns": latencies_ns,
                    "wall_ns": sum(latencies_ns) if wall_ns is None else wall_ns},
         "resources": {"cpu_time_s": 19.6, "cpu_percent": 392.0, "peak_rss_bytes": 150 * 2**20},
-        "sensors": {"sources": ["thermal:cpu-thermal:thermal_zone0"], "samples": [],
+        "sensors": {"where": "host", "sources": ["thermal:cpu-thermal:thermal_zone0"], "samples": [],
+                    "window_s": 2.0, "sampler_cost": 0.001,
                     "max_temp_c": max_temp_c, "throttled": throttled,
                     "throttle_evidence": "max 61.5 C vs passive trip point 80.0 C"},
     }

@@ -1,0 +1,67 @@
+"""The sensor watcher: `python -m edgeorch_bench.watch -- COMMAND...` runs a benchmark run as a child process and
+samples the board's sensors from outside it, the same way in both modes (the child is the bare-metal entrypoint or
+`docker start -a`), so the sampler never runs in the measured process and `vcgencmd` answers in both modes.
+
+It samples in alternating windows, on then off, and reports the sampler's cost from the run itself: the median
+latency of the iterations that started in on-windows over that of the others. The child's JSON document is printed
+with its `sensors` replaced by the watcher's; anything else the child printed is passed on untouched.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+
+from . import probes
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="edgeorch_bench.watch", description=__doc__)
+    p.add_argument("--interval", type=float, default=0.5, help="seconds between samples in an on-window")
+    p.add_argument("--window", type=float, default=2.0, help="seconds of each on- and off-window")
+    p.add_argument("--cwd", default=None, help="the directory the command runs in")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the run's command")
+    return p
+
+
+def sampler_cost(latencies_ns, starts_ns, t0_ns, window_s):
+    """Median latency of iterations started in on-windows over that of the rest, minus one; None without enough of
+    each (10)."""
+    on, off = [], []
+    for latency, start in zip(latencies_ns, starts_ns):
+        (on if int((start - t0_ns) / 1e9 / window_s) % 2 == 0 else off).append(latency)
+    if len(on) < 10 or len(off) < 10:
+        return None
+    on.sort()
+    off.sort()
+    return on[len(on) // 2] / off[len(off) // 2] - 1
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        print("edgeorch_bench.watch: no command given after --", file=sys.stderr)
+        return 2
+    sampler = probes.Sampler(args.interval, window=args.window)
+    with sampler:
+        child = subprocess.run(command, stdout=subprocess.PIPE, cwd=args.cwd)
+    out = child.stdout.decode(errors="replace")
+    try:
+        doc = json.loads(out)
+    except json.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict) or "timing" not in doc:  # a failure or a probe: its own words, untouched
+        sys.stdout.write(out)
+        return child.returncode
+    timing = doc["timing"]
+    cost = sampler_cost(timing["latencies_ns"], timing.get("starts_ns") or [], sampler.t0_ns, args.window)
+    doc["sensors"] = {"where": "host", "sources": sampler.sources(), "samples": sampler.samples,
+                      "window_s": args.window, "sampler_cost": cost, **sampler.summary()}
+    json.dump(doc, sys.stdout)
+    sys.stdout.write("\n")
+    return child.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
