@@ -1,5 +1,9 @@
-"""The simulated fleet: one container per board with a real sshd on loopback, a userland of the
-board's arch (QEMU runs it on x86), and a private dockerd on the host as the board's image store.
+"""The simulated fleet: per board, a userland of the board's arch (QEMU runs it on x86) unpacked as a directory and
+run as a chroot with a real sshd on loopback, and a private dockerd on the host as the board's Docker engine.
+
+A chroot, not a container: bare-metal runs on a simulated board get no seccomp filter and no container cgroup,
+only the mount and hostname namespaces a chroot needs, so a Docker-vs-bare comparison there compares a container
+with a process that is not in one.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ class SimBoard:
     run: Path      # dockerd socket, pidfile, exec-root
 
     @property
-    def container(self) -> str:
-        return f"edgeorch-sim-{self.board.name}"
+    def rootfs(self) -> Path:
+        return self.state / "rootfs"
 
     @property
     def socket(self) -> Path:
@@ -174,31 +178,101 @@ def board_image(client, arch: Arch) -> str:
                                labels={SIM_LABEL: "board-image"}, network_mode="host")
 
 
-def _ensure_container(client, sb: SimBoard, image: str) -> None:
-    b = sb.board
+def _unpack(client, sb: SimBoard, image: str) -> None:
+    """The board image's filesystem as sb.rootfs, unless this image is there already."""
+    stamp = sb.state / "rootfs.image"
+    if sb.rootfs.is_dir() and stamp.exists() and stamp.read_text() == image:
+        return
+    _stop_board(sb, "its userland changes")
+    shutil.rmtree(sb.rootfs, ignore_errors=True)
+    sb.rootfs.mkdir(parents=True)
+    echo(f"docker export $(docker create {image}) | tar -x -C {sb.rootfs}")
+    container = client.containers.create(image, "true", platform=sb.board.arch.info.docker_platform,
+                                         labels={images.LABEL: "1"})
     try:
-        c = client.containers.get(sb.container)
-        if (c.status == "running" and c.labels.get(f"{SIM_LABEL}.image") == image
-                and c.labels.get(f"{SIM_LABEL}.state") == str(sb.state)):
-            return
-        echo(f"docker rm -f {sb.container}")
-        c.remove(force=True)
+        tar = subprocess.Popen(["tar", "-x", "--numeric-owner", "-C", str(sb.rootfs)], stdin=subprocess.PIPE)
+        for chunk in container.export():
+            tar.stdin.write(chunk)
+        tar.stdin.close()
+        if tar.wait():
+            raise SetupError(f"unpacking the userland of sim board {sb.board.name} failed",
+                             hint=f"check free disk space under {sb.state}")
+    finally:
+        container.remove(force=True)
+    (sb.rootfs / ".dockerenv").unlink(missing_ok=True)  # what `docker create` adds: this userland is no container
+    stamp.write_text(image)
+
+
+def _board_processes(sb: SimBoard) -> list[psutil.Process]:
+    """Every process whose root is this board's userland: its sshd and whatever runs in its sessions."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.readlink(f"/proc/{proc.pid}/root") == str(sb.rootfs):
+                found.append(proc)
+        except OSError:
+            continue
+    return found
+
+
+def _sshd(sb: SimBoard) -> psutil.Process | None:
+    try:
+        proc = psutil.Process(int((sb.state / "sshd.pid").read_text()))
+        if proc.status() != psutil.STATUS_ZOMBIE and proc in _board_processes(sb):
+            return proc
+    except (OSError, ValueError, psutil.Error):
+        pass
+    return None
+
+
+def _stop_board(sb: SimBoard, why: str = "") -> None:
+    procs = _board_processes(sb) if sb.rootfs.is_dir() else []
+    if procs:
+        echo(f"kill {' '.join(str(p.pid) for p in procs)}  # sim board {sb.board.name} {why}")
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
+
+
+# Inside a mount namespace of its own (nothing shows on the host): the kernel's file systems and the two
+# directories the board shares with the host, then the board's sshd as its root.
+_CHROOT = r"""set -e
+root=$1 keys=$2 sock=$3 name=$4; shift 4
+mkdir -p "$root/etc/ssh/edgeorch" "$root/run/edgeorch-docker" "$root/dev" "$root/proc" "$root/sys"
+mount --rbind /dev "$root/dev"
+mount -t proc proc "$root/proc"
+mount -t sysfs sysfs "$root/sys"
+mount --bind "$keys" "$root/etc/ssh/edgeorch"
+mount --bind "$sock" "$root/run/edgeorch-docker"
+hostname "$name"
+exec chroot "$root" "$@"
+"""
+
+
+def _start_board(client, sb: SimBoard) -> None:
+    b = sb.board
+    if _sshd(sb):
+        return
+    _stop_board(sb, "restarted")
+    try:  # the container an edgeorch before chroot boards ran this board in holds its port
+        client.containers.get(f"edgeorch-sim-{b.name}").remove(force=True)
+        echo(f"docker rm -f edgeorch-sim-{b.name}  # a board container of an older edgeorch")
     except docker.errors.NotFound:
         pass
-    keys = sb.state / "ssh"
     cmd = ["/usr/sbin/sshd", "-D", "-e", "-p", str(b.port), "-o", f"ListenAddress={b.host}",
            "-o", "HostKey=/etc/ssh/edgeorch/ssh_host_ed25519_key",
            "-o", "AuthorizedKeysFile=/etc/ssh/edgeorch/authorized_keys",
            "-o", "PasswordAuthentication=no", "-o", "PermitRootLogin=prohibit-password",
            "-o", "UsePAM=no"]
-    echo(f"docker run -d --network host --platform {b.arch.info.docker_platform} --name {sb.container} {image} ...")
-    client.containers.run(
-        image, cmd, name=sb.container, detach=True, network_mode="host",
-        platform=b.arch.info.docker_platform, hostname=b.name,
-        labels={images.LABEL: "1", SIM_LABEL: b.name, f"{SIM_LABEL}.image": image,
-                f"{SIM_LABEL}.state": str(sb.state)},
-        volumes={str(keys): {"bind": "/etc/ssh/edgeorch", "mode": "ro"},
-                 str(sb.socket.parent): {"bind": "/run/edgeorch-docker", "mode": "rw"}})
+    argv = ["unshare", "--mount", "--uts", "--propagation", "private", "--", "sh", "-c", _CHROOT, "sh",
+            str(sb.rootfs), str(sb.state / "ssh"), str(sb.socket.parent), b.name, *cmd]
+    echo(argv)
+    with open(sb.state / "sshd.log", "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
+    (sb.state / "sshd.pid").write_text(str(proc.pid))  # unshare, sh and chroot exec: this pid becomes sshd
 
 
 def _wait_for_ssh(b: Board, timeout: float = 60) -> None:
@@ -211,7 +285,7 @@ def _wait_for_ssh(b: Board, timeout: float = 60) -> None:
         except OSError:
             time.sleep(0.5)
     raise SetupError(f"sim board {b.name}: sshd does not answer on {b.host}:{b.port}",
-                     hint=f"docker logs edgeorch-sim-{b.name}; is port {b.port} taken by something else?")
+                     hint=f"read .sim/{b.name}/sshd.log; is port {b.port} taken by something else?")
 
 
 def up(inventory: Inventory) -> list[SimBoard]:
@@ -228,7 +302,8 @@ def up(inventory: Inventory) -> list[SimBoard]:
             line = _ensure_keys(sb)
             _pin_host_key(sb.board.known_hosts, line)
             _start_dockerd(sb)
-            _ensure_container(client, sb, board_image(client, sb.board.arch))
+            _unpack(client, sb, board_image(client, sb.board.arch))
+            _start_board(client, sb)
             _wait_for_ssh(sb.board)
     if _docker0() != before:
         raise SetupError("starting the simulated fleet changed the main engine's docker0",
@@ -237,21 +312,18 @@ def up(inventory: Inventory) -> list[SimBoard]:
 
 
 def status(inventory: Inventory) -> list[dict]:
-    """Per sim board: container state, private dockerd alive, sshd answering."""
-    client = images.engine()
+    """Per sim board: its userland's sshd process, private dockerd alive, sshd answering."""
     rows = []
     for sb in sim_boards(inventory):
-        try:
-            state = client.containers.get(sb.container).status
-        except docker.errors.NotFound:
-            state = "absent"
+        sshd = _sshd(sb)
+        state = f"chroot, sshd pid {sshd.pid}" if sshd else "down"
         try:
             _wait_for_ssh(sb.board, timeout=1)
             ssh = True
         except SetupError:
             ssh = False
         rows.append({"board": sb.board.name, "arch": sb.board.arch.value,
-                     "address": sb.board.address, "container": state,
+                     "address": sb.board.address, "userland": state,
                      "dockerd": _dockerd_alive(sb), "sshd": ssh})
     return rows
 
@@ -259,23 +331,20 @@ def status(inventory: Inventory) -> list[dict]:
 def status_table(inventory: Inventory) -> Table:
     """sim.status as a table."""
     t = Table(title="Simulated fleet")
-    for col in ("board", "arch", "address", "container", "dockerd", "sshd"):
+    for col in ("board", "arch", "address", "userland", "dockerd", "sshd"):
         t.add_column(col)
     for r in status(inventory):
-        t.add_row(r["board"], r["arch"], r["address"], r["container"],
+        t.add_row(r["board"], r["arch"], r["address"], r["userland"],
                   *("[green]up[/]" if r[k] else "[red]down[/]" for k in ("dockerd", "sshd")))
     return t
 
 
 def down(inventory: Inventory) -> None:
-    """Remove everything `up` made: containers, private dockerds and their stores, keys, board images."""
+    """Remove everything `up` made: board processes and userlands, private dockerds and their stores, keys, board
+    images."""
     client = images.engine()
     for sb in sim_boards(inventory):
-        try:
-            client.containers.get(sb.container).remove(force=True)
-            echo(f"docker rm -f {sb.container}")
-        except docker.errors.NotFound:
-            pass
+        _stop_board(sb, "going down")
         _stop_dockerd(sb)
         shutil.rmtree(sb.run, ignore_errors=True)
         shutil.rmtree(sb.state, ignore_errors=True)

@@ -50,6 +50,12 @@ def _mem_total():
     return int(m.group(1)) * 1024 if m else None
 
 
+def _seccomp():
+    """This process's seccomp mode: 0 none, 2 a filter (Docker's default profile), None where unknown."""
+    m = re.search(r"^Seccomp:\s+(\d+)", _read("/proc/self/status") or "", re.MULTILINE)
+    return int(m.group(1)) if m else None
+
+
 def facts():
     """What this board and process are: CPU, cores, kernel, OS, Python, numpy."""
     try:
@@ -71,6 +77,7 @@ def facts():
         "mem_total_bytes": _mem_total(),
         "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         "in_container": os.path.exists("/.dockerenv"),
+        "seccomp": _seccomp(),
     }
 
 

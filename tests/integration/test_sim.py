@@ -55,13 +55,22 @@ def test_a_changed_host_key_is_refused(fleet, tmp_path):
 
 
 def test_sim_up_again_changes_nothing(fleet):
-    client = engine()
-    ids = {c.name: c.id for c in client.containers.list(filters={"label": sim.SIM_LABEL})}
+    boards = sim.sim_boards(fleet)
+    pids = [sim._sshd(sb).pid for sb in boards]
     docker0 = sim._docker0()
     sim.up(fleet)
     assert "docker0" in docker0  # the main engine's bridge survived the private engines
-    assert {c.name: c.id for c in client.containers.list(filters={"label": sim.SIM_LABEL})} == ids
+    assert [sim._sshd(sb).pid for sb in boards] == pids
     assert sim._docker0() == docker0
+
+
+def test_a_board_is_a_chroot_not_a_container(fleet):
+    for board in fleet.boards:
+        with connect(board) as conn:
+            out = remote(conn, "grep Seccomp: /proc/self/status; test -e /.dockerenv || echo no-dockerenv",
+                         board=board.name).stdout.split()
+        assert out == ["Seccomp:", "0", "no-dockerenv"]  # no seccomp filter, no container marker
+    assert not engine().containers.list(filters={"label": sim.SIM_LABEL})
 
 
 def test_sim_down_removes_what_up_made(fleet, tmp_path):
@@ -72,13 +81,13 @@ def test_sim_down_removes_what_up_made(fleet, tmp_path):
     inventory = load_inventory(tmp_path / "inventory.yaml")
     docker0 = sim._docker0()
     [sb] = sim.up(inventory)
-    pid = int(sb.pidfile.read_text())
+    pids = [int(sb.pidfile.read_text()), sim._sshd(sb).pid]
     with connect(inventory.boards[0]) as conn:
         assert remote(conn, "hostname", board="simdown").stdout.strip() == "simdown"
     sim.down(inventory)
-    assert not [c for c in engine().containers.list(all=True) if c.name == sb.container]
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    for pid in pids:  # the private engine and the board's sshd
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
     assert not sb.state.exists() and not sb.run.exists()
     assert not (tmp_path / ".sim" / "id_ed25519").exists()
     assert not (tmp_path / ".sim" / "known_hosts").exists()

@@ -56,9 +56,11 @@ def test_the_stopping_rule_stops_and_says_why_and_the_order_is_counterbalanced(f
     assert started(run_dir, "x86/tflite-tiny-docker-00") < started(run_dir, "x86/tflite-tiny-bare-00")
     assert started(run_dir, "x86/tflite-tiny-bare-01") < started(run_dir, "x86/tflite-tiny-docker-01")
     # the sensors are read from outside the measured process, on the board's host, alike in both modes
-    for mode in ("docker", "bare"):
-        sensors = json.loads((run_dir / "raw" / "x86" / f"tflite-tiny-{mode}-00.json").read_text())["sensors"]
-        assert sensors["where"] == "host" and "sampler_cost" in sensors and sensors["samples"]
+    for mode, seccomp in (("docker", 2), ("bare", 0)):
+        doc = json.loads((run_dir / "raw" / "x86" / f"tflite-tiny-{mode}-00.json").read_text())
+        assert doc["sensors"]["where"] == "host" and "sampler_cost" in doc["sensors"] and doc["sensors"]["samples"]
+        # bare metal on a simulated board is bare: no seccomp filter, where Docker's default profile has one
+        assert doc["facts"]["seccomp"] == seccomp and doc["facts"]["in_container"] is (mode == "docker")
     # a precision that is easy to reach stops the cell at the minimum number of pairs
     r = invoke("bench", *SMALL, "--min-pairs", "5", "--max-pairs", "8", "--precision", "0.9")
     cell = json.loads((run_dir_of(r.stdout) / "manifest.json").read_text())["cells"]["x86/tflite-tiny"]
