@@ -46,7 +46,7 @@ class Deployment:
         if arm.mode == "bare":
             return BareRunner(conn, self.board.name, self.bundle_dir, timeout, **where)
         return DockerRunner(conn, self.board.name, self.image.image_id, timeout,
-                            (*self.board.docker_args, *arm.docker_args), **where)
+                            (*self.board.docker_args, *arm.docker_args), bind_files=arm.bind_files, **where)
 
 
 def host_dir(workdir: str) -> str:

@@ -254,7 +254,8 @@ def explain(inventory: Inventory, host: str, *, framework: str, model: str, iter
     """Why Docker differs: the Docker side rerun with one knob changed at a time, every arm in every round, each
     knob's ratio to bare metal with its own interval, next to Docker's defaults."""
     arms = (Arm(label="docker", mode="docker"), Arm(label="bare", mode="bare"),
-            *(Arm(label=f"docker+{name}", mode="docker", docker_args=args) for name, args in KNOBS.items()))
+            *(Arm(label=f"docker+{name}", mode="docker", docker_args=args) for name, args in KNOBS.items()),
+            Arm(label="docker+model-on-bind-mount", mode="docker", bind_files=True))
     boards = inventory.select(host)
     sweep = plan_sweep(boards, framework=framework, model=model, arms=[arms], rule=rule, iterations=iterations,
                        warmup=warmup, threads=threads, min_time=min_time)

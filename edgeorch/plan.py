@@ -40,6 +40,7 @@ class Arm:
     label: str
     mode: str
     docker_args: tuple[str, ...] = ()
+    bind_files: bool = False  # Docker: the model on a read-only bind mount rather than copied into the container
 
 
 @dataclass(frozen=True, kw_only=True)

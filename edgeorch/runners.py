@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import posixpath
 import shlex
 from dataclasses import dataclass
@@ -71,15 +73,24 @@ class BareRunner:
         return Answer(r.stdout, r.stderr, r.exited)
 
 
+def mount_arg(source: str, target: str) -> str:
+    """`--mount`'s value for a read-only bind; docker parses it as CSV, so a path with a comma or quote is quoted."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(["type=bind", f"source={source}", f"target={target}", "readonly"])
+    return line.getvalue()
+
+
 class DockerRunner:
     """Runs the entrypoint in a fresh container of the framework image, with no network."""
 
     mode = "docker"
 
     def __init__(self, conn: fabric.Connection, board: str, image_id: str, timeout: float | None = None,
-                 docker_args: tuple[str, ...] = (), *, python: str = "python3", host_dir: str = ""):
+                 docker_args: tuple[str, ...] = (), *, python: str = "python3", host_dir: str = "",
+                 bind_files: bool = False):
         self.conn, self.board, self.image_id, self.timeout = conn, board, image_id, timeout
         self.docker_args, self.python, self.host_dir = docker_args, python, host_dir
+        self.bind_files = bind_files  # the model on a read-only bind mount instead of in the container layer
 
     def execute(self, args: list[str], files: dict[str, str]) -> Answer:
         argv = [*args, "--mode", "docker", "--image-id", self.image_id]
@@ -87,12 +98,14 @@ class DockerRunner:
         for option, path in inner.items():
             argv += [option, path]
         network = [] if "--network" in self.docker_args else ["--network", "none"]  # explain's knob replaces it
-        create = remote(self.conn, shlex.join(["docker", "create", *network, "--label", "org.edgeorch=1",
+        mounts = [arg for option, path in files.items() for arg in ("--mount", mount_arg(path, inner[option]))
+                  ] if self.bind_files else []
+        create = remote(self.conn, shlex.join(["docker", "create", *network, *mounts, "--label", "org.edgeorch=1",
                                                *self.docker_args, self.image_id, *argv]),
                         board=self.board)
         cid = create.stdout.strip()
         try:
-            for option, path in files.items():
+            for option, path in files.items() if not self.bind_files else ():
                 remote(self.conn, shlex.join(["docker", "cp", path, f"{cid}:{inner[option]}"]), board=self.board)
             r = remote(self.conn, watched(self.python, self.host_dir, ["docker", "start", "-a", cid]),
                        board=self.board, warn=True, timeout=self.timeout)

@@ -71,10 +71,10 @@ def test_the_stopping_rule_stops_and_says_why_and_the_order_is_counterbalanced(f
 def test_explain_reruns_docker_with_one_knob_at_a_time(fleet):
     r = invoke("explain", *SMALL, "--repeat", "2")
     assert "Why Docker differs" in r.stdout
-    for knob in ("seccomp=unconfined", "network=host", "ipc=host", "no-cpu-limits"):
+    for knob in ("seccomp=unconfined", "network=host", "ipc=host", "no-cpu-limits", "model-on-bind-mount"):
         assert f"docker+{knob}" in r.stdout
     df = pd.read_parquet(run_dir_of(r.stdout) / "results.parquet")
-    assert len(df) == 2 * 6 and df.groupby("arm").size().eq(2).all()
+    assert len(df) == 2 * 7 and df.groupby("arm").size().eq(2).all()
     raw = json.loads((run_dir_of(r.stdout) / "raw" / "x86" / "tflite-tiny-docker+seccomp=unconfined-00.json")
                      .read_text())
-    assert raw["status"] == "ok"
+    assert raw["status"] == "ok" and raw["facts"]["seccomp"] == 0  # the knob took effect in the container
