@@ -44,6 +44,10 @@ class SimBoard:
         return self.state / "rootfs"
 
     @property
+    def home(self) -> Path:
+        return self.state / "home"
+
+    @property
     def socket(self) -> Path:
         return self.run / "sock" / "docker.sock"
 
@@ -200,6 +204,12 @@ def _unpack(client, sb: SimBoard, image: str) -> None:
     finally:
         container.remove(force=True)
     (sb.rootfs / ".dockerenv").unlink(missing_ok=True)  # what `docker create` adds: this userland is no container
+    # root's home has the same path inside the board as on this host, where the board's Docker engine runs: a
+    # bind mount of a file in the board's workdir then names the same file for both, as on a real board
+    passwd = sb.rootfs / "etc" / "passwd"
+    passwd.write_text("".join(
+        ":".join([*fields[:5], str(sb.home), *fields[6:]]) if fields[0] == "root" else line
+        for line in passwd.read_text().splitlines(keepends=True) for fields in [line.split(":")]))
     stamp.write_text(image)
 
 
@@ -237,11 +247,12 @@ def _stop_board(sb: SimBoard, why: str = "") -> None:
     psutil.wait_procs(procs, timeout=10)
 
 
-# Inside a mount namespace of its own (nothing shows on the host): the kernel's file systems and the two
+# Inside a mount namespace of its own (nothing shows on the host): the kernel's file systems and the three
 # directories the board shares with the host, then the board's sshd as its root.
 _CHROOT = r"""set -e
-root=$1 keys=$2 sock=$3 name=$4; shift 4
-mkdir -p "$root/etc/ssh/edgeorch" "$root/run/edgeorch-docker" "$root/dev" "$root/proc" "$root/sys"
+root=$1 keys=$2 sock=$3 name=$4 home=$5; shift 5
+mkdir -p "$root/etc/ssh/edgeorch" "$root/run/edgeorch-docker" "$root/dev" "$root/proc" "$root/sys" "$root$home" "$home"
+mount --bind "$home" "$root$home"
 mount --rbind /dev "$root/dev"
 mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
@@ -268,7 +279,7 @@ def _start_board(client, sb: SimBoard) -> None:
            "-o", "PasswordAuthentication=no", "-o", "PermitRootLogin=prohibit-password",
            "-o", "UsePAM=no"]
     argv = ["unshare", "--mount", "--uts", "--propagation", "private", "--", "sh", "-c", _CHROOT, "sh",
-            str(sb.rootfs), str(sb.state / "ssh"), str(sb.socket.parent), b.name, *cmd]
+            str(sb.rootfs), str(sb.state / "ssh"), str(sb.socket.parent), b.name, str(sb.home), *cmd]
     echo(argv)
     with open(sb.state / "sshd.log", "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
