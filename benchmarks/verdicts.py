@@ -1,7 +1,7 @@
 """What the paired verdict promises, measured on synthetic cells: A/A false positives and power at +3%; and on
 the x86 simulated board, the seconds of benchmarking a Docker-vs-bare cell needs to reach a ±1% interval.
 
-    .venv/bin/python benchmarks/verdicts.py [--cells N] [--seed S] [--no-fleet] [--model M]
+    .venv/bin/python benchmarks/verdicts.py [--cells N] [--seed S] [--no-fleet] [--model M] [--host H]
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def synthetic_section(args) -> None:
 def fleet_section(args) -> None:
     """A real cell on the x86 board (the fleet must be up: invoke sim.up), default stopping rule."""
     invoke = Path(sys.executable).parent / "invoke"
-    cmd = [str(invoke), "bench", "--host", "x86", "--framework", "tflite", "--model", args.model,
-           "--max-time", str(args.max_time)]
+    cmd = [str(invoke), "bench", "--inventory", args.inventory, "--host", args.host, "--framework", "tflite",
+           "--model", args.model, "--max-time", str(args.max_time)]
     print("\n+ " + " ".join(cmd[1:]))
     started = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
@@ -63,11 +63,11 @@ def fleet_section(args) -> None:
         print(f"the bench failed (exit {r.returncode}):\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
         return
     run_dir = Path(found.group(1))
-    cell = json.loads((run_dir / "manifest.json").read_text())["cells"]["x86/tflite-" + args.model]
+    cell = json.loads((run_dir / "manifest.json").read_text())["cells"][f"{args.host}/tflite-{args.model}"]
     row = comparison(run_dir).iloc[0]
     half = (row["ci_high"] / row["ci_low"]) ** 0.5 - 1
     to_one = wall * (half / 0.01) ** 2  # the half-width shrinks as 1/sqrt(pairs)
-    print(f"x86 {args.model}: {cell['pairs']} pairs in {wall:.0f} s (timed inferences {row['timed_s']:.0f} s), "
+    print(f"{args.host} {args.model}: {cell['pairs']} pairs in {wall:.0f} s (timed inferences {row['timed_s']:.0f} s), "
           f"stopped by {cell['stop']}; CI half-width ±{half:.2%}, noise (sd of pair log ratios) {row['noise']:.2%}")
     print(f"seconds to ±1%: {to_one:.0f}" + (" (reached)" if half <= 0.01 else " (extrapolated as 1/sqrt(n))"))
     print(f"verdict: {row['verdict']}")
@@ -80,6 +80,8 @@ def main() -> None:
     parser.add_argument("--no-fleet", action="store_true", help="synthetic cells only")
     parser.add_argument("--model", default="mobilenet_v2", help="the model of the fleet cell (default mobilenet_v2)")
     parser.add_argument("--max-time", type=float, default=900, help="bound of the fleet cell in seconds")
+    parser.add_argument("--host", default="x86", help="the board of the fleet cell (default: the x86 sim board)")
+    parser.add_argument("--inventory", default="inventory.yaml")
     args = parser.parse_args()
     started = time.perf_counter()
     synthetic_section(args)
