@@ -10,6 +10,7 @@ import pandas as pd
 from edgeorch import bench
 from edgeorch.cache import cache_dir
 from edgeorch.models import resolve_model
+from edgeorch.pipeline import comparison
 
 from .conftest import invoke
 
@@ -45,7 +46,9 @@ def test_deploy_then_bench_on_the_armv7_board(fleet):
     assert doc["schema"] == bench.RESULT_SCHEMA and len(doc["timing"]["latencies_ns"]) == 10
     assert len(doc["timing"]["warmup_ns"]) == 2 and doc["sensors"]["samples"]
     assert json.loads((run_dir / "manifest.json").read_text())["complete"] is True
-    assert "too few pairs (2 < 5)" in r.stdout and "rpi3" in r.stdout
+    assert "Docker vs bare metal" in r.stdout and "rpi3" in r.stdout
+    judged = comparison(run_dir).iloc[0]  # two pairs: numbers, but no verdict
+    assert judged["pairs"] == 2 and judged["kind"] == "too few pairs" and "too few pairs (2 < 5)" in judged["verdict"]
     shown = invoke("results.show", "--run", str(run_dir))
     assert "rpi3" in shown.stdout and "tiny" in shown.stdout and "INCOMPLETE" not in shown.stdout
 
