@@ -57,7 +57,8 @@ def main(argv=None):
     timing = doc["timing"]
     cost = sampler_cost(timing["latencies_ns"], timing.get("starts_ns") or [], sampler.t0_ns, args.window)
     doc["sensors"] = {"where": "host", "sources": sampler.sources(), "samples": sampler.samples,
-                      "window_s": args.window, "sampler_cost": cost, **sampler.summary()}
+                      "max_freqs_mhz": sampler.max_freqs, "window_s": args.window, "sampler_cost": cost,
+                      **sampler.summary()}
     json.dump(doc, sys.stdout)
     sys.stdout.write("\n")
     return child.returncode

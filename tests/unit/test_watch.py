@@ -53,6 +53,7 @@ def test_the_watcher_puts_its_samples_and_their_cost_into_the_childs_document(tm
     doc = json.loads(r.stdout)
     sensors = doc["sensors"]
     assert sensors["where"] == "host" and sensors["window_s"] == 0.2
+    assert isinstance(sensors["max_freqs_mhz"], dict)  # the governor's limits, where the board has cpufreq
     assert len(sensors["samples"]) >= 3  # the first, the last, and some in the on-windows
     assert sensors["sampler_cost"] is not None and abs(sensors["sampler_cost"]) < 0.5
     assert {"max_temp_c", "throttled", "throttle_evidence"} <= set(sensors)
