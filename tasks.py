@@ -106,29 +106,44 @@ CALIBRATE_HELP = {**{k: v for k, v in BENCH_HELP.items() if k not in ("batch", "
 EXPLAIN_HELP = {k: v for k, v in CALIBRATE_HELP.items() if k != "mode"}
 
 
-def _rule(repeat, min_pairs, max_pairs, precision, max_time, cooldown="0") -> pipeline.StopRule:
+def _number(option: str, value, kind=float):
+    """A numeric option, or a ConfigError that names it (invoke passes these as text)."""
+    flag = "--" + option.replace("_", "-")
+    try:
+        return kind(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{flag} {value!r} is not {'an integer' if kind is int else 'a number'}",
+                          hint=f"`invoke --help bench` shows {flag} and its default") from e
+
+
+def _stopping(repeat, min_pairs, max_pairs, precision, max_time, min_time, equivalence, max_spread,
+              cooldown) -> dict:
+    """The stopping rule, the least time a run lasts, and how a comparison is judged, as the pipeline takes them."""
+    # --min-pairs is also the fewest pairs a verdict needs: --repeat K runs K pairs, and says nothing below it
+    judgement = pipeline.Judgement(equivalence=_number("equivalence", equivalence),
+                                   max_spread=_number("max_spread", max_spread),
+                                   min_pairs=_number("min_pairs", min_pairs, int))
     if repeat is not None:
-        min_pairs = max_pairs = int(repeat)
-    return pipeline.StopRule(min_pairs=int(min_pairs), max_pairs=int(max_pairs), precision=float(precision),
-                             max_time_s=float(max_time), cooldown_s=float(cooldown))
-
-
-def _judgement(equivalence, max_spread, min_pairs) -> pipeline.Judgement:
-    return pipeline.Judgement(equivalence=float(equivalence), max_spread=float(max_spread), min_pairs=int(min_pairs))
+        min_pairs = max_pairs = _number("repeat", repeat, int)
+    rule = pipeline.StopRule(min_pairs=_number("min_pairs", min_pairs, int),
+                             max_pairs=_number("max_pairs", max_pairs, int),
+                             precision=_number("precision", precision), max_time_s=_number("max_time", max_time),
+                             cooldown_s=_number("cooldown", cooldown))
+    return {"rule": rule, "min_time": _number("min_time", min_time), "judgement": judgement}
 
 
 @task(help=BENCH_HELP, iterable=["option"], auto_shortflags=False)
 @reported
 def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations=50, warmup=5, repeat=None,
-          min_pairs=5, max_pairs=40, precision="0.01", max_time=1800, min_time="5", equivalence="0.01",
+          min_pairs="5", max_pairs="40", precision="0.01", max_time="1800", min_time="5", equivalence="0.01",
           max_spread="0.10", cooldown="0", threads=0, batch=1, option=None, parallel=False, dry_run=False,
           timeout=3600, base_image=None, inventory=INVENTORY):
     """Benchmark a model in Docker and on bare metal, pair after pair until the verdict is known; results go to
     results/<run-id>/."""
     pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model, mode=mode,
-                   iterations=iterations, warmup=warmup,
-                   rule=_rule(repeat, min_pairs, max_pairs, precision, max_time, cooldown), min_time=float(min_time),
-                   judgement=_judgement(equivalence, max_spread, min_pairs), threads=threads, batch=batch,
+                   iterations=iterations, warmup=warmup, threads=threads, batch=batch,
+                   **_stopping(repeat, min_pairs, max_pairs, precision, max_time, min_time, equivalence, max_spread,
+                               cooldown),
                    options=tuple(option or ()), parallel=parallel, dry_run=dry_run, timeout=timeout,
                    base_image=base_image)
 
@@ -140,8 +155,8 @@ def compare(c, model, host=None, framework="all", mode="both", iterations=20, wa
             inventory=INVENTORY):
     """Compare frameworks on one model: median latency side by side, each checked against PyTorch."""
     pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model, mode=mode,
-                   iterations=iterations, warmup=warmup, rule=_rule(repeat, 1, 1, 0.01, 1800),
-                   min_time=float(min_time), threads=threads,
+                   iterations=iterations, warmup=warmup, threads=threads,
+                   **_stopping(repeat, 5, 5, 0.01, 1800, min_time, 0.01, 0.10, 0),
                    batch=batch, options=tuple(option or ()), parallel=parallel, dry_run=dry_run, timeout=timeout,
                    base_image=base_image)
 
@@ -151,29 +166,27 @@ def compare(c, model, host=None, framework="all", mode="both", iterations=20, wa
 @task(help=CALIBRATE_HELP, auto_shortflags=False)
 @reported
 def calibrate(c, framework, host=None, model="mobilenet_v2", mode="both", iterations=50, warmup=5, repeat=None,
-              min_pairs=5, max_pairs=40, precision="0.01", max_time=1800, min_time="5", equivalence="0.01",
+              min_pairs="5", max_pairs="40", precision="0.01", max_time="1800", min_time="5", equivalence="0.01",
               max_spread="0.10", cooldown="0", threads=0, timeout=3600, dry_run=False, inventory=INVENTORY):
     """The A/A test: each mode against itself, interleaved like a real comparison; the board's noise floor, the
     interval width per minute of benchmarking, and a verdict that must be equivalent or inconclusive."""
     pipeline.calibrate(load_inventory(inventory), _hosts(c, host), framework=framework, model=model, mode=mode,
-                       iterations=iterations, warmup=warmup,
-                       rule=_rule(repeat, min_pairs, max_pairs, precision, max_time, cooldown),
-                       min_time=float(min_time), judgement=_judgement(equivalence, max_spread, min_pairs),
-                       threads=threads, timeout=timeout, dry_run=dry_run)
+                       iterations=iterations, warmup=warmup, threads=threads, timeout=timeout, dry_run=dry_run,
+                       **_stopping(repeat, min_pairs, max_pairs, precision, max_time, min_time, equivalence,
+                                   max_spread, cooldown))
 
 
 @task(help=EXPLAIN_HELP, auto_shortflags=False)
 @reported
-def explain(c, framework, host=None, model="mobilenet_v2", iterations=50, warmup=5, repeat=None, min_pairs=5,
-            max_pairs=40, precision="0.01", max_time=1800, min_time="5", equivalence="0.01", max_spread="0.10",
+def explain(c, framework, host=None, model="mobilenet_v2", iterations=50, warmup=5, repeat=None, min_pairs="5",
+            max_pairs="40", precision="0.01", max_time="1800", min_time="5", equivalence="0.01", max_spread="0.10",
             cooldown="0", threads=0, timeout=3600, dry_run=False, inventory=INVENTORY):
     """Why Docker differs: Docker rerun with one knob changed at a time (seccomp unconfined, host network, host
-    IPC, no CPU limits), each against bare metal with its own interval."""
+    IPC, no CPU limits, the model on a bind mount), each against bare metal with its own interval."""
     pipeline.explain(load_inventory(inventory), _hosts(c, host), framework=framework, model=model,
-                     iterations=iterations, warmup=warmup,
-                     rule=_rule(repeat, min_pairs, max_pairs, precision, max_time, cooldown), min_time=float(min_time),
-                     judgement=_judgement(equivalence, max_spread, min_pairs), threads=threads, timeout=timeout,
-                     dry_run=dry_run)
+                     iterations=iterations, warmup=warmup, threads=threads, timeout=timeout, dry_run=dry_run,
+                     **_stopping(repeat, min_pairs, max_pairs, precision, max_time, min_time, equivalence, max_spread,
+                                 cooldown))
 
 
 @task(help={"host": "board, group, or comma list", "framework": "framework, comma list, or all (see `invoke matrix`)",

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from edgeorch import sim
@@ -29,6 +30,19 @@ def test_unknown_host(fleet):
 def test_unknown_framework(fleet):
     r = invoke("bench", "--host", "x86", "--framework", "caffe9", check=False)
     assert r.returncode == 2 and "unknown framework 'caffe9'" in r.stdout and "tflite" in r.stdout
+
+
+@pytest.mark.parametrize("task, args, message", [
+    ("bench", ["--precision", "1%"], "--precision '1%' is not a number"),
+    ("bench", ["--max-pairs", "many"], "--max-pairs 'many' is not an integer"),
+    ("calibrate", ["--min-pairs", "9", "--max-pairs", "4"], "1 <= min-pairs <= max-pairs"),
+    ("explain", ["--precision", "1.5"], "--precision 1.5 must be in (0, 1)"),
+])
+def test_a_stopping_option_that_cannot_work_is_refused_before_anything(task, args, message):
+    before = _runs()
+    r = invoke(task, "--host", "x86", "--framework", "tflite", "--model", "tiny", *args, check=False)
+    assert r.returncode == 2 and message in r.stdout and "fix:" in r.stdout
+    assert _runs() == before
 
 
 def test_a_file_that_is_not_a_model(fleet, tmp_path):
