@@ -109,7 +109,9 @@ def verdict(log_ratios, *, equivalence: float = EQUIVALENCE, min_pairs: int = MI
 
 
 def _stop(n: int, half_width: float, *, precision, min_pairs, max_pairs, elapsed_s, max_time_s) -> str | None:
-    if n >= min_pairs and half_width <= precision:
+    # only after whole ABBA blocks: with an odd number of pairs one arm ran first once more, and an order effect
+    # (caches, heat from the run before) would not cancel
+    if n >= min_pairs and n % 2 == 0 and half_width <= precision:
         return "precision"
     if n >= max_pairs:
         return "max-pairs"

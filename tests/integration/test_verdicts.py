@@ -35,7 +35,7 @@ def test_calibrate_says_equivalent_or_inconclusive_and_reports_the_noise_floor(f
     assert "noise floor" in r.stdout and "minutes to ±1%" in r.stdout
     found = comparison(run_dir).iloc[0]
     assert (found["a"], found["b"]) == ("docker-A", "docker-B") and found["noise"] > 0
-    assert found["pairs"] == cells["x86/tflite-tiny:docker"]["pairs"] in (5, 6)
+    assert found["pairs"] == cells["x86/tflite-tiny:docker"]["pairs"] == 6
     # never "slower" or "faster" against itself
     assert found["kind"] in ("equivalent", "inconclusive") or not found["valid"], found["verdict"]
     df = pd.read_parquet(run_dir / "results.parquet")
@@ -50,14 +50,14 @@ def test_the_stopping_rule_stops_and_says_why_and_the_order_is_counterbalanced(f
     cell = json.loads((run_dir_of(r.stdout) / "manifest.json").read_text())["cells"]["x86/tflite-tiny"]
     assert cell["stop"] == "max-time" and 1 <= cell["pairs"] < 40
     assert "max-time" in r.stdout
-    # a precision that is easy to reach stops the cell at the minimum number of pairs
+    # a precision that is easy to reach stops the cell at the first whole ABBA block after the minimum of pairs
     r = invoke("bench", *SMALL, "--min-pairs", "5", "--max-pairs", "8", "--precision", "0.9")
     run_dir = run_dir_of(r.stdout)
     cell = json.loads((run_dir / "manifest.json").read_text())["cells"]["x86/tflite-tiny"]
-    assert cell == {"arms": ["docker", "bare"], "stop": "precision", "pairs": 5}
+    assert cell == {"arms": ["docker", "bare"], "stop": "precision", "pairs": 6}
     assert comparison(run_dir).iloc[0]["kind"] in ("slower", "faster", "equivalent", "inconclusive")
     # ABBA, as the raw files' start times show: docker first in even pairs, bare first in odd ones
-    for pair in range(5):
+    for pair in range(6):
         first, second = ("docker", "bare") if pair % 2 == 0 else ("bare", "docker")
         assert (started(run_dir, f"x86/tflite-tiny-{first}-{pair:02d}")
                 < started(run_dir, f"x86/tflite-tiny-{second}-{pair:02d}"))

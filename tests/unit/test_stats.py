@@ -128,12 +128,14 @@ def test_verdict_inconclusive_says_how_many_pairs_would_settle_it():
 
 
 def test_stop_reason():
-    tight = [0.02, 0.021, 0.019, 0.02, 0.0205]
+    tight = [0.02, 0.021, 0.019, 0.02, 0.0205, 0.0198]
     wide = [0.1, -0.1, 0.05, -0.05, 0.0] * 2
     assert stats.stop_reason([]) is None
     assert stats.stop_reason(tight[:4]) is None  # tight, but below min_pairs
+    assert stats.stop_reason(tight[:5]) is None  # tight, but an ABBA block is half done: one more pair
     assert stats.stop_reason(tight) == "precision"
-    assert stats.stop_reason(tight, max_pairs=5) == "precision"  # the better reason wins
+    assert stats.stop_reason(tight, max_pairs=6) == "precision"  # the better reason wins
+    assert stats.stop_reason(tight[:5], max_pairs=5) == "max-pairs"
     assert stats.stop_reason(wide) is None
     assert stats.stop_reason(wide, max_pairs=10) == "max-pairs"
     assert stats.stop_reason(wide, elapsed_s=59.0, max_time_s=60.0) is None
