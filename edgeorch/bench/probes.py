@@ -148,10 +148,11 @@ class Sampler(threading.Thread):
                 freqs[path.split("/")[5]] = int(raw) / 1000
         entry = {"t_s": round(time.monotonic() - self._t0, 3), "temps_c": temps, "freqs_mhz": freqs}
         if self.has_vcgencmd:
-            m = re.search(r"temp=([\d.]+)", _vcgencmd("measure_temp") or "")
+            # each call is a process: only what sysfs does not tell (a Pi has thermal_zone0 and cpufreq)
+            m = None if temps else re.search(r"temp=([\d.]+)", _vcgencmd("measure_temp") or "")
             if m:
                 temps["vcgencmd"] = float(m.group(1))
-            m = re.search(r"=(\d+)", _vcgencmd("measure_clock", "arm") or "")
+            m = None if freqs else re.search(r"=(\d+)", _vcgencmd("measure_clock", "arm") or "")
             if m:
                 freqs["arm"] = int(m.group(1)) / 1e6
             m = re.search(r"throttled=(0x[0-9a-fA-F]+)", _vcgencmd("get_throttled") or "")

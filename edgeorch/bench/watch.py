@@ -17,7 +17,7 @@ from . import probes
 
 def _parser():
     p = argparse.ArgumentParser(prog="edgeorch_bench.watch", description=__doc__)
-    p.add_argument("--interval", type=float, default=0.5, help="seconds between samples in an on-window")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between samples in an on-window")
     p.add_argument("--window", type=float, default=2.0, help="seconds of each on- and off-window")
     p.add_argument("--cwd", default=None, help="the directory the command runs in")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the run's command")
