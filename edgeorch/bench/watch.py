@@ -25,16 +25,16 @@ def _parser():
 
 
 def sampler_cost(latencies_ns, starts_ns, t0_ns, window_s):
-    """Median latency of iterations started in on-windows over that of the rest, minus one; None without enough of
-    each (10)."""
-    on, off = [], []
+    """The sampler's cost, measured in the run: each on-window's median latency over the mean of its two off-window
+    neighbours' (so a drift through the run, warming up or heating, cancels), the median of those ratios, minus one.
+    None for a run too short to have an on-window between two off-windows (3 iterations in each)."""
+    windows = {}
     for latency, start in zip(latencies_ns, starts_ns):
-        (on if int((start - t0_ns) / 1e9 / window_s) % 2 == 0 else off).append(latency)
-    if len(on) < 10 or len(off) < 10:
-        return None
-    on.sort()
-    off.sort()
-    return on[len(on) // 2] / off[len(off) // 2] - 1
+        windows.setdefault(int((start - t0_ns) / 1e9 / window_s), []).append(latency)
+    medians = {w: sorted(v)[len(v) // 2] for w, v in windows.items() if len(v) >= 3}
+    ratios = sorted(medians[w] / ((medians[w - 1] + medians[w + 1]) / 2) for w in medians
+                    if w % 2 == 0 and w - 1 in medians and w + 1 in medians)
+    return ratios[len(ratios) // 2] - 1 if ratios else None
 
 
 def main(argv=None):

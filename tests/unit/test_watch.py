@@ -13,17 +13,22 @@ WINDOW = 2.0
 SECOND = 1_000_000_000
 
 
-def test_the_cost_compares_iterations_of_on_windows_with_those_of_off_windows():
-    starts = [i * SECOND // 10 for i in range(80)]  # 8 s: windows on, off, on, off
+def test_the_cost_compares_each_on_window_with_the_off_windows_beside_it():
+    starts = [i * SECOND // 10 for i in range(100)]  # 10 s: windows on, off, on, off, on
     on = [int((s / SECOND) / WINDOW) % 2 == 0 for s in starts]
-    latencies = [110 if w else 100 for w in on]
-    assert watch.sampler_cost(latencies, starts, 0, WINDOW) == pytest.approx(0.10)
-    assert watch.sampler_cost([100] * 80, starts, 0, WINDOW) == 0
+    assert watch.sampler_cost([110 if w else 100 for w in on], starts, 0, WINDOW) == pytest.approx(0.10)
+    assert watch.sampler_cost([100] * 100, starts, 0, WINDOW) == 0
 
 
-def test_no_cost_without_enough_iterations_in_both_kinds_of_window():
-    starts = [i * SECOND // 10 for i in range(15)]  # 1.5 s: all in the first on-window
-    assert watch.sampler_cost([100] * 15, starts, 0, WINDOW) is None
+def test_a_drift_through_the_run_is_not_taken_for_the_samplers_cost():
+    starts = [i * SECOND // 10 for i in range(100)]
+    warming = [200 - i for i in range(100)]  # every iteration faster than the one before
+    assert watch.sampler_cost(warming, starts, 0, WINDOW) == pytest.approx(0, abs=0.005)
+
+
+def test_no_cost_without_an_on_window_between_two_off_windows():
+    starts = [i * SECOND // 10 for i in range(35)]  # 3.5 s: on, then off, then a bit of on
+    assert watch.sampler_cost([100] * 35, starts, 0, WINDOW) is None
 
 
 CHILD = textwrap.dedent("""
