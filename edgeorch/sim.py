@@ -268,6 +268,14 @@ def _start_board(client, sb: SimBoard) -> None:
     if _sshd(sb):
         return
     _stop_board(sb, "restarted")
+    # the same board started from another checkout holds the port: a sim sshd is told apart by its key directory
+    # (an x86 sshd rewrites its command line into one string; an ARM one runs under QEMU's interpreter)
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if (f"/usr/sbin/sshd -D -e -p {b.port} " in cmdline
+                and "HostKey=/etc/ssh/edgeorch/ssh_host_ed25519_key" in cmdline):
+            echo(f"kill {proc.pid}  # sshd of sim board {b.name} started from another checkout")
+            proc.kill()
     try:  # the container an edgeorch before chroot boards ran this board in holds its port
         client.containers.get(f"edgeorch-sim-{b.name}").remove(force=True)
         echo(f"docker rm -f edgeorch-sim-{b.name}  # a board container of an older edgeorch")
