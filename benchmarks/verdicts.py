@@ -65,7 +65,7 @@ def fleet_section(args) -> None:
     run_dir = Path(found.group(1))
     cell = json.loads((run_dir / "manifest.json").read_text())["cells"][f"{args.host}/tflite-{args.model}"]
     row = comparison(run_dir).iloc[0]
-    half = (row["ci_high"] / row["ci_low"]) ** 0.5 - 1
+    half = row["half_width"]
     to_one = wall * (half / 0.01) ** 2  # the half-width shrinks as 1/sqrt(pairs)
     print(f"{args.host} {args.model}: {cell['pairs']} pairs in {wall:.0f} s (timed inferences {row['timed_s']:.0f} s), "
           f"stopped by {cell['stop']}; CI half-width ±{half:.2%}, noise (sd of pair log ratios) {row['noise']:.2%}")

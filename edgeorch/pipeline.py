@@ -196,10 +196,10 @@ def plan_sweep(boards: list[Board], *, framework: str, model: str, arms: list[tu
         _require_support(recipe, boards)
     specs = {r.framework: resolve(model, r.model_format, cache_dir=cache_dir(), log=console.print, batch=batch)
              for r in recipes}
-    cells = {b.name: [dataclasses.replace(bench_cell(
-        b, framework=r.framework, model=specs[r.framework].name, arms=cell_arms, iterations=iterations,
-        warmup=warmup, threads=threads, min_time=min_time, options=options), name=name)
-        for r in recipes for cell_arms, name in zip(arms, names or ("",) * len(arms))] for b in boards}
+    cells = {b.name: [bench_cell(b, framework=r.framework, model=specs[r.framework].name, arms=cell_arms,
+                                 iterations=iterations, warmup=warmup, threads=threads, min_time=min_time,
+                                 options=options, name=name)
+                      for r in recipes for cell_arms, name in zip(arms, names or ("",) * len(arms))] for b in boards}
     return Sweep(cells=cells, rule=rule, recipes=recipes, specs=specs, model=model, batch=batch, options=options)
 
 

@@ -110,7 +110,7 @@ def images_needed(boards: list[Board], frameworks: list[str]) -> list[tuple[str,
 
 
 def bench_cell(board: Board, *, framework: str, model: str, arms: tuple[Arm, ...], iterations: int, warmup: int,
-               threads: int, min_time: float = 0.0, options: tuple[str, ...] = ()) -> Cell:
+               threads: int, min_time: float = 0.0, options: tuple[str, ...] = (), name: str = "") -> Cell:
     """A validated cell of a sweep."""
     if iterations < 1 or warmup < 0 or threads < 0 or min_time < 0:
         raise ConfigError("--iterations must be >= 1, --warmup, --threads and --min-time >= 0",
@@ -119,7 +119,7 @@ def bench_cell(board: Board, *, framework: str, model: str, arms: tuple[Arm, ...
     if bad:
         raise ConfigError(f"--option {bad[0]!r} is not KEY=VALUE", hint="e.g. --option xnnpack=off")
     return Cell(board=board.name, framework=framework, model=model, arms=arms, iterations=iterations,
-                warmup=warmup, threads=threads, min_time=min_time, options=tuple(options))
+                warmup=warmup, threads=threads, min_time=min_time, options=tuple(options), name=name)
 
 
 def mode_arms(modes: tuple[str, ...]) -> tuple[Arm, ...]:

@@ -50,7 +50,7 @@ def _judge(key, cell, in_cell, per_arm, a, b, equivalence, max_spread, min_pairs
            "a_p50_ms": float(per_arm[a].median()) if len(per_arm[a]) else None,
            "b_p50_ms": float(per_arm[b].median()) if b and len(per_arm[b]) else None,
            "stop": cell.get("stop") or "-", "pairs": 0, "ratio": None, "ci_low": None, "ci_high": None,
-           "noise": None, "spread_a": stats.spread(per_arm[a]) if len(per_arm[a]) > 1 else None,
+           "half_width": None, "noise": None, "spread_a": stats.spread(per_arm[a]) if len(per_arm[a]) > 1 else None,
            "spread_b": stats.spread(per_arm[b]) if b and len(per_arm[b]) > 1 else None,
            "timed_s": float(sides["iterations"].mul(sides["mean_ms"]).sum() / 1e3),
            "max_temp_c": sides["max_temp_c"].max(), "throttled": bool(sides["throttled"].fillna(False).any()),
@@ -64,7 +64,7 @@ def _judge(key, cell, in_cell, per_arm, a, b, equivalence, max_spread, min_pairs
     found = stats.verdict(log_ratios, equivalence=equivalence, min_pairs=min_pairs, a=a, b=b)
     if len(log_ratios) >= 2:
         ci = stats.interval(log_ratios, first_stage=min(min_pairs, len(log_ratios)))
-        row.update(ratio=ci.ratio, ci_low=ci.low, ci_high=ci.high, noise=ci.sd)
+        row.update(ratio=ci.ratio, ci_low=ci.low, ci_high=ci.high, half_width=ci.half_width, noise=ci.sd)
     why = []
     if row["throttled"]:
         hit = sides[sides["throttled"].fillna(False)]
@@ -119,7 +119,7 @@ def calibration_table(comparison: pd.DataFrame) -> Table:
         if r.ci_low is None or pd.isna(r.ci_low):
             t.add_row(r.board, r.framework, r.model, r.a, "-", str(r.pairs), "-", "-", "-", "-", r.verdict)
             continue
-        half = (r.ci_high / r.ci_low) ** 0.5 - 1
+        half = r.half_width
         minutes = r.timed_s / 60
         per_minute = half * minutes ** 0.5  # the half-width shrinks as 1/sqrt(time)
         text = r.verdict if r.kind in ("equivalent", "inconclusive") or not r.valid else f"[bold red]{r.verdict}[/]"

@@ -1,7 +1,5 @@
 """edgeorch.plan: the order of runs, the modes, which images to build, what a board lacks."""
 
-import dataclasses
-
 import pytest
 
 from edgeorch.arch import Arch
@@ -56,9 +54,8 @@ def test_every_arm_of_a_round_runs_once_in_reversed_order_on_odd_rounds():
 
 
 def test_calibration_cells_of_one_board_have_their_own_keys():
-    a = dataclasses.replace(bench_cell(board("x86"), framework="tflite", model="tiny", iterations=5, warmup=1,
-                                       threads=0, arms=(Arm(label="docker-A", mode="docker"),
-                                                        Arm(label="docker-B", mode="docker"))), name="docker")
+    a = bench_cell(board("x86"), framework="tflite", model="tiny", iterations=5, warmup=1, threads=0, name="docker",
+                   arms=(Arm(label="docker-A", mode="docker"), Arm(label="docker-B", mode="docker")))
     assert a.key == "x86/tflite-tiny:docker"
     assert [r.key for r in a.runs(0)] == ["x86/tflite-tiny-docker-A-00", "x86/tflite-tiny-docker-B-00"]
 
