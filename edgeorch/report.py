@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from . import stats, zoo
+from . import stats
 from .arch import Arch
-from .models import zoo_models
+from .models import zoo, zoo_models
 
 GROUP = ["board", "framework", "model"]
 

@@ -6,7 +6,7 @@ The cases stay small (SqueezeNet 1.1, a few iterations): the ARM boards run unde
 import pandas as pd
 import pytest
 
-from edgeorch import zoo
+from edgeorch.models import zoo
 
 from .conftest import invoke
 from .test_pipeline import run_dir_of

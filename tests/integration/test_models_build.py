@@ -8,9 +8,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 np = pytest.importorskip("numpy")
 
-from edgeorch import models  # noqa: E402
 from edgeorch.errors import ModelError  # noqa: E402
-from edgeorch.models import resolve_model, validate_tflite  # noqa: E402
+from edgeorch.models import BUILTIN_MODELS, resolve_model, tflite, validate_tflite  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +23,7 @@ def cache_dir(tmp_path_factory):
 def built(cache_dir):
     """Each builtin built once into a fresh cache; {name: (spec, log lines, seconds)}."""
     result = {}
-    for name in models.BUILTIN_MODELS:
+    for name in BUILTIN_MODELS:
         logged = []
         start = time.monotonic()
         spec = resolve_model(name, cache_dir=cache_dir, log=logged.append)
@@ -91,7 +90,7 @@ def test_second_resolve_is_a_cache_hit(built, cache_dir, monkeypatch):
     def fail(name):
         raise AssertionError(f"{name} was rebuilt")
 
-    monkeypatch.setattr(models, "_build", fail)
+    monkeypatch.setattr(tflite, "_build", fail)
     for name, (spec, _, _) in built.items():
         logged = []
         assert resolve_model(name, cache_dir=cache_dir, log=logged.append) == spec

@@ -10,12 +10,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from edgeorch.zoo import NETWORKS, build, export_onnx, reference_input  # noqa: E402
+from edgeorch.models import EXPORTERS  # noqa: E402
+from edgeorch.models.zoo import NETWORKS, build, reference_input  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
 # VGG-16 (550 MB of ONNX) is left out: it uses no operator that AlexNet does not.
 EXPORTED = ["squeezenet1_1", "googlenet", "resnet18", "resnet50", "mobilenet_v2", "alexnet"]
+ONNX = EXPORTERS["onnx"]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,7 @@ def exported(cache_dir):
     result = {}
     for name in EXPORTED:
         logged = []
-        result[name] = export_onnx(name, cache_dir=cache_dir, log=logged.append), logged
+        result[name] = ONNX.export(name, 1, cache_dir / "models", logged.append), logged
     return result
 
 
@@ -62,15 +64,15 @@ def test_the_file_is_cached_with_its_checksum(exported, cache_dir, name):
     assert path.with_name(path.name + ".sha256").read_text() == f"{digest}  {path.name}\n"
 
     mtime, logged = path.stat().st_mtime_ns, []
-    assert export_onnx(name, cache_dir=cache_dir, log=logged.append) == path
+    assert ONNX.export(name, 1, cache_dir / "models", logged.append) == path
     assert logged == [] and path.stat().st_mtime_ns == mtime  # a hit: not exported, not even rewritten
 
 
 def test_a_damaged_cached_file_is_exported_again(tmp_path):
-    path = export_onnx("squeezenet1_1", cache_dir=tmp_path)
+    path = ONNX.export("squeezenet1_1", 1, tmp_path)
     good = path.read_bytes()
     path.write_bytes(good[: len(good) // 2])  # as a copy cut off by a full disk would be
     logged = []
-    assert export_onnx("squeezenet1_1", cache_dir=tmp_path, log=logged.append) == path
+    assert ONNX.export("squeezenet1_1", 1, tmp_path, logged.append) == path
     assert "does not match its checksum" in logged[0]
     assert path.read_bytes() == good  # the export is reproducible, byte for byte

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from edgeorch.bench.caffe_adapter import _without_blobs
+from edgeorch.bench.adapters.caffe import _without_blobs
 from edgeorch.bench.protowire import fields, varint
-from edgeorch.caffe_export import _caffe_pooled, _float, _shape, convert
 from edgeorch.errors import ModelError
+from edgeorch.models.export_caffe import _caffe_pooled, _float, _shape, net_parameter
 
 torch = pytest.importorskip("torch")
 descriptor_pb2 = pytest.importorskip("google.protobuf.descriptor_pb2")
@@ -105,7 +105,7 @@ def test_caffes_rounded_up_pool_size_is_pytorchs_ceil_mode_size():
 
 
 def test_the_tiny_net_decodes_with_caffes_field_numbers(NetParameter, tiny):
-    net = NetParameter.FromString(convert(tiny, (1, 3, 16, 16), name="tiny"))
+    net = NetParameter.FromString(net_parameter(tiny, (1, 3, 16, 16), name="tiny"))
     assert net.name == "tiny"
     assert [layer.type for layer in net.layer] == [
         "Input", "Convolution", "Clip", "Pooling", "DummyData", "Crop", "Convolution", "Convolution", "Concat",
@@ -128,7 +128,7 @@ def test_the_tiny_net_decodes_with_caffes_field_numbers(NetParameter, tiny):
 
 
 def test_batch_norm_is_folded_into_the_conv_exactly(NetParameter, tiny):
-    conv = NetParameter.FromString(convert(tiny, (1, 3, 16, 16))).layer[1]
+    conv = NetParameter.FromString(net_parameter(tiny, (1, 3, 16, 16))).layer[1]
     weight, bias = (np.array(b.data, np.float32).reshape(tuple(b.shape.dim)) for b in conv.blobs)
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
@@ -138,7 +138,7 @@ def test_batch_norm_is_folded_into_the_conv_exactly(NetParameter, tiny):
 
 
 def test_the_board_reads_the_definition_without_the_blobs(NetParameter, tiny):
-    data = convert(tiny, (1, 3, 16, 16))
+    data = net_parameter(tiny, (1, 3, 16, 16))
     full, definition = NetParameter.FromString(data), NetParameter.FromString(_without_blobs(data))
     assert sum(len(layer.blobs) for layer in full.layer) == 8
     for layer in full.layer:
@@ -149,4 +149,4 @@ def test_the_board_reads_the_definition_without_the_blobs(NetParameter, tiny):
 def test_an_unconvertible_node_is_named(tiny):
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GELU(), nn.Flatten(), nn.Linear(4 * 14 * 14, 10))
     with pytest.raises(ModelError, match=r"node _1 \(call_module GELU\)"):
-        convert(model, (1, 3, 16, 16), name="gelu-net")
+        net_parameter(model, (1, 3, 16, 16), name="gelu-net")

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeorch import models
 from edgeorch.errors import ModelError
-from edgeorch.models import BUILTIN_MODELS, ModelSpec, cached_path, resolve, resolve_model, validate_tflite
+from edgeorch.models import BUILTIN_MODELS, ModelSpec, cached_path, resolve, resolve_model, tflite, validate_tflite
 
 
 def minimal_tflite() -> bytes:
@@ -48,7 +47,7 @@ def no_build(monkeypatch):
     def fail(name):
         raise AssertionError(f"{name} was rebuilt")
 
-    monkeypatch.setattr(models, "_build", fail)
+    monkeypatch.setattr(tflite, "_build", fail)
 
 
 @pytest.fixture
@@ -59,7 +58,7 @@ def fake_build(monkeypatch):
         built.append(name)
         return minimal_tflite()
 
-    monkeypatch.setattr(models, "_build", build)
+    monkeypatch.setattr(tflite, "_build", build)
     return built
 
 
@@ -193,7 +192,7 @@ def test_a_built_model_is_then_a_cache_hit(tmp_path, fake_build):
 
 
 def test_a_broken_build_is_not_cached(tmp_path, monkeypatch):
-    monkeypatch.setattr(models, "_build", lambda name: b"garbage")
+    monkeypatch.setattr(tflite, "_build", lambda name: b"garbage")
     with pytest.raises(ModelError, match="not a TFLite model"):
         resolve_model("tiny", cache_dir=tmp_path)
     assert not cached_path("tiny", tmp_path).with_name(cached_path("tiny", tmp_path).name + ".sha256").exists()
@@ -203,7 +202,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, fake_build, monkeypatch):
     def interrupted(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(models.os, "replace", interrupted)
+    monkeypatch.setattr(os, "replace", interrupted)
     with pytest.raises(ModelError, match="cannot write tiny-[0-9a-f]+.tflite to .*No space left on device"):
         resolve_model("tiny", cache_dir=tmp_path)
     assert list((tmp_path / "models").iterdir()) == []
@@ -228,7 +227,7 @@ def test_build_chatter_is_hidden_but_shown_on_failure(tmp_path, monkeypatch, cap
     )
     monkeypatch.setitem(sys.modules, "keras", fake_keras)
     monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
-    monkeypatch.setitem(models._RECIPES, "tiny", (broken_arch, False))
+    monkeypatch.setitem(tflite._RECIPES, "tiny", (broken_arch, False))
     with pytest.raises(ModelError, match="building model tiny failed: RuntimeError: converter exploded") as err:
         resolve_model("tiny", cache_dir=tmp_path)
     assert "native: kernel registration failed" in err.value.message

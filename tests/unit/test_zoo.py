@@ -1,4 +1,4 @@
-"""edgeorch.zoo: the networks' metadata without PyTorch; with it, their size, cost, determinism and outputs."""
+"""edgeorch.models.zoo: the networks' metadata without PyTorch; with it, their size, cost, determinism and outputs."""
 
 import subprocess
 import sys
@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from edgeorch import zoo
 from edgeorch.errors import ModelError
-from edgeorch.zoo import NETWORKS, build, count_macs, count_params, reference_input
+from edgeorch.models import EXPORTERS, zoo
+from edgeorch.models.zoo import NETWORKS, build, count_macs, count_params, reference_input
 
 NAMES = ["squeezenet1_1", "googlenet", "resnet18", "resnet50", "mobilenet_v2", "alexnet", "vgg16"]
 
@@ -32,12 +32,13 @@ def test_the_seven_networks_are_described_without_torch():
 
 
 def test_importing_the_zoo_does_not_import_torch():
-    code = "import sys, edgeorch.zoo as z; z.NETWORKS['resnet50'].published_macs; print('torch' in sys.modules)"
+    code = "import sys, edgeorch.models.zoo as z; z.NETWORKS['resnet50'].published_macs; print('torch' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("call", [build, lambda name: zoo.export_onnx(name, cache_dir="/nonexistent"), reference_input])
+@pytest.mark.parametrize("call", [build, lambda name: EXPORTERS["onnx"].export(name, 1, "/nonexistent"),
+                                  reference_input])
 def test_an_unknown_network_is_refused_with_the_known_names(call):
     with pytest.raises(ModelError, match="unknown network 'resnet101'") as err:
         call("resnet101")
@@ -54,7 +55,7 @@ def test_without_torch_building_says_what_to_install(monkeypatch):
 def test_without_onnx_exporting_says_what_to_install(torch, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ModelError, match="onnx package is not installed") as err:
-        zoo.export_onnx("resnet18", cache_dir=tmp_path)
+        EXPORTERS["onnx"].export("resnet18", 1, tmp_path)
     assert "pip install -e '.[models]'" in err.value.hint and not any(tmp_path.iterdir())  # said before building
 
 

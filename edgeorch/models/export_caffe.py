@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import operator
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeorch import zoo
+from edgeorch.bench import protowire
 from edgeorch.bench.protowire import fields, varint
-from edgeorch.cache import cached_file, content_hash
 from edgeorch.errors import ModelError
+
+from . import zoo
+from .exporter import Exporter
 
 # Field numbers of BVLC caffe.proto, as in Debian bullseye's caffe 1.0.0+git20180821 (libcaffe-dev's caffe.pb.h):
 # NetParameter: name 1, layer 100. LayerParameter: name 1, type 2, bottom 3, top 4, blobs 7, concat_param 104,
@@ -28,20 +30,23 @@ _NET_NAME, _NET_LAYER = 1, 100
 _MAX, _AVE, _SUM = 0, 1, 1
 
 
-def export_caffe(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None, batch: int = 1) -> Path:
-    """Return the .caffemodel of network `name` (definition and weights): converted on first use, then cached."""
-    log = log or (lambda _msg: None)
-    network = zoo._network(name, batch)
-    torch = zoo._torch(f"convert {name} to Caffe")
-    key = content_hash(Path(zoo.__file__), Path(__file__),
-                       f"{name} seed={zoo.SEED} torch={torch.__version__} batch={batch}")
-    path = Path(cache_dir).resolve() / "models" / f"{zoo.file_stem(name, batch)}-{key}.caffemodel"
-    cached_file(path, lambda: convert(zoo.build(name), network.input_shape, name=name),
-                lambda p: _verify(p, name), log, f"converting {name} to Caffe")
-    return path
+class CaffeExporter(Exporter):
+    """The traced graph written as a NetParameter, BatchNorm folded into the convolutions."""
+
+    format, suffix, doing = "caffemodel", ".caffemodel", "converting {name} to Caffe"
+    sources = (protowire,)  # its varint writes every field
+
+    def toolchain(self, network: str) -> str:
+        return f"torch={zoo.import_torch(f'convert {network} to Caffe').__version__}"
+
+    def convert(self, network: zoo.Network) -> bytes:
+        return net_parameter(zoo.build(network.name), network.input_shape, name=network.name)
+
+    def check(self, path: Path, network: zoo.Network) -> None:
+        _verify(path, network.name)
 
 
-def convert(model, input_shape: tuple[int, ...], *, name: str = "net") -> bytes:
+def net_parameter(model, input_shape: tuple[int, ...], *, name: str = "net") -> bytes:
     """The NetParameter bytes of `model` (eval mode): input blob "input" of `input_shape`, output blob "output"."""
     import torch
     from torch.fx.passes.shape_prop import ShapeProp
@@ -111,7 +116,8 @@ class _Converter:
         what = type(self.modules[node.target]).__name__ if node.op == "call_module" else node.target
         raise ModelError(f"cannot convert {self.name} to Caffe: node {node.name} ({node.op} {what}) "
                          f"has no Caffe equivalent here{': ' + why if why else ''}",
-                         hint="extend edgeorch/caffe_export.py for it, or leave this network out of the Caffe runs")
+                         hint="extend edgeorch/models/export_caffe.py for it, "
+                              "or leave this network out of the Caffe runs")
 
     def module(self, node, m, nn) -> None:
         (x,) = node.args
@@ -286,7 +292,7 @@ def _verify(path: Path, name: str) -> None:
     if not ok:
         path.unlink(missing_ok=True)
         raise ModelError(f"the converted {path.name} is not a Caffe net from 'input' to 'output' ({layers!r:.200})",
-                         hint="this is a bug in edgeorch.caffe_export; report it with the torch version")
+                         hint="this is a bug in edgeorch.models.export_caffe; report it with the torch version")
 
 
 def _decode_layer(data) -> Iterator[tuple[str, str]]:

@@ -1,23 +1,26 @@
-"""The zoo in other frameworks' formats, converted from its one PyTorch build.
+"""The zoo in TensorFlow's formats: TFLite (float, and int8 as `<network>_int8`) and a frozen GraphDef.
+
+Both start from one Keras model: the torch.fx graph of the zoo's PyTorch build, rebuilt layer by layer with its
+weights copied.
 
 Every format takes the same NCHW float32 input as PyTorch and ONNX, named "input", and gives (batch, 1000) logits
 (named "output" in the frozen graph); the NHWC layout TensorFlow's CPU kernels need is a transpose inside the model.
 
-A board with full TensorFlow (no Keras) runs the frozen graph as edgeorch.bench.adapters.TensorFlow does.
+A board with full TensorFlow (no Keras) runs the frozen graph as the board-side TensorFlow adapter does.
 """
 
 from __future__ import annotations
 
 import operator
 import os
-from collections.abc import Callable
 from pathlib import Path
 
-from edgeorch import zoo
-from edgeorch.cache import cached_file, content_hash
 from edgeorch.errors import ModelError
-from edgeorch.models import _quiet, validate_tflite
 
+from . import tflite, zoo
+from .exporter import Exporter
+
+INT8 = "_int8"  # zoo network + this: its full-integer TFLite variant, a model of its own
 CALIBRATION_INPUTS = 32  # representative inputs for int8 quantization, reference_input's seeds 1..32
 _NHWC = {0: 0, 1: 3, 2: 1, 3: 2}  # where each NCHW axis of a 4-D tensor lies in the NHWC Keras tensor
 
@@ -130,7 +133,7 @@ def _layer(op, name: str, x, *args, **kwargs):  # -> keras.KerasTensor
         axis = args[0] if args else kwargs.get("dim", 0)
         return keras.layers.Concatenate(_NHWC[axis % 4] if len(x[0].shape) == 4 else axis, name=name)(list(x))
     raise ModelError(f"cannot convert {name}: no Keras equivalent for {getattr(op, '__name__', type(op).__name__)}",
-                     hint="add it to edgeorch.convert._layer")
+                     hint="add it to edgeorch.models.export_tf._layer")
 
 
 def _pair(v) -> tuple:
@@ -145,31 +148,50 @@ def _pool_pads(size: int, k: int, s: int, p: int, ceil_mode: bool) -> tuple[int,
     return p, (out - 1) * s + k - size - p
 
 
-def export_tflite(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None, int8: bool = False,
-                  batch: int = 1) -> Path:
-    """Return the TFLite file of network `name` (fully int8 with `int8`): converted on first use, then cached."""
-    stem = zoo.file_stem(name, batch)
-    path = _cache_path(name, cache_dir, f"{stem}_int8.tflite" if int8 else f"{stem}.tflite")
-    cached_file(path, lambda: _convert(name, batch, lambda function, model: _tflite(name, function, model, int8)),
-                validate_tflite, log or (lambda _msg: None), f"converting {name} to TFLite{' int8' if int8 else ''}")
-    return path
+class TFLiteExporter(Exporter):
+    """The Keras model through the TFLite converter; with `int8`, fully integer, a model of its own (`_int8`)."""
+
+    format, suffix = "tflite", ".tflite"
+    sources = (tflite,)  # quiet(), which every conversion runs in
+
+    def __init__(self, int8: bool = False):
+        self.int8 = int8
+        self.variant = INT8 if int8 else ""
+        self.doing = "converting {name} to TFLite" + (" int8" if int8 else "")
+        self.variants = () if int8 else (TFLiteExporter(int8=True),)
+
+    def toolchain(self, network: str) -> str:
+        return _versions(network)
+
+    def convert(self, network: zoo.Network) -> bytes:
+        return _convert(network, lambda function, model: _tflite(network.name, function, model, self.int8))
+
+    def check(self, path: Path, network: zoo.Network) -> None:
+        tflite.validate_tflite(path)
+
+    def validate(self, path: Path) -> None:
+        tflite.validate_tflite(path)  # whatever its name
 
 
-def export_tf_graph(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None, batch: int = 1) -> Path:
-    """Return the frozen TensorFlow GraphDef (.pb) of network `name`: converted on first use, then cached."""
-    path = _cache_path(name, cache_dir, f"{zoo.file_stem(name, batch)}.pb")
-    cached_file(path, lambda: _convert(name, batch, _graph_def), lambda p: _check_graph(p, name),
-                log or (lambda _msg: None), f"converting {name} to a TensorFlow graph")
-    return path
+class GraphExporter(Exporter):
+    """The Keras model's function with its variables frozen to constants: a GraphDef TensorFlow runs without Keras."""
+
+    format, suffix, doing = "tf-graph", ".pb", "converting {name} to a TensorFlow graph"
+    sources = (tflite,)
+
+    def toolchain(self, network: str) -> str:
+        return _versions(network)
+
+    def convert(self, network: zoo.Network) -> bytes:
+        return _convert(network, _graph_def)
+
+    def check(self, path: Path, network: zoo.Network) -> None:
+        _check_graph(path, network.name)
 
 
-def _cache_path(name: str, cache_dir: Path, file_name: str) -> Path:
-    """Where `file_name` is cached, keyed by the zoo's and this module's source, the seed and the versions."""
+def _versions(name: str) -> str:
     tf, keras, torch = _frameworks(name)
-    versions = f"tf={tf.__version__} keras={keras.__version__} torch={torch.__version__}"
-    key = content_hash(Path(zoo.__file__), Path(__file__), f"{file_name} seed={zoo.SEED} {versions}")
-    stem, suffix = file_name.split(".")
-    return Path(cache_dir).resolve() / "models" / f"{stem}-{key}.{suffix}"
+    return f"tf={tf.__version__} keras={keras.__version__} torch={torch.__version__}"
 
 
 def _frameworks(name: str) -> tuple:
@@ -177,7 +199,7 @@ def _frameworks(name: str) -> tuple:
     import importlib
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read at TF's first import; 2 still shows ERROR lines
-    with _quiet(name):  # absl's lines before its logging is set up ignore that variable
+    with tflite.quiet(name):  # absl's lines before its logging is set up ignore that variable
         try:
             return tuple(importlib.import_module(m) for m in ("tensorflow", "keras", "torch"))
         except ImportError as exc:
@@ -185,13 +207,13 @@ def _frameworks(name: str) -> tuple:
                              hint="install the models extra (pip install -e '.[models]')") from exc
 
 
-def _convert(name: str, batch: int, to_bytes: Callable) -> bytes:
-    with _quiet(name):
+def _convert(network: zoo.Network, to_bytes) -> bytes:
+    with tflite.quiet(network.name):
         import keras
         import tensorflow as tf
 
         keras.utils.clear_session()  # automatic names ("get_item_1") end up in the files: restart their counters
-        model = keras_model(name, batch)
+        model = keras_model(network.name, network.input_shape[0])
         spec = tf.TensorSpec(model.input_shape, tf.float32, name="input")
         # TFLiteConverter.from_keras_model fails on Keras 3 models (TF 2.21): both formats start from this function.
         function = tf.function(lambda x: tf.identity(model(x, training=False), name="output"))
@@ -231,4 +253,4 @@ def _check_graph(path: Path, name: str) -> None:
     if not {"input", "output"} <= nodes:
         path.unlink(missing_ok=True)
         raise ModelError(f"the converted graph of {name} lacks an 'input' or 'output' node",
-                         hint="this is a bug in edgeorch.convert; report it with the TensorFlow version")
+                         hint="this is a bug in edgeorch.models.export_tf; report it with the TensorFlow version")

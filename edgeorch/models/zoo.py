@@ -1,22 +1,17 @@
-"""The networks every framework is compared on: defined once in PyTorch, weighted once from a seed, exported to ONNX."""
+"""The networks every framework is compared on: defined once in PyTorch, weighted once from a seed.
+
+The exporters beside this module convert them into each framework's format."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from edgeorch.cache import cached_file, content_hash
 from edgeorch.errors import ModelError
 
 SEED = 0
-# Opset 13 is the newest that the ONNX parser of TensorRT 8.2 (JetPack 4.6, the last for the Jetson Nano) reads,
-# and these networks need nothing newer.
-OPSET = 13
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,8 +88,8 @@ def build(name: str):  # -> torch.nn.Module
     """Return network `name` in eval mode with weights drawn from SEED: two builds in a process are bit-identical."""
     # Calibration sums floats in an order that depends on the CPU and the thread count, so another machine's build
     # can differ in the last bits: every framework must take its weights from one build (its ONNX export).
-    network = _network(name)
-    torch = _torch(f"build {name}")
+    network = lookup(name)
+    torch = import_torch(f"build {name}")
     with torch.random.fork_rng(devices=[]), torch.no_grad():  # leave the caller's random stream as it was
         torch.manual_seed(SEED)
         model = _architectures()[name]().eval()
@@ -110,7 +105,7 @@ def count_params(module) -> int:
 def count_macs(module, input_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates of one forward pass on `input_shape`: Conv2d (grouped too) and Linear layers only."""
     # Pooling, activations, BatchNorm, additions and biases are left out, as in the published figures.
-    torch = _torch("count MACs")
+    torch = import_torch("count MACs")
     from torch import nn
 
     macs = 0
@@ -138,134 +133,16 @@ def reference_input(network: Network | str, seed: int = SEED, batch: int = 1):  
     standard normal from `seed`."""
     import numpy as np
 
-    network = _network(network if isinstance(network, str) else network.name, batch)
+    network = lookup(network if isinstance(network, str) else network.name, batch)
     # Zero mean and unit variance is what a mean/std-normalized image looks like to the first layer.
     return np.random.default_rng(seed).standard_normal(network.input_shape, dtype=np.float32)
 
 
 def reference_output(name: str, batch: int = 1):  # -> numpy.ndarray
     """PyTorch's output for reference_input: what every framework's output is compared with."""
-    torch = _torch(f"compute the reference output of {name}")
+    torch = import_torch(f"compute the reference output of {name}")
     with torch.no_grad():
         return build(name)(torch.from_numpy(reference_input(name, batch=batch))).numpy()
-
-
-def export_onnx(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None, batch: int = 1) -> Path:
-    """Return the ONNX file of network `name` (`batch` images per inference): exported on first use, then cached
-    under cache_dir/models."""
-    log = log or (lambda _msg: None)
-    network = _network(name, batch)
-    torch = _torch(f"export {name} to ONNX")
-    try:
-        import onnx  # noqa: F401  # the exporter needs it; say so before building
-    except ImportError as exc:
-        raise ModelError(
-            f"cannot export {name} to ONNX: the onnx package is not installed ({exc})",
-            hint="install the models extra (pip install -e '.[models]')",
-        ) from exc
-    recipe = "".join(inspect.getsource(f) for f in (_architectures, build, _calibrate, _export))
-    key = content_hash(recipe, f"{name} seed={SEED} opset={OPSET} torch={torch.__version__} batch={batch}")
-    path = Path(cache_dir).resolve() / "models" / f"{file_stem(name, batch)}-{key}.onnx"
-    cached_file(path, lambda: _export(build(name), network), lambda p: _verify(p, network), log,
-                f"exporting {name} to ONNX")
-    return path
-
-
-def export_torchscript(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None,
-                       batch: int = 1) -> Path:
-    """Return the TorchScript file of network `name` (traced, with its input shape inside), cached like the ONNX."""
-    network = _network(name, batch)
-    torch = _torch(f"export {name} to TorchScript")
-    recipe = "".join(inspect.getsource(f) for f in (_architectures, build, _calibrate, _trace))
-    key = content_hash(recipe, f"{name} seed={SEED} torch={torch.__version__} batch={batch}")
-    path = Path(cache_dir).resolve() / "models" / f"{file_stem(name, batch)}-{key}.pt"
-    cached_file(path, lambda: _trace(build(name), network), lambda p: None, log or (lambda _msg: None),
-                f"tracing {name} to TorchScript")
-    return path
-
-
-def export_program(name: str, *, cache_dir: Path, log: Callable[[str], None] | None = None, batch: int = 1) -> Path:
-    """Return the ExportedProgram (.pt2, torch.export) of network `name`, which PyTorch runs eagerly, op by op."""
-    network = _network(name, batch)
-    torch = _torch(f"export {name} with torch.export")
-    recipe = "".join(inspect.getsource(f) for f in (_architectures, build, _calibrate, _trace))
-    key = content_hash(recipe, f"{name} seed={SEED} torch={torch.__version__} batch={batch} program")
-    path = Path(cache_dir).resolve() / "models" / f"{file_stem(name, batch)}-{key}.pt2"
-    cached_file(path, lambda: _trace(build(name), network, program=True), lambda p: None, log or (lambda _msg: None),
-                f"exporting {name} with torch.export")
-    return path
-
-
-def _trace(model, network: Network, program: bool = False) -> bytes:
-    """TorchScript (traced) or, with `program`, an ExportedProgram; either with its input shape inside."""
-    import io
-    import json
-
-    import torch
-
-    example = torch.zeros(network.input_shape)
-    signature = {"inputs": [{"name": "input", "shape": list(network.input_shape), "dtype": "float32"}],
-                 "outputs": [{"name": "output", "shape": [network.input_shape[0], 1000], "dtype": "float32"}]}
-    extra = {"edgeorch.json": json.dumps(signature)}  # the board-side adapter reads the input shapes here
-    buffer = io.BytesIO()
-    with torch.no_grad():
-        if program:
-            torch.export.save(torch.export.export(model, (example,)), buffer, extra_files=extra)
-        else:
-            torch.jit.save(torch.jit.trace(model, example), buffer, _extra_files=extra)
-    return buffer.getvalue()
-
-
-def _export(model, network: Network) -> bytes:
-    import io
-
-    import torch
-
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        # The TorchScript exporter is "legacy" but writes opset 13 directly and needs only the onnx package; the
-        # dynamo one needs onnxscript too and writes opset 18, converting down only "if successful".
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(
-                model,
-                (torch.zeros(network.input_shape),),
-                buffer,
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=["input"],
-                output_names=["output"],
-            )
-        except Exception as exc:
-            raise ModelError(
-                f"exporting {network.name} to ONNX failed: {type(exc).__name__}: {exc}",
-                hint=f"check the torch and onnx installs (pip install -e '.[models]'); torch is {torch.__version__}",
-            ) from exc
-    return buffer.getvalue()
-
-
-def _verify(path: Path, network: Network) -> None:
-    """Raise ModelError unless `path` is a valid ONNX model with the network's static input and 1000 outputs."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
-    except Exception as exc:
-        path.unlink(missing_ok=True)
-        raise ModelError(f"the exported {path.name} is not a valid ONNX model: {exc}", hint="export it again") from exc
-
-    def dims(value) -> tuple[int | str, ...]:
-        return tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim)
-
-    got = [dims(v) for v in (*model.graph.input, *model.graph.output)]
-    if got != [network.input_shape, (network.input_shape[0], 1000)]:
-        path.unlink(missing_ok=True)
-        raise ModelError(
-            f"the exported {path.name} has input and output shapes {got}, "
-            f"not the static {network.input_shape} -> {(network.input_shape[0], 1000)}",
-            hint="this is a bug in edgeorch.zoo or the exporter; report it with the torch version",
-        )
 
 
 def _calibrate(model, batch) -> None:
@@ -491,8 +368,8 @@ def file_stem(name: str, batch: int) -> str:
     return name if batch == 1 else f"{name}_b{batch}"
 
 
-def _network(name: str, batch: int = 1) -> Network:
-    """The network `name`, taking `batch` images per inference."""
+def lookup(name: str, batch: int = 1) -> Network:
+    """The network `name`, taking `batch` images per inference; a ModelError naming the known ones if unknown."""
     if name not in NETWORKS:
         raise ModelError(f"unknown network {name!r}", hint=f"use one of {', '.join(NETWORKS)}")
     if not isinstance(batch, int) or batch < 1:
@@ -501,7 +378,8 @@ def _network(name: str, batch: int = 1) -> Network:
     return dataclasses.replace(network, input_shape=(batch, *network.input_shape[1:]))
 
 
-def _torch(doing: str):  # -> the torch module
+def import_torch(doing: str):  # -> the torch module
+    """The torch module, or a ModelError saying that PyTorch is needed to `doing`."""
     try:
         import torch
     except ImportError as exc:

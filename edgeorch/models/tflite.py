@@ -1,5 +1,5 @@
-"""The models a benchmark runs: the zoo in each framework's format, two tiny builtin TFLite nets for fast
-tests (built once with TensorFlow and cached), or a user's file."""
+"""TFLite files: the structural check every .tflite gets, and the two tiny builtin nets for fast tests (built once
+with TensorFlow and cached); quiet(), which every TensorFlow build on this host runs in."""
 
 from __future__ import annotations
 
@@ -13,131 +13,18 @@ import struct
 import sys
 import tempfile
 import warnings
-import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from edgeorch.cache import cached_file, file_sha256
+from edgeorch.cache import cached_file
 from edgeorch.errors import ModelError
 
-SEED = 0
+from .zoo import SEED
 
 BUILTIN_MODELS: dict[str, str] = {
     "tiny": "tiny float32 conv net (2 conv + dense), 1x32x32x3 in, 10 classes out; well under 1 ms natively",
     "tiny_int8": "the tiny net fully integer-quantized: int8 weights, int8 input and output",
 }
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelSpec:
-    name: str  # builtin name, or the file stem for a user file
-    path: Path  # absolute path of the .tflite file on this host
-    sha256: str  # hex digest of the file bytes
-    builtin: bool
-
-
-def resolve_model(arg: str, *, cache_dir: Path, log: Callable[[str], None] | None = None) -> ModelSpec:
-    """Return the model named by `arg`: a builtin name (built on first use, then cached) or a .tflite path."""
-    if arg in BUILTIN_MODELS:  # a builtin wins over a same-named file; write ./tiny to mean the file
-        return _builtin(arg, cache_dir, log or (lambda _msg: None))
-    path = Path(arg).expanduser()
-    if not path.exists() and not (path.suffix or "/" in arg or os.sep in arg):
-        raise ModelError(
-            f"unknown model {arg!r}", hint=f"use a builtin model ({_builtin_list()}) or the path of a .tflite file"
-        )
-    validate_tflite(path)
-    return ModelSpec(name=path.stem, path=path.resolve(), sha256=file_sha256(path), builtin=False)
-
-
-# Each framework's model format: the suffix of its files and the zoo's export into it (module, function),
-# every one converted from the one PyTorch build of each network.
-FORMATS: dict[str, tuple[str, tuple[str, str]]] = {
-    "onnx": (".onnx", ("zoo", "export_onnx")),
-    "torchscript": (".pt", ("zoo", "export_torchscript")),
-    "tflite": (".tflite", ("convert", "export_tflite")),
-    "tf-graph": (".pb", ("convert", "export_tf_graph")),
-    "caffemodel": (".caffemodel", ("caffe_export", "export_caffe")),
-}
-INT8 = "_int8"  # zoo network + this suffix: its full-integer TFLite variant, a model of its own
-EAGER = "_eager"  # zoo network + this suffix: its ExportedProgram, which PyTorch runs eagerly
-
-
-def zoo_models(model_format: str) -> list[str]:
-    """The zoo names a format offers (TFLite also its int8 variants and the builtins)."""
-    from . import zoo
-
-    if model_format == "tflite":
-        return [*BUILTIN_MODELS, *zoo.NETWORKS, *(n + INT8 for n in zoo.NETWORKS)]
-    if model_format == "torchscript":
-        return [*zoo.NETWORKS, *(n + EAGER for n in zoo.NETWORKS)]
-    return list(zoo.NETWORKS) if model_format in FORMATS else []
-
-
-def resolve(arg: str, model_format: str, *, cache_dir: Path, log: Callable[[str], None] | None = None,
-            batch: int = 1) -> ModelSpec:
-    """The model `arg` in a framework's format: a zoo network (taking `batch` images per inference), a builtin,
-    or the path of a user's file."""
-    import importlib
-
-    if model_format not in FORMATS:
-        raise ModelError(f"no model source for the format {model_format!r}", hint="fix the framework's recipe")
-    suffix, (module, function) = FORMATS[model_format]
-    zoo_model = arg in zoo_models(model_format) and arg not in BUILTIN_MODELS
-    if batch != 1 and not zoo_model:
-        raise ModelError(f"--batch {batch} applies to the zoo's networks; {arg} takes the batch it was made with",
-                         hint="drop --batch, or use a zoo network (invoke matrix lists them)")
-    if model_format == "tflite" and arg in BUILTIN_MODELS:
-        return resolve_model(arg, cache_dir=cache_dir, log=log)
-    if arg in zoo_models(model_format):
-        export = getattr(importlib.import_module(f"edgeorch.{module}"), function)
-        if arg.endswith(EAGER):
-            export = importlib.import_module("edgeorch.zoo").export_program
-        int8 = model_format == "tflite" and arg.endswith(INT8)
-        path = export(arg.removesuffix(INT8).removesuffix(EAGER), cache_dir=cache_dir, log=log, batch=batch,
-                      **({"int8": True} if int8 else {}))
-        return ModelSpec(name=arg, path=path, sha256=file_sha256(path), builtin=True)
-    path = Path(arg).expanduser()
-    if not path.exists() and not (path.suffix or "/" in arg or os.sep in arg):
-        raise ModelError(f"unknown model {arg!r}", hint=f"use a zoo network ({', '.join(zoo_models(model_format))}) "
-                                                        f"or the path of a {suffix} file")
-    validate(path, model_format)
-    return ModelSpec(name=path.stem, path=path.resolve(), sha256=file_sha256(path), builtin=False)
-
-
-def validate(path: Path, model_format: str) -> None:
-    """Raise ModelError unless `path` is a file of the format (checked as deeply as cheaply possible)."""
-    suffix = FORMATS[model_format][0]
-    if model_format == "tflite":
-        return validate_tflite(path)
-    if not path.is_file():
-        raise ModelError(f"model file {path} does not exist", hint="check the path given to --model")
-    if model_format == "onnx":
-        return validate_onnx(path)
-    if path.suffix != suffix and not (model_format == "torchscript" and path.suffix == ".pt2"):
-        raise ModelError(f"{path} is not a {model_format} model: its name does not end in {suffix}",
-                         hint=f"pass a {suffix} file of this framework")
-    if model_format == "torchscript" and not zipfile.is_zipfile(path):
-        raise ModelError(f"{path} is not a TorchScript or torch.export archive (not a zip file)",
-                         hint="save the model with torch.jit.save (.pt) or torch.export.save (.pt2)")
-    if path.stat().st_size == 0:
-        raise ModelError(f"model file {path} is empty", hint="copy or export the model again")
-
-
-def validate_onnx(path: Path) -> None:
-    """Raise ModelError unless path is an ONNX model the onnx checker accepts."""
-    if not path.is_file():
-        raise ModelError(f"model file {path} does not exist", hint="check the path given to --model")
-    try:
-        import onnx
-    except ImportError as exc:
-        raise ModelError(f"cannot check {path}: the onnx package is not installed",
-                         hint="install the models extra (pip install -e '.[models]')") from exc
-    try:
-        onnx.checker.check_model(str(path))
-    except Exception as exc:  # the checker raises protobuf and its own errors alike
-        raise ModelError(f"{path} is not a valid ONNX model: {' '.join(str(exc).split())[:300]}",
-                         hint="pass an .onnx file exported by a framework (e.g. torch.onnx.export)") from exc
 
 
 def cached_path(name: str, cache_dir: Path) -> Path:
@@ -238,17 +125,18 @@ def _check_model_table(b: mmap.mmap | bytes) -> None:
             raise _Corrupt(f"a weight buffer ends past its {end} bytes")
 
 
-def _builtin(name: str, cache_dir: Path, log: Callable[[str], None]) -> ModelSpec:
+def builtin(name: str, cache_dir: Path, log: Callable[[str], None]) -> tuple[Path, str]:
+    """The path and sha256 of builtin `name`: built on first use, then cached."""
     path = cached_path(name, cache_dir)
     digest = cached_file(path, lambda: _build(name), validate_tflite, log,
                          f"building {name} with TensorFlow, up to ~30 s")
-    return ModelSpec(name=name, path=path, sha256=digest, builtin=True)
+    return path, digest
 
 
 def _build(name: str) -> bytes:
     """Build builtin `name` from its architecture with seeded random weights; return the .tflite bytes."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read at TF's first import; 2 still shows ERROR lines
-    with _quiet(name):
+    with quiet(name):
         try:
             import tensorflow  # noqa: F401  # keras 3 comes with it; importing keras alone might pick another backend
         except ImportError as exc:
@@ -299,7 +187,7 @@ _RECIPES: dict[str, tuple[Callable, bool]] = {
 
 
 @contextlib.contextmanager
-def _quiet(name: str) -> Iterator[None]:
+def quiet(name: str) -> Iterator[None]:
     """Swallow TensorFlow's chatter during a build; if the build fails, put the tail of it in the ModelError."""
     # Some of it comes from C++ straight to file descriptors 1 and 2, which only a dup2 can catch.
     sys.stdout.flush()

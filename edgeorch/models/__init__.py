@@ -1,0 +1,96 @@
+"""The models a benchmark runs: the zoo in each framework's format, two tiny builtin TFLite nets for fast tests,
+or a user's file.
+
+The zoo (zoo.py) is defined once in PyTorch; one exporter per format (export_*.py, each an exporter.Exporter)
+converts it, and EXPORTERS maps the recipes' model_format to it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeorch.cache import file_sha256
+from edgeorch.errors import ModelError
+
+from . import zoo
+from .export_caffe import CaffeExporter
+from .export_onnx import OnnxExporter
+from .export_tf import INT8, GraphExporter, TFLiteExporter
+from .export_torchscript import EAGER, TorchScriptExporter
+from .exporter import Exporter, Log
+from .tflite import BUILTIN_MODELS, builtin, cached_path, validate_tflite
+from .zoo import NETWORKS
+
+__all__ = ["BUILTIN_MODELS", "EAGER", "EXPORTERS", "INT8", "NETWORKS", "Exporter", "ModelSpec", "cached_path",
+           "resolve", "resolve_model", "validate", "validate_tflite", "zoo", "zoo_models"]
+
+# Each framework's model format (a recipe's model_format) and the exporter that converts the zoo into it.
+# TensorRT takes the ONNX file: its engine is built on the board.
+EXPORTERS: dict[str, Exporter] = {
+    e.format: e for e in (OnnxExporter(), TorchScriptExporter(), TFLiteExporter(), GraphExporter(), CaffeExporter())
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    name: str  # builtin name, or the file stem for a user file
+    path: Path  # absolute path of the model file on this host
+    sha256: str  # hex digest of the file bytes
+    builtin: bool
+
+
+def resolve_model(arg: str, *, cache_dir: Path, log: Log | None = None) -> ModelSpec:
+    """Return the model named by `arg`: a builtin name (built on first use, then cached) or a .tflite path."""
+    if arg in BUILTIN_MODELS:  # a builtin wins over a same-named file; write ./tiny to mean the file
+        path, digest = builtin(arg, cache_dir, log or (lambda _msg: None))
+        return ModelSpec(name=arg, path=path, sha256=digest, builtin=True)
+    path = Path(arg).expanduser()
+    if not path.exists() and not (path.suffix or "/" in arg or os.sep in arg):
+        raise ModelError(f"unknown model {arg!r}",
+                         hint=f"use a builtin model ({', '.join(BUILTIN_MODELS)}) or the path of a .tflite file")
+    validate_tflite(path)
+    return ModelSpec(name=path.stem, path=path.resolve(), sha256=file_sha256(path), builtin=False)
+
+
+def zoo_models(model_format: str) -> list[str]:
+    """The zoo names a format offers (TFLite also its int8 variants and the builtins)."""
+    builtins = list(BUILTIN_MODELS) if model_format == "tflite" else []
+    return [*builtins, *_zoo_exports(model_format)]
+
+
+def resolve(arg: str, model_format: str, *, cache_dir: Path, log: Log | None = None, batch: int = 1) -> ModelSpec:
+    """The model `arg` in a framework's format: a zoo network (taking `batch` images per inference), a builtin,
+    or the path of a user's file."""
+    if model_format not in EXPORTERS:
+        raise ModelError(f"no model source for the format {model_format!r}", hint="fix the framework's recipe")
+    exports = _zoo_exports(model_format)
+    if batch != 1 and arg not in exports:
+        raise ModelError(f"--batch {batch} applies to the zoo's networks; {arg} takes the batch it was made with",
+                         hint="drop --batch, or use a zoo network (invoke matrix lists them)")
+    if model_format == "tflite" and arg in BUILTIN_MODELS:
+        return resolve_model(arg, cache_dir=cache_dir, log=log)
+    if arg in exports:
+        network, exporter = exports[arg]
+        path = exporter.export(network, batch, Path(cache_dir) / "models", log)
+        return ModelSpec(name=arg, path=path, sha256=file_sha256(path), builtin=True)
+    path = Path(arg).expanduser()
+    if not path.exists() and not (path.suffix or "/" in arg or os.sep in arg):
+        raise ModelError(f"unknown model {arg!r}", hint=f"use a zoo network ({', '.join(zoo_models(model_format))}) "
+                                                        f"or the path of a {EXPORTERS[model_format].suffix} file")
+    validate(path, model_format)
+    return ModelSpec(name=path.stem, path=path.resolve(), sha256=file_sha256(path), builtin=False)
+
+
+def validate(path: Path, model_format: str) -> None:
+    """Raise ModelError unless `path` is a file of the format (checked as deeply as cheaply possible)."""
+    EXPORTERS[model_format].validate(path)
+
+
+def _zoo_exports(model_format: str) -> dict[str, tuple[str, Exporter]]:
+    """The zoo's models in a format, each name -> (its network, the exporter that makes it); variants after."""
+    if model_format not in EXPORTERS:
+        return {}
+    exporter = EXPORTERS[model_format]
+    return {name + e.variant: (name, e) for e in (exporter, *exporter.variants) for name in NETWORKS}

@@ -1,0 +1,70 @@
+"""The one interface every model format's exporter implements, and the cached export they share."""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+from edgeorch.cache import cached_file, content_hash
+from edgeorch.errors import ModelError
+
+from . import zoo
+
+Log = Callable[[str], None]
+
+
+class Exporter(ABC):
+    """Converts the zoo's networks into one model format; each file is cached under a key of all that made it."""
+
+    format: str  # the recipes' model_format: "onnx", "tflite", ...
+    suffix: str  # of its files: ".onnx"
+    doing: str  # what the log says while it converts, with {name} for the network
+    variant: str = ""  # a model of its own, named network + this ("_int8"), not mixed with the network's
+    variants: tuple[Exporter, ...] = ()  # the format's models of their own, each with its own exporter
+    sources: tuple[ModuleType, ...] = ()  # other modules whose code shapes its files
+
+    def export(self, network: str, batch: int, dest: Path, log: Log | None = None) -> Path:
+        """The file of `network` (`batch` images per inference) in this format: made on first use, then cached
+        in `dest`."""
+        path = self.path(network, batch, dest)
+        net = zoo.lookup(network, batch)
+        cached_file(path, lambda: self.convert(net), lambda p: self.check(p, net), log or (lambda _msg: None),
+                    self.doing.format(name=network))
+        return path
+
+    def path(self, network: str, batch: int, dest: Path) -> Path:
+        """Where export() caches the file: its key changes with every source file, version or seed that shapes it."""
+        zoo.lookup(network, batch)
+        stem = zoo.file_stem(network, batch) + self.variant
+        key = content_hash(*self.files(), f"{stem}{self.suffix} seed={zoo.SEED} {self.toolchain(network)}")
+        return Path(dest).resolve() / f"{stem}-{key}{self.suffix}"
+
+    def files(self) -> tuple[Path, ...]:
+        """The source files that shape this format's files: the zoo's, this interface's, the exporter's module and its
+        other sources."""
+        modules = zoo, sys.modules[__name__], sys.modules[type(self).__module__], *self.sources
+        return tuple(Path(m.__file__) for m in modules)
+
+    @abstractmethod
+    def toolchain(self, network: str) -> str:
+        """The versions of the libraries that convert `network`, for the cache key; a ModelError if one is missing."""
+
+    @abstractmethod
+    def convert(self, network: zoo.Network) -> bytes:
+        """The file's bytes for `network` (its input_shape says the batch), converted from zoo.build's module."""
+
+    def check(self, path: Path, network: zoo.Network) -> None:  # noqa: B027  # a traced TorchScript needs none
+        """Raise ModelError, and remove `path`, unless the file just made is what a board runs."""
+
+    def validate(self, path: Path) -> None:
+        """Raise ModelError unless `path`, a user's file, is a model of this format (as deeply as cheaply checked)."""
+        if not path.is_file():
+            raise ModelError(f"model file {path} does not exist", hint="check the path given to --model")
+        if path.suffix not in {self.suffix, *(v.suffix for v in self.variants)}:
+            raise ModelError(f"{path} is not a {self.format} model: its name does not end in {self.suffix}",
+                             hint=f"pass a {self.suffix} file of this framework")
+        if path.stat().st_size == 0:
+            raise ModelError(f"model file {path} is empty", hint="copy or export the model again")
