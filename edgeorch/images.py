@@ -233,9 +233,9 @@ def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, arch: Ar
 
 def copy_bundle(dest: Path) -> None:
     """Copy the board-side benchmark package to `dest`, byte for byte."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for path in bench.bundle_files():
-        shutil.copyfile(path, dest / path.name)
+    for path in bench.bundle_files():  # relative paths, subpackages included
+        (dest / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(bench.__file__).parent / path, dest / path)
 
 
 def export_image(client: docker.DockerClient, spec: ImageSpec) -> Path:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from . import stats
 from .arch import Arch
+from .bench import adapters, signature
 from .errors import ConfigError
 from .inventory import Board
 
@@ -28,6 +29,7 @@ class RunSpec:
     position: int = 0    # 0: ran first in its pair, 1: second
     min_time: float = 0.0  # the run lasts at least this many seconds as well as `iterations`
     docker_args: tuple[str, ...] = ()  # added to the board's own for this arm (explain's knobs)
+    input_shapes: tuple[str, ...] = ()  # NAME=DIMS, e.g. input=1x3x224x224: what a dynamic input is fed
 
     @property
     def key(self) -> str:
@@ -79,6 +81,7 @@ class Cell:
     threads: int
     min_time: float = 0.0
     options: tuple[str, ...] = ()
+    input_shapes: tuple[str, ...] = ()
     name: str = ""       # tells apart cells of one board and model (calibrate's docker and bare)
 
     @property
@@ -91,7 +94,8 @@ class Cell:
         arms = self.arms if pair % 2 == 0 else self.arms[::-1]
         return [RunSpec(board=self.board, framework=self.framework, model=self.model, mode=arm.mode, pair=pair,
                         iterations=self.iterations, warmup=self.warmup, threads=self.threads, options=self.options,
-                        arm=arm.label, position=position, min_time=self.min_time, docker_args=arm.docker_args)
+                        arm=arm.label, position=position, min_time=self.min_time, docker_args=arm.docker_args,
+                        input_shapes=self.input_shapes)
                 for position, arm in enumerate(arms)]
 
 
@@ -110,7 +114,8 @@ def images_needed(boards: list[Board], frameworks: list[str]) -> list[tuple[str,
 
 
 def bench_cell(board: Board, *, framework: str, model: str, arms: tuple[Arm, ...], iterations: int, warmup: int,
-               threads: int, min_time: float = 0.0, options: tuple[str, ...] = (), name: str = "") -> Cell:
+               threads: int, min_time: float = 0.0, options: tuple[str, ...] = (), name: str = "",
+               input_shapes: tuple[str, ...] = ()) -> Cell:
     """A validated cell of a sweep."""
     if iterations < 1 or warmup < 0 or threads < 0 or min_time < 0:
         raise ConfigError("--iterations must be >= 1, --warmup, --threads and --min-time >= 0",
@@ -118,8 +123,44 @@ def bench_cell(board: Board, *, framework: str, model: str, arms: tuple[Arm, ...
     bad = [o for o in options if "=" not in o or not o.split("=", 1)[0]]
     if bad:
         raise ConfigError(f"--option {bad[0]!r} is not KEY=VALUE", hint="e.g. --option xnnpack=off")
+    check_options(framework, options)
     return Cell(board=board.name, framework=framework, model=model, arms=arms, iterations=iterations,
-                warmup=warmup, threads=threads, min_time=min_time, options=tuple(options), name=name)
+                warmup=warmup, threads=threads, min_time=min_time, options=tuple(options), name=name,
+                input_shapes=tuple(f"{n}={signature.format_shape(s)}"
+                                   for n, s in parse_input_shapes(input_shapes).items()))
+
+
+def check_options(framework: str, options: tuple[str, ...]) -> None:
+    """ConfigError unless every KEY=VALUE is one the framework's adapter takes: refused here, not after a run
+    started on a board."""
+    if framework not in adapters.ADAPTERS:
+        return
+    allowed = adapters.get(framework).OPTIONS
+    takes = ", ".join(f"{k}={'|'.join(v)}" for k, v in allowed.items()) or "no --option"
+    for option in options:
+        key, value = option.split("=", 1)
+        if key not in allowed:
+            raise ConfigError(f"--option {option!r}: {framework} has no option {key!r}",
+                              hint=f"{framework} takes {takes}; `invoke --help bench` lists every framework's")
+        if value not in allowed[key]:
+            raise ConfigError(f"--option {option!r}: {framework}'s {key} is one of {list(allowed[key])}",
+                              hint=f"{framework} takes {takes}")
+
+
+def parse_input_shapes(values) -> dict[str, tuple[int, ...]]:
+    """--input-shape NAME=DIMS values -> {name: shape}; ConfigError naming the option and the fix."""
+    try:
+        return signature.parse_shapes(values)
+    except signature.InputError as e:
+        raise ConfigError(str(e), hint="e.g. --input-shape input=1x3x224x224 (repeat it for each input)") from e
+
+
+def parse_inputs(values) -> dict[str, str]:
+    """--input [NAME=]FILE values -> {name, or '' for the model's first input: file}; ConfigError if malformed."""
+    try:
+        return signature.parse_inputs(values)
+    except signature.InputError as e:
+        raise ConfigError(str(e), hint="e.g. --input ids=ids.npy (repeat it for each input)") from e
 
 
 def mode_arms(modes: tuple[str, ...]) -> tuple[Arm, ...]:

@@ -7,7 +7,6 @@ stderr); the exit code says whether the run succeeded.
 import argparse
 import contextlib
 import datetime
-import hashlib
 import json
 import os
 import resource
@@ -24,7 +23,9 @@ from . import (
     PROBE_SCHEMA,
     RESULT_SCHEMA,
     bundle_digest,
+    file_sha256,
     probes,
+    signature,
 )
 
 
@@ -58,7 +59,14 @@ def _parser():
     p.add_argument("--sample-interval", type=float, default=0.5)
     p.add_argument("--image-id", default=None)
     p.add_argument("--run-id", default=None)
-    p.add_argument("--input", help=".npy file fed as the first input instead of random data")
+    p.add_argument("--input", action="append", default=[], metavar="[NAME=]FILE",
+                   help=".npy file fed to input NAME instead of seeded data (repeatable); a bare FILE feeds the "
+                        "first input")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=DIMS",
+                   help="the shape fed to input NAME, e.g. input=1x3x224x224 (repeatable); needed for every "
+                        "input with dynamic dimensions")
+    p.add_argument("--cache-dir", help="where a framework keeps what it compiles from the model (TensorRT's "
+                                       "engines); else beside the model")
     p.add_argument("--outputs", action="store_true", help="include the last inference's outputs")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a framework option, e.g. xnnpack=off (tflite) or device=cpu (pytorch)")
@@ -69,18 +77,19 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _adapter(name, options):
-    from .adapters import FrameworkMissing, OptionError, registry
-    adapters = registry()
-    if name not in adapters:
-        raise Failure("args", f"unknown framework {name!r}; this bundle has {sorted(adapters)}", EXIT_ARGS)
+def _adapter(name, options, cache_dir=None):
+    from . import adapters
+    if name not in adapters.ADAPTERS:
+        raise Failure("args", f"unknown framework {name!r}; this bundle has {adapters.names()}", EXIT_ARGS)
     if any("=" not in o for o in options):
         raise Failure("args", f"--option takes KEY=VALUE, got {options}", EXIT_ARGS)
+    cls = adapters.get(name)
+    kwargs = {"cache_dir": cache_dir} if cache_dir and getattr(cls, "uses_cache_dir", False) else {}
     try:
-        return adapters[name](dict(o.split("=", 1) for o in options))
-    except FrameworkMissing as e:
+        return cls(dict(o.split("=", 1) for o in options), **kwargs)
+    except adapters.FrameworkMissing as e:
         raise Failure("framework", str(e), EXIT_FRAMEWORK) from e
-    except OptionError as e:
+    except adapters.OptionError as e:
         raise Failure("args", f"{name}: {e}", EXIT_ARGS) from e
 
 
@@ -90,38 +99,41 @@ def _check_model(args):
     path = Path(args.model)
     if not path.is_file():
         raise Failure("model", f"model file {path} does not exist on this board", EXIT_MODEL)
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
+    digest = file_sha256(path)  # in chunks: a VGG-16 must not add its 0.5 GB to the run's peak memory
     if args.model_sha256 and digest != args.model_sha256:
         raise Failure("model", f"model file {path} has sha256 {digest}, expected {args.model_sha256} "
                       "(corrupted or stale copy)", EXIT_MODEL)
-    return {"path": str(path), "sha256": digest, "size_bytes": len(data)}
-
-
-def _load_input(path):
-    import numpy as np
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise Failure("args", f"--input {path} is not a readable .npy file: {e}", EXIT_ARGS) from e
+    return {"path": str(path), "sha256": digest, "size_bytes": path.stat().st_size}
 
 
 def _measure(adapter, args):
-    from .adapters import ModelLoadError
+    from .adapters.base import ModelLoadError, arrays
     if args.iterations < 1 or args.warmup < 0 or args.min_time < 0:
         raise Failure("args", "--iterations must be >= 1, --warmup and --min-time >= 0", EXIT_ARGS)
+    try:
+        shapes, files = signature.parse_shapes(args.input_shape), signature.parse_inputs(args.input)
+    except signature.InputError as e:
+        raise Failure("args", str(e), EXIT_ARGS) from e
     model = _check_model(args)
     t = time.perf_counter_ns()
     try:
+        # Loading includes fixing the input shapes: TFLite allocates for them, TensorRT builds its engine.
         adapter.load(model["path"], args.threads)
+        inputs = signature.resolve(adapter.inputs(), shapes, files)
+        adapter.reshape({i["name"]: tuple(i["shape"]) for i in inputs})
     except ModelLoadError as e:
         raise Failure("model", f"{model['path']} is not a model {adapter.name} can load: {e}", EXIT_MODEL) from e
+    except signature.InputError as e:
+        raise Failure("args", str(e), EXIT_ARGS) from e
     load_ns = time.perf_counter_ns() - t
-    model.update(adapter.describe())
+    described = adapter.describe()
+    extra = {i["name"]: i for i in described.get("inputs", [])}  # e.g. TFLite's quantization
+    model.update(described, inputs=[{**extra.get(i["name"], {}), **{k: v for k, v in i.items() if k != "path"}}
+                                    for i in inputs])
     try:
-        adapter.prepare(args.seed, _load_input(args.input) if args.input else None)
-    except ModelLoadError as e:
-        raise Failure("args", f"--input {args.input}: {e}", EXIT_ARGS) from e
+        adapter.feed(arrays(adapter, inputs, args.seed))
+    except (signature.InputError, ModelLoadError) as e:
+        raise Failure("args", str(e), EXIT_ARGS) from e
 
     # 0: the watcher samples from outside this process (edgeorch_bench.watch), as the orchestrator runs it
     sampler = probes.Sampler(args.sample_interval) if args.sample_interval > 0 else contextlib.nullcontext()
@@ -171,7 +183,7 @@ def run(argv):
         args = _parser().parse_args(argv)
         doc["run"] = {"mode": args.mode, "run_id": args.run_id, "image_id": args.image_id}
         doc["facts"] = probes.facts()
-        adapter = _adapter(args.framework, args.option)
+        adapter = _adapter(args.framework, args.option, args.cache_dir)
         doc["framework"] = adapter.info(args.threads)
         if not args.probe:
             doc["params"] = {"iterations": args.iterations, "min_time_s": args.min_time, "warmup": args.warmup,

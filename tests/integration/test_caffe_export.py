@@ -18,12 +18,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgeorch.caffe_export import export_caffe  # noqa: E402
-from edgeorch.zoo import NETWORKS, reference_input, reference_output  # noqa: E402
+from edgeorch import bench  # noqa: E402
+from edgeorch.models import EXPORTERS  # noqa: E402
+from edgeorch.models.zoo import NETWORKS, reference_input, reference_output  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
 BENCH = Path(__file__).resolve().parents[2] / "edgeorch" / "bench"
+CAFFE = EXPORTERS["caffemodel"]
 # VGG-16 (530 MB) is left out: it uses no layer that AlexNet does not.
 CONVERTED = ["squeezenet1_1", "googlenet", "resnet18", "resnet50", "mobilenet_v2", "alexnet"]
 
@@ -39,7 +41,7 @@ with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tar:
 package = types.ModuleType("edgeorch_bench")
 package.__path__ = [os.path.join(root, "edgeorch_bench")]
 sys.modules["edgeorch_bench"] = package
-from edgeorch_bench.caffe_adapter import Caffe
+from edgeorch_bench.adapters.caffe import Caffe
 adapter = Caffe()
 start = time.perf_counter()
 adapter.load(os.path.join(root, "model.caffemodel"), threads)
@@ -63,7 +65,7 @@ def _tar(files: dict[str, bytes]) -> bytes:
 
 
 def _bundle() -> dict[str, bytes]:
-    return {f"edgeorch_bench/{p.name}": p.read_bytes() for p in sorted(BENCH.glob("*.py"))}
+    return {f"edgeorch_bench/{p.as_posix()}": (BENCH / p).read_bytes() for p in bench.bundle_files()}
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +99,7 @@ def cache_dir(tmp_path_factory):
 @pytest.mark.parametrize("name", CONVERTED)
 def test_caffe_agrees_with_pytorch(caffe_python, cache_dir, name):
     x = reference_input(NETWORKS[name])
-    result = run_in_caffe(caffe_python, export_caffe(name, cache_dir=cache_dir), x)
+    result = run_in_caffe(caffe_python, CAFFE.export(name, 1, cache_dir), x)
     assert result["model"] == {"inputs": [{"name": "input", "shape": list(x.shape), "dtype": "float32"}],
                                "outputs": [{"name": "output", "shape": [1, 1000], "dtype": "float32"}]}
     got, expected = np.array(result["outputs"][0], np.float32), reference_output(name)
@@ -107,7 +109,7 @@ def test_caffe_agrees_with_pytorch(caffe_python, cache_dir, name):
 
 
 def test_the_adapter_reports_caffe_and_its_blas(caffe_python, cache_dir):
-    model = export_caffe("squeezenet1_1", cache_dir=cache_dir)
+    model = CAFFE.export("squeezenet1_1", 1, cache_dir)
     info = run_in_caffe(caffe_python, model, reference_input("squeezenet1_1"), 1)["info"]
     assert (info["name"], info["runtime"], info["threads"]) == ("caffe", "pycaffe", 1)
     assert info["version"] and info["options"]["mode"] == "cpu"
@@ -118,7 +120,7 @@ def test_the_adapter_reports_caffe_and_its_blas(caffe_python, cache_dir):
 def test_the_entrypoint_benchmarks_a_caffe_model(caffe_python, cache_dir):
     x, npy = reference_input("resnet18"), io.BytesIO()
     np.save(npy, x)
-    stdin = _tar({**_bundle(), "model.caffemodel": export_caffe("resnet18", cache_dir=cache_dir).read_bytes(),
+    stdin = _tar({**_bundle(), "model.caffemodel": CAFFE.export("resnet18", 1, cache_dir).read_bytes(),
                   "input.npy": npy.getvalue()})
     # The whole board side under Caffe's Python 3.9, as a bare-metal run starts it.
     script = ("import os, runpy, sys, tarfile, tempfile\n"
@@ -140,14 +142,14 @@ def test_the_entrypoint_benchmarks_a_caffe_model(caffe_python, cache_dir):
 
 def test_the_file_is_cached_and_reproducible(tmp_path):
     logged = []
-    path = export_caffe("squeezenet1_1", cache_dir=tmp_path, log=logged.append)
+    path = CAFFE.export("squeezenet1_1", 1, tmp_path, logged.append)
     assert logged == ["converting squeezenet1_1 to Caffe (first time only)"]
-    assert path.parent == tmp_path.resolve() / "models" and path.name.startswith("squeezenet1_1-")
+    assert path.parent == tmp_path.resolve() and path.name.startswith("squeezenet1_1-")
     good = path.read_bytes()
     path.write_bytes(good[: len(good) // 2])  # as a copy cut off by a full disk would be
     logged = []
-    assert export_caffe("squeezenet1_1", cache_dir=tmp_path, log=logged.append) == path
+    assert CAFFE.export("squeezenet1_1", 1, tmp_path, logged.append) == path
     assert "does not match its checksum" in logged[0]
     assert path.read_bytes() == good  # the conversion is reproducible, byte for byte
     logged = []
-    assert export_caffe("squeezenet1_1", cache_dir=tmp_path, log=logged.append) == path and logged == []
+    assert CAFFE.export("squeezenet1_1", 1, tmp_path, logged.append) == path and logged == []

@@ -8,9 +8,9 @@ import pytest
 torch = pytest.importorskip("torch")
 tf = pytest.importorskip("tensorflow")
 
-from edgeorch import convert, zoo  # noqa: E402
-from edgeorch.bench.adapters import TensorFlow  # noqa: E402
+from edgeorch.bench.adapters.tensorflow import TensorFlow  # noqa: E402
 from edgeorch.errors import ModelError  # noqa: E402
+from edgeorch.models import EXPORTERS, export_tf, zoo  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -21,6 +21,8 @@ CONVERTED = ["squeezenet1_1", "googlenet", "resnet18", "resnet50", "mobilenet_v2
 # 0.77-0.95 (0.94 on reference_input), MobileNet-v2's at 0.61-0.70 (0.68); its top-5 holds PyTorch's top-1 for only
 # 5 of them. Unrelated logits correlate at about +-0.03, so these floors still catch a wrongly converted network.
 INT8_MIN_CORRELATION = {"squeezenet1_1": 0.7, "mobilenet_v2": 0.5}
+TFLITE, GRAPH = EXPORTERS["tflite"], EXPORTERS["tf-graph"]
+TFLITE_INT8 = TFLITE.variants[0]
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +60,20 @@ def assert_agrees(got, name):
 @pytest.mark.parametrize("name", CONVERTED)
 def test_tflite_agrees_with_pytorch(cache_dir, name):
     logged = []
-    path = convert.export_tflite(name, cache_dir=cache_dir, log=logged.append)
+    path = TFLITE.export(name, 1, cache_dir, logged.append)
     assert logged == [f"converting {name} to TFLite (first time only)"]
     got, dtypes = run_tflite(path, zoo.reference_input(name))
     assert dtypes == (np.float32, np.float32)
     assert_agrees(got, name)
 
-    assert convert.export_tflite(name, cache_dir=cache_dir, log=logged.append) == path
+    assert TFLITE.export(name, 1, cache_dir, logged.append) == path
     assert len(logged) == 1  # a cache hit: not converted again
 
 
 @pytest.mark.parametrize("name", CONVERTED)
 def test_tf_graph_agrees_with_pytorch(cache_dir, name):
     logged = []
-    path = convert.export_tf_graph(name, cache_dir=cache_dir, log=logged.append)
+    path = GRAPH.export(name, 1, cache_dir, logged.append)
     assert logged == [f"converting {name} to a TensorFlow graph (first time only)"]
     ops = {node.op for node in tf.compat.v1.GraphDef.FromString(path.read_bytes()).node}
     assert not ops & {"VarHandleOp", "ReadVariableOp", "VariableV2"}  # frozen: the weights are constants
@@ -81,21 +83,21 @@ def test_tf_graph_agrees_with_pytorch(cache_dir, name):
     adapter.infer()
     assert_agrees(adapter.outputs()[0], name)
 
-    assert convert.export_tf_graph(name, cache_dir=cache_dir, log=logged.append) == path
+    assert GRAPH.export(name, 1, cache_dir, logged.append) == path
     assert len(logged) == 1
 
 
 @pytest.mark.parametrize("name", INT8_MIN_CORRELATION)
 def test_int8_tflite_is_integer_and_close_to_pytorch(cache_dir, name):
     logged = []
-    path = convert.export_tflite(name, cache_dir=cache_dir, log=logged.append, int8=True)
+    path = TFLITE_INT8.export(name, 1, cache_dir, logged.append)
     assert logged == [f"converting {name} to TFLite int8 (first time only)"]
     assert path.name.startswith(f"{name}_int8-") and path.suffix == ".tflite"
     got, dtypes = run_tflite(path, zoo.reference_input(name))
     assert dtypes == (np.int8, np.int8)
     assert np.corrcoef(got[0], zoo.reference_output(name)[0])[0, 1] > INT8_MIN_CORRELATION[name]
 
-    assert convert.export_tflite(name, cache_dir=cache_dir, log=logged.append, int8=True) == path
+    assert TFLITE_INT8.export(name, 1, cache_dir, logged.append) == path
     assert len(logged) == 1
 
 
@@ -110,10 +112,10 @@ def test_max_pooling_ignores_its_padding(monkeypatch, pool):
     monkeypatch.setattr(zoo, "build", lambda _name: torch.nn.Sequential(module))
     x = -1 - np.abs(zoo.reference_input("resnet18"))
     expected = module(torch.from_numpy(x)).numpy()
-    np.testing.assert_array_equal(convert.keras_model("resnet18")(x).numpy().transpose(0, 3, 1, 2), expected)
+    np.testing.assert_array_equal(export_tf.keras_model("resnet18")(x).numpy().transpose(0, 3, 1, 2), expected)
 
 
 def test_an_unknown_layer_is_named(monkeypatch):
     monkeypatch.setattr(zoo, "build", lambda _name: torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.GELU()))
     with pytest.raises(ModelError, match="cannot convert _1: no Keras equivalent for GELU"):
-        convert.keras_model("resnet18")
+        export_tf.keras_model("resnet18")

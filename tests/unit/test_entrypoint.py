@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgeorch.bench import EXIT_ARGS, EXIT_FRAMEWORK, PROBE_SCHEMA, RESULT_SCHEMA, bundle_digest
@@ -65,3 +66,54 @@ def test_stdout_carries_the_document_only():
     assert p.returncode == EXIT_ARGS, p.stderr
     doc = json.loads(p.stdout)  # the whole of stdout: nothing before or after the document
     assert (doc["schema"], doc["status"], doc["error"]["kind"]) == (RESULT_SCHEMA, "error", "args")
+
+
+@pytest.fixture
+def two_inputs(tmp_path):
+    """An ONNX model y = x * n with a dynamic batch: x float32 [batch, 4], n an int64 scalar."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT), helper.make_node("Mul", ["x", "nf"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4]),
+              helper.make_tensor_value_info("n", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])])
+    path = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    return path
+
+
+def measure(model, *argv):
+    return run(["--framework", "onnxruntime", "--mode", "bare", "--model", str(model), "--iterations", "2",
+                "--warmup", "0", "--sample-interval", "0", *argv])
+
+
+@pytest.mark.parametrize("value, says", [("noequals", "--input-shape 'noequals' is not NAME=DIMS"),
+                                         ("x=1xfoo", "--input-shape 'x=1xfoo': '1xfoo' is not dimensions")])
+def test_a_bad_input_shape_is_refused_before_the_model_is_read(two_inputs, value, says):
+    doc = failed(["--framework", "onnxruntime", "--mode", "bare", "--model", "/nonexistent.onnx",
+                  "--input-shape", value], "args", EXIT_ARGS)
+    message = doc["error"]["message"]
+    assert message.startswith(says) and "e.g. --input-shape input=1x3x224x224" in message
+
+
+def test_a_multi_input_model_runs_with_the_shapes_and_files_given(two_inputs, tmp_path):
+    np.save(tmp_path / "n.npy", np.array(3, np.int64))
+    doc, code = measure(two_inputs, "--input-shape", "x=2x4", "--input", f"n={tmp_path / 'n.npy'}", "--outputs")
+    assert code == 0, doc["error"]
+    assert doc["model"]["inputs"] == [{"name": "x", "shape": [2, 4], "dtype": "float32", "source": "seeded"},
+                                      {"name": "n", "shape": [], "dtype": "int64", "source": "file"}]
+    assert doc["model"]["batch"] == 2 and doc["outputs"][0]["shape"] == [2, 4]
+    seeded, _ = measure(two_inputs, "--input-shape", "x=2x4", "--input-shape", "n=scalar", "--outputs")
+    # x is the same seeded data in both runs; only n differs (3 from the file, a seeded one in [0, 10))
+    ratio = np.divide(seeded["outputs"][0]["values"], doc["outputs"][0]["values"])
+    assert np.allclose(ratio, ratio[0]) and 0 <= ratio[0] * 3 < 10
+
+
+def test_a_dynamic_input_without_its_shape_is_refused_with_kind_args(two_inputs):
+    doc, code = measure(two_inputs)
+    assert code == EXIT_ARGS and doc["error"] == {"kind": "args", "message": (
+        "input 'x' of the model has dynamic dimensions [batch, 4], which edgeorch does not guess: pass "
+        "--input-shape x=<batch>x4 with a number for each <...>")}

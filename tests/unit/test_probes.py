@@ -1,6 +1,7 @@
 """edgeorch.bench (board side): the throttle verdict from sensor samples, and the bundle digest."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -112,7 +113,7 @@ def test_no_samples_at_all():
 
 def test_bundle_digest_tracks_every_byte(tmp_path):
     copy = tmp_path / "bench"
-    shutil.copytree(bench.bundle_files()[0].parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(bench.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
     assert bench.bundle_digest(copy) == bench.bundle_digest()
     target = copy / "probes.py"
     data = bytearray(target.read_bytes())
@@ -123,11 +124,46 @@ def test_bundle_digest_tracks_every_byte(tmp_path):
 
 def test_bundle_digest_tracks_file_names(tmp_path):
     copy = tmp_path / "bench"
-    shutil.copytree(bench.bundle_files()[0].parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(bench.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
     before = bench.bundle_digest(copy)
     (copy / "probes.py").rename(copy / "sensors.py")
     assert bench.bundle_digest(copy) != before
     (copy / "extra.py").write_text("")
-    names = [p.name for p in bench.bundle_files(copy)]
-    assert names == sorted(names) and {"extra.py", "sensors.py", "__main__.py"} <= set(names)
+    names = [p.as_posix() for p in bench.bundle_files(copy)]
+    assert names == sorted(names) and {"extra.py", "sensors.py", "__main__.py", "adapters/base.py"} <= set(names)
     assert "probes.py" not in names
+
+
+def test_bundle_digest_tracks_the_subpackages(tmp_path):
+    copy = tmp_path / "bench"
+    shutil.copytree(Path(bench.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = bench.bundle_digest(copy)
+    (copy / "adapters" / "tflite.py").rename(copy / "tflite.py")  # the same bytes, another place
+    assert bench.bundle_digest(copy) != before
+
+
+def test_the_image_and_the_bare_bundle_get_the_same_files(tmp_path):
+    from edgeorch.images import copy_bundle
+
+    copy_bundle(tmp_path / "edgeorch_bench")
+    assert bench.bundle_digest(tmp_path / "edgeorch_bench") == bench.bundle_digest()
+
+
+def test_the_bare_bundle_is_copied_with_its_subpackages(tmp_path, monkeypatch):
+    import subprocess
+    from types import SimpleNamespace
+
+    from edgeorch import deploy
+
+    def remote(conn, argv, **kwargs):  # run the board's command here, as the board's shell would
+        return subprocess.run(argv, check=True, capture_output=True, text=True)
+
+    class Sftp:
+        def put(self, local, dest):
+            shutil.copyfile(local, dest)
+
+    monkeypatch.setattr(deploy, "remote", remote)
+    (tmp_path / "bundle" / "edgeorch_bench").mkdir(parents=True)
+    (tmp_path / "bundle" / "edgeorch_bench" / "stale.py").write_text("")
+    deploy._copy_entrypoint(SimpleNamespace(sftp=Sftp), SimpleNamespace(name="b"), str(tmp_path / "bundle"))
+    assert bench.bundle_digest(tmp_path / "bundle" / "edgeorch_bench") == bench.bundle_digest()

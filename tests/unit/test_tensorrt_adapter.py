@@ -12,8 +12,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edgeorch.bench import tensorrt_adapter as ta
-from edgeorch.bench.adapters import FrameworkMissing, ModelLoadError, OptionError
+from edgeorch.bench.adapters import tensorrt as ta
+from edgeorch.bench.adapters.base import FrameworkMissing, ModelLoadError, OptionError
+from edgeorch.bench.protowire import varint
+from edgeorch.bench.signature import InputError
 
 
 class DataType:
@@ -71,9 +73,24 @@ class FakeGpu:
             self.queue.pop(0)()
 
 
+def onnx_model(dims, doc=b""):
+    """The bytes of an ONNX model with one float input x of `dims` (a str is a dim_param) and output y."""
+    def message(number, payload):
+        return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+    def dim(d):
+        return message(1, message(2, d.encode()) if isinstance(d, str) else varint(1 << 3) + varint(d))
+
+    def value_info(name):  # ValueInfoProto name, TypeProto.tensor_type elem_type FLOAT, shape
+        return message(1, name) + message(2, message(1, varint(1 << 3) + varint(1) + message(2, b"".join(
+            dim(d) for d in dims))))
+    graph = message(11, value_info(b"x")) + message(12, value_info(b"y"))  # GraphProto input, output
+    return message(7, graph) + (message(6, doc) if doc else b"")  # ModelProto graph, doc_string
+
+
 def fake_trt(gpu, version="10.3.0", fast_fp16=True, bindings=False, shape=(1, 3)):
     """A `tensorrt` module whose engines double their one float32 input."""
-    trt = SimpleNamespace(__version__=version, builds=[], DataType=DataType,
+    trt = SimpleNamespace(__version__=version, builds=[], profiles=[], DataType=DataType,
                           Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None}),
                           BuilderFlag=SimpleNamespace(FP16="FP16"),
                           NetworkDefinitionCreationFlag=SimpleNamespace(EXPLICIT_BATCH=0),
@@ -82,10 +99,17 @@ def fake_trt(gpu, version="10.3.0", fast_fp16=True, bindings=False, shape=(1, 3)
 
     class Context:
         def __init__(self):
-            self.addresses = {}
+            self.addresses, self.shapes = {}, {}
 
         def set_tensor_address(self, name, ptr):
             self.addresses[name] = ptr
+
+        def set_input_shape(self, name, given):
+            self.shapes.update(x=tuple(given), y=tuple(given))  # y = 2x: the output takes the input's shape
+            return True
+
+        def get_tensor_shape(self, name):
+            return self.shapes.get(name, shape)
 
         def execute_async_v3(self, stream):
             gpu.calls.append("execute_v3")
@@ -93,6 +117,16 @@ def fake_trt(gpu, version="10.3.0", fast_fp16=True, bindings=False, shape=(1, 3)
             return True
 
     class BindingContext:
+        def __init__(self):
+            self.shapes = {}
+
+        def set_binding_shape(self, i, given):
+            self.shapes.update({0: tuple(given), 1: tuple(given)})
+            return True
+
+        def get_binding_shape(self, i):
+            return self.shapes.get(i, shape)
+
         def execute_async_v2(self, bindings, stream_handle):
             gpu.calls.append("execute_v2")
             gpu.enqueue_double(*bindings)
@@ -145,6 +179,9 @@ def fake_trt(gpu, version="10.3.0", fast_fp16=True, bindings=False, shape=(1, 3)
         def __init__(self):
             self.flags = []
 
+        def add_optimization_profile(self, profile):
+            trt.profiles.append(profile.shapes)
+
         def set_memory_pool_limit(self, pool, size):
             pass
 
@@ -156,7 +193,7 @@ def fake_trt(gpu, version="10.3.0", fast_fp16=True, bindings=False, shape=(1, 3)
             self.errors = []
 
         def parse_from_file(self, path):
-            if open(path, "rb").read().startswith(b"bad"):
+            if b"Frobnicate" in open(path, "rb").read():
                 self.errors = ["node 3 (Frobnicate): no importer registered for op Frobnicate"]
             return not self.errors
 
@@ -179,6 +216,11 @@ def fake_trt(gpu, version="10.3.0", fast_fp16=True, bindings=False, shape=(1, 3)
         def create_builder_config(self):
             return Config()
 
+        def create_optimization_profile(self):
+            profile = SimpleNamespace(shapes={})
+            profile.set_shape = lambda name, low, opt, high: profile.shapes.__setitem__(name, (low, opt, high))
+            return profile
+
         def build_serialized_network(self, network, config):
             trt.builds.append(config.flags)
             return b"plan" + ",".join(config.flags).encode()
@@ -195,7 +237,14 @@ def gpu():
 @pytest.fixture
 def model(tmp_path):
     path = tmp_path / "net.onnx"
-    path.write_bytes(b"onnx bytes")
+    path.write_bytes(onnx_model([1, 3]))
+    return path
+
+
+@pytest.fixture
+def dynamic_model(tmp_path):
+    path = tmp_path / "dynamic.onnx"
+    path.write_bytes(onnx_model(["batch", 3]))
     return path
 
 
@@ -203,6 +252,13 @@ def adapter(monkeypatch, trt, gpu, **kwargs):
     monkeypatch.setattr(ta, "_import_trt", lambda: trt)
     monkeypatch.setattr(ta, "CudaRuntime", lambda: gpu)
     return ta.TensorRT(**kwargs)
+
+
+def loaded(a, model):
+    """The adapter after the entrypoint's steps: load, then the engine built (or found) for the declared shapes."""
+    a.load(str(model), 0)
+    a.prepare()
+    return a
 
 
 # --- pure parts --------------------------------------------------------------------------
@@ -218,6 +274,9 @@ def test_each_part_of_the_cache_key_gives_another_engine_file(tmp_path):
                dict(base, device="NVIDIA Tegra X1 (sm_53)")]
     assert len({ta.engine_cache_path(**c) for c in changed} | {path}) == 5
     assert ta.engine_cache_path(**base, cache_dir=tmp_path / "cache").parent == tmp_path / "cache"
+    # a dynamic model's engine is built for the shapes it is fed: another shape, another engine
+    shaped = {ta.engine_cache_path(**base, shapes={"x": s}) for s in [(1, 3, 224, 224), (8, 3, 224, 224)]}
+    assert len(shaped | {path}) == 3
 
 
 def test_an_unknown_precision_is_refused_before_tensorrt_is_touched(monkeypatch):
@@ -249,11 +308,10 @@ def test_the_named_tensor_api_is_preferred_where_both_exist():
         ta.io_api(SimpleNamespace(), SimpleNamespace(execute=1))
 
 
-def test_a_dynamic_shape_is_refused_with_the_tensor_named(gpu):
+def test_a_dynamic_shape_is_reported_as_the_engine_has_it(gpu):
     trt = fake_trt(gpu, shape=(-1, 3))
     engine = trt.Runtime(None).deserialize_cuda_engine(b"plan")
-    with pytest.raises(ModelLoadError, match=r"tensor x has a dynamic shape \[-1, 3\]"):
-        ta.io_tensors(trt, engine, "tensors")
+    assert ta.io_tensors(trt, engine, "tensors") == [("x", True, (-1, 3), "float32"), ("y", False, (-1, 3), "float32")]
 
 
 # --- the adapter against the fakes --------------------------------------------------------
@@ -263,12 +321,14 @@ def test_the_engine_is_built_once_and_then_loaded_from_the_cache(monkeypatch, gp
     first = adapter(monkeypatch, trt, gpu)
     info = first.info(4)
     first.load(str(model), 4)
+    first.prepare()
     assert trt.builds == [[]] and info["options"]["engine_cache"] == "miss"
     engine_file = info["options"]["engine_file"]
     assert engine_file.startswith(str(model.parent)) and open(engine_file, "rb").read() == b"plan"
 
     second = adapter(monkeypatch, trt, gpu)
     second.load(str(model), 4)
+    second.prepare()
     assert trt.builds == [[]] and second.info(4)["options"]["engine_cache"] == "hit"
     assert second.info(4)["options"]["engine_file"] == engine_file
     assert info["version"] == "10.3.0" and info["options"]["device"] == "Orin (sm_87)"
@@ -278,8 +338,10 @@ def test_fp16_sets_the_builder_flag_and_has_its_own_engine(monkeypatch, gpu, mod
     trt = fake_trt(gpu)
     fp32 = adapter(monkeypatch, trt, gpu)
     fp32.load(str(model), 0)
+    fp32.prepare()
     fp16 = adapter(monkeypatch, trt, gpu, options={"precision": "fp16"})
     fp16.load(str(model), 0)
+    fp16.prepare()
     assert trt.builds == [[], ["FP16"]]
     assert fp16.info(0)["options"]["engine_file"] != fp32.info(0)["options"]["engine_file"]
     assert fp16.info(0)["options"]["precision"] == "fp16"
@@ -288,40 +350,36 @@ def test_fp16_sets_the_builder_flag_and_has_its_own_engine(monkeypatch, gpu, mod
 def test_fp16_is_refused_where_the_gpu_has_no_fast_fp16(monkeypatch, gpu, model):
     trt = fake_trt(gpu, fast_fp16=False)
     with pytest.raises(ModelLoadError, match=r"fp16 was asked for but Orin \(sm_87\) has no fast fp16; use fp32"):
-        adapter(monkeypatch, trt, gpu, options={"precision": "fp16"}).load(str(model), 0)
+        loaded(adapter(monkeypatch, trt, gpu, options={"precision": "fp16"}), model)
     assert trt.builds == []
 
 
 def test_a_corrupt_cached_engine_is_rebuilt(monkeypatch, gpu, model):
     trt = fake_trt(gpu)
-    a = adapter(monkeypatch, trt, gpu)
-    a.load(str(model), 0)
+    a = loaded(adapter(monkeypatch, trt, gpu), model)
     path = a.info(0)["options"]["engine_file"]
     open(path, "wb").write(b"truncated")
-    b = adapter(monkeypatch, trt, gpu)
-    b.load(str(model), 0)
+    b = loaded(adapter(monkeypatch, trt, gpu), model)
     assert len(trt.builds) == 2 and b.info(0)["options"]["engine_cache"] == "miss"
     assert open(path, "rb").read() == b"plan"
 
 
 def test_a_read_only_model_directory_still_runs_uncached(monkeypatch, gpu, model, tmp_path):
-    a = adapter(monkeypatch, fake_trt(gpu), gpu, cache_dir=tmp_path / "missing")
-    a.load(str(model), 0)
+    a = loaded(adapter(monkeypatch, fake_trt(gpu), gpu, cache_dir=tmp_path / "missing"), model)
     assert a.info(0)["options"]["engine_cache"] == "miss" and a.info(0)["options"]["engine_file"] is None
 
 
 def test_the_parsers_complaint_reaches_the_user(monkeypatch, gpu, tmp_path):
     bad = tmp_path / "bad.onnx"
-    bad.write_bytes(b"bad model")
+    bad.write_bytes(onnx_model([1, 3], doc=b"Frobnicate"))
     with pytest.raises(ModelLoadError, match="no importer registered for op Frobnicate"):
-        adapter(monkeypatch, fake_trt(gpu), gpu).load(str(bad), 0)
+        loaded(adapter(monkeypatch, fake_trt(gpu), gpu), bad)
 
 
 @pytest.mark.parametrize("version, bindings, execute", [("10.3.0", False, "execute_v3"),
                                                         ("8.2.1.8", True, "execute_v2")])
 def test_infer_returns_only_when_the_outputs_are_on_the_host(monkeypatch, gpu, model, version, bindings, execute):
-    a = adapter(monkeypatch, fake_trt(gpu, version=version, bindings=bindings), gpu)
-    a.load(str(model), 0)
+    a = loaded(adapter(monkeypatch, fake_trt(gpu, version=version, bindings=bindings), gpu), model)
     assert a.describe() == {"inputs": [{"name": "x", "shape": [1, 3], "dtype": "float32"}],
                             "outputs": [{"name": "y", "shape": [1, 3], "dtype": "float32"}]}
     given = np.array([[1.0, -2.0, 0.5]], dtype=np.float32)
@@ -334,10 +392,50 @@ def test_infer_returns_only_when_the_outputs_are_on_the_host(monkeypatch, gpu, m
 
 
 def test_a_given_input_of_the_wrong_shape_is_refused(monkeypatch, gpu, model):
-    a = adapter(monkeypatch, fake_trt(gpu), gpu)
-    a.load(str(model), 0)
-    with pytest.raises(ModelLoadError, match=r"the model takes float32\[1, 3\]"):
+    a = loaded(adapter(monkeypatch, fake_trt(gpu), gpu), model)
+    with pytest.raises(InputError, match=r"the model takes float32\[1, 3\]"):
         a.prepare(0, np.zeros((1, 4), np.float32))
+
+
+def test_a_dynamic_model_without_its_shape_is_refused_naming_the_input(monkeypatch, gpu, dynamic_model):
+    trt = fake_trt(gpu, shape=(-1, 3))
+    a = adapter(monkeypatch, trt, gpu)
+    a.load(str(dynamic_model), 0)
+    with pytest.raises(InputError, match=r"input 'x' of the model has dynamic dimensions \[batch, 3\].*"
+                                         r"--input-shape x=<batch>x3"):
+        a.prepare()
+    assert trt.builds == []
+
+
+@pytest.mark.parametrize("version, bindings", [("10.3.0", False), ("8.2.1.8", True)])
+def test_a_dynamic_model_is_built_for_the_shape_given(monkeypatch, gpu, dynamic_model, tmp_path, version, bindings):
+    trt = fake_trt(gpu, version=version, bindings=bindings, shape=(-1, 3))
+    a = adapter(monkeypatch, trt, gpu, cache_dir=tmp_path)
+    a.load(str(dynamic_model), 0)
+    assert [d.dims for d in a.inputs()] == [("batch", 3)]
+    a.reshape({"x": (4, 3)})
+    # one optimization profile whose min, opt and max are the shape the run feeds
+    assert trt.profiles == [{"x": ((4, 3), (4, 3), (4, 3))}]
+    assert a.describe()["outputs"] == [{"name": "y", "shape": [4, 3], "dtype": "float32"}]
+    given = np.arange(12, dtype=np.float32).reshape(4, 3)
+    a.feed([given])
+    a.infer()
+    np.testing.assert_array_equal(a.outputs()[0], given * 2)
+    other = adapter(monkeypatch, trt, gpu, cache_dir=tmp_path)
+    other.load(str(dynamic_model), 0)
+    other.reshape({"x": (2, 3)})
+    assert len(trt.builds) == 2 and other.info(0)["options"]["engine_file"] != a.info(0)["options"]["engine_file"]
+
+
+def test_engines_go_to_the_cache_dir_the_entrypoint_is_given(monkeypatch, gpu, model, tmp_path):
+    from edgeorch.bench.__main__ import _adapter
+
+    monkeypatch.setattr(ta, "_import_trt", lambda: fake_trt(gpu))
+    monkeypatch.setattr(ta, "CudaRuntime", lambda: gpu)
+    cache = tmp_path / "engines"
+    cache.mkdir()
+    a = loaded(_adapter("tensorrt", [], str(cache)), model)
+    assert a.info(0)["options"]["engine_file"].startswith(str(cache) + "/")
 
 
 def test_missing_tensorrt_says_where_it_comes_from(monkeypatch):

@@ -9,21 +9,22 @@ import importlib
 import os
 import tempfile
 
-from .adapters import FrameworkMissing, ModelLoadError, _arrays, _options
-from .protowire import fields, varint
+from ..protowire import fields, varint
+from ..signature import Declared
+from .base import Adapter, FrameworkMissing, ModelLoadError, check_options, one_line
 
 # Where a NetParameter's layers are (field 100; V1 nets: 2) and their blobs inside them (LayerParameter 7;
 # V1LayerParameter 6): BVLC caffe.proto. Caffe needs the definition as text; the blobs it reads itself.
 _LAYER_BLOBS = {100: 7, 2: 6}
 
 
-class Caffe:
+class Caffe(Adapter):
     """Caffe in CPU mode; its GEMMs run on whatever BLAS libblas.so.3 is (OpenBLAS in edgeorch's images)."""
 
     name = "caffe"
 
     def __init__(self, options=None):
-        self.options = _options(options)  # none: threads is the only knob, and it is the BLAS's
+        self.options = check_options(options)  # none: threads is the only knob, and it is the BLAS's
         # glog's INFO lines (a page per Net) would bury the board's stderr; set before Caffe's first log.
         os.environ.setdefault("GLOG_minloglevel", "2")
         try:
@@ -72,22 +73,37 @@ class Caffe:
                 # it reports as a Python exception can be turned into ModelLoadError here.
                 self.net = self.caffe.Net(prototxt.name, str(path), self.caffe.TEST)
             except Exception as e:
-                raise ModelLoadError(" ".join(str(e).split())[:500] or repr(e)) from e
+                raise ModelLoadError(one_line(e)) from e
 
-    def _inputs(self):
-        names = list(self.net.inputs) or [top for layer, tops in self.net.top_names.items()
+    def _input_names(self):
+        return list(self.net.inputs) or [top for layer, tops in self.net.top_names.items()
                                           for top in tops if self.net.layer_dict[layer].type == "Input"]
-        return [(n, tuple(self.net.blobs[n].data.shape)) for n in names]
+
+    def inputs(self):
+        # Fixed in the definition, but a blob can take another shape of the same rank: --input-shape reshapes it.
+        return [Declared(n, tuple(int(d) for d in self.net.blobs[n].data.shape), "float32", resizable=True)
+                for n in self._input_names()]
+
+    def reshape(self, shapes):
+        changed = False
+        for n in self._input_names():
+            if tuple(self.net.blobs[n].data.shape) != tuple(shapes[n]):
+                self.net.blobs[n].reshape(*shapes[n])
+                changed = True
+        if changed:
+            try:
+                self.net.reshape()  # the layers after the inputs take the new shapes
+            except Exception as e:
+                raise ModelLoadError(f"Caffe cannot reshape the net to {shapes}: {one_line(e)}") from e
 
     def describe(self):
         def tensors(names):
             return [{"name": n, "shape": [int(d) for d in self.net.blobs[n].data.shape], "dtype": "float32"}
                     for n in names]
-        return {"inputs": tensors([n for n, _ in self._inputs()]), "outputs": tensors(self.net.outputs)}
+        return {"inputs": tensors(self._input_names()), "outputs": tensors(self.net.outputs)}
 
-    def prepare(self, seed, first=None):
-        inputs = self._inputs()
-        for (n, _), data in zip(inputs, _arrays([(shape, "float32") for _, shape in inputs], seed, first)):
+    def feed(self, arrays):
+        for n, data in zip(self._input_names(), arrays):
             self.net.blobs[n].data[...] = data
 
     def infer(self):

@@ -1,8 +1,10 @@
-"""TensorRT: an engine built on the board from the ONNX model, cached beside it, run on the GPU.
+"""TensorRT: an engine built on the board from the ONNX model, cached in --cache-dir (else beside the model),
+run on the GPU.
 
 Engines are specific to the GPU and the TensorRT build that made them, so they are built where
-they run and never shipped. Device memory, copies and the stream go through the CUDA runtime
-(libcudart) by ctypes, so neither pycuda nor cuda-python has to be on the board.
+they run and never shipped. A model with dynamic dimensions gets one optimization profile whose
+min, opt and max are the shapes the run feeds (--input-shape). Device memory, copies and the
+stream go through the CUDA runtime (libcudart) by ctypes, so neither pycuda nor cuda-python has to be on the board.
 
 Board side: standard library, numpy and `tensorrt` only, Python 3.8+ (JetPack 5's Python).
 """
@@ -19,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .adapters import FrameworkMissing, ModelLoadError, _arrays, _options
+from .. import file_sha256
+from ..signature import format_shape, onnx_inputs
+from .base import Adapter, FrameworkMissing, ModelLoadError, check_options
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -49,14 +53,16 @@ def numpy_dtype(trt_dtype):
     return _NUMPY_DTYPES[member]
 
 
-def engine_cache_path(model_path, onnx_sha256, trt_version, precision, device, cache_dir=None):
-    """Where the engine of this model, TensorRT build, precision and GPU is kept.
+def engine_cache_path(model_path, onnx_sha256, trt_version, precision, device, cache_dir=None, shapes=None):
+    """Where the engine of this model, TensorRT build, precision, GPU and input shapes is kept.
 
-    Any change of the four gives another file: an engine is only valid for the exact
-    TensorRT version and GPU that built it, and fp16 and fp32 engines differ.
+    Any change of the five gives another file: an engine is only valid for the exact
+    TensorRT version and GPU that built it, fp16 and fp32 engines differ, and a dynamic
+    model's engine holds the profile of the shapes it was built for.
     """
     model_path = Path(model_path)
-    key = hashlib.sha256("\0".join([onnx_sha256, str(trt_version), precision, device]).encode()).hexdigest()
+    fed = ",".join(f"{name}={format_shape(shape)}" for name, shape in sorted((shapes or {}).items()))
+    key = hashlib.sha256("\0".join([onnx_sha256, str(trt_version), precision, device, fed]).encode()).hexdigest()
     directory = Path(cache_dir) if cache_dir else model_path.parent
     return directory / f"{model_path.stem}.trt{trt_version}.{precision}.{key[:16]}.engine"
 
@@ -78,7 +84,8 @@ def io_api(engine, context):
 
 
 def io_tensors(trt, engine, api):
-    """[(name, is_input, shape, numpy dtype name)] in the engine's order, through either API."""
+    """[(name, is_input, shape, numpy dtype name)] in the engine's order, through either API; -1 in a shape
+    stands for a dynamic dimension."""
     if api == "tensors":
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         found = [(n, engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT, engine.get_tensor_shape(n),
@@ -86,14 +93,30 @@ def io_tensors(trt, engine, api):
     else:
         found = [(engine.get_binding_name(i), bool(engine.binding_is_input(i)), engine.get_binding_shape(i),
                   engine.get_binding_dtype(i)) for i in range(engine.num_bindings)]
-    tensors = []
-    for name, is_input, shape, dtype in found:
-        shape = tuple(int(d) for d in shape)
-        if any(d < 0 for d in shape):
-            raise ModelLoadError(f"tensor {name} has a dynamic shape {list(shape)}; edgeorch's TensorRT "
-                                 "adapter needs static shapes (export the ONNX model with fixed dimensions)")
-        tensors.append((name, is_input, shape, numpy_dtype(dtype)))
-    return tensors
+    return [(name, is_input, tuple(int(d) for d in shape), numpy_dtype(dtype))
+            for name, is_input, shape, dtype in found]
+
+
+def set_input_shapes(context, engine, api, shapes):
+    """Give the execution context the shape of each dynamic input; the outputs' shapes follow from them."""
+    if api == "tensors":
+        for name, shape in shapes.items():
+            if not context.set_input_shape(name, tuple(shape)):
+                raise ModelLoadError(f"TensorRT refused input {name} of shape {format_shape(shape)}")
+    else:
+        for i in range(engine.num_bindings):
+            name = engine.get_binding_name(i)
+            if engine.binding_is_input(i) and name in shapes and not context.set_binding_shape(i, tuple(shapes[name])):
+                raise ModelLoadError(f"TensorRT refused input {name} of shape {format_shape(shapes[name])}")
+
+
+def context_shapes(context, engine, api):
+    """{tensor name: shape} as the execution context has them once every input's shape is set."""
+    if api == "tensors":
+        return {engine.get_tensor_name(i): tuple(int(d) for d in context.get_tensor_shape(engine.get_tensor_name(i)))
+                for i in range(engine.num_io_tensors)}
+    return {engine.get_binding_name(i): tuple(int(d) for d in context.get_binding_shape(i))
+            for i in range(engine.num_bindings)}
 
 
 def cudart_candidates():
@@ -192,13 +215,15 @@ def _import_trt():
     return importlib.import_module("tensorrt")
 
 
-class TensorRT:
+class TensorRT(Adapter):
     """TensorRT from the board vendor's image or JetPack, fp32 or fp16, on the GPU."""
 
     name = "tensorrt"
+    uses_cache_dir = True  # the entrypoint passes --cache-dir: engines outlive the container that built them
+    OPTIONS = {"precision": PRECISIONS}
 
     def __init__(self, options=None, cache_dir=None):
-        self.precision = _options(options, precision=PRECISIONS).get("precision", "fp32")
+        self.precision = check_options(options, **self.OPTIONS).get("precision", "fp32")
         try:
             self.trt = _import_trt()
         except ImportError as e:
@@ -215,7 +240,7 @@ class TensorRT:
         self.device = f"{gpu} ({cc})"
         self.engine = self.context = None
         self._buffers, self._stream = [], None
-        # load() records the engine cache's outcome here; the entrypoint asks info() again after it.
+        # reshape() records the engine cache's outcome here; the entrypoint asks info() again after it.
         self._options = {"precision": self.precision, "device": self.device, "engine_cache": "not loaded",
                          "engine_file": None, "threads": "ignored: TensorRT runs the model on the GPU"}
 
@@ -223,15 +248,26 @@ class TensorRT:
         return {"name": self.name, "runtime": "tensorrt", "version": self.trt.__version__,
                 "threads": threads, "options": self._options}
 
-    # --- load: deserialize the cached engine, or build and cache it ---------------------------
+    # --- load: read what the model takes; reshape: deserialize the cached engine, or build and cache it ------
 
     def load(self, path, threads):
         try:
-            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        except OSError as e:
+            self.digest = file_sha256(path)
+            # the ONNX file's own declaration: TensorRT's says -1 for the same dynamic dimensions
+            self.declared = onnx_inputs(path)
+        except (OSError, ValueError) as e:
             raise ModelLoadError(str(e)) from e
+        self.path = path
+
+    def inputs(self):
+        return self.declared
+
+    def reshape(self, shapes):
+        dynamic = {d.name: tuple(shapes[d.name]) for d in self.declared
+                   if d.dims is None or any(not isinstance(x, int) for x in d.dims)}
         runtime = self.trt.Runtime(self.logger)
-        cache = engine_cache_path(path, digest, self.trt.__version__, self.precision, self.device, self.cache_dir)
+        cache = engine_cache_path(self.path, self.digest, self.trt.__version__, self.precision, self.device,
+                                  self.cache_dir, dynamic)
         engine, status = None, "miss"
         if cache.is_file():
             engine = self._deserialize(runtime, cache.read_bytes())
@@ -240,7 +276,7 @@ class TensorRT:
             else:
                 print(f"edgeorch: cached engine {cache} cannot be loaded; rebuilding it", file=sys.stderr)
         if engine is None:
-            plan = self._build(path)
+            plan = self._build(self.path, dynamic)
             engine = self._deserialize(runtime, plan)
             if engine is None:
                 raise ModelLoadError("TensorRT built an engine it cannot deserialize (see its log on stderr)")
@@ -251,7 +287,10 @@ class TensorRT:
         self.context = engine.create_execution_context()
         if self.context is None:
             raise ModelLoadError("TensorRT could not create an execution context (out of GPU memory?)")
-        self._bind(io_api(engine, self.context))
+        api = io_api(engine, self.context)
+        if dynamic:
+            set_input_shapes(self.context, engine, api, dynamic)
+        self._bind(api, context_shapes(self.context, engine, api) if dynamic else {})
 
     @staticmethod
     def _deserialize(runtime, plan):
@@ -260,7 +299,7 @@ class TensorRT:
         except Exception:  # TensorRT logs why; the caller rebuilds or reports
             return None
 
-    def _build(self, path):
+    def _build(self, path, dynamic):
         trt = self.trt
         if hasattr(trt, "init_libnvinfer_plugins"):
             trt.init_libnvinfer_plugins(self.logger, "")
@@ -280,6 +319,12 @@ class TensorRT:
             config.max_workspace_size = _LEGACY_WORKSPACE_BYTES
         if self.precision == "fp16":
             config.set_flag(trt.BuilderFlag.FP16)
+        if dynamic:
+            # One profile, exactly the shapes this run feeds: TensorRT tunes its kernels for them.
+            profile = builder.create_optimization_profile()
+            for name, shape in dynamic.items():
+                profile.set_shape(name, shape, shape, shape)
+            config.add_optimization_profile(profile)
         plan = builder.build_serialized_network(network, config)
         if plan is None:
             raise ModelLoadError("TensorRT could not build an engine for this model (its log on stderr says why)")
@@ -299,9 +344,15 @@ class TensorRT:
                   file=sys.stderr)
             return False
 
-    def _bind(self, api):
+    def _bind(self, api, shapes):
         self._api = api
-        self._tensors = io_tensors(self.trt, self.engine, api)
+        # the context's shapes where inputs are dynamic (the outputs' follow from them), else the engine's
+        self._tensors = [(name, is_input, shapes.get(name, shape), dtype)
+                         for name, is_input, shape, dtype in io_tensors(self.trt, self.engine, api)]
+        unset = [(name, shape) for name, _, shape, _ in self._tensors if any(d < 0 for d in shape)]
+        if unset:
+            raise ModelLoadError(f"tensor {unset[0][0]} still has a dynamic shape {list(unset[0][1])} after its "
+                                 "inputs' shapes were set")
         self._stream = self.cuda.stream()
         self._inputs, self._outputs, addresses = [], [], []
         for name, is_input, shape, dtype in self._tensors:
@@ -311,7 +362,7 @@ class TensorRT:
             if api == "tensors":
                 self.context.set_tensor_address(name, ptr)
             if is_input:
-                self._inputs.append([ptr, None])
+                self._inputs.append([ptr, None, dtype])
             else:
                 self._outputs.append((ptr, np.empty(shape, dtype=dtype)))
         self._bindings = addresses  # execute_async_v2 takes them in binding order
@@ -323,10 +374,13 @@ class TensorRT:
             return [{"name": n, "shape": list(s), "dtype": d} for n, i, s, d in self._tensors if i == want_input]
         return {"inputs": tensors(True), "outputs": tensors(False)}
 
-    def prepare(self, seed, first=None):
-        inputs = [(s, d) for _, i, s, d in self._tensors if i]
-        for k, data in enumerate(_arrays(inputs, seed, first)):
-            self._inputs[k][1] = np.ascontiguousarray(data)
+    def feed(self, arrays):
+        # The engine's input order is the ONNX graph's; its dtypes may differ from the file's (TensorRT 8 takes
+        # an int64 input as int32), so each array is cast to what the engine holds.
+        by_name = {d.name: a for d, a in zip(self.declared, arrays)}
+        names = [n for n, i, _, _ in self._tensors if i]
+        for k, name in enumerate(names):
+            self._inputs[k][1] = np.ascontiguousarray(by_name[name], dtype=self._inputs[k][2])
 
     def infer(self):
         # One inference as a TensorRT user sees it: inputs to the GPU, the engine, outputs back.
@@ -335,7 +389,7 @@ class TensorRT:
         # stream and returns at once; the final synchronize waits until the outputs are in host
         # memory, so the entrypoint's perf_counter around infer() times the whole inference
         # rather than the enqueueing (and no inference spills into the next one's measurement).
-        for ptr, host in self._inputs:
+        for ptr, host, _ in self._inputs:
             self.cuda.h2d(ptr, host, self._stream)
         if self._api == "tensors":
             ok = self.context.execute_async_v3(self._stream)

@@ -1,0 +1,114 @@
+"""What every adapter shares: its errors, option checking, and the inputs it is fed (seeded data or the user's
+files, shaped as edgeorch.bench.signature resolved them).
+
+An adapter is a class with `name`, and: info(threads) -> dict; load(path, threads); inputs() -> [Declared]
+(after load); reshape({name: shape}) to fix every input's shape (after load, still timed as loading);
+describe() -> {"inputs", "outputs"}; feed([array per input]); infer(); outputs() -> [array].
+"""
+
+import numpy as np
+
+from ..signature import InputError, resolve
+
+# Integer inputs are seeded in [0, INT_HIGH): they are most often indices, token ids or lengths, which the
+# full range of the dtype would put out of bounds (a gather past the end fails, or reads garbage).
+INT_HIGH = 10
+
+
+class ModelLoadError(Exception):
+    """The model file could not be read by the framework."""
+
+
+class FrameworkMissing(Exception):
+    """The framework is not importable in this environment."""
+
+
+class OptionError(Exception):
+    """An --option the adapter does not know, or a value it does not take."""
+
+
+class Adapter:
+    """Defaults for the optional steps: most frameworks take any shape at feed time and any array as it is."""
+
+    name = ""
+    OPTIONS = {}  # --option KEY -> its values; the orchestrator checks them too, before anything runs
+
+    def reshape(self, shapes):
+        """Fix each input's shape before the first inference (TFLite, Caffe, TensorRT need it)."""
+
+    def convert(self, name, array):
+        """The user's array for input `name` as the model takes it (TFLite quantizes a float one)."""
+        return array
+
+    def prepare(self, seed=0, first=None):
+        """After load: every input as declared, fed seeded data, or `first` for the first one (scripts and tests;
+        the entrypoint takes the same steps with the user's shapes and files)."""
+        resolved = resolve(self.inputs())
+        self.reshape({i["name"]: tuple(i["shape"]) for i in resolved})
+        data = arrays(self, resolved, seed)
+        if first is not None and resolved:
+            given = self.convert(resolved[0]["name"], first)
+            want = resolved[0]
+            if list(given.shape) != want["shape"] or given.dtype != np.dtype(want["dtype"]):
+                raise InputError(f"the given input is {given.dtype}{list(given.shape)}, the model takes "
+                                 f"{want['dtype']}{want['shape']}")
+            data[0] = given
+        self.feed(data)
+
+
+def check_options(given, **allowed):
+    """The adapter options (--option KEY=VALUE) after checking each against what the adapter knows."""
+    given = dict(given or {})
+    for key, value in given.items():
+        if key not in allowed:
+            raise OptionError(f"unknown option {key!r}; this framework knows {sorted(allowed) or 'none'}")
+        if value not in allowed[key]:
+            raise OptionError(f"option {key}={value!r} is not one of {list(allowed[key])}")
+    return given
+
+
+def seeded(shape, dtype, rng):
+    """A seeded input of the given shape and dtype: floats standard normal, integers in [0, INT_HIGH), bools 0/1."""
+    dtype = np.dtype(dtype)
+    shape = tuple(int(d) for d in shape)
+    if dtype.kind == "f":
+        return np.asarray(rng.standard_normal(shape), dtype=dtype)
+    if dtype.kind in "iu":
+        return np.asarray(rng.integers(0, INT_HIGH, size=shape), dtype=dtype)
+    if dtype.kind == "b":
+        return np.asarray(rng.integers(0, 2, size=shape), dtype=bool)
+    raise ModelLoadError(f"input dtype {dtype} is not supported")
+
+
+def arrays(adapter, resolved, seed, load=np.load):
+    """One array per resolved input ({name, shape, dtype, source}), in order: seeded from `seed`, or the user's
+    file, converted by the adapter and checked against the model's dtype."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for item in resolved:
+        if item["source"] != "file":
+            out.append(seeded(item["shape"], item["dtype"], rng))
+            continue
+        array = adapter.convert(item["name"], load(item["path"], allow_pickle=False))
+        if list(array.shape) != list(item["shape"]) or array.dtype != np.dtype(item["dtype"]):
+            raise InputError(f"--input {item['name']}={item['path']} is {array.dtype}{list(array.shape)}, the model "
+                             f"takes {item['dtype']}{list(item['shape'])}")
+        out.append(array)
+    return out
+
+
+def distribution_version(names, fallback):
+    """The version of the first installed distribution of `names` (the wheel's, e.g. 4.11.0.86), else `fallback`."""
+    from importlib import metadata
+
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return fallback
+
+
+def one_line(error, limit=500):
+    """A framework's exception as one line of at most `limit` characters."""
+    return " ".join(str(error).split())[:limit] or repr(error)

@@ -1,0 +1,101 @@
+"""TensorFlow Lite (tflite-runtime) and its successor LiteRT (ai-edge-litert): the same .tflite models."""
+
+import importlib
+
+import numpy as np
+
+from ..signature import Declared
+from .base import Adapter, FrameworkMissing, ModelLoadError, check_options, one_line
+
+
+class TFLite(Adapter):
+    """TensorFlow Lite through tflite-runtime; XNNPACK (its default CPU delegate) can be switched off."""
+
+    name = "tflite"
+    package = "tflite_runtime"
+    OPTIONS = {"xnnpack": ("on", "off")}
+
+    def __init__(self, options=None):
+        self.options = check_options(options, **self.OPTIONS)
+        try:
+            self._package = importlib.import_module(self.package)
+            self._interp_mod = importlib.import_module(self.package + ".interpreter")
+        except ImportError as e:
+            raise FrameworkMissing(f"{self.package} is not installed") from e
+        self.interpreter = None
+
+    def info(self, threads):
+        return {
+            "name": self.name,
+            "runtime": self.package,
+            "version": getattr(self._package, "__version__", None),
+            "threads": threads,
+            # With xnnpack=on the runtime decides: its aarch64/x86_64 builds apply XNNPACK to float
+            # models, the armv7 build of tflite-runtime does not.
+            "options": {"xnnpack": self.options.get("xnnpack", "on")},
+        }
+
+    def load(self, path, threads):
+        kwargs = {}
+        if self.options.get("xnnpack") == "off":
+            kwargs["experimental_op_resolver_type"] = \
+                self._interp_mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            self.interpreter = self._interp_mod.Interpreter(model_path=path, num_threads=threads or None, **kwargs)
+        except (ValueError, RuntimeError) as e:
+            raise ModelLoadError(one_line(e, 10_000)) from e
+
+    def inputs(self):
+        def dims(d):  # shape_signature has -1 where the model leaves a dimension to run time
+            signature = d.get("shape_signature")
+            return tuple(None if int(x) < 0 else int(x) for x in (d["shape"] if signature is None else signature))
+        return [Declared(d["name"], dims(d), np.dtype(d["dtype"]).name, bool(d["quantization"][0]))
+                for d in self.interpreter.get_input_details()]
+
+    def reshape(self, shapes):
+        try:
+            for d in self.interpreter.get_input_details():
+                if list(d["shape"]) != list(shapes[d["name"]]):
+                    self.interpreter.resize_tensor_input(d["index"], list(shapes[d["name"]]), strict=True)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ModelLoadError(one_line(e, 10_000)) from e
+
+    def describe(self):
+        def tensors(details):
+            return [{"name": d["name"], "shape": [int(x) for x in d["shape"]],
+                     "dtype": np.dtype(d["dtype"]).name,
+                     "quantization": [float(q) for q in d.get("quantization", (0.0, 0))]}
+                    for d in details]
+        return {"inputs": tensors(self.interpreter.get_input_details()),
+                "outputs": tensors(self.interpreter.get_output_details())}
+
+    def convert(self, name, array):
+        d = next(d for d in self.interpreter.get_input_details() if d["name"] == name)
+        if array.dtype.kind == "f" and d["quantization"][0]:
+            # a float reference input into a quantized model
+            (scale, zero), info = d["quantization"], np.iinfo(d["dtype"])
+            return np.clip(np.round(array / scale) + zero, info.min, info.max).astype(d["dtype"])
+        return array
+
+    def feed(self, arrays):
+        for d, data in zip(self.interpreter.get_input_details(), arrays):
+            self.interpreter.set_tensor(d["index"], data)
+
+    def infer(self):
+        self.interpreter.invoke()
+
+    def outputs(self):
+        """The outputs, dequantized where the model is quantized (they are compared with float references)."""
+        out = []
+        for d in self.interpreter.get_output_details():
+            value, (scale, zero) = self.interpreter.get_tensor(d["index"]), d["quantization"]
+            out.append((value.astype(np.float32) - zero) * scale if scale else value)
+        return out
+
+
+class LiteRT(TFLite):
+    """LiteRT (ai-edge-litert), TensorFlow Lite's successor, on the same .tflite models."""
+
+    name = "litert"
+    package = "ai_edge_litert"
