@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import SetupError
 
@@ -17,7 +18,7 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 def echo(command: list[str] | str) -> None:
     """Show an external command the way a shell trace would: `+ docker build ...`."""
     text = command if isinstance(command, str) else shlex.join(str(c) for c in command)
-    console.print(f"[dim]+ {text}[/dim]", soft_wrap=True)
+    console.print(f"[dim]+ {escape(text)}[/dim]", soft_wrap=True)  # a name like [/x] is text, not markup
 
 
 def run_local(command: list[str], *, what: str, hint: str, **kwargs) -> subprocess.CompletedProcess:

@@ -1,39 +1,196 @@
-"""The boards: load inventory.yaml, validate every field, select boards by name or group."""
+"""The boards: load inventory.yaml, validate every field, select boards by name or group.
+
+A board's SSH settings are layered as OpenSSH layers them: what the inventory gives explicitly wins (like
+`ssh -p`), then ~/.ssh/config (and /etc/ssh/ssh_config) for the board's `host:`, then ssh's defaults.
+"""
 
 from __future__ import annotations
 
+import getpass
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import paramiko
 import yaml
 
 from .arch import Arch
 from .errors import ConfigError
 
-_REQUIRED = ("name", "host", "user", "arch")
+_REQUIRED = ("name", "host", "arch")
 _KNOWN = {"name", "host", "port", "user", "arch", "identity_file", "known_hosts", "workdir",
           "groups", "frameworks", "python", "docker_args", "sim"}
+
+
+SSH_CONFIGS = ("~/.ssh/config", "/etc/ssh/ssh_config")  # read in this order; as in ssh, the first value wins
+USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
+GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hop:
+    """One SSH connection as it is really made: its values, the files its host key is checked against, and
+    where each value came from (for messages)."""
+    host: str                              # as written: the inventory's `host:` or an entry of a ProxyJump
+    hostname: str                          # what is connected to: ssh_config's HostName, else `host`
+    port: int
+    user: str
+    identity_files: tuple[Path, ...] = ()  # none: ssh-agent and ~/.ssh/id_*, as ssh does
+    identity_from: str = ""                # "the inventory FILE", "IdentityFile in ~/.ssh/config", ...
+    known_hosts: tuple[Path, ...] = ()     # its host key must be pinned in one of these
+    known_hosts_from: str = ""
+    from_config: tuple[str, ...] = ()      # the ssh_config keywords that applied: ("HostName", "Port", ...)
+    config_file: str = "~/.ssh/config"
+    proxy_command: str | None = None       # ssh_config's ProxyCommand, when there is no ProxyJump
+
+    @property
+    def address(self) -> str:
+        return f"{self.user}@{self.hostname}:{self.port}"
+
+    def origin(self) -> str:
+        """`HostName, Port from ~/.ssh/config (Host myboard)`, or '' when ssh_config gave nothing."""
+        return f"{', '.join(self.from_config)} from {self.config_file} (Host {self.host})" if self.from_config else ""
+
+
+def read_ssh_config() -> tuple[paramiko.SSHConfig, str]:
+    """The user's and the system's ssh_config, parsed as ssh reads them; and the name to show in messages."""
+    config, read = paramiko.SSHConfig(), []
+    for name in SSH_CONFIGS:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            continue
+        try:
+            with open(path) as f:
+                config.parse(f)
+        except (OSError, UnicodeDecodeError, paramiko.ssh_exception.ConfigParseError) as e:
+            raise ConfigError(f"{path} cannot be read: {e}",
+                              hint="fix or remove it (`ssh -G HOST` shows how ssh reads it)") from e
+        read.append(name)
+    return config, (read[0] if read else SSH_CONFIGS[0])
+
+
+def resolve_hop(host: str, config: paramiko.SSHConfig, *, port: int | None = None, user: str | None = None,
+                identity_file: Path | None = None, known_hosts: Path | None = None,
+                given_in: str = "the inventory", config_file: str = SSH_CONFIGS[0]) -> Hop:
+    """How ssh would connect to `host`: the values given here win, then `config`'s entry for it, then ssh's
+    defaults (port 22, the local user, ssh-agent and ~/.ssh/id_*, ~/.ssh/known_hosts)."""
+    entry = config.lookup(host)
+    used = []
+    hostname = entry.get("hostname", host)
+    if hostname != host:
+        used.append("HostName")
+    if port is None and "port" in entry:
+        try:
+            port = int(entry["port"])
+        except ValueError:
+            raise ConfigError(f"{config_file}, Host {host}: Port {entry['port']!r} is not a number",
+                              hint="fix the Port line") from None
+        used.append("Port")
+    if user is None and "user" in entry:
+        user = entry["user"]
+        used.append("User")
+    if identity_file is not None:
+        identities, identity_from = (identity_file,), given_in
+    elif entry.get("identityfile"):
+        identities = tuple(Path(p).expanduser() for p in entry["identityfile"] if p.lower() != "none")
+        identity_from = f"IdentityFile in {config_file} (Host {host})"
+        used.append("IdentityFile")
+    else:
+        identities, identity_from = (), ""
+    if known_hosts is not None:
+        pinned, pinned_from = (known_hosts,), given_in
+    elif "userknownhostsfile" in entry:
+        pinned = tuple(Path(p).expanduser() for p in entry["userknownhostsfile"].split() if p.lower() != "none")
+        pinned, pinned_from = pinned + (Path(GLOBAL_KNOWN_HOSTS),), f"UserKnownHostsFile in {config_file}"
+        used.append("UserKnownHostsFile")
+    else:
+        pinned, pinned_from = (Path(USER_KNOWN_HOSTS).expanduser(), Path(GLOBAL_KNOWN_HOSTS)), "ssh's default"
+    command = entry.get("proxycommand")
+    if command and command.lower() != "none" and "proxyjump" not in entry:
+        used.append("ProxyCommand")
+    else:
+        command = None
+    if user is None:
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):  # no login name and no passwd entry: a bare container
+            raise ConfigError(f"no user for {host}: none in the inventory or {config_file}, and no local login name",
+                              hint="add `user:` to the board") from None
+    return Hop(host=host, hostname=hostname, port=22 if port is None else port, user=user,
+               identity_files=identities, identity_from=identity_from, known_hosts=pinned,
+               known_hosts_from=pinned_from, from_config=tuple(used), config_file=config_file,
+               proxy_command=command)
+
+
+def parse_jump(spec: str) -> tuple[str | None, str, int | None]:
+    """One ProxyJump entry, `[user@]host[:port]` or `ssh://[user@]host[:port]`, as (user, host, port)."""
+    rest = spec.strip().removeprefix("ssh://")
+    user, _, rest = rest.rpartition("@")
+    host, port = rest, None
+    if rest.startswith("["):  # [v6 address]:port
+        host, _, tail = rest[1:].partition("]")
+        port = tail.removeprefix(":") or None
+    elif rest.count(":") == 1:
+        host, port = rest.split(":")
+    if not host or (port is not None and not port.isdigit()):
+        raise ValueError(f"{spec!r} is not [user@]host[:port]")
+    return user or None, host, int(port) if port else None
+
+
+def resolve_jumps(host: str, config: paramiko.SSHConfig, *, known_hosts: Path | None = None,
+                  given_in: str = "the inventory", config_file: str = SSH_CONFIGS[0],
+                  _seen: tuple[str, ...] = ()) -> tuple[Hop, ...]:
+    """The jump hosts in front of `host` (ssh_config's ProxyJump), in the order they are connected; each is
+    itself looked up in ssh_config, and its key checked against the same known_hosts files as the board's."""
+    spec = config.lookup(host).get("proxyjump", "")
+    if not spec or spec.lower() == "none":
+        return ()
+    hops: list[Hop] = []
+    for i, entry in enumerate(spec.split(",")):
+        try:
+            user, jump, port = parse_jump(entry)
+        except ValueError as e:
+            raise ConfigError(f"{config_file}, Host {host}: ProxyJump {e}",
+                              hint="write ProxyJump [user@]jumphost[:port], several separated by commas") from None
+        if jump == host or jump in _seen:  # `Host *` with a ProxyJump also matches the jump host itself
+            continue
+        if i == 0:  # like `ssh -J`: the first jump host's own ProxyJump applies, the later ones' do not
+            hops.extend(resolve_jumps(jump, config, known_hosts=known_hosts, given_in=given_in,
+                                      config_file=config_file, _seen=(*_seen, host)))
+        hops.append(resolve_hop(jump, config, port=port, user=user, known_hosts=known_hosts,
+                                given_in=given_in, config_file=config_file))
+    return tuple(hops)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Board:
     name: str
-    host: str
-    port: int = 22
-    user: str
+    host: str                        # as written in the inventory: an address, or a Host of ~/.ssh/config
+    port: int = 22                   # really used: the inventory's, else ssh_config's, else 22
+    user: str                        # really used: the inventory's, else ssh_config's, else the local user
     arch: Arch
-    identity_file: Path | None = None
-    known_hosts: Path | None = None  # None: the user's ~/.ssh/known_hosts
+    identity_file: Path | None = None  # the inventory's; None: ssh_config's IdentityFile, else ssh's defaults
+    known_hosts: Path | None = None    # the inventory's; None: ~/.ssh/known_hosts (or ssh_config's)
     workdir: str = "edgeorch"        # relative to the user's home unless absolute
     groups: tuple[str, ...] = ()
     frameworks: tuple[str, ...] = ("tflite",)
     python: str = "python3"
     docker_args: tuple[str, ...] = ()  # added to `docker create`, e.g. --runtime nvidia on a Jetson
     sim: bool = False
+    ssh: Hop | None = None             # how the board is reached; made from the fields above when not given
+    jump: tuple[Hop, ...] = ()         # ProxyJump hosts in front of it, in the order they are connected
+
+    def __post_init__(self):
+        if self.ssh is None:
+            object.__setattr__(self, "ssh", resolve_hop(
+                self.host, paramiko.SSHConfig(), port=self.port, user=self.user,
+                identity_file=self.identity_file, known_hosts=self.known_hosts))
 
     @property
     def address(self) -> str:
-        return f"{self.user}@{self.host}:{self.port}"
+        """user@hostname:port really connected to, and the jump hosts (or ProxyCommand) on the way."""
+        via = f" via {', '.join(h.address for h in self.jump)}" if self.jump else ""
+        first = self.jump[0] if self.jump else self.ssh
+        return self.ssh.address + via + (" via its ProxyCommand" if first.proxy_command else "")
 
 
 @dataclass(frozen=True)
@@ -68,8 +225,11 @@ class Inventory:
         return [b for b in self.boards if b.name in wanted]
 
 
-def load_inventory(path: str | Path) -> Inventory:
-    """Read and validate an inventory file; any problem is a ConfigError naming file, board, field."""
+def load_inventory(path: str | Path, ssh_config: tuple[paramiko.SSHConfig, str] | None = None) -> Inventory:
+    """Read and validate an inventory file; any problem is a ConfigError naming file, board, field.
+
+    Each board's SSH settings are completed from `ssh_config` (config, name for messages), by default
+    ~/.ssh/config and /etc/ssh/ssh_config."""
     path = Path(path).resolve()
     try:
         doc = yaml.safe_load(path.read_text())
@@ -84,13 +244,16 @@ def load_inventory(path: str | Path) -> Inventory:
                           hint="write `boards:` followed by one `- name: ...` entry per board")
     defaults = doc.get("defaults") or {}
     if not isinstance(defaults, dict):
-        raise ConfigError(f"inventory {path}: `defaults` must be a mapping of board fields")
+        raise ConfigError(f"inventory {path}: `defaults` must be a mapping of board fields",
+                          hint="write `defaults:` followed by indented `field: value` lines (e.g. `user: pi`)")
     boards: list[Board] = []
     for i, entry in enumerate(doc["boards"]):
         if not isinstance(entry, dict):
             raise ConfigError(f"inventory {path}: boards[{i}] is not a mapping",
                               hint="each board is a `- name: ...` block of fields")
-        board = _board({**defaults, **entry}, path, i)
+        if ssh_config is None:
+            ssh_config = read_ssh_config()
+        board = _board({**defaults, **entry}, path, i, ssh_config)
         if any(b.name == board.name for b in boards):
             raise ConfigError(f"inventory {path}: board {board.name!r} is defined twice",
                               hint="give every board a unique name")
@@ -98,7 +261,7 @@ def load_inventory(path: str | Path) -> Inventory:
     return Inventory(path, tuple(boards))
 
 
-def _board(raw: dict, path: Path, index: int) -> Board:
+def _board(raw: dict, path: Path, index: int, ssh_config: tuple[paramiko.SSHConfig, str]) -> Board:
     name = raw.get("name")
     where = f"inventory {path}, board {name!r}" if name else f"inventory {path}, boards[{index}]"
 
@@ -111,16 +274,28 @@ def _board(raw: dict, path: Path, index: int) -> Board:
     unknown = set(raw) - _KNOWN
     if unknown:
         raise bad(sorted(unknown)[0], "is not a known field", f"known fields: {sorted(_KNOWN)}")
-    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
-        raise bad("name", f"{name!r} is not a plain name", "use letters, digits, - and _")
+    # ASCII, and no leading -: a name is typed after --host and shown in file names and tables
+    if not isinstance(name, str) or not name.isascii() or not name.replace("-", "").replace("_", "").isalnum() \
+            or name.startswith("-"):
+        raise bad("name", f"{name!r} is not a plain name",
+                  "use ASCII letters, digits, - and _ (not first), e.g. rpi4-lab")
+    workdir = _workdir(raw.get("workdir", "edgeorch"), bad)
     try:
         arch = Arch.parse(str(raw["arch"]))
     except ValueError:
         raise bad("arch", f"{raw['arch']!r} is not a known architecture",
                   f"use one of {[a.value for a in Arch]}") from None
-    port = raw.get("port", 22)
-    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        raise bad("port", f"{port!r} is not a TCP port", "use a number from 1 to 65535")
+    port = raw.get("port")
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535):
+        raise bad("port", f"{port!r} is not a TCP port",
+                  "use a number from 1 to 65535, or leave it out (ssh_config's Port, else 22)")
+    for key in ("host", "user"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, (str, int)) or not str(value).strip()
+                                  or any(c.isspace() for c in str(value))):
+            raise bad(key, f"{value!r} is not a {'host name or address' if key == 'host' else 'user name'}",
+                      "write it without spaces" + (", or leave it out (ssh_config's User, else yours)"
+                                                   if key == "user" else ""))
     groups = raw.get("groups", [])
     frameworks = raw.get("frameworks", ["tflite"])
     docker_args = raw.get("docker_args", [])
@@ -137,10 +312,36 @@ def _board(raw: dict, path: Path, index: int) -> Board:
         p = Path(str(value)).expanduser()
         return p if p.is_absolute() else (path.parent / p).resolve()
 
+    host, identity_file, known_hosts = str(raw["host"]), local_path("identity_file"), local_path("known_hosts")
+    config, config_file = ssh_config
+    try:
+        hop = resolve_hop(host, config, port=port, user=None if raw.get("user") is None else str(raw["user"]),
+                          identity_file=identity_file, known_hosts=known_hosts, given_in=f"the inventory {path}",
+                          config_file=config_file)
+        jump = resolve_jumps(host, config, known_hosts=known_hosts, given_in=f"the inventory {path}",
+                             config_file=config_file)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e.message}", hint=e.hint) from e
     return Board(
-        name=name, host=str(raw["host"]), port=port, user=str(raw["user"]), arch=arch,
-        identity_file=local_path("identity_file"), known_hosts=local_path("known_hosts"),
-        workdir=str(raw.get("workdir", "edgeorch")), groups=tuple(groups),
+        name=name, host=host, port=hop.port, user=hop.user, arch=arch,
+        identity_file=identity_file, known_hosts=known_hosts, ssh=hop, jump=jump,
+        workdir=workdir, groups=tuple(groups),
         frameworks=tuple(frameworks), python=str(raw.get("python", "python3")),
         docker_args=tuple(docker_args), sim=bool(raw.get("sim", False)),
     )
+
+
+def _workdir(value, bad) -> str:
+    """The board's `workdir:` as a path on the board, relative to the login's home unless absolute."""
+    if not isinstance(value, (str, int)) or not str(value).strip():
+        raise bad("workdir", f"{value!r} is not a directory", "write a path, e.g. `workdir: edgeorch`")
+    workdir = str(value)
+    if any(not c.isprintable() for c in workdir):  # a newline or tab in a path is a typo, and breaks `pwd` answers
+        raise bad("workdir", f"{workdir!r} contains a control character",
+                  "write the path without newlines, tabs or other control characters")
+    if workdir == "~" or workdir.startswith("~/"):  # no shell sees it, so `~` is not expanded on the board
+        return workdir[2:] or "."
+    if workdir.startswith("~"):
+        raise bad("workdir", f"{workdir!r}: another user's ~ is not expanded on the board",
+                  "write the absolute path, or one relative to the login's home")
+    return workdir

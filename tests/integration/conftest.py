@@ -26,10 +26,10 @@ def fleet():
     return inventory
 
 
-def invoke(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
-    """Run `invoke ARGS` exactly as a user would, from the project root."""
+def invoke(*args: str, cwd: Path = ROOT, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `invoke ARGS` exactly as a user would, from the project root (in `env`, by default this one's)."""
     cmd = [str(Path(sys.executable).parent / "invoke"), *args]
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1800)
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1800, env=env)
     if check and r.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {r.returncode}\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
     return r

@@ -1,13 +1,15 @@
 """edgeorch.inventory: loading and validating inventory.yaml, selecting boards by name and group."""
 
+import getpass
 import textwrap
 from pathlib import Path
 
+import paramiko
 import pytest
 
 from edgeorch.arch import Arch
 from edgeorch.errors import ConfigError
-from edgeorch.inventory import load_inventory
+from edgeorch.inventory import GLOBAL_KNOWN_HOSTS, Board, load_inventory, parse_jump
 
 SHIPPED = Path(__file__).resolve().parents[2] / "inventory.yaml"
 
@@ -17,6 +19,15 @@ THREE_BOARDS = """
       - {name: jetson, host: 10.0.0.2, user: pi, arch: armv7, groups: [lab, old]}
       - {name: box, host: 10.0.0.3, user: root, arch: amd64}
 """
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    """A HOME of its own: the tests never read the ~/.ssh of whoever runs them."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    return home
 
 
 def write_inventory(tmp_path: Path, text: str) -> Path:
@@ -186,3 +197,159 @@ def test_select_unknown_lists_boards_and_groups(inventory):
     assert "'nano'" in e.value.message and str(inventory.path) in e.value.message
     for name in ("pi5", "jetson", "box", "lab", "old", "all"):
         assert f"'{name}'" in e.value.hint
+
+
+# --- SSH settings: the inventory first, then ~/.ssh/config, then ssh's defaults ---------------------------------
+
+SSH_CONFIG = """
+Host myboard
+    HostName 10.1.2.3
+    Port 2203
+    User pi
+    IdentityFile ~/.ssh/lab_key
+Host lab-*
+    User labuser
+    ProxyJump bastion
+Host bastion
+    HostName bastion.example.org
+    User jumper
+    Port 2222
+    IdentityFile ~/.ssh/bastion_key
+Host behind-two
+    ProxyJump ops@first:2022,second
+Host first
+    ProxyJump zero
+Host looping
+    ProxyJump looping
+Host badport
+    Port twenty
+Host badjump
+    ProxyJump user@host:port
+Host pinned-elsewhere
+    UserKnownHostsFile ~/.ssh/lab_hosts /etc/lab_hosts
+"""
+
+
+def with_ssh_config(tmp_path: Path, boards: str, config: str = SSH_CONFIG):
+    """The boards of an inventory, loaded against an ssh_config text."""
+    return load_inventory(write_inventory(tmp_path, boards),
+                          ssh_config=(paramiko.SSHConfig.from_text(config), "~/.ssh/config")).boards
+
+
+def board_at(tmp_path: Path, fields: str, config: str = SSH_CONFIG) -> Board:
+    return with_ssh_config(tmp_path, f"boards:\n  - {{name: b, arch: arm64, {fields}}}\n", config)[0]
+
+
+def test_user_and_port_are_optional_as_with_ssh(tmp_path, home):
+    board = board_at(tmp_path, "host: 10.0.0.9", config="")
+    assert (board.user, board.port) == (getpass.getuser(), 22)
+    assert board.address == f"{getpass.getuser()}@10.0.0.9:22"
+    assert board.ssh.identity_files == ()  # ssh-agent and ~/.ssh/id_*, like ssh
+    assert board.ssh.known_hosts == (home / ".ssh" / "known_hosts", Path(GLOBAL_KNOWN_HOSTS))
+    assert board.jump == ()
+
+
+def test_an_alias_of_ssh_config_gives_address_port_user_and_key(tmp_path, home):
+    board = board_at(tmp_path, "host: myboard")
+    assert board.host == "myboard"  # as written; what is connected to:
+    assert (board.ssh.hostname, board.port, board.user) == ("10.1.2.3", 2203, "pi")
+    assert board.address == "pi@10.1.2.3:2203"
+    assert board.ssh.identity_files == (home / ".ssh" / "lab_key",)
+    assert "IdentityFile" in board.ssh.identity_from and "Host myboard" in board.ssh.identity_from
+    assert board.ssh.origin() == "HostName, Port, User, IdentityFile from ~/.ssh/config (Host myboard)"
+
+
+def test_inventory_fields_win_over_ssh_config(tmp_path):
+    (tmp_path / "k").write_text("")
+    board = board_at(tmp_path, "host: myboard, port: 22, user: root, identity_file: k")
+    assert board.address == "root@10.1.2.3:22"  # HostName still from ssh_config, like `ssh -p 22 root@myboard`
+    assert board.ssh.identity_files == (tmp_path / "k",)
+    assert str(tmp_path / "inventory.yaml") in board.ssh.identity_from
+    assert board.ssh.from_config == ("HostName",)
+
+
+def test_defaults_in_the_inventory_also_win_over_ssh_config(tmp_path):
+    (board,) = with_ssh_config(tmp_path, "defaults: {user: admin}\n"
+                                         "boards:\n  - {name: b, host: myboard, arch: amd64}\n")
+    assert (board.user, board.port) == ("admin", 2203)
+
+
+def test_a_board_behind_a_jump_host(tmp_path, home):
+    board = board_at(tmp_path, "host: lab-pi")
+    assert board.address == "labuser@lab-pi:22 via jumper@bastion.example.org:2222"
+    (jump,) = board.jump
+    assert (jump.host, jump.hostname, jump.port, jump.user) == ("bastion", "bastion.example.org", 2222, "jumper")
+    assert jump.identity_files == (home / ".ssh" / "bastion_key",)
+    # the jump host's key is checked like the board's: never trusted because it is a jump host
+    assert jump.known_hosts == board.ssh.known_hosts
+
+
+def test_a_jump_host_is_checked_against_the_inventorys_known_hosts_too(tmp_path):
+    board = board_at(tmp_path, "host: lab-pi, known_hosts: pinned")
+    assert board.ssh.known_hosts == board.jump[0].known_hosts == (tmp_path / "pinned",)
+    assert str(tmp_path / "inventory.yaml") in board.jump[0].known_hosts_from
+
+
+def test_jump_chains_follow_ssh(tmp_path):
+    # `ProxyJump ops@first:2022,second`: first's own ProxyJump (zero) comes before it; user and port of the entry win
+    board = board_at(tmp_path, "host: behind-two, user: u")
+    assert [(h.host, h.user, h.port) for h in board.jump] == [
+        ("zero", getpass.getuser(), 22), ("first", "ops", 2022), ("second", getpass.getuser(), 22)]
+
+
+def test_a_host_that_jumps_through_itself_connects_directly(tmp_path):
+    assert board_at(tmp_path, "host: looping, user: u").jump == ()
+
+
+@pytest.mark.parametrize("spec, parsed", [
+    ("bastion", (None, "bastion", None)),
+    ("ops@bastion:2222", ("ops", "bastion", 2222)),
+    ("ssh://ops@bastion:2222", ("ops", "bastion", 2222)),
+    ("[fe80::1]:22", (None, "fe80::1", 22)),
+])
+def test_parse_jump(spec, parsed):
+    assert parse_jump(spec) == parsed
+
+
+def test_bad_ssh_config_values_name_the_file_host_and_board(tmp_path):
+    for host, word in (("badport", "Port"), ("badjump", "ProxyJump")):
+        err = load_error_with_config(tmp_path, host)
+        assert "board 'b'" in err.message and "~/.ssh/config" in err.message and f"Host {host}" in err.message
+        assert word in err.message
+
+
+def load_error_with_config(tmp_path: Path, host: str) -> ConfigError:
+    with pytest.raises(ConfigError) as e:
+        board_at(tmp_path, f"host: {host}, user: u")
+    return e.value
+
+
+def test_known_hosts_files(tmp_path, home):
+    """~/.ssh/known_hosts by default, ssh_config's UserKnownHostsFile where set, the inventory's file instead."""
+    default = board_at(tmp_path, "host: myboard")
+    assert default.ssh.known_hosts == (home / ".ssh" / "known_hosts", Path(GLOBAL_KNOWN_HOSTS))
+    assert default.ssh.known_hosts_from == "ssh's default"
+    configured = board_at(tmp_path, "host: pinned-elsewhere, user: u")
+    assert configured.ssh.known_hosts == (home / ".ssh" / "lab_hosts", Path("/etc/lab_hosts"), Path(GLOBAL_KNOWN_HOSTS))
+    given = board_at(tmp_path, "host: pinned-elsewhere, user: u, known_hosts: ~/mine")
+    assert given.ssh.known_hosts == (home / "mine",)  # instead of the others, as the sim fleet's file is
+
+
+def test_ssh_config_is_read_from_home(tmp_path, home):
+    (home / ".ssh" / "config").write_text("Host alias\n  HostName 192.0.2.7\n  User ubuntu\n  Port 2022\n")
+    board = load_inventory(write_inventory(tmp_path, "boards:\n  - {name: b, host: alias, arch: arm64}\n")).boards[0]
+    assert board.address == "ubuntu@192.0.2.7:2022"
+
+
+def test_an_unreadable_ssh_config_is_a_config_error(tmp_path, home):
+    (home / ".ssh" / "config").write_text("Host a\n  ProxyCommand\n")
+    with pytest.raises(ConfigError) as e:
+        load_inventory(write_inventory(tmp_path, THREE_BOARDS))
+    assert str(home / ".ssh" / "config") in e.value.message
+
+
+@pytest.mark.parametrize("fields, field", [("host: h, user: 'a b'", "`user`"), ("host: ''", "`host`"),
+                                           ("host: [x]", "`host`"), ("host: 'pi 4'", "`host`")])
+def test_bad_host_or_user(tmp_path, fields, field):
+    err = load_error(tmp_path, f"boards:\n  - {{name: rpi, arch: arm64, {fields}}}\n")
+    assert "board 'rpi'" in err.message and field in err.message
