@@ -5,8 +5,10 @@ here, with the exit code of their kind.
 """
 
 import functools
+from pathlib import Path
 
 from invoke import Collection, Exit, task
+from rich.markup import escape
 
 from edgeorch import pipeline, report, results, sim
 from edgeorch.console import console
@@ -25,9 +27,9 @@ def reported(fn):
         try:
             return fn(c, *args, **kwargs)
         except EdgeorchError as e:
-            console.print(f"[bold red]error:[/] {e.message}")
+            console.print(f"[bold red]error:[/] {escape(e.message)}")  # a user's name like [/x] is text
             if e.hint:
-                console.print(f"[yellow]fix:[/] {e.hint}")
+                console.print(f"[yellow]fix:[/] {escape(e.hint)}")
             raise Exit(code=e.exit_code) from e
     return wrapper
 
@@ -77,9 +79,15 @@ BENCH_HELP = {
     "batch": "images per inference, for zoo networks (throughput is reported in images/s)",
     "option": "framework option KEY=VALUE, repeatable: xnnpack=off (tflite, litert), device=cpu (pytorch), "
               "precision=fp16 (tensorrt)",
+    "input_shape": "NAME=DIMS, repeatable: the shape fed to a model input, e.g. input=1x3x224x224 (needed for "
+                   "every input with dynamic dimensions, like trtexec --shapes)",
+    "input": "NAME=FILE.npy, repeatable: feed that input the file instead of seeded data (pushed to the boards); a "
+             "bare FILE.npy feeds the first input",
     "parallel": "run boards side by side (real fleets; the sim boards share this host's CPUs)",
     "dry_run": "print the planned runs and stop", "inventory": INV_HELP,
-    "timeout": "seconds one run may take before it counts as failed",
+    "timeout": "seconds one run may take: past it the run is killed on the board, and its cell fails",
+    "resume": "a results/<run-id> directory (or the id) of a bench that did not finish: run only its missing cells "
+              "into it, with the arguments it was started with",
     "base_image": "the image to build FROM for frameworks that need the vendor's (tensorrt), e.g. "
                   "nvcr.io/nvidia/l4t-tensorrt:r8.5.2-runtime",
 }
@@ -100,8 +108,10 @@ def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False, base
 
 STOPPING = ("repeat", "min_pairs", "max_pairs", "precision", "max_time", "min_time", "equivalence", "max_spread",
             "cooldown")
-COMPARE_HELP = {k: v for k, v in BENCH_HELP.items() if k not in STOPPING or k in ("repeat", "min_time")}
-CALIBRATE_HELP = {**{k: v for k, v in BENCH_HELP.items() if k not in ("batch", "option", "parallel", "base_image")},
+COMPARE_HELP = {k: v for k, v in BENCH_HELP.items()
+                if (k not in STOPPING or k in ("repeat", "min_time")) and k != "resume"}
+CALIBRATE_HELP = {**{k: v for k, v in BENCH_HELP.items()
+                     if k not in ("batch", "option", "parallel", "base_image", "input_shape", "input")},
                   "mode": "docker, bare or both: each mode is run against itself"}
 EXPLAIN_HELP = {k: v for k, v in CALIBRATE_HELP.items() if k != "mode"}
 
@@ -132,32 +142,73 @@ def _stopping(repeat, min_pairs, max_pairs, precision, max_time, min_time, equiv
     return {"rule": rule, "min_time": _number("min_time", min_time), "judgement": judgement}
 
 
-@task(help=BENCH_HELP, iterable=["option"], auto_shortflags=False)
+@task(help=BENCH_HELP, iterable=["option", "input_shape", "input"], auto_shortflags=False)
 @reported
-def bench(c, framework, host=None, model="mobilenet_v2", mode="both", iterations=50, warmup=5, repeat=None,
+def bench(c, framework=None, host=None, model="mobilenet_v2", mode="both", iterations="50", warmup="5", repeat=None,
           min_pairs="5", max_pairs="40", precision="0.01", max_time="1800", min_time="5", equivalence="0.01",
-          max_spread="0.10", cooldown="0", threads=0, batch=1, option=None, parallel=False, dry_run=False,
-          timeout=3600, base_image=None, inventory=INVENTORY):
+          max_spread="0.10", cooldown="0", threads="0", batch="1", option=None, input_shape=None, input=None,
+          parallel=False, dry_run=False, timeout="3600", base_image=None, resume=None, inventory=INVENTORY):
     """Benchmark a model in Docker and on bare metal, pair after pair until the verdict is known; results go to
     results/<run-id>/."""
-    pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model, mode=mode,
-                   iterations=iterations, warmup=warmup, threads=threads, batch=batch,
-                   **_stopping(repeat, min_pairs, max_pairs, precision, max_time, min_time, equivalence, max_spread,
-                               cooldown),
-                   options=tuple(option or ()), parallel=parallel, dry_run=dry_run, timeout=timeout,
-                   base_image=base_image)
+    args, run_dir = _request(c, "bench", locals())
+    pipeline.bench(load_inventory(args["inventory"]), args["host"], framework=args["framework"], model=args["model"],
+                   mode=args["mode"], iterations=args["iterations"], warmup=args["warmup"], threads=args["threads"],
+                   batch=args["batch"], **_stopping(*(args[k] for k in STOPPING)),
+                   options=tuple(args["option"] or ()), input_shapes=tuple(args.get("input_shape") or ()),
+                   inputs=tuple(args.get("input") or ()), parallel=args["parallel"], dry_run=args["dry_run"],
+                   timeout=args["timeout"], base_image=args["base_image"], request=args, resume=run_dir)
 
 
-@task(help=COMPARE_HELP, iterable=["option"])
+def _request(c, name: str, given: dict) -> tuple[dict, Path | None]:
+    """A sweep task's arguments, kept in its manifest, and the run directory to resume (None for a new run): with
+    --resume RUN, the arguments that run was started with, whatever else is given."""
+    resume = given.get("resume")
+    given = {k: v for k, v in given.items() if k not in ("c", "resume")}
+    if resume:
+        run_dir = Path(resume)
+        if not run_dir.exists() and (results.RESULTS / resume).exists():  # the run id alone
+            run_dir = results.RESULTS / resume
+        if not (run_dir / "manifest.json").is_file():
+            raise ConfigError(f"--resume {resume}: no run directory of that name (with a manifest.json)",
+                              hint="pass a directory under results/, as printed by the bench (results go to ...)")
+        saved = results.read_manifest(run_dir).get("request") or {}
+        if saved.get("task") != name:
+            raise ConfigError(f"--resume {resume}: that run was not started by `invoke {name}` of this edgeorch",
+                              hint="resume it with the task that made it, or start a new run")
+        console.print(f"resuming {run_dir} with the arguments it was started with")
+        return _counts(saved), run_dir.resolve()
+    if not given.get("framework"):
+        raise ConfigError(f"`invoke {name}` needs --framework (or --resume RUN)",
+                          hint="e.g. --framework tflite; `invoke matrix` lists the frameworks")
+    given["host"] = _hosts(c, given["host"])
+    given["inventory"] = str(Path(given["inventory"]).resolve())
+    return {"task": name, **_counts(given)}, None
+
+
+COUNTS = {"iterations": int, "warmup": int, "threads": int, "batch": int, "timeout": float}
+
+
+def _counts(args: dict) -> dict:
+    """The whole-number options (and --timeout) as numbers: invoke hands them over as text, so that a bad one is
+    an error naming it, not invoke's traceback."""
+    args = {**args, **{k: _number(k, args[k], kind) for k, kind in COUNTS.items() if k in args}}
+    if args.get("timeout", 1) <= 0:  # 0 would mean no limit at all, below it every run would be killed at once
+        raise ConfigError(f"--timeout {args['timeout']:g} must be above 0", hint="e.g. --timeout 3600 (seconds)")
+    return args
+
+
+@task(help=COMPARE_HELP, iterable=["option", "input_shape", "input"])
 @reported
-def compare(c, model, host=None, framework="all", mode="both", iterations=20, warmup=3, repeat=2, min_time="0",
-            threads=0, batch=1, option=None, parallel=False, dry_run=False, timeout=3600, base_image=None,
-            inventory=INVENTORY):
+def compare(c, model, host=None, framework="all", mode="both", iterations="20", warmup="3", repeat="2", min_time="0",
+            threads="0", batch="1", option=None, input_shape=None, input=None, parallel=False, dry_run=False,
+            timeout="3600", base_image=None, inventory=INVENTORY):
     """Compare frameworks on one model: median latency side by side, each checked against PyTorch."""
     pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model, mode=mode,
-                   iterations=iterations, warmup=warmup, threads=threads,
+                   **_counts(dict(iterations=iterations, warmup=warmup, threads=threads, batch=batch,
+                                  timeout=timeout)),
                    **_stopping(repeat, 5, 5, 0.01, 1800, min_time, 0.01, 0.10, 0),
-                   batch=batch, options=tuple(option or ()), parallel=parallel, dry_run=dry_run, timeout=timeout,
+                   options=tuple(option or ()), input_shapes=tuple(input_shape or ()),
+                   inputs=tuple(input or ()), parallel=parallel, dry_run=dry_run,
                    base_image=base_image)
 
 
@@ -165,28 +216,31 @@ def compare(c, model, host=None, framework="all", mode="both", iterations=20, wa
 
 @task(help=CALIBRATE_HELP, auto_shortflags=False)
 @reported
-def calibrate(c, framework, host=None, model="mobilenet_v2", mode="both", iterations=50, warmup=5, repeat=None,
-              min_pairs="5", max_pairs="40", precision="0.01", max_time="1800", min_time="5", equivalence="0.01",
-              max_spread="0.10", cooldown="0", threads=0, timeout=3600, dry_run=False, inventory=INVENTORY):
+def calibrate(c, framework=None, host=None, model="mobilenet_v2", mode="both", iterations="50", warmup="5",
+              repeat=None, min_pairs="5", max_pairs="40", precision="0.01", max_time="1800", min_time="5",
+              equivalence="0.01", max_spread="0.10", cooldown="0", threads="0", timeout="3600", dry_run=False,
+              resume=None, inventory=INVENTORY):
     """The A/A test: each mode against itself, interleaved like a real comparison; the board's noise floor, the
     interval width per minute of benchmarking, and a verdict that must be equivalent or inconclusive."""
-    pipeline.calibrate(load_inventory(inventory), _hosts(c, host), framework=framework, model=model, mode=mode,
-                       iterations=iterations, warmup=warmup, threads=threads, timeout=timeout, dry_run=dry_run,
-                       **_stopping(repeat, min_pairs, max_pairs, precision, max_time, min_time, equivalence,
-                                   max_spread, cooldown))
+    args, run_dir = _request(c, "calibrate", locals())
+    pipeline.calibrate(load_inventory(args["inventory"]), args["host"], framework=args["framework"],
+                       model=args["model"], mode=args["mode"], iterations=args["iterations"], warmup=args["warmup"],
+                       threads=args["threads"], timeout=args["timeout"], dry_run=args["dry_run"],
+                       **_stopping(*(args[k] for k in STOPPING)), request=args, resume=run_dir)
 
 
 @task(help=EXPLAIN_HELP, auto_shortflags=False)
 @reported
-def explain(c, framework, host=None, model="mobilenet_v2", iterations=50, warmup=5, repeat=None, min_pairs="5",
+def explain(c, framework=None, host=None, model="mobilenet_v2", iterations="50", warmup="5", repeat=None, min_pairs="5",
             max_pairs="40", precision="0.01", max_time="1800", min_time="5", equivalence="0.01", max_spread="0.10",
-            cooldown="0", threads=0, timeout=3600, dry_run=False, inventory=INVENTORY):
+            cooldown="0", threads="0", timeout="3600", dry_run=False, resume=None, inventory=INVENTORY):
     """Why Docker differs: Docker rerun with one knob changed at a time (seccomp unconfined, host network, host
     IPC, no CPU limits, the model on a bind mount), each against bare metal with its own interval."""
-    pipeline.explain(load_inventory(inventory), _hosts(c, host), framework=framework, model=model,
-                     iterations=iterations, warmup=warmup, threads=threads, timeout=timeout, dry_run=dry_run,
-                     **_stopping(repeat, min_pairs, max_pairs, precision, max_time, min_time, equivalence, max_spread,
-                                 cooldown))
+    args, run_dir = _request(c, "explain", locals())
+    pipeline.explain(load_inventory(args["inventory"]), args["host"], framework=args["framework"], model=args["model"],
+                     iterations=args["iterations"], warmup=args["warmup"], threads=args["threads"],
+                     timeout=args["timeout"], dry_run=args["dry_run"], **_stopping(*(args[k] for k in STOPPING)),
+                     request=args, resume=run_dir)
 
 
 @task(help={"host": "board, group, or comma list", "framework": "framework, comma list, or all (see `invoke matrix`)",

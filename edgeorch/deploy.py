@@ -7,23 +7,23 @@ import dataclasses
 import io
 import json
 import posixpath
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 import fabric
+import paramiko
 from rich.progress import Progress
 
 from . import bench, results
 from .arch import Arch
 from .cache import file_sha256
-from .errors import BoardError
+from .errors import BoardError, ConnectionLost
 from .images import ImageSpec
 from .inventory import Board
 from .plan import MODES, Arm, deploy_steps
 from .recipes import INSTALL_SCRIPT
 from .runners import BareRunner, DockerRunner, Runner, probe_args
-from .transport import remote
+from .transport import remote, sh
 
 PROBE_TIMEOUT = 600  # s: importing a big framework under QEMU is slow, but a hang must end
 
@@ -42,11 +42,21 @@ class Deployment:
 
     def runner(self, conn: fabric.Connection, arm: Arm, timeout: float | None = None) -> Runner:
         """The runner of one arm: bare, or Docker with the board's options and the arm's."""
-        where = {"python": self.board.python, "host_dir": host_dir(self.workdir)}
+        where = {"python": self.board.python, "host_dir": host_dir(self.workdir), "cache_dir": self.cache_dir}
         if arm.mode == "bare":
             return BareRunner(conn, self.board.name, self.bundle_dir, timeout, **where)
         return DockerRunner(conn, self.board.name, self.image.image_id, timeout,
                             (*self.board.docker_args, *arm.docker_args), bind_files=arm.bind_files, **where)
+
+
+    @property
+    def cache_dir(self) -> str | None:
+        """Where the framework keeps what it compiles on the board, at the same path in both modes (a bind mount
+        in Docker), so that both reuse it alike; only TensorRT compiles (its engines)."""
+        return posixpath.join(self.workdir, "cache", self.image.framework) if self.image.framework in COMPILES else None
+
+
+COMPILES = ("tensorrt",)
 
 
 def host_dir(workdir: str) -> str:
@@ -57,7 +67,7 @@ def host_dir(workdir: str) -> str:
 def _copy_watcher(conn: fabric.Connection, board: Board, workdir: str) -> None:
     """The board-side package for the sensor watcher on the host, unless this very copy is there."""
     stamp = posixpath.join(host_dir(workdir), bench.BOARD_PACKAGE, "DIGEST")
-    have = remote(conn, shlex.join(["cat", stamp]), board=board.name, warn=True)
+    have = remote(conn, ["cat", stamp], board=board.name, warn=True)
     if have.ok and have.stdout.strip() == bench.bundle_digest():
         return
     _copy_entrypoint(conn, board, host_dir(workdir))
@@ -66,19 +76,25 @@ def _copy_watcher(conn: fabric.Connection, board: Board, workdir: str) -> None:
 
 def prepare_workdir(conn: fabric.Connection, board: Board) -> str:
     """Create the board's working directory and return its absolute path."""
-    return remote(conn, f"mkdir -p {shlex.quote(board.workdir)} && cd {shlex.quote(board.workdir)} && pwd",
-                  board=board.name).stdout.strip()
+    return remote(conn, sh('mkdir -p -- "$1" && cd -- "$1" && pwd -P', board.workdir),
+                  board=board.name).stdout.rstrip("\n")
 
 
 def docker_version(conn: fabric.Connection, board: Board) -> str:
     """The board's Docker engine version; BoardError if it has none that answers."""
-    r = remote(conn, "docker version --format '{{.Server.Version}}'", board=board.name, warn=True)
+    r = remote(conn, ["docker", "version", "--format", "{{.Server.Version}}"], board=board.name, warn=True)
     if r.failed or not r.stdout.strip():
         raise BoardError(f"board {board.name} has no working Docker engine: "
                          f"{(r.stderr or r.stdout).strip().splitlines()[-1:] or 'no answer'}",
                          hint=f"install Docker on the board (e.g. apt-get install docker.io), start it, "
                               f"and add {board.user} to the docker group")
     return r.stdout.strip()
+
+
+def _image_on_board(conn: fabric.Connection, board: Board, image_id: str) -> str | None:
+    """The id of `image_id` in the board's engine, None if it has no such image."""
+    found = remote(conn, ["docker", "image", "inspect", "--format", "{{.Id}}", image_id], board=board.name, warn=True)
+    return found.stdout.strip() if found.ok else None
 
 
 def bundle_manifest(image: ImageSpec) -> dict:
@@ -88,14 +104,41 @@ def bundle_manifest(image: ImageSpec) -> dict:
             "wheels": {p.name: file_sha256(p) for p in sorted(image.wheelhouse.iterdir())}}
 
 
-def _put(conn: fabric.Connection, local: Path, dest: str, progress: Progress | None, label: str) -> None:
-    """SFTP `local` to `dest` atomically (a partial file never has the final name)."""
-    mb = 2**20
-    task = progress.add_task(label, total=local.stat().st_size / mb, unit="MB") if progress else None
+def _put(conn: fabric.Connection, board: Board, local: Path, dest: str, progress: Progress | None,
+         label: str) -> None:
+    """SFTP `local` to `dest`, checked and atomic: a file only gets its final name once its sha256 on the board is
+    the local one, and a cut or failed transfer leaves nothing behind."""
+    mb, size = 2**20, local.stat().st_size
+    where = posixpath.dirname(dest)
+    free = remote(conn, sh('df -Pk -- "$1" | awk \'NR==2{print $4}\'', where), board=board.name, warn=True)
+    if free.stdout.strip().isdigit() and int(free.stdout) * 1024 < size * 1.05:
+        raise BoardError(f"board {board.name}: {where} has {int(free.stdout) / 1024:.0f} MB free, {local.name} "
+                         f"needs {size / mb:.0f} MB", hint=f"free space on the board (df -h {where}; "
+                         "docker system prune removes unused images), then deploy again")
+    task = progress.add_task(label, total=size / mb, unit="MB") if progress else None
+    partial = dest + ".partial"
     sftp = conn.sftp()
-    sftp.put(str(local), dest + ".partial",
-             callback=(lambda done, total: progress.update(task, completed=done / mb)) if progress else None)
-    sftp.posix_rename(dest + ".partial", dest)
+    try:
+        sftp.put(str(local), partial,
+                 callback=(lambda done, total: progress.update(task, completed=done / mb)) if progress else None)
+    except (OSError, EOFError, paramiko.SSHException) as e:
+        if not conn.is_connected or not conn.client.get_transport().is_active():
+            raise ConnectionLost(f"board {board.name}: the connection was lost while sending {local.name}: {e}",
+                                 hint="check the board and its link; the next deploy sends it again") from e
+        remote(conn, ["rm", "-f", "--", partial], board=board.name, warn=True)
+        if sftp.get_channel().closed:  # the board's SFTP server ended, not its disk: a new connection gets a new one
+            raise ConnectionLost(f"board {board.name}: its SFTP server ended while receiving {local.name}: {e}",
+                                 hint="check the board's sshd (its sftp subsystem) and its memory; the next "
+                                      "deploy sends it again") from e
+        raise BoardError(f"board {board.name}: sending {local.name} to {where} failed: {e}",
+                         hint=f"check the free disk on the board (df -h {where}) and that it is writable") from e
+    got = remote(conn, ["sha256sum", "--", partial], board=board.name, warn=True).stdout.split()[:1]
+    if got != [file_sha256(local)]:
+        remote(conn, ["rm", "-f", "--", partial], board=board.name, warn=True)
+        raise BoardError(f"board {board.name}: {local.name} arrived corrupted (its sha256 there is "
+                         f"{got[0] if got else 'unreadable'}, not {file_sha256(local)})",
+                         hint="deploy again; if it recurs, check the board's storage (SD card) and its link")
+    sftp.posix_rename(partial, dest)
 
 
 def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Path,
@@ -105,10 +148,8 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Path
     workdir = prepare_workdir(conn, board)
     _copy_watcher(conn, board, workdir)
     bundle_dir = posixpath.join(workdir, f"{image.framework}-{image.version}")
-    found = remote(conn, f"docker image inspect --format '{{{{.Id}}}}' {image.image_id}",
-                   board=board.name, warn=True)
-    remote_id = found.stdout.strip() if found.ok else None
-    old = remote(conn, f"cat {bundle_dir}/manifest.json", board=board.name, warn=True)
+    remote_id = _image_on_board(conn, board, image.image_id)
+    old = remote(conn, ["cat", posixpath.join(bundle_dir, "manifest.json")], board=board.name, warn=True)
     try:
         remote_manifest = json.loads(old.stdout) if old.ok else None
     except json.JSONDecodeError:
@@ -118,11 +159,10 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Path
                          remote_manifest=remote_manifest, manifest=manifest, modes=modes)
     if "image" in steps:
         dest = posixpath.join(workdir, export.name)
-        _put(conn, export, dest, progress, f"{board.name}: image {image.tag}")
-        remote(conn, f"docker load -i {dest} && rm -f {dest}", board=board.name)
-        got = remote(conn, f"docker image inspect --format '{{{{.Id}}}}' {image.image_id}",
-                     board=board.name, warn=True).stdout.strip()
-        if got != image.image_id:
+        _put(conn, board, export, dest, progress, f"{board.name}: image {image.tag}")
+        # the archive goes whether or not it loaded: a failed load tags nothing, and the next deploy sends it again
+        remote(conn, sh('docker load -i "$1"; status=$?; rm -f -- "$1"; exit $status', dest), board=board.name)
+        if _image_on_board(conn, board, image.image_id) != image.image_id:
             raise BoardError(f"board {board.name}: after docker load the image {image.tag} is missing",
                              hint="check free disk space on the board (docker system df)")
     if "bundle" in steps:
@@ -131,25 +171,28 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Path
         _copy_entrypoint(conn, board, bundle_dir)
     deployment = Deployment(board=board, image=image, workdir=workdir, bundle_dir=bundle_dir,
                             transferred=tuple(steps), framework_version=image.version, modes=modes)
+    if deployment.cache_dir:
+        remote(conn, ["mkdir", "-p", "--", deployment.cache_dir], board=board.name)
     if not steps:  # this image and this bundle passed the check when they were deployed
         return deployment
     version, notes = check_versions(conn, deployment)
     # Written last, and only after both modes agreed: its presence means "installed and checked".
     if "bare" in modes:
-        conn.sftp().putfo(io.BytesIO(json.dumps(manifest, indent=1).encode()), f"{bundle_dir}/manifest.json")
+        conn.sftp().putfo(io.BytesIO(json.dumps(manifest, indent=1).encode()), posixpath.join(bundle_dir,
+                                                                                               "manifest.json"))
     return dataclasses.replace(deployment, framework_version=version, notes=notes)
 
 
 def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bundle_dir: str) -> None:
-    q = shlex.quote(bundle_dir)
-    remote(conn, f"rm -rf {q} && mkdir -p {q}/wheels {q}/{bench.BOARD_PACKAGE}", board=board.name)
+    wheels = posixpath.join(bundle_dir, "wheels")
+    remote(conn, sh('rm -rf -- "$1" && mkdir -p -- "$2"', bundle_dir, wheels), board=board.name)
     sftp = conn.sftp()
     for wheel in sorted(image.wheelhouse.iterdir()):
-        sftp.put(str(wheel), f"{bundle_dir}/wheels/{wheel.name}")
+        sftp.put(str(wheel), posixpath.join(wheels, wheel.name))
     _copy_entrypoint(conn, board, bundle_dir)
-    sftp.put(str(INSTALL_SCRIPT), f"{bundle_dir}/{INSTALL_SCRIPT.name}")
-    r = remote(conn, f"sh {q}/{INSTALL_SCRIPT.name} {q} {shlex.quote(board.python)}",
-               board=board.name, warn=True)
+    script = posixpath.join(bundle_dir, INSTALL_SCRIPT.name)
+    sftp.put(str(INSTALL_SCRIPT), script)
+    r = remote(conn, ["sh", script, bundle_dir, board.python], board=board.name, warn=True)
     if r.failed:
         raise BoardError(f"board {board.name}: installing {image.framework} {image.version} for bare "
                          f"metal failed: {(r.stderr or r.stdout).strip()[-400:]}",
@@ -158,11 +201,23 @@ def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bun
 
 
 def _copy_entrypoint(conn: fabric.Connection, board: Board, bundle_dir: str) -> None:
-    package = shlex.quote(f"{bundle_dir}/{bench.BOARD_PACKAGE}")
-    remote(conn, f"rm -rf {package} && mkdir -p {package}", board=board.name)  # no stale module stays behind
+    package = posixpath.join(bundle_dir, bench.BOARD_PACKAGE)
+    files = bench.bundle_files()  # relative paths: the package's subpackages (adapters/) go as they are
+    subdirs = sorted({posixpath.join(package, p.parent.as_posix()) for p in files if p.parent.parts})
+    # no stale module stays behind
+    remote(conn, sh('rm -rf -- "$1" && mkdir -p -- "$@"', package, *subdirs), board=board.name)
     sftp = conn.sftp()
-    for path in bench.bundle_files():
-        sftp.put(str(path), f"{bundle_dir}/{bench.BOARD_PACKAGE}/{path.name}")
+    for path in files:
+        sftp.put(str(Path(bench.__file__).parent / path), posixpath.join(package, path.as_posix()))
+
+
+VENDOR = "vendor"  # a recipe version meaning: whichever version the vendor's image or JetPack has (TensorRT)
+
+
+def version_matches(expected: str, found: str) -> bool:
+    """Whether a mode's framework version is the recipe's. A local label names the build, not another version
+    (torch 2.13.0+cpu is the recipe's 2.13.0); a vendor's framework is whatever its image reports."""
+    return expected == VENDOR or str(found).split("+")[0] == expected
 
 
 def check_versions(conn: fabric.Connection, deployment: Deployment) -> tuple[str, tuple[str, ...]]:
@@ -176,8 +231,7 @@ def check_versions(conn: fabric.Connection, deployment: Deployment) -> tuple[str
                                             schema=bench.PROBE_SCHEMA)
     versions = {m: p["framework"]["version"] for m, p in probes.items()}
     digests = {m: p["bench"]["sha256"] for m, p in probes.items()}
-    # A local label names the build, not another version: torch 2.13.0+cpu is the recipe's 2.13.0.
-    if len(set(versions.values())) != 1 or str(next(iter(versions.values()))).split("+")[0] != image.version:
+    if len(set(versions.values())) != 1 or not version_matches(image.version, next(iter(versions.values()))):
         found = ", ".join(f"{mode} mode has {v}" for mode, v in versions.items())
         raise BoardError(f"board {board.name}: {image.framework} versions differ: the image expects "
                          f"{image.version}, {found}", hint="redeploy: invoke deploy --host " + board.name)
@@ -201,28 +255,31 @@ def check_versions(conn: fabric.Connection, deployment: Deployment) -> tuple[str
             notes.append(f"{key} differs: docker {vals['docker']}, bare {vals['bare']}")
     arch = {m: p["facts"]["machine"] for m, p in probes.items()}
     notes += [] if len(set(arch.values())) == 1 else [f"machine differs: {arch}"]
-    return versions["docker"], tuple(notes)
+    return next(iter(versions.values())), tuple(notes)  # one mode alone (--mode bare) has no docker version
 
 
 def push_file(conn: fabric.Connection, board: Board, workdir: str, path: Path, sha256: str,
               progress: Progress | None = None) -> str:
     """Copy a model or input file to the board unless an identical copy is there; its path there."""
-    dest = posixpath.join(workdir, "models", f"{sha256[:16]}-{path.name}")
-    have = remote(conn, f"sha256sum {dest}", board=board.name, warn=True)
-    if not (have.ok and have.stdout.split()[0] == sha256):
-        remote(conn, f"mkdir -p {posixpath.dirname(dest)}", board=board.name)
-        _put(conn, path, dest, progress, f"{board.name}: {path.name}")
+    # named by content, not by the user's file name: any name works, and none reaches a command line on the board
+    suffix = "".join(c for c in path.suffix if c.isascii() and (c.isalnum() or c == "."))
+    dest = posixpath.join(workdir, "models", sha256[:16] + suffix)
+    have = remote(conn, ["sha256sum", "--", dest], board=board.name, warn=True)
+    if not (have.ok and have.stdout.split()[:1] == [sha256]):
+        remote(conn, ["mkdir", "-p", "--", posixpath.dirname(dest)], board=board.name)
+        _put(conn, board, path, dest, progress, f"{board.name}: {path.name}")
     return dest
 
 
 _FACTS_SCRIPT = r"""
-py={python}
+cd -- "$1" || exit 1
+py=$2
 probe='import platform as p, struct as s; print(p.python_version(), p.machine(), s.calcsize("P") * 8)'
-echo "python=$($py -c "$probe" 2>/dev/null)"
-echo "venv=$($py -c 'import venv, ensurepip' 2>/dev/null && echo yes)"
-echo "numpy=$($py -c 'import numpy;print(numpy.__version__)' 2>/dev/null)"
-echo "docker=$(docker version --format '{{{{.Server.Version}}}}' 2>/dev/null)"
-echo "disk_free_kb=$(df -Pk . | awk 'NR==2{{print $4}}')"
+echo "python=$("$py" -c "$probe" 2>/dev/null)"
+echo "venv=$("$py" -c 'import venv, ensurepip' 2>/dev/null && echo yes)"
+echo "numpy=$("$py" -c 'import numpy;print(numpy.__version__)' 2>/dev/null)"
+echo "docker=$(docker version --format '{{.Server.Version}}' 2>/dev/null)"
+echo "disk_free_kb=$(df -Pk . | awk 'NR==2{print $4}')"
 echo "thermal_zones=$(ls -d /sys/class/thermal/thermal_zone* 2>/dev/null | wc -l)"
 echo "cpufreq_cpus=$(ls -d /sys/devices/system/cpu/cpu[0-9]*/cpufreq 2>/dev/null | wc -l)"
 echo "vcgencmd=$(command -v vcgencmd)"
@@ -259,7 +316,7 @@ def parse_board_facts(text: str, board: Board) -> dict:
     row["sensors"] = ", ".join(sensors) or "none"
     problems = []
     if not row["arch_ok"]:
-        problems.append(f"inventory says {board.arch.value}, board runs {row['arch_found']}")
+        problems.append(f"inventory says {board.arch.value}, board runs {row['arch_found']}: fix its `arch:`")
     if not row["docker"]:
         problems.append("no working Docker engine")
     if not row["venv"] or not row["numpy"]:
@@ -271,6 +328,5 @@ def parse_board_facts(text: str, board: Board) -> dict:
 def board_facts(conn: fabric.Connection, board: Board) -> dict:
     """What the check task reports for one board."""
     workdir = prepare_workdir(conn, board)
-    script = _FACTS_SCRIPT.format(python=shlex.quote(board.python))
-    r = remote(conn, f"cd {shlex.quote(workdir)} && sh -c {shlex.quote(script)}", board=board.name, warn=True)
+    r = remote(conn, sh(_FACTS_SCRIPT, workdir, board.python), board=board.name, warn=True)
     return parse_board_facts(r.stdout, board)

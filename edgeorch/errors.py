@@ -43,3 +43,19 @@ class RunError(EdgeorchError):
     """A benchmark run failed, or a sweep finished with missing runs."""
 
     exit_code = 6
+
+
+class ConnectionLost(BoardError):
+    """The SSH link to a board dropped mid-command: the board died, rebooted, or its link went away."""
+
+
+class RunTimeout(BoardError):
+    """A command on a board did not finish in time: the board or its link is hung."""
+
+
+class Unreachable(BoardError):
+    """A board does not answer SSH at all: powered off, off the network, or a wrong address."""
+
+
+class BoardBusy(BoardError):
+    """Another edgeorch holds the board's lock."""

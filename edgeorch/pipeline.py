@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import threading
 import time
@@ -11,21 +12,36 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import images, report, results, stats, zoo
+from . import health, images, report, results, stats
+from .bench.signature import InputError, check_inputs
 from .cache import cache_dir, file_sha256
 from .console import console
 from .deploy import Deployment, board_facts, deploy, push_file
-from .errors import BoardError, ConfigError, RunError
+from .errors import BoardError, ConfigError, ConnectionLost, EdgeorchError, RunError, Unreachable
 from .images import ImageSpec
 from .inventory import Board, Inventory
-from .models import EAGER, INT8, ModelSpec, resolve
-from .plan import MODES, Arm, Cell, RunSpec, StopRule, bench_cell, describe, images_needed, mode_arms, parse_modes
+from .models import EAGER, INT8, ModelSpec, resolve, zoo
+from .plan import (
+    MODES,
+    Arm,
+    Cell,
+    RunSpec,
+    StopRule,
+    bench_cell,
+    describe,
+    images_needed,
+    mode_arms,
+    parse_input_shapes,
+    parse_inputs,
+    parse_modes,
+)
 from .recipes import IMAGES, Recipe, get_recipe, load_base, load_recipes
-from .runners import entrypoint_args
-from .transport import GroupResult, connect, fan_out
+from .runners import SESSION, entrypoint_args, kill_runs
+from .transport import GroupResult, Link, connect, fan_out
 
 
 def _progress() -> Progress:
@@ -37,7 +53,7 @@ def _progress() -> Progress:
 
 def _report_failures(group: GroupResult, what: str) -> None:
     for name, err in group.failed.items():
-        console.print(f"[bold red]{name}: {what} failed[/]\n{err}")
+        console.print(f"[bold red]{name}: {what} failed[/]\n{escape(str(err))}")
 
 
 def inventory_table(inventory: Inventory) -> Table:
@@ -73,7 +89,28 @@ def check(inventory: Inventory, host: str) -> bool:
                   f"{r['disk_free_gb']} GB" if r["disk_free_gb"] is not None else "?", r["sensors"],
                   "; ".join(r["problems"]) or "[green]none[/]")
     console.print(t)
+    health.record(inventory, {**{name: [str(e).splitlines()[0]] for name, e in group.failed.items()},
+                              **{name: r["problems"] for name, r in group.succeeded.items()}})
     return not group.failed and not any(r["problems"] for r in group.succeeded.values())
+
+
+def healthy_boards(inventory: Inventory, host: str) -> list[Board]:
+    """The boards of `host`, less those the last `invoke check` found unhealthy, unless they are named in `host`
+    themselves (a group skips a broken board; asking for the board by name means: try it anyway)."""
+    named = {w.strip() for w in host.split(",")}
+    boards = []
+    for board in inventory.select(host):
+        found = None if board.name in named else health.problems(inventory, board)
+        if found and found[0]:
+            console.print(f"[yellow]skipping {board.name}[/]: unhealthy at its last check "
+                          f"{health.age(time.time() - found[1])} ago ({'; '.join(found[0])}); fix it and run "
+                          f"`invoke check --host {board.name}`, or name it to try anyway: --host {board.name}")
+            continue
+        boards.append(board)
+    if not boards:
+        raise ConfigError(f"every board of --host {host} was unhealthy at its last check",
+                          hint="fix them and rerun `invoke check`, or name a board explicitly")
+    return boards
 
 
 def build(frameworks: list[str], boards: list[Board],
@@ -104,8 +141,10 @@ def deploy_boards(inventory: Inventory, host: str, frameworks: list[str] | None 
     built = build(sorted({f for names in wanted.values() for f in names}), boards, base_image)
 
     def one(board: Board) -> list[Deployment]:
-        with connect(board) as conn:
-            return [deploy(conn, board, *built[(f, board.arch.value)], progress) for f in wanted[board.name]]
+        with Link(board, token=SESSION, purpose="deploy") as link:  # a deploy spoils a neighbour's timings too
+            return [link.retrying(functools.partial(deploy, board=board, image=built[(f, board.arch.value)][0],
+                                                    export=built[(f, board.arch.value)][1], progress=progress))[0]
+                    for f in wanted[board.name]]
 
     with _progress() as progress:
         group = fan_out(boards, one, parallel=parallel)
@@ -178,11 +217,36 @@ class Sweep:
     model: str
     batch: int
     options: tuple[str, ...]
+    inputs: tuple[tuple[str, Path], ...] = ()  # --input: (input name, or '' for the first, local .npy file)
+
+
+def _input_files(values: tuple[str, ...]) -> tuple[tuple[str, Path], ...]:
+    """The --input files on this machine, each checked to exist."""
+    files = []
+    for name, path in parse_inputs(values).items():
+        local = Path(path).expanduser().resolve()
+        if not local.is_file():
+            raise ConfigError(f"--input {path}: no such file", hint="pass a .npy file saved with numpy.save, as "
+                                                                   "--input NAME=FILE.npy")
+        files.append((name, local))
+    return tuple(files)
+
+
+def _check_inputs(specs: dict[str, ModelSpec], shapes: dict, files: tuple[tuple[str, Path], ...]) -> None:
+    """Refuse, before anything is built or sent, a model whose inputs the boards would refuse (with their message)."""
+    for framework, spec in specs.items():
+        try:
+            check_inputs(spec.path, shapes, {name: str(path) for name, path in files})
+        except InputError as e:
+            raise ConfigError(f"{framework} model {spec.name}: {e}",
+                              hint="give each dynamic input its shape, --input-shape NAME=DIMS (repeatable), or "
+                                   "feed it a file, --input NAME=FILE.npy") from e
 
 
 def plan_sweep(boards: list[Board], *, framework: str, model: str, arms: list[tuple[Arm, ...]], rule: StopRule,
                iterations: int, warmup: int, threads: int, min_time: float, batch: int = 1,
-               options: tuple[str, ...] = (), names: tuple[str, ...] = (), base_image: str | None = None) -> Sweep:
+               options: tuple[str, ...] = (), names: tuple[str, ...] = (), base_image: str | None = None,
+               input_shapes: tuple[str, ...] = (), inputs: tuple[str, ...] = ()) -> Sweep:
     """The cells of a sweep: every framework of `framework` x model x board, each compared across `arms`
     (one cell per tuple of arms; `names` tell the cells of one board apart)."""
     recipes = _recipes(framework)
@@ -194,45 +258,51 @@ def plan_sweep(boards: list[Board], *, framework: str, model: str, arms: list[tu
                           hint="pass --framework NAME or a comma list; `invoke matrix` shows what runs where")
     for recipe in recipes:
         _require_support(recipe, boards)
+    shapes, files = parse_input_shapes(input_shapes), _input_files(inputs)
     specs = {r.framework: resolve(model, r.model_format, cache_dir=cache_dir(), log=console.print, batch=batch)
              for r in recipes}
+    _check_inputs(specs, shapes, files)
     cells = {b.name: [bench_cell(b, framework=r.framework, model=specs[r.framework].name, arms=cell_arms,
                                  iterations=iterations, warmup=warmup, threads=threads, min_time=min_time,
-                                 options=options, name=name)
+                                 options=options, name=name, input_shapes=input_shapes)
                       for r in recipes for cell_arms, name in zip(arms, names or ("",) * len(arms))] for b in boards}
-    return Sweep(cells=cells, rule=rule, recipes=recipes, specs=specs, model=model, batch=batch, options=options)
+    return Sweep(cells=cells, rule=rule, recipes=recipes, specs=specs, model=model, batch=batch, options=options,
+                 inputs=files)
 
 
 def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: str = "both",
           iterations: int = 50, warmup: int = 5, rule: StopRule = DEFAULT_RULE, min_time: float = 0.0,
           judgement: Judgement = DEFAULTS, threads: int = 0, batch: int = 1, options: tuple[str, ...] = (),
           parallel: bool = False, dry_run: bool = False, timeout: float = 3600,
-          base_image: str | None = None) -> Path | None:
+          base_image: str | None = None, request: dict | None = None, resume: Path | None = None,
+          input_shapes: tuple[str, ...] = (), inputs: tuple[str, ...] = ()) -> Path | None:
     """Benchmark `model` with each framework of `framework` (a comma list) on the boards, Docker against bare
     metal pair after pair until the stopping rule is met; returns results/<run-id>/.
 
-    A zoo network gets its reference input, and every run's output is compared with PyTorch's.
+    A zoo network gets its reference input, and every run's output is compared with PyTorch's, unless `inputs`
+    (--input) feed it the user's data instead.
     """
-    boards = inventory.select(host)
+    boards = healthy_boards(inventory, host)
     sweep = plan_sweep(boards, framework=framework, model=model, arms=[mode_arms(parse_modes(mode))], rule=rule,
                        iterations=iterations, warmup=warmup, threads=threads, min_time=min_time, batch=batch,
-                       options=options, base_image=base_image)
+                       options=options, base_image=base_image, input_shapes=input_shapes, inputs=inputs)
     return run_sweep(sweep, boards, judgement=judgement, parallel=parallel, dry_run=dry_run, timeout=timeout,
-                     base_image=base_image)
+                     base_image=base_image, request=request, resume=resume)
 
 
 def calibrate(inventory: Inventory, host: str, *, framework: str, model: str, mode: str = "both",
               iterations: int = 50, warmup: int = 5, rule: StopRule = DEFAULT_RULE, min_time: float = 0.0,
               judgement: Judgement = DEFAULTS, threads: int = 0, timeout: float = 3600,
-              dry_run: bool = False) -> Path | None:
+              dry_run: bool = False, request: dict | None = None, resume: Path | None = None) -> Path | None:
     """The A/A test: each mode against itself, interleaved exactly like a real comparison. Its verdict must be
     equivalent or inconclusive; its spread is the board's noise floor."""
     modes = parse_modes(mode)
     arms = [(Arm(label=f"{m}-A", mode=m), Arm(label=f"{m}-B", mode=m)) for m in modes]
-    boards = inventory.select(host)
+    boards = healthy_boards(inventory, host)
     sweep = plan_sweep(boards, framework=framework, model=model, arms=arms, rule=rule, iterations=iterations,
                        warmup=warmup, threads=threads, min_time=min_time, names=modes)
-    run_dir = run_sweep(sweep, boards, judgement=judgement, dry_run=dry_run, timeout=timeout)
+    run_dir = run_sweep(sweep, boards, judgement=judgement, dry_run=dry_run, timeout=timeout, request=request,
+                        resume=resume)
     if run_dir:
         console.print(report.calibration_table(comparison(run_dir, judgement)))
     return run_dir
@@ -250,127 +320,205 @@ KNOBS = {
 def explain(inventory: Inventory, host: str, *, framework: str, model: str, iterations: int = 50,
             warmup: int = 5, rule: StopRule = DEFAULT_RULE, min_time: float = 0.0,
             judgement: Judgement = DEFAULTS, threads: int = 0, timeout: float = 3600,
-            dry_run: bool = False) -> Path | None:
+            dry_run: bool = False, request: dict | None = None, resume: Path | None = None) -> Path | None:
     """Why Docker differs: the Docker side rerun with one knob changed at a time, every arm in every round, each
     knob's ratio to bare metal with its own interval, next to Docker's defaults."""
     arms = (Arm(label="docker", mode="docker"), Arm(label="bare", mode="bare"),
             *(Arm(label=f"docker+{name}", mode="docker", docker_args=args) for name, args in KNOBS.items()),
             Arm(label="docker+model-on-bind-mount", mode="docker", bind_files=True))
-    boards = inventory.select(host)
+    boards = healthy_boards(inventory, host)
     sweep = plan_sweep(boards, framework=framework, model=model, arms=[arms], rule=rule, iterations=iterations,
                        warmup=warmup, threads=threads, min_time=min_time)
-    run_dir = run_sweep(sweep, boards, judgement=judgement, dry_run=dry_run, timeout=timeout)
+    run_dir = run_sweep(sweep, boards, judgement=judgement, dry_run=dry_run, timeout=timeout, request=request,
+                        resume=resume)
     if run_dir:
         console.print(report.explain_table(comparison(run_dir, judgement)))
     return run_dir
 
 
 def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAULTS, parallel: bool = False,
-              dry_run: bool = False, timeout: float = 3600, base_image: str | None = None) -> Path | None:
+              dry_run: bool = False, timeout: float = 3600, base_image: str | None = None,
+              request: dict | None = None, resume: Path | None = None) -> Path | None:
     """Execute a planned sweep: build, deploy, run every cell pair after pair until its stopping rule says
-    enough, then normalize and judge what came back."""
+    enough, then normalize and judge what came back. With `resume`, the cells that run did not finish are run into
+    its directory, continuing after their last whole pair."""
     cells = [cell for board_cells in sweep.cells.values() for cell in board_cells]
     if dry_run:
         for line in describe(cells, sweep.rule):
-            console.print(line)
+            console.print(escape(line))  # a model named like [/x] is text, not markup
         return None
-    ref = reference(sweep.model, sweep.batch)
+    # the user's own input has no PyTorch output to agree with
+    ref = None if sweep.inputs else reference(sweep.model, sweep.batch)
     built = build([r.framework for r in sweep.recipes], boards, base_image)
-    run_dir = results.new_run_dir()
-    results.write_manifest(run_dir, complete=False, frameworks=[r.framework for r in sweep.recipes],
-                           model=sweep.model, batch=sweep.batch, options=list(sweep.options),
-                           models={f: {"name": s.name, "sha256": s.sha256} for f, s in sweep.specs.items()},
-                           boards=[b.name for b in boards], rule=dataclasses.asdict(sweep.rule),
-                           cells={c.key: {"arms": [a.label for a in c.arms], "stop": None, "pairs": 0}
-                                  for c in cells})
-    console.print(f"results go to {run_dir}")
+    if resume is None:
+        run_dir = results.new_run_dir()
+        results.write_manifest(run_dir, complete=False, request=request,
+                               frameworks=[r.framework for r in sweep.recipes], model=sweep.model, batch=sweep.batch,
+                               options=list(sweep.options),
+                               models={f: {"name": s.name, "sha256": s.sha256} for f, s in sweep.specs.items()},
+                               boards=[b.name for b in boards], rule=dataclasses.asdict(sweep.rule),
+                               cells={c.key: {"arms": [a.label for a in c.arms], "stop": None, "pairs": 0}
+                                      for c in cells})
+        console.print(f"results go to {run_dir}")
+    else:
+        run_dir = resume
+        results.write_manifest(run_dir, complete=False)
+    manifest = results.read_manifest(run_dir)
+    attempts: dict[str, int] = dict(manifest.get("attempts") or {})
     records: list[tuple[RunSpec, dict]] = []
     stops: dict[str, dict] = {}
+    earlier: dict[str, list] = {}
+    for cell in cells:  # what an earlier session of this run finished stays, and is not run again
+        state = (manifest.get("cells") or {}).get(cell.key) or {}
+        earlier[cell.key] = results.finished_pairs(run_dir, lambda p, c=cell: c.runs(p) if p < sweep.rule.max_pairs
+                                                   else None)
+        records += [rec for pair in earlier[cell.key] for rec in pair]
+        if state.get("stop"):
+            stops[cell.key] = {"stop": state["stop"], "pairs": state["pairs"]}
+    if resume is not None:
+        console.print(f"resuming {run_dir}: {len(stops)} of {len(cells)} cells were finished, "
+                      f"{len(records)} runs are kept")
     lock = threading.Lock()
 
-    def done(run: RunSpec, doc: dict) -> None:
+    def done(run: RunSpec, doc: dict, tries: int) -> None:
         with lock:
             records.append((run, doc))
+            if tries > 1:
+                attempts[run.key] = tries
+                results.write_manifest(run_dir, attempts=attempts)
 
     def one(board: Board) -> int:
-        failed = {}
-        with connect(board) as conn:
-            task = progress.add_task(f"{board.name}: pairs", total=sum(
-                sweep.rule.max_pairs for _ in sweep.cells[board.name]), unit="pairs")
+        todo = [c for c in sweep.cells[board.name] if c.key not in stops]
+        if not todo:
+            return 0
+        failed: dict[str, EdgeorchError] = {}
+        with Link(board, token=SESSION, purpose=f"run {run_dir.name}") as link:
+            kill_runs(link.conn, board.name, session="")  # with the lock held, any edgeorch run there is an orphan
+            task = progress.add_task(f"{board.name}: pairs", unit="pairs",
+                                     total=sum(sweep.rule.max_pairs - len(earlier[c.key]) for c in todo))
             for recipe in sweep.recipes:
+                mine = [c for c in todo if c.framework == recipe.framework]
+                if not mine:
+                    continue
                 try:
                     image, export = built[(recipe.framework, board.arch.value)]
-                    modes = tuple(m for m in MODES if any(
-                        a.mode == m for c in sweep.cells[board.name] for a in c.arms))
-                    deployment = deploy(conn, board, image, export, progress, modes)
+                    modes = tuple(m for m in MODES if any(a.mode == m for c in mine for a in c.arms))
+                    deployment, _ = link.retrying(functools.partial(deploy, board=board, image=image, export=export,
+                                                                    progress=progress, modes=modes))
                     spec = sweep.specs[recipe.framework]
-                    files = {"--model": push_file(conn, board, deployment.workdir, spec.path, spec.sha256, progress)}
-                    if ref:
-                        files["--input"] = push_file(conn, board, deployment.workdir, ref.input_path,
-                                                     ref.input_sha256, progress)
-                    for cell in (c for c in sweep.cells[board.name] if c.framework == recipe.framework):
-                        runners = {a.label: deployment.runner(conn, a, timeout) for a in cell.arms}
-                        stop = _run_cell(cell, sweep.rule, runners, spec, files, run_dir, done,
-                                         lambda: progress.advance(task))
+                    files, _ = link.retrying(functools.partial(_push_files, board=board, workdir=deployment.workdir,
+                                                               spec=spec, ref=ref, progress=progress,
+                                                               inputs=sweep.inputs))
+                    for cell in mine:
+                        stop = _run_cell(cell, sweep.rule, link, deployment, timeout, spec, files, run_dir, done,
+                                         lambda: progress.advance(task), earlier[cell.key], outputs=ref is not None)
                         with lock:
                             stops[cell.key] = stop
-                except (BoardError, RunError) as e:  # the board's other frameworks still run
+                except (BoardError, RunError) as e:  # the board's other frameworks still run, if it answers
                     failed[recipe.framework] = e
+                    for cell in mine:
+                        if cell.key not in stops:
+                            results.update_cell(run_dir, cell.key, failure=e.message)
+                    if isinstance(e, (ConnectionLost, Unreachable)):
+                        break
         if failed:
-            raise BoardError("; ".join(f"{f}: {e.message}" for f, e in failed.items()),
-                             hint="; ".join(sorted({e.hint for e in failed.values() if e.hint})))
-        return len(stops)
+            raise type(next(iter(failed.values())))(
+                "; ".join(f"{f}: {e.message}" for f, e in failed.items()),
+                hint="; ".join(sorted({e.hint for e in failed.values() if e.hint})))
+        return len(todo)
 
-    with _progress() as progress:
-        group = fan_out(boards, one, parallel=parallel)
-    return collect(run_dir, records, cells, stops, group, boards, ref, judgement)
+    try:
+        with _progress() as progress:
+            group = fan_out(boards, one, parallel=parallel)
+    except KeyboardInterrupt:
+        results.write_manifest(run_dir, interrupted=True)
+        console.print(f"[bold red]interrupted[/]: every finished run is kept in {run_dir}; go on with "
+                      f"`invoke bench --resume {run_dir}`")
+        raise
+    return collect(run_dir, records, cells, stops, group, boards, ref, judgement, attempts)
 
 
-def _run_cell(cell: Cell, rule: StopRule, runners: dict, model: ModelSpec, files: dict[str, str], run_dir: Path,
-              done, advance) -> dict:
-    """Pairs of runs until the stopping rule is met; returns why the cell stopped and after how many pairs."""
-    log_ratios: list[float] = []
-    started = time.monotonic()
-    for pair in range(rule.max_pairs):
+def _push_files(conn, board: Board, workdir: str, spec: ModelSpec, ref: Reference | None, progress,
+                inputs: tuple[tuple[str, Path], ...] = ()) -> list[tuple[str, str]]:
+    """The model, and a zoo network's reference input or the user's --input files, on the board: (option, its path
+    there, after NAME= for a named input)."""
+    files = [("--model", push_file(conn, board, workdir, spec.path, spec.sha256, progress))]
+    if ref:
+        files.append(("--input", push_file(conn, board, workdir, ref.input_path, ref.input_sha256, progress)))
+    for name, path in inputs:
+        pushed = push_file(conn, board, workdir, path, file_sha256(path), progress)
+        files.append(("--input", f"{name}={pushed}" if name else pushed))
+    return files
+
+
+def _run_cell(cell: Cell, rule: StopRule, link: Link, deployment: Deployment, timeout: float, model: ModelSpec,
+              files: list[tuple[str, str]], run_dir: Path, done, advance, earlier: list, outputs: bool = False) -> dict:
+    """Pairs of runs until the stopping rule is met, after the pairs an earlier session finished; returns why the
+    cell stopped and after how many pairs. The manifest is updated after every run."""
+    state = (results.read_manifest(run_dir).get("cells") or {}).get(cell.key) or {}
+    started = time.monotonic() - float(state.get("elapsed_s") or 0.0)
+    log_ratios = [stats.pair_log_ratio(*(np.asarray(doc["timing"]["latencies_ns"], dtype=np.float64)
+                                         for arm in cell.arms[:2] for spec, doc in pair if spec.arm == arm.label))
+                  for pair in earlier] if len(cell.arms) > 1 else []
+    for pair in range(len(earlier), rule.max_pairs + 1):
+        reason = _stop(cell, rule, pair, log_ratios, time.monotonic() - started)
+        if reason:
+            stop = {"stop": reason, "pairs": pair}
+            results.update_cell(run_dir, cell.key, **stop, failure=None)
+            return stop
         latencies = {}
         for run in cell.runs(pair):
             if rule.cooldown_s and (pair or run.position):
                 time.sleep(rule.cooldown_s)
-            doc = _run(runners[run.arm], run, model, files, run_dir)
-            done(run, doc)
+
+            def attempt(conn, run=run):
+                arm = next(a for a in cell.arms if a.label == run.arm)
+                return _run(deployment.runner(conn, arm, timeout), run, model, files, run_dir, outputs)
+            doc, tries = link.retrying(attempt, before_retry=lambda conn: kill_runs(conn, cell.board))
+            done(run, doc, tries)
             latencies[run.arm] = np.asarray(doc["timing"]["latencies_ns"], dtype=np.float64)
+            results.update_cell(run_dir, cell.key, pairs=pair, last_run=run.key,
+                                elapsed_s=round(time.monotonic() - started, 1))
         advance()
-        if len(cell.arms) < 2:  # one mode alone: no comparison, the minimum number of runs
-            if pair + 1 >= rule.min_pairs:
-                return {"stop": "runs", "pairs": pair + 1}
-            continue
-        log_ratios.append(stats.pair_log_ratio(latencies[cell.arms[0].label], latencies[cell.arms[1].label]))
-        reason = rule.reason(log_ratios, time.monotonic() - started)
-        if reason:
-            return {"stop": reason, "pairs": pair + 1}
-    return {"stop": "max-pairs", "pairs": rule.max_pairs}
+        if len(cell.arms) > 1:
+            log_ratios.append(stats.pair_log_ratio(latencies[cell.arms[0].label], latencies[cell.arms[1].label]))
+    raise AssertionError("unreachable: max_pairs always stops a cell")
 
 
-def _run(runner, run: RunSpec, model: ModelSpec, files: dict[str, str], run_dir: Path) -> dict:
-    """One run: execute, keep the raw answer, validate it."""
+def _stop(cell: Cell, rule: StopRule, pairs: int, log_ratios: list[float], elapsed_s: float) -> str | None:
+    """Why a cell with `pairs` whole pairs stops now, or None to run another."""
+    if pairs >= rule.max_pairs:
+        return "max-pairs"
+    if len(cell.arms) < 2:  # one mode alone: no comparison, the minimum number of runs
+        return "runs" if pairs >= rule.min_pairs else None
+    return rule.reason(log_ratios, elapsed_s) if pairs else None
+
+
+def _run(runner, run: RunSpec, model: ModelSpec, files: list[tuple[str, str]], run_dir: Path,
+         outputs: bool = False) -> dict:
+    """One run: execute, keep the raw answer, validate it; with `outputs`, the answer holds the last outputs (for the
+    agreement check)."""
     args = entrypoint_args(run, model_sha256=model.sha256, run_id=run_dir.name)
-    answer = runner.execute(args + (["--outputs"] if "--input" in files else []), files)
+    answer = runner.execute(args + (["--outputs"] if outputs else []), files)
     results.save_raw(run_dir, run, answer)
     return results.parse_answer(answer, board=run.board, what=f"{run.framework} {run.arm} run #{run.pair}")
 
 
 def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], cells: list[Cell], stops: dict[str, dict],
             group: GroupResult, boards: list[Board], ref: Reference | None = None,
-            judgement: Judgement = DEFAULTS) -> Path:
-    """Normalize what came back, judge each comparison, and say plainly what is missing."""
+            judgement: Judgement = DEFAULTS, attempts: dict[str, int] | None = None) -> Path:
+    """Normalize what came back, judge each comparison, and say plainly what is missing and how to go on."""
     records.sort(key=lambda rec: (rec[0].board, rec[0].framework, rec[0].pair, rec[0].position))
     missing = [c.key for c in cells if c.key not in stops]
-    results.write_manifest(run_dir, cells={c.key: {"arms": [a.label for a in c.arms],
-                                                   **stops.get(c.key, {"stop": None, "pairs": 0})} for c in cells})
+    for cell in cells:  # each cell of a board that failed as a whole (unreachable, busy) says why
+        if cell.key in missing and cell.board in group.failed:
+            state = (results.read_manifest(run_dir).get("cells") or {}).get(cell.key) or {}
+            if not state.get("failure"):
+                results.update_cell(run_dir, cell.key, failure=group.failed[cell.board].message)
     if records:
         runs, samples = results.normalize(records, run_id=run_dir.name,
                                           arch_of={b.name: b.arch.value for b in boards},
-                                          reference=None if ref is None else ref.output)
+                                          reference=None if ref is None else ref.output, attempts=attempts)
         results.write_tables(run_dir, runs, samples)
         console.print(report.mode_table(comparison(run_dir, judgement)))
         if ref or runs["framework"].nunique() > 1:
@@ -379,6 +527,8 @@ def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], cells: list[Cell
         if len(cost):  # the watcher's price, measured in the runs themselves: on-windows against off-windows
             console.print(f"sensor sampler cost: median {cost.median():+.2%} of latency over {len(cost)} runs"
                           + (" [bold red](above 0.5%)[/]" if cost.median() > 0.005 else ""))
+        for r in runs[runs["attempts"] > 1].itertuples():
+            console.print(f"note: {r.board} {r.arm} run #{r.pair} took {r.attempts} attempts (the connection dropped)")
         for r in runs[runs["throttled"].fillna(False)].itertuples():
             console.print(f"[bold red]warning:[/] {r.board} {r.arm} run #{r.pair} was throttled "
                           f"({r.throttle_evidence}); its cell is invalid")
@@ -386,13 +536,15 @@ def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], cells: list[Cell
             console.print(f"[bold red]warning:[/] {r.board} {r.framework} {r.mode} does not reproduce PyTorch's "
                           f"{ref.network}: max |diff| {r.max_abs_diff:.3g}, top-1 {r.top1} (PyTorch {r.top1_ref})")
     _report_failures(group, "benchmark")
-    results.write_manifest(run_dir, complete=not missing, missing=missing,
+    results.write_manifest(run_dir, complete=not missing, missing=missing, interrupted=False,
                            failures={k: str(v) for k, v in group.failed.items()})
-    console.print(f"results: {run_dir}/results.parquet (load with pandas.read_parquet)")
+    if records:
+        console.print(f"results: {run_dir}/results.parquet (load with pandas.read_parquet)")
     if missing:
         raise RunError(f"INCOMPLETE: {len(missing)} of {len(cells)} cells did not finish "
                        f"({', '.join(group.failed) or 'see above'}); the {len(records)} runs that did are in "
-                       f"{run_dir}", hint="fix the failing boards and rerun the bench")
+                       f"{run_dir}", hint=f"fix the failing boards, then run only what is missing: "
+                                          f"invoke bench --resume {run_dir}")
     if records and runs["agrees"].eq(False).any():
         raise RunError(f"a framework does not reproduce PyTorch's {ref.network} (see the warnings above); "
                        f"the timings are in {run_dir}", hint="the conversion or the runtime changed the function")

@@ -5,15 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import posixpath
-import shlex
+import secrets
 from dataclasses import dataclass
 from typing import Protocol
 
 import fabric
 
-from .bench import BOARD_PACKAGE
+from .bench import BOARD_PACKAGE, signature
+from .errors import BoardError, RunTimeout
 from .plan import RunSpec
-from .transport import remote
+from .transport import remote, sh
 
 CONTAINER_DIR = "/opt/edgeorch"  # where the framework image keeps venv, bundle and models
 
@@ -29,8 +30,19 @@ class Answer:
 class Runner(Protocol):
     mode: str
 
-    def execute(self, args: list[str], files: dict[str, str]) -> Answer:
-        """Run the entrypoint with `args` and `files` (option -> path on the board, e.g. --model)."""
+    def execute(self, args: list[str], files: list[tuple[str, str]]) -> Answer:
+        """Run the entrypoint with `args` and `files`: (option, path on the board) pairs such as ("--model", path),
+        where an --input value may be NAME=path."""
+
+
+def file_args(files) -> list[tuple[str, str, str]]:
+    """(option, prefix, path on the board) of each file option: the prefix is an --input value's NAME= (the path
+    after it may hold '=' too). `files` is a list of (option, value) pairs, or a dict of them."""
+    out = []
+    for option, value in files.items() if isinstance(files, dict) else files:
+        name, path = signature.parse_input(value) if option == "--input" else ("", value)
+        out.append((option, f"{name}=" if name else "", path))
+    return out
 
 
 def entrypoint_args(spec: RunSpec, *, model_sha256: str, run_id: str) -> list[str]:
@@ -39,19 +51,52 @@ def entrypoint_args(spec: RunSpec, *, model_sha256: str, run_id: str) -> list[st
             "--sample-interval", "0",
             "--warmup", str(spec.warmup), "--threads", str(spec.threads),
             "--model-sha256", model_sha256, "--run-id", run_id,
-            *[arg for option in spec.options for arg in ("--option", option)]]
+            *[arg for option in spec.options for arg in ("--option", option)],
+            *[arg for shape in spec.input_shapes for arg in ("--input-shape", shape)]]
 
 
 def probe_args(framework: str) -> list[str]:
     return ["--framework", framework, "--probe"]
 
 
-def watched(python: str, host_dir: str, argv: list[str], cwd: str | None = None) -> str:
-    """The shell command that runs `argv` (in `cwd`) under the sensor watcher, which samples from outside the
-    measured process, on the board's host, the same way in both modes."""
-    where = ["--cwd", cwd] if cwd else []
-    return f"cd {shlex.quote(host_dir)} && " + shlex.join([python, "-m", f"{BOARD_PACKAGE}.watch", *where, "--",
-                                                           *argv])
+def watched(python: str, host_dir: str, argv: list[str], *, tag: str, deadline: float | None = None,
+            cwd: str | None = None, container: bool = False) -> list[str]:
+    """The argv that runs `argv` (in `cwd`) under the sensor watcher, which samples from outside the measured process,
+    on the board's host, the same way in both modes, and kills the run on the board itself past `deadline` seconds
+    (so a run whose link died does not live on to disturb the next ones). `tag` names the run in the board's process
+    list, and is the container's name in Docker mode."""
+    options = ["--tag", tag, *(["--deadline", str(deadline)] if deadline else []), *(["--cwd", cwd] if cwd else []),
+               *(["--container"] if container else [])]
+    return sh('cd -- "$1" && shift && exec "$@"', host_dir, python, "-m", f"{BOARD_PACKAGE}.watch", *options, "--",
+              *argv)
+
+
+SESSION = secrets.token_hex(4)  # this orchestrator's mark on every run it starts
+
+
+def run_tag() -> str:
+    """A name for one run on a board, unique across orchestrators: its container's name, its watcher's mark."""
+    return f"edgeorch-run-{SESSION}-{secrets.token_hex(4)}"
+
+
+def kill_runs(conn: fabric.Connection, board: str, session: str = SESSION) -> None:
+    """End every run of `session` on the board (all edgeorch runs with ""): after a dropped link the lost attempt
+    may live on, and a killed orchestrator leaves its last run behind."""
+    prefix = f"edgeorch-run-{session}-" if session else "edgeorch-run-"
+    _cleanup(conn, board, ["pkill", "-TERM", "-f", "--", f"[e]{prefix[1:]}"])  # a pattern no pkill shell matches
+    _cleanup(conn, board, sh('docker ps -aq --filter "name=$1" | xargs -r docker rm -f', prefix))
+
+
+# Seconds the orchestrator waits past a run's deadline before it gives up on the board's own kill
+GRACE_S = 60
+
+
+def _cleanup(conn: fabric.Connection, board: str, argv: list[str]) -> None:
+    """Best effort: what a run left on the board goes, unless the board cannot be reached at all."""
+    try:
+        remote(conn, argv, board=board, warn=True, timeout=30)
+    except BoardError:
+        pass
 
 
 class BareRunner:
@@ -60,23 +105,34 @@ class BareRunner:
     mode = "bare"
 
     def __init__(self, conn: fabric.Connection, board: str, bundle_dir: str, timeout: float | None = None, *,
-                 python: str = "python3", host_dir: str = ""):
+                 python: str = "python3", host_dir: str = "", cache_dir: str | None = None):
         self.conn, self.board, self.dir, self.timeout = conn, board, bundle_dir, timeout
         self.python, self.host_dir = python, host_dir
+        self.cache_dir = cache_dir  # where the framework keeps what it compiles (TensorRT engines), across runs
 
-    def execute(self, args: list[str], files: dict[str, str]) -> Answer:
+    def execute(self, args: list[str], files: list[tuple[str, str]]) -> Answer:
         argv = ["venv/bin/python", "-m", BOARD_PACKAGE, *args, "--mode", "bare"]
-        for option, path in files.items():
-            argv += [option, path]
-        r = remote(self.conn, watched(self.python, self.host_dir, argv, cwd=self.dir), board=self.board, warn=True,
-                   timeout=self.timeout)
+        for option, prefix, path in file_args(files):
+            argv += [option, prefix + path]
+        argv += ["--cache-dir", self.cache_dir] if self.cache_dir else []
+        tag = run_tag()
+        try:
+            r = remote(self.conn, watched(self.python, self.host_dir, argv, tag=tag, deadline=self.timeout,
+                                          cwd=self.dir),
+                       board=self.board, warn=True, timeout=self.timeout and self.timeout + GRACE_S)
+        except RunTimeout:
+            # the watcher ends its run; the pattern matches no shell that runs pkill
+            _cleanup(self.conn, self.board, ["pkill", "-TERM", "-f", "--", f"[{tag[0]}]{tag[1:]}"])
+            raise
         return Answer(r.stdout, r.stderr, r.exited)
 
 
-def mount_arg(source: str, target: str) -> str:
-    """`--mount`'s value for a read-only bind; docker parses it as CSV, so a path with a comma or quote is quoted."""
+def mount_arg(source: str, target: str, readonly: bool = True) -> str:
+    """`--mount`'s value for a bind (read-only unless not `readonly`); docker parses it as CSV, so a path with a comma
+    or quote is quoted."""
     line = io.StringIO()
-    csv.writer(line, lineterminator="").writerow(["type=bind", f"source={source}", f"target={target}", "readonly"])
+    csv.writer(line, lineterminator="").writerow(["type=bind", f"source={source}", f"target={target}",
+                                                  *(["readonly"] if readonly else [])])
     return line.getvalue()
 
 
@@ -87,28 +143,35 @@ class DockerRunner:
 
     def __init__(self, conn: fabric.Connection, board: str, image_id: str, timeout: float | None = None,
                  docker_args: tuple[str, ...] = (), *, python: str = "python3", host_dir: str = "",
-                 bind_files: bool = False):
+                 bind_files: bool = False, cache_dir: str | None = None):
         self.conn, self.board, self.image_id, self.timeout = conn, board, image_id, timeout
         self.docker_args, self.python, self.host_dir = docker_args, python, host_dir
         self.bind_files = bind_files  # the model on a read-only bind mount instead of in the container layer
+        # A board directory at the same path inside: what the framework compiles (TensorRT engines) outlives the
+        # container, as it does in bare mode.
+        self.cache_dir = cache_dir
 
-    def execute(self, args: list[str], files: dict[str, str]) -> Answer:
+    def execute(self, args: list[str], files: list[tuple[str, str]]) -> Answer:
         argv = [*args, "--mode", "docker", "--image-id", self.image_id]
-        inner = {option: f"{CONTAINER_DIR}/models/{posixpath.basename(path)}" for option, path in files.items()}
-        for option, path in inner.items():
-            argv += [option, path]
+        # board path -> its path in the container (files of the same content share one)
+        inner = {path: f"{CONTAINER_DIR}/models/{posixpath.basename(path)}" for _, _, path in file_args(files)}
+        for option, prefix, path in file_args(files):
+            argv += [option, prefix + inner[path]]
         network = [] if "--network" in self.docker_args else ["--network", "none"]  # explain's knob replaces it
-        mounts = [arg for option, path in files.items() for arg in ("--mount", mount_arg(path, inner[option]))
+        mounts = [arg for path, target in inner.items() for arg in ("--mount", mount_arg(path, target))
                   ] if self.bind_files else []
-        create = remote(self.conn, shlex.join(["docker", "create", *network, *mounts, "--label", "org.edgeorch=1",
-                                               *self.docker_args, self.image_id, *argv]),
-                        board=self.board)
-        cid = create.stdout.strip()
+        if self.cache_dir:
+            mounts += ["--mount", mount_arg(self.cache_dir, self.cache_dir, readonly=False)]
+            argv += ["--cache-dir", self.cache_dir]
+        tag = run_tag()
+        remote(self.conn, ["docker", "create", "--name", tag, *network, *mounts, "--label", "org.edgeorch=1",
+                           *self.docker_args, self.image_id, *argv], board=self.board)
         try:
-            for option, path in files.items() if not self.bind_files else ():
-                remote(self.conn, shlex.join(["docker", "cp", path, f"{cid}:{inner[option]}"]), board=self.board)
-            r = remote(self.conn, watched(self.python, self.host_dir, ["docker", "start", "-a", cid]),
-                       board=self.board, warn=True, timeout=self.timeout)
+            for path, target in inner.items() if not self.bind_files else ():
+                remote(self.conn, ["docker", "cp", path, f"{tag}:{target}"], board=self.board)
+            r = remote(self.conn, watched(self.python, self.host_dir, ["docker", "start", "-a", tag], tag=tag,
+                                          deadline=self.timeout, container=True),
+                       board=self.board, warn=True, timeout=self.timeout and self.timeout + GRACE_S)
             return Answer(r.stdout, r.stderr, r.exited)
         finally:
-            remote(self.conn, f"docker rm -f {cid}", board=self.board, warn=True)
+            _cleanup(self.conn, self.board, ["docker", "rm", "-f", tag])

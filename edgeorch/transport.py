@@ -1,11 +1,20 @@
-"""SSH to boards with Fabric: pinned host keys, echoed commands, fan-out with per-board results."""
+"""SSH to boards with Fabric, as OpenSSH would: ssh_config, ProxyJump, pinned host keys only; echoed commands,
+fan-out with per-board results."""
 
 from __future__ import annotations
 
+import getpass
+import logging
+import os
+import shlex
+import socket
+import textwrap
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Generic, TypeVar
 
 import fabric
@@ -13,76 +22,198 @@ import invoke
 import paramiko
 
 from .console import echo
-from .errors import BoardError, EdgeorchError
-from .inventory import Board
+from .errors import BoardBusy, BoardError, ConnectionLost, EdgeorchError, RunTimeout, Unreachable
+from .inventory import USER_KNOWN_HOSTS, Board, Hop
 
 T = TypeVar("T")
 
 
+CONNECT_TIMEOUT = 10  # seconds for the TCP connection to each hop, as ssh's ConnectTimeout
+# paramiko logs what it then raises (e.g. "Secsh channel 0 open FAILED"); edgeorch reports each failure itself
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+
 @contextmanager
 def connect(board: Board) -> Iterator[fabric.Connection]:
-    """An open connection to `board` that trusts only the host key pinned in its known_hosts."""
-    kwargs = {"look_for_keys": board.identity_file is None}
-    if board.identity_file:
-        if not board.identity_file.exists():
-            raise BoardError(f"board {board.name}: identity file {board.identity_file} does not exist",
-                             hint="fix identity_file in the inventory (for the sim fleet: invoke sim.up)")
-        kwargs["key_filename"] = str(board.identity_file)
-    conn = fabric.Connection(board.host, user=board.user, port=board.port, connect_timeout=10,
-                             connect_kwargs=kwargs)
-    # Fabric trusts unknown host keys by default; a benchmark fleet must not.
-    conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    known = board.known_hosts
-    if known is not None:
-        if not known.exists():
-            raise BoardError(f"board {board.name}: known_hosts file {known} does not exist",
-                             hint="pin the board's key: ssh-keyscan -p PORT HOST >> that file, after "
-                                  "checking the fingerprint (for the sim fleet: invoke sim.up)")
-        conn.client.load_host_keys(str(known))
+    """An open connection to `board`, made as OpenSSH would make it (~/.ssh/config, ProxyJump), that trusts only
+    host keys already pinned in its known_hosts files, the jump hosts' included."""
+    opened: list[fabric.Connection] = []
+    try:
+        for hop in (*board.jump, board.ssh):
+            opened.append(_open(board, hop, gateway=opened[-1] if opened else None))
+        yield opened[-1]
+    finally:
+        for conn in reversed(opened):  # Fabric does not close a gateway with the connection through it
+            conn.close()
+
+
+def _who(board: Board, hop: Hop) -> str:
+    """How messages name a hop: the board itself, or one of its jump hosts."""
+    if hop is board.ssh:
+        return f"board {board.name} ({board.address})"
+    return f"jump host {hop.host} ({hop.address}) of board {board.name}"
+
+
+def connection(hop: Hop, gateway: fabric.Connection | None = None) -> fabric.Connection:
+    """An unopened Connection for `hop` with exactly its values, refusing every host key not in its known_hosts."""
+    keys = [str(p) for p in hop.identity_files if p.is_file()]
+    kwargs = {"look_for_keys": not hop.identity_files}  # like ssh: ~/.ssh/id_* only when no IdentityFile is set
+    if keys:
+        kwargs["key_filename"] = keys
+    # ssh_config was applied when the inventory was loaded (jump hosts included): Fabric must not apply it again,
+    # nor open a ProxyJump itself, since its gateway connections accept any host key.
+    conn = fabric.Connection(hop.hostname, user=hop.user, port=hop.port, connect_timeout=CONNECT_TIMEOUT,
+                             connect_kwargs=kwargs, gateway=gateway or hop.proxy_command or False,
+                             config=fabric.Config(ssh_config=paramiko.SSHConfig()))
+    conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())  # Fabric's default adds unknown keys
+    for path in hop.known_hosts:
+        if path.is_file():
+            conn.client.load_host_keys(str(path))  # hashed and [host]:port entries included; never written
+    return conn
+
+
+def _open(board: Board, hop: Hop, gateway: fabric.Connection | None) -> fabric.Connection:
+    missing = [p for p in hop.identity_files if not p.is_file()]
+    if hop.identity_files and len(missing) == len(hop.identity_files):
+        raise BoardError(f"{_who(board, hop)}: identity file {', '.join(map(str, missing))} does not exist "
+                         f"(from {hop.identity_from})",
+                         hint=f"fix the path there, or make a key and authorize it: ssh-keygen -t ed25519 -f "
+                              f"{missing[0]} && ssh-copy-id -i {missing[0]} -p {hop.port} {hop.user}@{hop.hostname}"
+                              + (" (for the sim fleet: invoke sim.up)" if board.sim else ""))
+    given = hop.known_hosts_from.startswith("the inventory")
+    if given and not hop.known_hosts[0].is_file():
+        raise BoardError(f"{_who(board, hop)}: known_hosts file {hop.known_hosts[0]} does not exist "
+                         f"(from {hop.known_hosts_from})",
+                         hint="fix the path, or remove `known_hosts:` to use ~/.ssh/known_hosts"
+                              + (" (for the sim fleet: invoke sim.up)" if board.sim else ""))
+    conn = connection(hop, gateway)
     try:
         conn.open()
-    except paramiko.BadHostKeyException as e:
-        raise BoardError(f"board {board.name} ({board.address}) presented a host key different from "
-                         f"the pinned one", hint="if the board was reinstalled, replace its line in "
-                         f"{known or '~/.ssh/known_hosts'}; otherwise do not connect") from e
-    except paramiko.AuthenticationException as e:
-        raise BoardError(f"board {board.name} ({board.address}) rejected the SSH key",
-                         hint=f"add the public key of {board.identity_file or 'your key'} to "
-                              f"~{board.user}/.ssh/authorized_keys on the board") from e
-    except paramiko.SSHException as e:
-        if "not found in known_hosts" in str(e):
-            raise BoardError(f"board {board.name} ({board.address}): its host key is not pinned in "
-                             f"{known or '~/.ssh/known_hosts'}",
-                             hint=f"check the fingerprint and add it: ssh-keyscan -p {board.port} "
-                                  f"{board.host} >> {known or '~/.ssh/known_hosts'}") from e
-        raise BoardError(f"board {board.name} ({board.address}): SSH failed: {e}",
-                         hint="check that sshd runs on the board") from e
-    except (TimeoutError, OSError) as e:
-        raise BoardError(f"board {board.name} ({board.address}) is unreachable: {e}",
-                         hint="check that it is powered and on the network, and the host/port in "
-                              "the inventory (for the sim fleet: invoke sim.up)") from e
-    try:
-        yield conn
-    finally:
-        conn.close()
+    except Exception as e:
+        conn.client.close()  # a refused host key leaves paramiko's transport thread running
+        error = explain(e, board, hop)
+        if error is None:
+            raise
+        raise error from e
+    return conn
 
 
-def remote(conn: fabric.Connection, command: str, *, board: str, warn: bool = False,
+def _chain(board: Board, hop: Hop) -> tuple[Hop, ...]:
+    """The hops before `hop` on the way to `board` (identity, not equality: a board may jump through itself)."""
+    hops = (*board.jump, board.ssh)
+    return hops[:next(i for i, h in enumerate(hops) if h is hop)]
+
+
+def _key_name(hop: Hop) -> str:
+    """The name its key is pinned under, as ssh writes it: `host`, or `[host]:port` off port 22."""
+    return hop.hostname if hop.port == 22 else f"[{hop.hostname}]:{hop.port}"
+
+
+def pin_hint(board: Board, hop: Hop) -> str:
+    """The exact command that pins `hop`'s host key in the file edgeorch reads, after checking its fingerprint."""
+    file = hop.known_hosts[0] if hop.known_hosts else Path(USER_KNOWN_HOSTS).expanduser()
+    # ssh itself writes to ~/.ssh/known_hosts (or ssh_config's file): point it at the inventory's where that is read
+    option = f" -o UserKnownHostsFile={file}" if hop.known_hosts_from.startswith("the inventory") else ""
+    board_side = "the fingerprint that `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` shows on the board itself"
+    before = _chain(board, hop)
+    if before:  # ssh-keyscan from here cannot reach it: go through the jump hosts
+        via = ",".join(f"{j.user}@{j.hostname}:{j.port}" for j in before)
+        return (f"connect once with `ssh{option} -J {via} -p {hop.port} {hop.user}@{hop.hostname}`, and accept the "
+                f"key if the fingerprint it shows is {board_side} (ssh adds it to {file})")
+    return (f"ssh-keyscan -p {hop.port} {hop.hostname} >> {file}, then check that `ssh-keygen -lf {file}` lists "
+            f"{board_side}; or connect once with `ssh{option} -p {hop.port} {hop.user}@{hop.hostname}` and accept the "
+            "key if its fingerprint is that one")
+
+
+def explain(e: Exception, board: Board, hop: Hop) -> BoardError | None:
+    """The BoardError, with the right fix, for an exception raised while opening `hop`; None if it is not one.
+    What may pass (no answer, a refused or dropped connection) is an Unreachable or ConnectionLost, to be retried."""
+    who = _who(board, hop)
+    sim = " (for the sim fleet: invoke sim.up)" if board.sim else ""
+    existing = [p for p in hop.known_hosts if p.is_file()]
+    files = ", ".join(map(str, existing)) or f"{hop.known_hosts[0]} (which does not exist)"
+    if hop is board.ssh:
+        origin = hop.origin() or f"host {hop.host} and port {hop.port} from the inventory"
+    else:
+        origin = hop.origin() or f"ProxyJump of Host {board.host} in {hop.config_file}"
+    before = _chain(board, hop)
+    if before and isinstance(e, paramiko.ChannelException):  # the jump host refused to forward to it
+        jump = before[-1]
+        return Unreachable(f"jump host {jump.host} ({jump.address}) of board {board.name} could not reach "
+                          f"{hop.hostname}:{hop.port}: {e.text or e}",
+                          hint=f"check that {hop.hostname}:{hop.port} is the board's address as the jump host sees "
+                               f"it ({origin}) and that the jump host's sshd allows forwarding (AllowTcpForwarding)")
+    if isinstance(e, paramiko.BadHostKeyException):
+        name = _key_name(hop)
+        held = next((p for p in existing if paramiko.HostKeys(str(p)).lookup(name)), existing[0] if existing else "")
+        return BoardError(f"{who} presented a host key different from the pinned one in {held}",
+                          hint=f"if it was reinstalled, drop the old key (ssh-keygen -R '{name}' -f {held}) and pin "
+                               f"the new one: {pin_hint(board, hop)}; otherwise do not connect: someone may be in "
+                               "between")
+    if isinstance(e, paramiko.PasswordRequiredException):
+        return BoardError(f"{who}: its identity file is protected by a passphrase",
+                          hint=f"load it into your ssh-agent once: ssh-add {' '.join(map(str, hop.identity_files))}")
+    if isinstance(e, paramiko.AuthenticationException):
+        keys = [p for p in hop.identity_files if p.is_file()]
+        offered = (f"the key {', '.join(map(str, keys))} (from {hop.identity_from})" if keys
+                   else "the keys of your ssh-agent and ~/.ssh/id_*")
+        return BoardError(f"{who} rejected {offered} for user {hop.user}",
+                          hint=f"authorize it: ssh-copy-id{f' -i {keys[0]}' if keys else ''} -p {hop.port} "
+                               f"{hop.user}@{hop.hostname}; or fix the user or key in the inventory or "
+                               f"{hop.config_file}{sim}")
+    if isinstance(e, paramiko.SSHException) and "not found in known_hosts" in str(e):
+        return BoardError(f"{who}: its host key is not pinned in {files}", hint=pin_hint(board, hop))
+    if isinstance(e, TimeoutError):
+        return Unreachable(f"{who} did not answer within {CONNECT_TIMEOUT} s",
+                          hint=f"check that it is powered and on the network, that no firewall drops port "
+                               f"{hop.port}, and its address ({origin})")
+    if isinstance(e, socket.gaierror):
+        return BoardError(f"{who}: the host name {hop.hostname} does not resolve ({e.strerror})",
+                          hint=f"fix the host name ({origin}), or use its IP address")
+    if isinstance(e, OSError):
+        if isinstance(e, paramiko.ssh_exception.NoValidConnectionsError):
+            reason = "; ".join(sorted({x.strerror or str(x) for x in e.errors.values()}))
+        else:
+            reason = e.strerror or str(e) or type(e).__name__
+        return Unreachable(f"{who} is unreachable: {reason}",
+                          hint=f"check that it is powered and on the network, that sshd runs there, and its "
+                               f"address ({origin}){sim}")
+    if isinstance(e, (paramiko.SSHException, EOFError)):  # e.g. sshd dropped the handshake (MaxStartups, restart)
+        return ConnectionLost(f"{who}: SSH failed: {e or type(e).__name__}",
+                          hint=f"check that sshd runs on {hop.hostname}:{hop.port} ({origin}) and accepts this "
+                               "machine")
+    return None
+
+
+def sh(script: str, *args: str) -> list[str]:
+    """The argv that runs a fixed `script` with `args` as its "$1".. (never pasted into the script's text)."""
+    return ["sh", "-c", script, "sh", *args]
+
+
+def remote(conn: fabric.Connection, argv: list[str], *, board: str, warn: bool = False,
            timeout: float | None = None) -> invoke.Result:
-    """Run `command` on the board, echoed; a failure is a BoardError unless `warn`."""
-    lines = command.strip().splitlines()
+    """Run `argv` on the board, each word quoted (the only way edgeorch runs anything there), echoed; a failure is a
+    BoardError unless `warn`, a dropped link a ConnectionLost, a run past `timeout` a RunTimeout."""
+    command = shlex.join(argv)
+    lines = command.splitlines()
     echo(f"[{board}] {lines[0]}" + (f" ... ({len(lines)} lines)" if len(lines) > 1 else ""))
+    short = textwrap.shorten(command, 120)
     try:
         result = conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
     except invoke.CommandTimedOut as e:
-        raise BoardError(f"board {board}: `{command}` did not finish within {timeout} s",
-                         hint="the board may be overloaded or hung; check it and retry") from e
+        raise RunTimeout(f"board {board}: `{short}` did not finish within {timeout} s",
+                         hint="the board may be overloaded, hung or its link stalled; check it, then resume") from e
     except (OSError, paramiko.SSHException, EOFError) as e:
-        raise BoardError(f"board {board}: the connection dropped during `{command}`: {e}",
-                         hint="check the board; finished runs are kept, rerun for the rest") from e
+        raise ConnectionLost(f"board {board}: the SSH connection was lost during `{short}`: {e or type(e).__name__}",
+                             hint="check that the board is powered and reachable; finished runs are kept") from e
+    transport = conn.client.get_transport()
+    if result.exited == -1 and not (transport and transport.is_active()):
+        # a link that dies mid-command raises nothing here: its channel just closes without an exit status
+        raise ConnectionLost(f"board {board}: the SSH connection was lost during `{short}`",
+                             hint="check that the board is powered and reachable; finished runs are kept")
     if result.failed and not warn:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-6:])
-        raise BoardError(f"board {board}: `{command}` failed (exit {result.exited}):\n{tail}",
+        raise BoardError(f"board {board}: `{short}` failed (exit {result.exited}):\n{tail}",
                          hint="see the error above; fix the board or the inventory and retry")
     return result
 
@@ -114,3 +245,128 @@ def fan_out(boards: list[Board], work: Callable[[Board], T], *, parallel: bool =
         for board in boards:
             one(board)
     return out
+
+
+# The board's lock: one file in /tmp shared by every user of the board, held by a process whose stdin is the SSH
+# channel, so it is released when the orchestrator ends for any reason, SIGKILL included. The lock file is opened
+# read-only (flock needs no more), so another user's file in the sticky /tmp can be locked too.
+_LOCK_SCRIPT = r"""
+lock=/tmp/edgeorch.lock
+[ -e "$lock" ] || (umask 0; : >>"$lock") 2>/dev/null
+exec 9<"$lock" || { echo "cannot open $lock"; exit 70; }
+if ! flock -n 9; then
+  for f in /tmp/edgeorch-holder-*; do
+    read -r pid rest <"$f" 2>/dev/null && [ -d "/proc/$pid" ] && echo "$pid $rest"
+  done
+  exit 75
+fi
+echo "$$ $1" >"/tmp/edgeorch-holder-$(id -u)"
+echo locked
+exec cat >/dev/null
+"""
+
+RETRIES = 3           # attempts at a command whose connection dropped, and at reconnecting
+BACKOFF_S = 2.0       # the first wait; each next one doubles
+RETRY_DEADLINE_S = 120.0  # past this, no further attempt starts: the deadline wins over the count
+
+
+class Link:
+    """A board's SSH connection for a whole sweep: holds the board's lock, and after a transient drop reconnects
+    (with backoff, under a deadline) and retries, so that a blip of Wi-Fi does not cost a sweep."""
+
+    def __init__(self, board: Board, *, token: str, purpose: str):
+        self.board, self.token, self.purpose = board, token, purpose
+        self._context = self.conn = self._lock = None
+
+    def __enter__(self) -> Link:
+        self._reconnect(first=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+        if self._context is not None:
+            self._context.__exit__(None, None, None)
+        self._context = self.conn = self._lock = None
+
+    def _open(self) -> None:
+        self._context = connect(self.board)
+        self.conn = self._context.__enter__()
+        self._take_lock()
+
+    def _take_lock(self) -> None:
+        info = f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()} ({self.purpose}, since " \
+               f"{time.strftime('%H:%M:%S')}) {self.token}"
+        for _ in range(2):
+            chan = self.conn.client.get_transport().open_session()
+            chan.exec_command(shlex.join(sh(_LOCK_SCRIPT, info)))
+            first = chan.makefile("r").readline().strip()
+            if first == "locked":
+                self._lock = chan
+                return
+            holders = [first, *chan.makefile("r").read().splitlines()] if first else []
+            status, err = chan.recv_exit_status(), chan.makefile_stderr("r").read().strip()
+            chan.close()
+            if status != 75:
+                raise BoardError(f"board {self.board.name}: taking its lock /tmp/edgeorch.lock failed (exit "
+                                 f"{status}): {err or first or 'no output'}",
+                                 hint="the board needs flock (util-linux) and a writable /tmp")
+            ours = [h.split()[0] for h in holders if h.endswith(self.token)]
+            if not ours:  # held by someone else
+                break
+            # our own lock from before a dropped connection, whose sshd has not noticed yet: take it back
+            remote(self.conn, ["kill", *ours], board=self.board.name, warn=True)
+            time.sleep(0.5)
+        who = "; ".join(h.split(" ", 1)[1].rsplit(" ", 1)[0] for h in holders if " " in h) or "another edgeorch"
+        raise BoardBusy(f"board {self.board.name} is being benchmarked by {who}",
+                        hint="wait for that run to end (two benchmarks on one board spoil both sets of timings), "
+                             "or pick another board")
+
+    def _reconnect(self, first: bool = False) -> None:
+        self._close()
+        attempt, started = 0, time.monotonic()
+        while True:
+            attempt += 1
+            try:
+                self._open()
+                return
+            except (Unreachable, ConnectionLost) as e:
+                self._close()
+                wait = BACKOFF_S * 2 ** (attempt - 1)
+                if attempt >= RETRIES or time.monotonic() - started + wait > RETRY_DEADLINE_S:
+                    if first:
+                        raise
+                    raise type(e)(f"{e.message} (gave up reconnecting after {attempt} attempts in "
+                                  f"{time.monotonic() - started:.0f} s)", hint=e.hint) from e
+                echo(f"[{self.board.name}] {e.message.splitlines()[0]}; retrying in {wait:g} s")
+                time.sleep(wait)
+
+    def retrying(self, work: Callable[[fabric.Connection], T], *, before_retry: Callable | None = None
+                 ) -> tuple[T, int]:
+        """`work(conn)` and the number of attempts it took: after a dropped connection, reconnect and try again
+        (`before_retry(conn)` first, to clear what the lost attempt left), within RETRIES and RETRY_DEADLINE_S."""
+        attempt, started = 0, time.monotonic()
+        while True:
+            attempt += 1
+            try:
+                return work(self.conn), attempt
+            except (ConnectionLost, OSError, EOFError, paramiko.SSHException) as e:
+                if not isinstance(e, ConnectionLost):  # SFTP's own errors: a lost link, or the board refusing
+                    if self.conn.is_connected and self.conn.client.get_transport().is_active():
+                        raise BoardError(f"board {self.board.name}: a file transfer failed: {e}",
+                                         hint="check the board's free disk and its permissions") from e
+                    e = ConnectionLost(f"board {self.board.name}: the SSH connection was lost: {e}",
+                                       hint="check that the board is powered and reachable")
+                wait = BACKOFF_S * 2 ** (attempt - 1)
+                if attempt >= RETRIES or time.monotonic() - started + wait > RETRY_DEADLINE_S:
+                    raise ConnectionLost(f"{e.message} (gave up after {attempt} attempts in "
+                                         f"{time.monotonic() - started:.0f} s)", hint=e.hint) from e
+                echo(f"[{self.board.name}] connection lost; reconnecting in {wait:g} s (attempt {attempt + 1} of "
+                     f"{RETRIES})")
+                time.sleep(wait)
+                self._reconnect()
+                if before_retry:
+                    before_retry(self.conn)

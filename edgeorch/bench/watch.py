@@ -9,10 +9,12 @@ with its `sensors` replaced by the watcher's; anything else the child printed is
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 
-from . import probes
+from . import EXIT_TIMEOUT, RESULT_SCHEMA, probes
 
 
 def _parser():
@@ -20,6 +22,10 @@ def _parser():
     p.add_argument("--interval", type=float, default=1.0, help="seconds between samples in an on-window")
     p.add_argument("--window", type=float, default=2.0, help="seconds of each on- and off-window")
     p.add_argument("--cwd", default=None, help="the directory the command runs in")
+    p.add_argument("--tag", default=None, help="the run's name: its mark in the process list, its container's name")
+    p.add_argument("--deadline", type=float, default=None,
+                   help="seconds after which the run is killed here, whether or not anyone still listens")
+    p.add_argument("--container", action="store_true", help="the command runs container --tag: remove it too")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the run's command")
     return p
 
@@ -37,6 +43,25 @@ def sampler_cost(latencies_ns, starts_ns, t0_ns, window_s):
     return ratios[len(ratios) // 2] - 1 if ratios else None
 
 
+class _Stopped(Exception):
+    """SIGTERM from the orchestrator: the run is given up on."""
+
+
+def _stop(signum, frame):
+    raise _Stopped()
+
+
+def _kill(child, container):
+    """End the run and everything it started: its process group, and its container if it has one."""
+    if container:  # `docker start -a` ending does not stop the container
+        subprocess.run(["docker", "rm", "-f", container], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    child.wait()
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -44,9 +69,21 @@ def main(argv=None):
         print("edgeorch_bench.watch: no command given after --", file=sys.stderr)
         return 2
     sampler = probes.Sampler(args.interval, window=args.window)
+    signal.signal(signal.SIGTERM, _stop)
     with sampler:
-        child = subprocess.run(command, stdout=subprocess.PIPE, cwd=args.cwd)
-    out = child.stdout.decode(errors="replace")
+        # its own session: a kill reaches everything the run started
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=args.cwd, start_new_session=True)
+        try:
+            out, _ = child.communicate(timeout=args.deadline)
+        except (subprocess.TimeoutExpired, _Stopped) as e:
+            _kill(child, args.tag if args.container else None)
+            why = (f"after {args.deadline:g} s (the deadline of --timeout)" if isinstance(e, subprocess.TimeoutExpired)
+                   else "at the orchestrator's request")
+            json.dump({"schema": RESULT_SCHEMA, "status": "error", "error": {
+                "kind": "timeout", "message": f"the run was killed on the board {why}"}}, sys.stdout)
+            sys.stdout.write("\n")
+            return EXIT_TIMEOUT
+    out = out.decode(errors="replace")
     try:
         doc = json.loads(out)
     except json.JSONDecodeError:

@@ -82,7 +82,10 @@ def test_a_dead_board_loses_nothing_of_the_others(fleet, tmp_path):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["complete"] is False
     assert manifest["missing"] == ["ghost/tflite-tiny"]
-    assert manifest["cells"]["x86/tflite-tiny"] == {"arms": ["docker", "bare"], "stop": "max-pairs", "pairs": 1}
+    done = manifest["cells"]["x86/tflite-tiny"]
+    assert (done["arms"], done["stop"], done["pairs"], done["failure"]) == (["docker", "bare"], "max-pairs", 1, None)
+    assert "unreachable" in manifest["cells"]["ghost/tflite-tiny"]["failure"]
+    assert f"invoke bench --resume {run_dir}" in " ".join(r.stdout.split())
 
 
 def test_a_board_without_docker(fleet):

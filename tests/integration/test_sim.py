@@ -10,7 +10,7 @@ from edgeorch import sim
 from edgeorch.errors import BoardError
 from edgeorch.images import engine
 from edgeorch.inventory import load_inventory
-from edgeorch.transport import connect, remote
+from edgeorch.transport import connect, remote, sh
 
 MACHINE = {"rpi3": "armv7l", "rpi4": "aarch64", "x86": "x86_64"}
 
@@ -18,7 +18,7 @@ MACHINE = {"rpi3": "armv7l", "rpi4": "aarch64", "x86": "x86_64"}
 def test_every_board_runs_its_own_arch_over_ssh(fleet):
     for board in fleet.boards:
         with connect(board) as conn:
-            out = remote(conn, "uname -m; python3 -c 'import platform; print(platform.machine())'",
+            out = remote(conn, sh("uname -m; python3 -c 'import platform; print(platform.machine())'"),
                          board=board.name)
         assert out.stdout.split() == [MACHINE[board.name]] * 2
 
@@ -26,7 +26,7 @@ def test_every_board_runs_its_own_arch_over_ssh(fleet):
 def test_each_board_has_a_private_docker_store(fleet):
     for board in fleet.boards:
         with connect(board) as conn:
-            root = remote(conn, "docker info --format '{{.DockerRootDir}}'", board=board.name).stdout.strip()
+            root = remote(conn, ["docker", "info", "--format", "{{.DockerRootDir}}"], board=board.name).stdout.strip()
         assert root == str(fleet.path.parent / ".sim" / board.name / "docker")
     assert engine().info()["DockerRootDir"] != root
 
@@ -67,7 +67,7 @@ def test_sim_up_again_changes_nothing(fleet):
 def test_a_board_is_a_chroot_not_a_container(fleet):
     for board in fleet.boards:
         with connect(board) as conn:
-            out = remote(conn, "grep Seccomp: /proc/self/status; test -e /.dockerenv || echo no-dockerenv",
+            out = remote(conn, sh("grep Seccomp: /proc/self/status; test -e /.dockerenv || echo no-dockerenv"),
                          board=board.name).stdout.split()
         assert out == ["Seccomp:", "0", "no-dockerenv"]  # no seccomp filter, no container marker
     assert not engine().containers.list(filters={"label": sim.SIM_LABEL})
@@ -83,7 +83,7 @@ def test_sim_down_removes_what_up_made(fleet, tmp_path):
     [sb] = sim.up(inventory)
     pids = [int(sb.pidfile.read_text()), sim._sshd(sb).pid]
     with connect(inventory.boards[0]) as conn:
-        assert remote(conn, "hostname", board="simdown").stdout.strip() == "simdown"
+        assert remote(conn, ["hostname"], board="simdown").stdout.strip() == "simdown"
     sim.down(inventory)
     for pid in pids:  # the private engine and the board's sshd
         with pytest.raises(ProcessLookupError):

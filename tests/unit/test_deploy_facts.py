@@ -37,7 +37,7 @@ def test_healthy_board():
 def test_32_bit_userland_on_a_64_bit_kernel():
     row = facts(python="3.11.2 aarch64 32")
     assert (row["arch_ok"], row["arch_found"]) == (False, "armv7")
-    assert row["problems"] == ["inventory says arm64, board runs armv7"]
+    assert row["problems"] == ["inventory says arm64, board runs armv7: fix its `arch:`"]
     assert facts(python="3.11.2 aarch64 32", arch=Arch.ARMV7)["problems"] == []
 
 

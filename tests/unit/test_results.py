@@ -195,3 +195,32 @@ def test_parse_answer_error_document_carries_the_entrypoint_message(make_doc):
 def test_parse_answer_ok_document_with_failing_exit_code(make_doc):
     with pytest.raises(RunError, match="exit 5"):
         results.parse_answer(answer(make_doc([1.0]), exit_code=5), board="rpi4", what="bare run")
+
+
+def test_the_shapes_each_input_was_fed_are_a_column(make_doc):
+    doc = make_doc(ONE_TO_100_MS)
+    doc["model"]["inputs"] = [{"name": "x", "shape": [4, 3], "dtype": "float32", "source": "seeded"},
+                              {"name": "n", "shape": [], "dtype": "int64", "source": "file"}]
+    runs, _ = results.normalize([(specs()[0], doc)], run_id="r", arch_of={})
+    assert json.loads(runs["input_shapes"].iloc[0]) == {"x": [4, 3], "n": []}
+
+
+def test_input_shapes_are_passed_to_the_entrypoint_in_both_modes():
+    from edgeorch.runners import entrypoint_args
+
+    cell = bench_cell(Board(name="rpi4", host="h", user="u", arch=Arch.ARM64), framework="onnxruntime", model="m",
+                      arms=mode_arms(("docker", "bare")), iterations=10, warmup=0, threads=0,
+                      input_shapes=("x=4x3", "n=scalar"))
+    for run in cell.runs(0):
+        args = entrypoint_args(run, model_sha256="a" * 64, run_id="r")
+        assert [args[i + 1] for i, a in enumerate(args) if a == "--input-shape"] == ["x=4x3", "n=scalar"]
+
+
+@pytest.mark.parametrize("value, says", [("x=1xfoo", "'1xfoo' is not dimensions"), ("noequals", "not NAME=DIMS")])
+def test_a_bad_input_shape_is_a_config_error_naming_the_option(value, says):
+    from edgeorch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=says) as caught:
+        bench_cell(Board(name="rpi4", host="h", user="u", arch=Arch.ARM64), framework="onnxruntime", model="m",
+                   arms=mode_arms(("bare",)), iterations=10, warmup=0, threads=0, input_shapes=(value,))
+    assert "--input-shape" in caught.value.message and "--input-shape input=1x3x224x224" in caught.value.hint

@@ -1,7 +1,10 @@
 """edgeorch.runners: what reaches the board's shell and Docker's parsers."""
 
 import csv
+import json
 import shlex
+import subprocess
+import sys
 
 from edgeorch.runners import mount_arg, watched
 
@@ -12,8 +15,48 @@ def test_a_bind_mount_of_a_file_with_commas_and_quotes_parses_back_to_its_path()
     assert fields == ["type=bind", f"source={path}", "target=/opt/edgeorch/models/m.tflite", "readonly"]
 
 
-def test_the_watched_command_quotes_every_word():
-    cmd = watched("python3", "/root/my dir", ["docker", "start", "-a", "abc;rm -rf /"], cwd="/x y")
-    assert shlex.split(cmd.split(" && ", 1)[1]) == ["python3", "-m", "edgeorch_bench.watch", "--cwd", "/x y", "--",
-                                                    "docker", "start", "-a", "abc;rm -rf /"]
-    assert cmd.startswith("cd '/root/my dir' && ")
+HOSTILE = ["a b", "it's", 'say "hi"', "x;touch pwned", "$(touch pwned)", "`touch pwned`", "new\nline", "ünï",
+           "*", "~", "-rf"]
+
+
+def test_the_watched_command_reaches_the_watcher_word_for_word_through_a_login_shell(tmp_path):
+    """sshd hands the command line to the user's shell: every word must arrive as it left, and nothing may run."""
+    host_dir = tmp_path / "host dir $(touch pwned)"
+    (host_dir / "edgeorch_bench").mkdir(parents=True)
+    (host_dir / "edgeorch_bench" / "__init__.py").write_text("")
+    (host_dir / "edgeorch_bench" / "watch.py").write_text("import json, os, sys\n"
+                                                          "print(json.dumps([os.getcwd(), sys.argv[1:]]))\n")
+    cwd = tmp_path / "bundle; touch pwned"
+    argv = watched(sys.executable, str(host_dir), ["venv/bin/python", *HOSTILE], tag="edgeorch-run-x", deadline=5,
+                   cwd=str(cwd))
+    out = subprocess.run(["bash", "-c", shlex.join(argv)], cwd=tmp_path, capture_output=True, text=True, check=True)
+    where, args = json.loads(out.stdout)
+    assert where == str(host_dir)
+    assert args == ["--tag", "edgeorch-run-x", "--deadline", "5", "--cwd", str(cwd), "--", "venv/bin/python",
+                    *HOSTILE]
+    assert not list(tmp_path.rglob("pwned"))
+
+
+def test_named_inputs_and_the_cache_dir_reach_the_entrypoint_in_both_modes(monkeypatch):
+    from types import SimpleNamespace
+
+    from edgeorch import runners
+
+    sent = []
+    monkeypatch.setattr(runners, "remote", lambda conn, argv, **kw: sent.append(argv) or SimpleNamespace(
+        stdout="", stderr="", exited=0))
+    files = [("--model", "/w/models/ab-m=1.onnx"), ("--input", "ids=/w/models/cd-ids=x.npy")]
+    runners.BareRunner(None, "b", "/w/onnxruntime", cache_dir="/w/cache").execute(["--framework", "onnxruntime"], files)
+    bare = sent[-1]
+    assert bare[bare.index("--model") + 1] == "/w/models/ab-m=1.onnx"
+    assert bare[bare.index("--input") + 1] == "ids=/w/models/cd-ids=x.npy"  # NAME= stays, the path is the board's
+    assert bare[bare.index("--cache-dir") + 1] == "/w/cache"
+    sent.clear()
+    runners.DockerRunner(None, "b", "sha256:1", cache_dir="/w/cache").execute(["--framework", "onnxruntime"], files)
+    create = next(argv for argv in sent if argv[:2] == ["docker", "create"])
+    assert create[create.index("--input") + 1] == "ids=/opt/edgeorch/models/cd-ids=x.npy"
+    assert create[create.index("--cache-dir") + 1] == "/w/cache"
+    # the engine cache is the board's directory, writable, at the same path in the container
+    assert "type=bind,source=/w/cache,target=/w/cache" in create
+    copied = [argv[2:] for argv in sent if argv[:2] == ["docker", "cp"]]
+    assert [path for path, _ in copied] == ["/w/models/ab-m=1.onnx", "/w/models/cd-ids=x.npy"]

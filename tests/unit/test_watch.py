@@ -4,7 +4,9 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 
+import psutil
 import pytest
 
 from edgeorch.bench import watch
@@ -69,3 +71,31 @@ def test_a_child_that_does_not_answer_a_document_is_passed_on_untouched(tmp_path
     r = subprocess.run([sys.executable, "-m", "edgeorch.bench.watch", "--", sys.executable, "-c",
                         "import sys; print('not json'); sys.exit(3)"], capture_output=True, text=True, timeout=60)
     assert (r.stdout, r.returncode) == ("not json\n", 3)
+
+
+def _alive(marker):
+    return subprocess.run(["pgrep", "-f", f"[s]leep {marker}"], capture_output=True).returncode == 0
+
+
+def test_a_run_past_its_deadline_is_killed_with_everything_it_started_and_answers_a_timeout(tmp_path):
+    # the child starts a grandchild: a kill of the child alone would leave it running on the board
+    r = subprocess.run([sys.executable, "-m", "edgeorch.bench.watch", "--tag", "edgeorch-run-test", "--deadline", "1",
+                        "--", "sh", "-c", "sleep 97.5 & sleep 97.5; echo never"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 124
+    doc = json.loads(r.stdout)
+    assert doc["status"] == "error" and doc["error"]["kind"] == "timeout" and "after 1 s" in doc["error"]["message"]
+    assert not _alive("97.5")
+
+
+def test_sigterm_from_the_orchestrator_ends_the_run_it_watches(tmp_path):
+    watcher = subprocess.Popen([sys.executable, "-m", "edgeorch.bench.watch", "--tag", "edgeorch-run-t2", "--",
+                                "sh", "-c", "sleep 98.5"], stdout=subprocess.PIPE, text=True)
+    for _ in range(200):  # until the watcher has started its run
+        if psutil.Process(watcher.pid).children():
+            break
+        time.sleep(0.05)
+    watcher.terminate()
+    out, _ = watcher.communicate(timeout=30)
+    assert watcher.returncode == 124 and "orchestrator" in json.loads(out)["error"]["message"]
+    assert not _alive("98.5")
