@@ -26,6 +26,7 @@ from .runners import BareRunner, DockerRunner, Runner, probe_args
 from .transport import remote, sh
 
 PROBE_TIMEOUT = 600  # s: importing a big framework under QEMU is slow, but a hang must end
+INSTALL_TIMEOUT = 3600  # s: the bare-metal bundle's install
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,17 +105,22 @@ def bundle_manifest(image: ImageSpec) -> dict:
             "wheels": {p.name: file_sha256(p) for p in sorted(image.wheelhouse.iterdir())}}
 
 
+def _check_space(conn: fabric.Connection, board: Board, where: str, size: int, what: str) -> None:
+    """A BoardError saying so when `where` on the board has no room for `size` bytes of `what`."""
+    free = remote(conn, sh('df -Pk -- "$1" | awk \'NR==2{print $4}\'', where), board=board.name, warn=True)
+    if free.stdout.strip().isdigit() and int(free.stdout) * 1024 < size * 1.05:
+        raise BoardError(f"board {board.name}: {where} has {int(free.stdout) / 1024:.0f} MB free, {what} "
+                         f"needs {size / 2**20:.0f} MB", hint=f"free space on the board (df -h {where}; "
+                         "docker system prune removes unused images), then deploy again")
+
+
 def _put(conn: fabric.Connection, board: Board, local: Path, dest: str, progress: Progress | None,
          label: str) -> None:
     """SFTP `local` to `dest`, checked and atomic: a file only gets its final name once its sha256 on the board is
     the local one, and a cut or failed transfer leaves nothing behind."""
     mb, size = 2**20, local.stat().st_size
     where = posixpath.dirname(dest)
-    free = remote(conn, sh('df -Pk -- "$1" | awk \'NR==2{print $4}\'', where), board=board.name, warn=True)
-    if free.stdout.strip().isdigit() and int(free.stdout) * 1024 < size * 1.05:
-        raise BoardError(f"board {board.name}: {where} has {int(free.stdout) / 1024:.0f} MB free, {local.name} "
-                         f"needs {size / mb:.0f} MB", hint=f"free space on the board (df -h {where}; "
-                         "docker system prune removes unused images), then deploy again")
+    _check_space(conn, board, where, size, local.name)
     task = progress.add_task(label, total=size / mb, unit="MB") if progress else None
     partial = dest + ".partial"
     sftp = conn.sftp()
@@ -146,6 +152,8 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Path
     """Make `image`'s framework ready on `board` in `modes` (both by default) and check their versions match."""
     docker_version(conn, board)
     workdir = prepare_workdir(conn, board)
+    # the board's lock is held: a *.partial there is what a cut transfer left (the link was gone, so it stayed)
+    remote(conn, sh('rm -f -- "$1"/*.partial "$1"/models/*.partial', workdir), board=board.name)
     _copy_watcher(conn, board, workdir)
     bundle_dir = posixpath.join(workdir, f"{image.framework}-{image.version}")
     remote_id = _image_on_board(conn, board, image.image_id)
@@ -183,16 +191,38 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Path
     return dataclasses.replace(deployment, framework_version=version, notes=notes)
 
 
+# Ends what runs from directory $1 (its path as a regex, from _running_from), then waits (5 s at most) until it has
+_END_LEFTOVERS = 'pkill -KILL -f -- "$1"; i=0; while pgrep -f -- "$1" >/dev/null && [ $i -lt 50 ]; do sleep 0.1; ' \
+                 'i=$((i+1)); done; exit 0'
+
+
+def _running_from(directory: str) -> str:
+    """A pkill pattern for processes whose command line names a path under `directory`, matching no shell that
+    runs pkill with it (its first character in brackets)."""
+    escaped = "".join(f"\\{c}" if c in ".[]()*+?{}|^$\\" else c for c in directory.rstrip("/") + "/")
+    return f"[{escaped[0]}]{escaped[1:]}" if escaped[0] != "\\" else f"[{escaped[1]}]{escaped[2:]}"
+
+
 def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bundle_dir: str) -> None:
     wheels = posixpath.join(bundle_dir, "wheels")
+    # with the board's lock held, anything still running from the bundle is a lost attempt's install (pip is quiet, so
+    # it never notices that its link went): it would write into the new bundle while it is made
+    remote(conn, sh(_END_LEFTOVERS, _running_from(bundle_dir)), board=board.name)
     remote(conn, sh('rm -rf -- "$1" && mkdir -p -- "$2"', bundle_dir, wheels), board=board.name)
+    try:  # the wheels go straight to their names (no manifest yet: nothing half-sent passes for installed)
+        _check_space(conn, board, bundle_dir, sum(p.stat().st_size for p in image.wheelhouse.iterdir()),
+                     f"the bare-metal bundle of {image.framework}")
+    except BoardError:
+        remote(conn, ["rm", "-rf", "--", bundle_dir], board=board.name, warn=True)
+        raise
     sftp = conn.sftp()
     for wheel in sorted(image.wheelhouse.iterdir()):
         sftp.put(str(wheel), posixpath.join(wheels, wheel.name))
     _copy_entrypoint(conn, board, bundle_dir)
     script = posixpath.join(bundle_dir, INSTALL_SCRIPT.name)
     sftp.put(str(INSTALL_SCRIPT), script)
-    r = remote(conn, ["sh", script, bundle_dir, board.python], board=board.name, warn=True)
+    # bounded: a `python:` that hangs must not hang the deploy (pip under QEMU takes minutes, never an hour)
+    r = remote(conn, ["sh", script, bundle_dir, board.python], board=board.name, warn=True, timeout=INSTALL_TIMEOUT)
     if r.failed:
         raise BoardError(f"board {board.name}: installing {image.framework} {image.version} for bare "
                          f"metal failed: {(r.stderr or r.stdout).strip()[-400:]}",

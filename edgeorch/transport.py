@@ -279,7 +279,11 @@ class Link:
         self._context = self.conn = self._lock = None
 
     def __enter__(self) -> Link:
-        self._reconnect(first=True)
+        try:
+            self._reconnect(first=True)
+        except BaseException:
+            self._close()  # busy or refused: the connection goes too
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -295,7 +299,16 @@ class Link:
     def _open(self) -> None:
         self._context = connect(self.board)
         self.conn = self._context.__enter__()
-        self._take_lock()
+        try:
+            self._take_lock()
+        except (BoardError, OSError, EOFError, paramiko.SSHException) as e:
+            transport = self.conn.client.get_transport()
+            if isinstance(e, BoardError) and not isinstance(e, ConnectionLost) and transport and transport.is_active():
+                raise  # busy, or no flock there: the board answered
+            # the link dropped while the lock was being taken: one more connection to retry, not a crash
+            raise ConnectionLost(f"board {self.board.name}: the SSH connection was lost while taking its lock: "
+                                 f"{e or type(e).__name__}",
+                                 hint="check that the board is powered and reachable") from e
 
     def _take_lock(self) -> None:
         info = f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()} ({self.purpose}, since " \
