@@ -1,5 +1,6 @@
 """Integration tests use the real things: the Docker engine, the simulated fleet over SSH, TFLite."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ import pytest
 
 from edgeorch import sim
 from edgeorch.inventory import load_inventory
+from edgeorch.results import RESULTS
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / "inventory.yaml"
@@ -33,3 +35,16 @@ def invoke(*args: str, cwd: Path = ROOT, check: bool = True, env: dict | None = 
     if check and r.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {r.returncode}\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
     return r
+
+
+def runs_started(before: set[Path], inventory: Path) -> list[Path]:
+    """The run directories made since `before` by a task given `inventory` (other benches may run meanwhile)."""
+    started = []
+    for run in set(RESULTS.glob("*/")) - before:
+        try:
+            request = json.loads((run / "manifest.json").read_text()).get("request") or {}
+        except (OSError, ValueError):
+            continue
+        if request.get("inventory") == str(inventory):
+            started.append(run)
+    return started

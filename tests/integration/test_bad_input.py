@@ -19,7 +19,7 @@ from edgeorch.errors import RunError
 from edgeorch.inventory import load_inventory
 from edgeorch.results import RESULTS
 
-from .conftest import INVENTORY, invoke
+from .conftest import INVENTORY, invoke, runs_started
 
 QUICK = ("--framework", "tflite", "--model", "tiny", "--iterations", "3", "--warmup", "0", "--min-time", "0",
          "--repeat", "1")
@@ -46,19 +46,6 @@ def inv(tmp_path) -> Path:
     return _inventory(tmp_path)
 
 
-def _started(before: set[Path], inventory: Path) -> list[Path]:
-    """The run directories made since `before` by a task given `inventory` (other benches may run meanwhile)."""
-    started = []
-    for run in set(RESULTS.glob("*/")) - before:
-        try:
-            request = json.loads((run / "manifest.json").read_text()).get("request") or {}
-        except (OSError, ValueError):
-            continue
-        if request.get("inventory") == str(inventory):
-            started.append(run)
-    return started
-
-
 def _refused(code: int, inventory: Path, *args: str, parts: tuple[str, ...]) -> str:
     """Run `invoke ARGS --inventory INVENTORY`; it exits `code` with each of `parts` (and a fix), and no traceback;
     while another test's bench holds the board's lock, wait (bounded)."""
@@ -74,7 +61,7 @@ def _refused(code: int, inventory: Path, *args: str, parts: tuple[str, ...]) -> 
     for part in parts:
         assert part in out, (part, out[-3000:])
     if code == 2:  # refused before anything ran
-        assert _started(before, inventory) == []
+        assert runs_started(before, inventory) == []
     return out
 
 

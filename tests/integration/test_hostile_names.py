@@ -8,7 +8,6 @@ refused with the exit code of its kind and a message naming the thing and the fi
 There is no option for the results directory (always results/<run-id> of the clone), so it has no case here.
 """
 
-import json
 import os
 import re
 import shutil
@@ -26,7 +25,7 @@ from edgeorch.cache import cache_dir
 from edgeorch.models import resolve
 from edgeorch.results import RESULTS
 
-from .conftest import INVENTORY, ROOT, invoke
+from .conftest import INVENTORY, ROOT, invoke, runs_started
 
 U = uuid.uuid4().hex[:12]
 SENTINEL = f"/tmp/edgeorch-pwned-{U}"  # absolute: on this host, and in the board's /tmp
@@ -100,19 +99,6 @@ def _runs() -> set[Path]:
     return set(RESULTS.glob("*/"))
 
 
-def _started(before: set[Path], inventory: Path) -> list[Path]:
-    """The run directories made since `before` by a task given `inventory` (other benches may run meanwhile)."""
-    started = []
-    for run in _runs() - before:
-        try:
-            request = json.loads((run / "manifest.json").read_text()).get("request") or {}
-        except (OSError, ValueError):
-            continue
-        if request.get("inventory") == str(inventory):
-            started.append(run)
-    return started
-
-
 @pytest.fixture
 def inv(tmp_path) -> Path:
     """A copy of the shipped inventory's x86 board: its run directories, if any, can be told from others'."""
@@ -182,7 +168,7 @@ def test_an_onnx_file_with_a_hostile_name_is_checked_and_planned(fleet, tmp_path
                "--dry-run", check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert f"x86/onnxruntime-{stem}:" in r.stdout
-    assert _started(before, inv) == []
+    assert runs_started(before, inv) == []
 
 
 def _inventory(tmp_path: Path, directory: Path | None = None, **board) -> Path:
@@ -213,7 +199,7 @@ def test_a_workdir_that_cannot_work_is_refused(fleet, tmp_path, workdir, problem
     before, inventory = _runs(), _inventory(tmp_path, workdir=workdir)
     r = invoke("bench", "--inventory", str(inventory), "--host", "x86", "--model", "tiny", *BENCH, check=False)
     _refused(r, 2, "board 'x86', field `workdir`", problem)
-    assert _started(before, inventory) == []
+    assert runs_started(before, inventory) == []
 
 
 @pytest.mark.parametrize("option", OPTIONS)
@@ -222,7 +208,7 @@ def test_a_hostile_option_is_refused_before_anything_runs(fleet, inv, option):
     r = invoke("bench", "--inventory", str(inv), "--host", "x86", "--model", "tiny", *BENCH, "--option", option,
                check=False)
     _refused(r, 2, "--option", "tflite takes xnnpack=on|off")
-    assert _started(before, inv) == []
+    assert runs_started(before, inv) == []
 
 
 @pytest.mark.parametrize("model, problem", MODELS.items())
@@ -231,7 +217,7 @@ def test_a_hostile_model_value_that_is_no_file_is_refused(fleet, inv, model, pro
     r = invoke("bench", "--inventory", str(inv), "--host", "x86", f"--model={model}", *BENCH, check=False)
     _refused(r, 4, problem)
     assert "tiny" in r.stdout  # the fix lists the models there are
-    assert _started(before, inv) == []
+    assert runs_started(before, inv) == []
 
 
 @pytest.mark.parametrize("name", BOARD_NAMES)
@@ -239,7 +225,7 @@ def test_a_hostile_board_name_is_refused_by_the_inventory(fleet, tmp_path, name)
     before, inventory = _runs(), _inventory(tmp_path, name=name)
     r = invoke("bench", "--inventory", str(inventory), "--host", "x86", "--model", "tiny", *BENCH, check=False)
     _refused(r, 2, "field `name`", "is not a plain name", "use ASCII letters, digits, - and _")
-    assert _started(before, inventory) == []
+    assert runs_started(before, inventory) == []
 
 
 @pytest.mark.parametrize("host", HOSTS)
@@ -247,4 +233,4 @@ def test_a_hostile_host_is_refused(fleet, inv, host):
     before = _runs()
     r = invoke("bench", "--inventory", str(inv), f"--host={host}", "--model", "tiny", *BENCH, check=False)
     _refused(r, 2, "is neither a board nor a group", "use one of the boards")
-    assert _started(before, inv) == []
+    assert runs_started(before, inv) == []

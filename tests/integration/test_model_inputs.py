@@ -2,11 +2,8 @@
 anything runs, then measured with --input-shape; a model with two inputs (one an int64 scalar) runs in both modes
 with seeded data for one and the user's --input file for the other."""
 
-import contextlib
-import io
 import json
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,7 @@ import pytest
 
 from edgeorch import results
 
+from ..input_models import export_input_models
 from .conftest import invoke
 
 FAST = ["--host", "x86", "--framework", "onnxruntime", "--repeat", "1", "--iterations", "3", "--warmup", "0",
@@ -38,28 +36,8 @@ def _manifest_text(run_dir: Path) -> str:
 def models(tmp_path_factory):
     """torch.onnx.export of a conv net with dynamic batch and spatial dims, and of y = x * n (x float32 [2, 4], n an
     int64 scalar)."""
-    torch = pytest.importorskip("torch")
-    out = tmp_path_factory.mktemp("inputs")
-
-    class Conv(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 4, 3)
-
-        def forward(self, image):
-            return self.conv(image).mean(dim=(2, 3))
-
-    class Scaled(torch.nn.Module):
-        def forward(self, x, n):
-            return x * n.to(torch.float32)
-
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Conv(), (torch.zeros(1, 3, 8, 8),), str(out / "dynamic.onnx"), dynamo=False,
-                          opset_version=13, input_names=["image"], output_names=["out"],
-                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}})
-        torch.onnx.export(Scaled(), (torch.zeros(2, 4), torch.tensor(3)), str(out / "two.onnx"), dynamo=False,
-                          opset_version=13, input_names=["x", "n"], output_names=["y"])
+    pytest.importorskip("torch")
+    out = export_input_models(tmp_path_factory.mktemp("inputs"))
     np.save(out / "n.npy", np.array(7, dtype=np.int64))
     return out
 

@@ -1,8 +1,6 @@
 """Reading a model's declared inputs without its framework, and resolving the user's shapes and files against
 them: the same answers, and the same refusals, on the host before anything runs and on the board."""
 
-import contextlib
-import io
 import os
 import subprocess
 import sys
@@ -15,6 +13,8 @@ import pytest
 from edgeorch.bench import signature
 from edgeorch.bench.signature import Declared, InputError, check_inputs, onnx_inputs, resolve, tflite_inputs
 
+from ..input_models import export_input_models
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -22,30 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def onnx_models(tmp_path_factory):
     """ONNX files exported by torch.onnx.export, as edgeorch's zoo does: a conv net with dynamic batch and spatial
     dims, and a model with two inputs (a float tensor and an int64 scalar)."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     pytest.importorskip("onnx")
-    out = tmp_path_factory.mktemp("onnx")
-
-    class Conv(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 4, 3)
-
-        def forward(self, x):
-            return self.conv(x).mean(dim=(2, 3))
-
-    class Scaled(torch.nn.Module):
-        def forward(self, x, n):
-            return x * n.to(torch.float32)
-
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Conv(), (torch.zeros(1, 3, 8, 8),), str(out / "dynamic.onnx"), dynamo=False,
-                          opset_version=13, input_names=["image"], output_names=["out"],
-                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}})
-        torch.onnx.export(Scaled(), (torch.zeros(2, 4), torch.tensor(3)), str(out / "two.onnx"), dynamo=False,
-                          opset_version=13, input_names=["x", "n"], output_names=["y"])
-    return out
+    return export_input_models(tmp_path_factory.mktemp("onnx"))
 
 
 @pytest.fixture(scope="session")
