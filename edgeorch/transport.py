@@ -270,6 +270,13 @@ BACKOFF_S = 2.0       # the first wait; each next one doubles
 RETRY_DEADLINE_S = 120.0  # past this, no further attempt starts: the deadline wins over the count
 
 
+def _next_wait(attempt: int, started: float) -> float | None:
+    """Seconds to wait before the attempt after `attempt` (exponential backoff), or None when the attempts or the
+    deadline are spent: no attempt starts past RETRY_DEADLINE_S."""
+    wait = BACKOFF_S * 2 ** (attempt - 1)
+    return None if attempt >= RETRIES or time.monotonic() - started + wait > RETRY_DEADLINE_S else wait
+
+
 class Link:
     """A board's SSH connection for a whole sweep: holds the board's lock, and after a transient drop reconnects
     (with backoff, under a deadline) and retries, so that a blip of Wi-Fi does not cost a sweep."""
@@ -348,8 +355,8 @@ class Link:
                 return
             except (Unreachable, ConnectionLost) as e:
                 self._close()
-                wait = BACKOFF_S * 2 ** (attempt - 1)
-                if attempt >= RETRIES or time.monotonic() - started + wait > RETRY_DEADLINE_S:
+                wait = _next_wait(attempt, started)
+                if wait is None:
                     if first:
                         raise
                     raise type(e)(f"{e.message} (gave up reconnecting after {attempt} attempts in "
@@ -373,8 +380,8 @@ class Link:
                                          hint="check the board's free disk and its permissions") from e
                     e = ConnectionLost(f"board {self.board.name}: the SSH connection was lost: {e}",
                                        hint="check that the board is powered and reachable")
-                wait = BACKOFF_S * 2 ** (attempt - 1)
-                if attempt >= RETRIES or time.monotonic() - started + wait > RETRY_DEADLINE_S:
+                wait = _next_wait(attempt, started)
+                if wait is None:
                     raise ConnectionLost(f"{e.message} (gave up after {attempt} attempts in "
                                          f"{time.monotonic() - started:.0f} s)", hint=e.hint) from e
                 echo(f"[{self.board.name}] connection lost; reconnecting in {wait:g} s (attempt {attempt + 1} of "

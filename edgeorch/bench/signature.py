@@ -201,15 +201,21 @@ _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6:
                 10: "float16", 11: "float64", 12: "uint32", 13: "uint64"}
 
 
-def _mapped(path, read):
+def _mapped(path, read, kind):
     """read(view) of the file's bytes, mapped rather than read: only the pages parsed become resident, so a
-    500 MB model does not add 500 MB to the process (a Pi 3 has 1 GB)."""
+    500 MB model does not add 500 MB to the process (a Pi 3 has 1 GB). A file that does not parse is a ValueError
+    saying it is not a `kind` file; an InputError (a model edgeorch cannot feed) passes as it is."""
+    not_one = f"not a{'n' if kind[0] in 'AEIOU' else ''} {kind} file"
     with open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
-            raise ValueError("the file is empty")
+            raise ValueError(f"{not_one}: the file is empty")
         data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     try:
         return read(memoryview(data))
+    except InputError:
+        raise
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{not_one}: {e}") from e
     finally:
         try:
             data.close()
@@ -257,12 +263,7 @@ def onnx_inputs(path):
             inputs.append(Declared(name.decode(), dims, _ONNX_DTYPES[elem]))
         return inputs
 
-    try:
-        return _mapped(path, read)
-    except InputError:
-        raise
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"not an ONNX file: {e}") from e
+    return _mapped(path, read, "ONNX")
 
 
 # TensorType of tensorflow/compiler/mlir/lite/schema/schema.fbs -> numpy; STRING (5), COMPLEX, RESOURCE,
@@ -337,12 +338,7 @@ def tflite_inputs(path):
             inputs.append(Declared(name, dims, _TFLITE_DTYPES[kind], quantized))
         return inputs
 
-    try:
-        return _mapped(path, read)
-    except InputError:
-        raise
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"not a TFLite file: {e}") from e
+    return _mapped(path, read, "TFLite")
 
 
 EXTRA_FILE = "edgeorch.json"  # what edgeorch's PyTorch exports say about their inputs, inside the archive
