@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ./setup.sh
-.venv/bin/invoke sim.up
+.venv/bin/invoke sim.up --host sim
 # The ARM boards run under QEMU (~2.5 s per MobileNet-v2 inference), hence few iterations and a short
 # stopping rule here: 5 to 8 pairs, at most 5 minutes a board, each run at least 2 s. The defaults (50
 # iterations, at least 5 s a run, 5 to 40 pairs until the 95% CI is within ±1%, 30 minutes a cell) are

@@ -21,8 +21,37 @@ if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
   say "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc"
   mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 fi
+# Debian's qemu-user-static (7.2 on bookworm) is installed for debootstrap's sake, and its handlers replaced by
+# QEMU 10 from Debian trixie: under 7.2 the cpuinfo library inside ONNX Runtime >= 1.23
+# and LiteRT 2.x crashes on the simulated arm64 board (README, "The simulated fleet"). Its static binaries are
+# unpacked under $qemu_dir and registered with the F flag, so chroots and containers need no copy of them.
+qemu_dir=/usr/local/lib/edgeorch/qemu
+qemu_version=1:10.0.13+ds-0+deb13u1
+if [ "$(cat "$qemu_dir/VERSION" 2>/dev/null)" != "$qemu_version" ]; then
+  say "apt-get download qemu-user=$qemu_version (trixie) into $qemu_dir"
+  tmp=$(mktemp -d)
+  echo "deb http://deb.debian.org/debian trixie main" > "$tmp/sources.list"
+  apt_opts=(-q -o "Dir::Etc::SourceList=$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
+            -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache")
+  mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
+  apt-get "${apt_opts[@]}" update >/dev/null
+  (cd "$tmp" && apt-get "${apt_opts[@]}" download "qemu-user=$qemu_version" 2>/dev/null)
+  dpkg-deb -x "$tmp"/qemu-user_*.deb "$tmp/x"
+  mkdir -p "$qemu_dir"
+  install -m 755 "$tmp/x/usr/bin/qemu-aarch64" "$tmp/x/usr/bin/qemu-arm" "$qemu_dir/"
+  echo "$qemu_version" > "$qemu_dir/VERSION"
+  rm -rf "$tmp"
+fi
+# magic and mask of 64-bit ARM and 32-bit ARM ELF executables, as Debian's qemu-user-binfmt registers them
+declare -A magic=([qemu-aarch64]='\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00'
+                  [qemu-arm]='\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x28\x00')
+mask='\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff'
 for q in qemu-aarch64 qemu-arm; do
-  [ -e "/proc/sys/fs/binfmt_misc/$q" ] || { say "update-binfmts --enable $q"; update-binfmts --enable "$q"; }
+  if ! grep -qs "interpreter $qemu_dir/$q" "/proc/sys/fs/binfmt_misc/$q"; then
+    say "register $qemu_dir/$q as the binfmt handler $q"
+    [ -e "/proc/sys/fs/binfmt_misc/$q" ] && echo -1 > "/proc/sys/fs/binfmt_misc/$q"
+    printf ':%s:M::%s:%s:%s:PF\n' "$q" "${magic[$q]}" "$mask" "$qemu_dir/$q" > /proc/sys/fs/binfmt_misc/register
+  fi
 done
 
 if ! docker info >/dev/null 2>&1; then

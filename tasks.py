@@ -5,19 +5,32 @@ here, with the exit code of their kind.
 """
 
 import functools
+import os
 from pathlib import Path
 
 from invoke import Collection, Exit, task
 from rich.markup import escape
 
-from edgeorch import pipeline, report, results, sim
+from edgeorch import pipeline, runners, sim
+from edgeorch import report as tables
+from edgeorch import results as store
 from edgeorch.console import console
 from edgeorch.errors import ConfigError, EdgeorchError
 from edgeorch.inventory import load_inventory
+from edgeorch.plan import parse_counts
 from edgeorch.recipes import load_recipes
 
 INVENTORY = "inventory.yaml"
 INV_HELP = "inventory file (default: inventory.yaml)"
+RESULTS_HELP = "the directory of the runs (default: $EDGEORCH_RESULTS, else results/ of this checkout)"
+
+
+def _results_dir(path) -> None:
+    """--results DIR: where this task reads and writes runs, as $EDGEORCH_RESULTS would say."""
+    if path:
+        if Path(path).exists() and not Path(path).is_dir():
+            raise ConfigError(f"--results {path}: not a directory", hint="pass the directory the runs go to")
+        os.environ["EDGEORCH_RESULTS"] = str(Path(path).resolve())
 
 
 def reported(fn):
@@ -39,7 +52,7 @@ def _hosts(c, host):
     host = host or c.config.get("edgeorch_last_host")
     if not host:
         raise ConfigError("no boards given", hint="pass --host BOARD, a group, or a comma list "
-                                                  "(e.g. --host rpi3 or --host sim)")
+                                                  "(e.g. --host rpi4 or --host sim)")
     c.config.edgeorch_last_host = host
     return host
 
@@ -62,7 +75,8 @@ def check(c, host="all", inventory=INVENTORY):
 BENCH_HELP = {
     "host": "board, group, or comma list (default: the host of a preceding deploy)",
     "framework": "framework, comma list of them, or all (see `invoke matrix`)",
-    "model": "a zoo network or builtin of the framework's format (see `invoke matrix`), or the path of your own file",
+    "model": "a zoo network or builtin of the framework's format (see `invoke matrix`), or the path of your own "
+             "file; a comma list sweeps several",
     "mode": "docker, bare or both",
     "iterations": "timed inferences per run",
     "warmup": "untimed inferences before them",
@@ -75,8 +89,13 @@ BENCH_HELP = {
     "equivalence": "the band within which Docker and bare count as equivalent (default 0.01: ±1%)",
     "max_spread": "a mode whose run medians spread more than this is INVALID (default 0.10)",
     "cooldown": "idle seconds before each run (but a cell's first), so the heat of the last one fades",
-    "threads": "framework threads (0: the framework's default)",
-    "batch": "images per inference, for zoo networks (throughput is reported in images/s)",
+    "threads": "framework threads (0: the framework's default); a comma list sweeps them, e.g. 1,2,4",
+    "batch": "images per inference, for zoo networks (throughput is reported in images/s); a comma list sweeps "
+             "them, e.g. 1,2,4,8",
+    "profile": "after each cell's pairs, a profiling pass of N inferences per mode: per-operator times in "
+               "ops.parquet (never inside the timed runs; 0: none)",
+    "counters": "count perf's events per inference, from the board's host, in both modes (on by default)",
+    "energy": "energy per inference from the board's power sensor or its inventory `power_meter:` (on by default)",
     "option": "framework option KEY=VALUE, repeatable: xnnpack=off (tflite, litert), device=cpu (pytorch), "
               "precision=fp16 (tensorrt)",
     "input_shape": "NAME=DIMS, repeatable: the shape fed to a model input, e.g. input=1x3x224x224 (needed for "
@@ -90,6 +109,7 @@ BENCH_HELP = {
               "into it, with the arguments it was started with",
     "base_image": "the image to build FROM for frameworks that need the vendor's (tensorrt), e.g. "
                   "nvcr.io/nvidia/l4t-tensorrt:r8.5.2-runtime",
+    "results": RESULTS_HELP,
 }
 
 
@@ -109,9 +129,11 @@ def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False, base
 STOPPING = ("repeat", "min_pairs", "max_pairs", "precision", "max_time", "min_time", "equivalence", "max_spread",
             "cooldown")
 COMPARE_HELP = {k: v for k, v in BENCH_HELP.items()
-                if (k not in STOPPING or k in ("repeat", "min_time")) and k != "resume"}
+                if (k not in STOPPING or k in ("repeat", "min_time")) and k not in ("resume", "profile", "counters",
+                                                                                    "energy")}
 CALIBRATE_HELP = {**{k: v for k, v in BENCH_HELP.items()
-                     if k not in ("batch", "option", "parallel", "base_image", "input_shape", "input")},
+                     if k not in ("batch", "option", "parallel", "base_image", "input_shape", "input", "profile",
+                                  "counters", "energy")},
                   "mode": "docker, bare or both: each mode is run against itself"}
 EXPLAIN_HELP = {k: v for k, v in CALIBRATE_HELP.items() if k != "mode"}
 
@@ -147,36 +169,35 @@ def _stopping(repeat, min_pairs, max_pairs, precision, max_time, min_time, equiv
 def bench(c, framework=None, host=None, model="mobilenet_v2", mode="both", iterations="50", warmup="5", repeat=None,
           min_pairs="5", max_pairs="40", precision="0.01", max_time="1800", min_time="5", equivalence="0.01",
           max_spread="0.10", cooldown="0", threads="0", batch="1", option=None, input_shape=None, input=None,
-          parallel=False, dry_run=False, timeout="3600", base_image=None, resume=None, inventory=INVENTORY):
+          parallel=False, dry_run=False, timeout="3600", base_image=None, resume=None, inventory=INVENTORY,
+          profile="0", counters=True, energy=True, results=None):
     """Benchmark a model in Docker and on bare metal, pair after pair until the verdict is known; results go to
     results/<run-id>/."""
     args, run_dir = _request(c, "bench", locals())
     pipeline.bench(load_inventory(args["inventory"]), args["host"], framework=args["framework"], model=args["model"],
-                   mode=args["mode"], iterations=args["iterations"], warmup=args["warmup"], threads=args["threads"],
-                   batch=args["batch"], **_stopping(*(args[k] for k in STOPPING)),
+                   mode=args["mode"], iterations=args["iterations"], warmup=args["warmup"],
+                   threads=tuple(args["threads"]), batch=tuple(args["batch"]), **_stopping(*(args[k] for k in STOPPING)),
                    options=tuple(args["option"] or ()), input_shapes=tuple(args.get("input_shape") or ()),
                    inputs=tuple(args.get("input") or ()), parallel=args["parallel"], dry_run=args["dry_run"],
-                   timeout=args["timeout"], base_image=args["base_image"], request=args, resume=run_dir)
+                   timeout=args["timeout"], base_image=args["base_image"], request=args, resume=run_dir,
+                   profile=args.get("profile", 0),
+                   measures=runners.Measures(counters=args.get("counters", True), energy=args.get("energy", True)))
 
 
 def _request(c, name: str, given: dict) -> tuple[dict, Path | None]:
     """A sweep task's arguments, kept in its manifest, and the run directory to resume (None for a new run): with
     --resume RUN, the arguments that run was started with, whatever else is given."""
     resume = given.get("resume")
-    given = {k: v for k, v in given.items() if k not in ("c", "resume")}
+    _results_dir(given.get("results"))
+    given = {k: v for k, v in given.items() if k not in ("c", "resume", "results")}
     if resume:
-        run_dir = Path(resume)
-        if not run_dir.exists() and (results.RESULTS / resume).exists():  # the run id alone
-            run_dir = results.RESULTS / resume
-        if not (run_dir / "manifest.json").is_file():
-            raise ConfigError(f"--resume {resume}: no run directory of that name (with a manifest.json)",
-                              hint="pass a directory under results/, as printed by the bench (results go to ...)")
-        saved = results.read_manifest(run_dir).get("request") or {}
+        run_dir = store.find_run(resume, "--resume")
+        saved = store.read_manifest(run_dir).get("request") or {}
         if saved.get("task") != name:
             raise ConfigError(f"--resume {resume}: that run was not started by `invoke {name}` of this edgeorch",
                               hint="resume it with the task that made it, or start a new run")
-        console.print(f"resuming {run_dir} with the arguments it was started with")
-        return _counts(saved), run_dir.resolve()
+        console.print(f"resuming {escape(str(run_dir))} with the arguments it was started with")
+        return _counts(saved), run_dir
     if not given.get("framework"):
         raise ConfigError(f"`invoke {name}` needs --framework (or --resume RUN)",
                           hint="e.g. --framework tflite; `invoke matrix` lists the frameworks")
@@ -185,13 +206,16 @@ def _request(c, name: str, given: dict) -> tuple[dict, Path | None]:
     return {"task": name, **_counts(given)}, None
 
 
-COUNTS = {"iterations": int, "warmup": int, "threads": int, "batch": int, "timeout": float}
+COUNTS = {"iterations": int, "warmup": int, "timeout": float, "profile": int}
+SWEPT = {"threads": 0, "batch": 1}  # a comma list sweeps them; each value at least this
 
 
 def _counts(args: dict) -> dict:
     """The whole-number options (and --timeout) as numbers: invoke hands them over as text, so that a bad one is
     an error naming it, not invoke's traceback."""
-    args = {**args, **{k: _number(k, args[k], kind) for k, kind in COUNTS.items() if k in args}}
+    args = {**args, **{k: _number(k, args[k], kind) for k, kind in COUNTS.items() if k in args},
+            **{k: list(parse_counts(k, ",".join(map(str, args[k])) if isinstance(args[k], list) else args[k],
+                                    least=least)) for k, least in SWEPT.items() if k in args}}
     if args.get("timeout", 1) <= 0:  # 0 would mean no limit at all, below it every run would be killed at once
         raise ConfigError(f"--timeout {args['timeout']:g} must be above 0", hint="e.g. --timeout 3600 (seconds)")
     return args
@@ -201,8 +225,9 @@ def _counts(args: dict) -> dict:
 @reported
 def compare(c, model, host=None, framework="all", mode="both", iterations="20", warmup="3", repeat="2", min_time="0",
             threads="0", batch="1", option=None, input_shape=None, input=None, parallel=False, dry_run=False,
-            timeout="3600", base_image=None, inventory=INVENTORY):
+            timeout="3600", base_image=None, inventory=INVENTORY, results=None):
     """Compare frameworks on one model: median latency side by side, each checked against PyTorch."""
+    _results_dir(results)
     pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model, mode=mode,
                    **_counts(dict(iterations=iterations, warmup=warmup, threads=threads, batch=batch,
                                   timeout=timeout)),
@@ -219,7 +244,7 @@ def compare(c, model, host=None, framework="all", mode="both", iterations="20", 
 def calibrate(c, framework=None, host=None, model="mobilenet_v2", mode="both", iterations="50", warmup="5",
               repeat=None, min_pairs="5", max_pairs="40", precision="0.01", max_time="1800", min_time="5",
               equivalence="0.01", max_spread="0.10", cooldown="0", threads="0", timeout="3600", dry_run=False,
-              resume=None, inventory=INVENTORY):
+              resume=None, inventory=INVENTORY, results=None):
     """The A/A test: each mode against itself, interleaved like a real comparison; the board's noise floor, the
     interval width per minute of benchmarking, and a verdict that must be equivalent or inconclusive."""
     args, run_dir = _request(c, "calibrate", locals())
@@ -233,7 +258,8 @@ def calibrate(c, framework=None, host=None, model="mobilenet_v2", mode="both", i
 @reported
 def explain(c, framework=None, host=None, model="mobilenet_v2", iterations="50", warmup="5", repeat=None, min_pairs="5",
             max_pairs="40", precision="0.01", max_time="1800", min_time="5", equivalence="0.01", max_spread="0.10",
-            cooldown="0", threads="0", timeout="3600", dry_run=False, resume=None, inventory=INVENTORY):
+            cooldown="0", threads="0", timeout="3600", dry_run=False, resume=None, inventory=INVENTORY,
+            results=None):
     """Why Docker differs: Docker rerun with one knob changed at a time (seccomp unconfined, host network, host
     IPC, no CPU limits, the model on a bind mount), each against bare metal with its own interval."""
     args, run_dir = _request(c, "explain", locals())
@@ -244,10 +270,11 @@ def explain(c, framework=None, host=None, model="mobilenet_v2", iterations="50",
 
 
 @task(help={"host": "board, group, or comma list", "framework": "framework, comma list, or all (see `invoke matrix`)",
-            "model": "a zoo network (see `invoke zoo`)", "inventory": INV_HELP})
+            "model": "a zoo network (see `invoke zoo`)", "inventory": INV_HELP, "results": RESULTS_HELP})
 @reported
-def agree(c, framework, host=None, model="mobilenet_v2", inventory=INVENTORY):
+def agree(c, framework, host=None, model="mobilenet_v2", inventory=INVENTORY, results=None):
     """Check that frameworks reproduce PyTorch's output of a zoo network on the boards, in both modes."""
+    _results_dir(results)
     pipeline.agree(load_inventory(inventory), _hosts(c, host), framework=framework, model=model)
 
 
@@ -255,21 +282,22 @@ def agree(c, framework, host=None, model="mobilenet_v2", inventory=INVENTORY):
 @reported
 def zoo(c):
     """List the network zoo: parameters and MACs as built, next to the published figures."""
-    console.print(report.zoo_table())
+    console.print(tables.zoo_table())
 
 
 @task
 @reported
 def matrix(c):
     """Which framework runs on which arch (or why not), and with which models."""
-    console.print(report.matrix_table(load_recipes()))
+    console.print(tables.matrix_table(load_recipes()))
 
 
-@task(name="up", help={"inventory": INV_HELP})
+@task(name="up", help={"inventory": INV_HELP, "host": "only these sim boards: a board, a group or a comma list "
+                                                    "(default: every board with `sim: true`)"})
 @reported
-def sim_up(c, inventory=INVENTORY):
+def sim_up(c, inventory=INVENTORY, host=None):
     """Start the simulated fleet (idempotent): sshd per board on loopback, own-arch userland, own dockerd."""
-    sim.up(load_inventory(inventory))
+    sim.up(load_inventory(inventory), host)
     sim_status(c, inventory)
 
 
@@ -287,13 +315,37 @@ def sim_down(c, inventory=INVENTORY):
     sim.down(load_inventory(inventory))
 
 
-@task(name="show", help={"run": "results/<run-id> directory (default: the newest)"})
+RUN_HELP = "a results/<run-id> directory or its run id (default: the newest)"
+
+
+@task(name="show", help={"run": RUN_HELP, "results": RESULTS_HELP})
 @reported
-def results_show(c, run=None):
+def results_show(c, run=None, results=None):
     """Show the Docker/bare comparison of a finished run again."""
-    pipeline.show_results(run or results.latest_run())
+    _results_dir(results)
+    pipeline.show_results(store.find_run(run))
 
 
-ns = Collection(inventory, check, deploy, bench, compare, calibrate, explain, agree, zoo, matrix,
+@task(name="compare", positional=["run_a", "run_b"],
+      help={"run_a": "the earlier run (the baseline): a results/<run-id> directory or its id",
+            "run_b": "the later run (default: the newest)", "results": RESULTS_HELP})
+@reported
+def results_compare(c, run_a, run_b=None, results=None):
+    """Each cell both runs measured: its change from RUN_A to RUN_B with its interval and a verdict (the run is the
+    unit); written into RUN_B's report.html too."""
+    _results_dir(results)
+    pipeline.compare_runs(store.find_run(run_a, "RUN_A"), store.find_run(run_b, "RUN_B"))
+
+
+@task(help={"run": RUN_HELP, "against": "an earlier run to compare with, in the report (as results.compare does)",
+            "results": RESULTS_HELP})
+@reported
+def report(c, run=None, against=None, results=None):
+    """Write results/<run-id>/report.html: one self-contained page of the run's verdicts and figures, offline."""
+    _results_dir(results)
+    pipeline.write_report(store.find_run(run), store.find_run(against, "--against") if against else None)
+
+
+ns = Collection(inventory, check, deploy, bench, compare, calibrate, explain, agree, report, zoo, matrix,
                 Collection("sim", sim_up, sim_status, sim_down),
-                Collection("results", results_show))
+                Collection("results", results_show, results_compare))

@@ -1,7 +1,9 @@
-"""What the paired verdict promises, measured on synthetic cells: A/A false positives and power at +3%; and on
-the x86 simulated board, the seconds of benchmarking a Docker-vs-bare cell needs to reach a ±1% interval.
+"""What the paired verdict promises, measured on synthetic cells: A/A false positives and power at +3%; the same for
+a change across runs (results.compare), with and without a shift between the two sessions; and on the x86 simulated
+board, the seconds of benchmarking a Docker-vs-bare cell needs to reach a ±1% interval.
 
     .venv/bin/python benchmarks/verdicts.py [--cells N] [--seed S] [--no-fleet] [--model M] [--host H]
+        [--sessions K [--session-pairs N]]
 """
 
 from __future__ import annotations
@@ -49,6 +51,39 @@ def synthetic_section(args) -> None:
                   f"{kinds(ab, 'slower'):>9.1f}% {mean_pairs(ab):>5.1f}")
 
 
+def across_runs_section(args) -> None:
+    """results.compare: two runs (sessions) of one cell, each run's median a lognormal draw, each session shifted as a
+    whole (another boot, another room temperature), which no spread inside either shows: the shift is assumed
+    (stats.SESSION_SD), or estimated from the cell's history of six runs."""
+    print(f"\nacross runs (results.compare): {args.cells} comparisons per setting, {stats.CONFIDENCE:.0%} interval on "
+          f"run medians, equivalence ±{stats.EQUIVALENCE:.0%}; shift assumed ±{stats.SESSION_SD:.1%} or estimated "
+          "from 6 runs of the cell")
+    header = (f"{'runs':>4} {'offset':>6} {'shift':>5} | {'A/A FP assumed':>14} {'estimated':>9} | "
+              f"{'+5% found assumed':>17} {'estimated':>9}")
+    print(header)
+    print("-" * len(header))
+    rng = np.random.default_rng(args.seed + 1)
+    history = 6
+    for runs in (5, 8, 20):
+        for offset in (0.01, 0.03):
+            for shift in (0.0, 0.005, 0.01, 0.03):
+                rates = {}
+                for ratio in (1.0, 1.05):
+                    level = np.exp(shift * rng.standard_normal((args.cells, history)))
+                    noise = np.exp(offset * rng.standard_normal((args.cells, history, runs)))
+                    medians = 20.0 * level[..., None] * noise
+                    medians[:, -1] *= ratio  # the newest run changed by `ratio`
+                    for how in ("assumed", "estimated"):
+                        kinds = [stats.change(m[-2], m[-1], **({} if how == "assumed" else {
+                            "session": stats.session_sd(m[:-1]) or (stats.SESSION_SD, float("inf"))}))[1].kind
+                            for m in medians]
+                        wanted = ("slower", "faster") if ratio == 1.0 else ("slower",)
+                        rates[ratio, how] = 100 * sum(k in wanted for k in kinds) / args.cells
+                print(f"{runs:>4} {offset:>6.0%} {shift:>5.1%} | {rates[1.0, 'assumed']:>13.1f}% "
+                      f"{rates[1.0, 'estimated']:>8.1f}% | {rates[1.05, 'assumed']:>16.1f}% "
+                      f"{rates[1.05, 'estimated']:>8.1f}%")
+
+
 def fleet_section(args) -> None:
     """A real cell on the x86 board (the fleet must be up: invoke sim.up), default stopping rule."""
     invoke = Path(sys.executable).parent / "invoke"
@@ -73,6 +108,39 @@ def fleet_section(args) -> None:
     print(f"verdict: {row['verdict']}")
 
 
+def fleet_sessions_section(args) -> None:
+    """Back-to-back benches of one cell on a board (the fleet must be up): a whole run's own shift as the history
+    estimates it, and results.compare of every two of them, an A/A test across runs on a real engine and sshd."""
+    from itertools import combinations
+
+    import pandas as pd
+
+    from edgeorch import report
+
+    invoke = Path(sys.executable).parent / "invoke"
+    cmd = [str(invoke), "bench", "--inventory", args.inventory, "--host", args.host, "--framework", "onnxruntime",
+           "--model", "squeezenet1_1", "--repeat", str(args.session_pairs), "--iterations", "20", "--min-time", "1",
+           "--no-counters", "--no-energy"]
+    print(f"\n+ {' '.join(cmd[1:])}   x {args.sessions}")
+    tables = []
+    for _ in range(args.sessions):
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        found = re.search(r"results go to (\S+)", r.stdout)
+        if r.returncode != 0 or not found:
+            print(f"the bench failed (exit {r.returncode}):\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+            return
+        tables.append(pd.read_parquet(Path(found.group(1)) / "results.parquet"))
+    history = pd.concat(tables)
+    for mode, grp in history.groupby("mode"):
+        sd, df = stats.session_sd([g["p50_ms"] for _, g in grp.groupby("run_id")])
+        spread = np.median([stats.spread(g["p50_ms"]) for _, g in grp.groupby("run_id")])
+        print(f"{args.host} {mode}: a run's own shift ±{sd:.2%} (sd, {df + 1} runs); runs inside one: ±{spread:.2%}")
+    pairs = [report.compare_runs(a, b, history=history) for a, b in combinations(tables, 2)]
+    kinds = pd.concat(pairs)["kind"].value_counts()
+    print(f"results.compare of every two ({len(pairs)} comparisons x 2 modes): "
+          + ", ".join(f"{k} {v}" for k, v in kinds.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=1000, help="synthetic cells per setting (default 1000)")
@@ -82,12 +150,18 @@ def main() -> None:
     parser.add_argument("--max-time", type=float, default=900, help="bound of the fleet cell in seconds")
     parser.add_argument("--host", default="x86", help="the board of the fleet cell (default: the x86 sim board)")
     parser.add_argument("--inventory", default="inventory.yaml")
+    parser.add_argument("--sessions", type=int, default=0, help="back-to-back benches of one cell, compared across "
+                        "runs (default 0: none)")
+    parser.add_argument("--session-pairs", type=int, default=6, help="pairs of each of those benches")
     args = parser.parse_args()
     started = time.perf_counter()
     synthetic_section(args)
+    across_runs_section(args)
     print(f"{time.perf_counter() - started:.1f} s")
     if not args.no_fleet:
         fleet_section(args)
+    if args.sessions:
+        fleet_sessions_section(args)
 
 
 if __name__ == "__main__":

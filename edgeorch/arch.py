@@ -61,7 +61,7 @@ _ALIASES = {
 
 # glibc of the Debian release our images use (bookworm); wheels tagged for any older
 # manylinux level run on it. pip's --platform does not expand these itself.
-GLIBC = (2, 36)
+GLIBC = (2, 36)  # Debian bookworm's
 
 
 def wheel_platforms(arch: Arch, glibc: tuple[int, int] = GLIBC) -> list[str]:

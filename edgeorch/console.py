@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -11,8 +12,8 @@ from rich.markup import escape
 
 from .errors import SetupError
 
-# Piped output (CI logs, `| tee`) gets a width that fits the results table instead of 80.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+# Piped output (CI logs, `| tee`) gets a width that fits the results table instead of 80, unless $COLUMNS says one.
+console = Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 
 
 def echo(command: list[str] | str) -> None:

@@ -17,11 +17,12 @@ from rich.progress import Progress
 from . import bench, results
 from .arch import Arch
 from .cache import file_sha256
-from .errors import BoardError, ConnectionLost
+from .errors import BoardError, ConnectionLost, RunTimeout
 from .images import ImageSpec
 from .inventory import Board
 from .plan import MODES, Arm, deploy_steps
 from .recipes import INSTALL_SCRIPT
+from .releases import Platform, parse_os_release
 from .runners import BareRunner, DockerRunner, Runner, probe_args
 from .transport import remote, sh
 
@@ -41,9 +42,12 @@ class Deployment:
     notes: tuple[str, ...] = ()
     modes: tuple[str, ...] = MODES
 
-    def runner(self, conn: fabric.Connection, arm: Arm, timeout: float | None = None) -> Runner:
-        """The runner of one arm: bare, or Docker with the board's options and the arm's."""
-        where = {"python": self.board.python, "host_dir": host_dir(self.workdir), "cache_dir": self.cache_dir}
+    def runner(self, conn: fabric.Connection, arm: Arm, timeout: float | None = None,
+               watch: tuple[str, ...] = ()) -> Runner:
+        """The runner of one arm: bare, or Docker with the board's options and the arm's; `watch`: what the
+        watcher measures beside latency (runners.Measures)."""
+        where = {"python": self.board.python, "host_dir": host_dir(self.workdir), "cache_dir": self.cache_dir,
+                 "watch": watch}
         if arm.mode == "bare":
             return BareRunner(conn, self.board.name, self.bundle_dir, timeout, **where)
         return DockerRunner(conn, self.board.name, self.image.image_id, timeout,
@@ -102,7 +106,7 @@ def bundle_manifest(image: ImageSpec) -> dict:
     """What a complete, checked bare-metal bundle holds; compared with the board's copy to skip work."""
     return {"framework": image.framework, "version": image.version, "arch": image.arch.value,
             "bench_sha256": image.bench_sha256, "install_sha256": file_sha256(INSTALL_SCRIPT),
-            "wheels": {p.name: file_sha256(p) for p in sorted(image.wheelhouse.iterdir())}}
+            "wheels": {p.name: file_sha256(p) for p in sorted(image.bare_wheelhouse.iterdir())}}
 
 
 def _check_space(conn: fabric.Connection, board: Board, where: str, size: int, what: str) -> None:
@@ -174,6 +178,7 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Path
             raise BoardError(f"board {board.name}: after docker load the image {image.tag} is missing",
                              hint="check free disk space on the board (docker system df)")
     if "bundle" in steps:
+        _require_debian(conn, board, image)
         _install_bundle(conn, board, image, bundle_dir)
     elif "entrypoint" in steps:  # the installed wheels stay: only the entrypoint's files change
         _copy_entrypoint(conn, board, bundle_dir)
@@ -203,6 +208,20 @@ def _running_from(directory: str) -> str:
     return f"[{escaped[0]}]{escaped[1:]}" if escaped[0] != "\\" else f"[{escaped[1]}]{escaped[2:]}"
 
 
+def _require_debian(conn: fabric.Connection, board: Board, image: ImageSpec) -> None:
+    """BoardError naming what to install when the framework comes from Debian packages the board lacks."""
+    if not image.debian:
+        return
+    r = remote(conn, ["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\\n", *image.debian],
+               board=board.name, warn=True)
+    have = {line.split()[0] for line in r.stdout.splitlines() if line.endswith(" installed")}
+    missing = [p for p in image.debian if p not in have]
+    if missing:
+        raise BoardError(f"board {board.name}: {image.framework} {image.version} comes from Debian's "
+                         f"{', '.join(image.debian)} in bare mode, and the board lacks {', '.join(missing)}",
+                         hint=f"on the board: sudo apt install {' '.join(missing)} (or run --mode docker)")
+
+
 def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bundle_dir: str) -> None:
     wheels = posixpath.join(bundle_dir, "wheels")
     # with the board's lock held, anything still running from the bundle is a lost attempt's install (pip is quiet, so
@@ -210,13 +229,13 @@ def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bun
     remote(conn, sh(_END_LEFTOVERS, _running_from(bundle_dir)), board=board.name)
     remote(conn, sh('rm -rf -- "$1" && mkdir -p -- "$2"', bundle_dir, wheels), board=board.name)
     try:  # the wheels go straight to their names (no manifest yet: nothing half-sent passes for installed)
-        _check_space(conn, board, bundle_dir, sum(p.stat().st_size for p in image.wheelhouse.iterdir()),
+        _check_space(conn, board, bundle_dir, sum(p.stat().st_size for p in image.bare_wheelhouse.iterdir()),
                      f"the bare-metal bundle of {image.framework}")
     except BoardError:
         remote(conn, ["rm", "-rf", "--", bundle_dir], board=board.name, warn=True)
         raise
     sftp = conn.sftp()
-    for wheel in sorted(image.wheelhouse.iterdir()):
+    for wheel in sorted(image.bare_wheelhouse.iterdir()):
         sftp.put(str(wheel), posixpath.join(wheels, wheel.name))
     _copy_entrypoint(conn, board, bundle_dir)
     script = posixpath.join(bundle_dir, INSTALL_SCRIPT.name)
@@ -246,8 +265,15 @@ VENDOR = "vendor"  # a recipe version meaning: whichever version the vendor's im
 
 def version_matches(expected: str, found: str) -> bool:
     """Whether a mode's framework version is the recipe's. A local label names the build, not another version
-    (torch 2.13.0+cpu is the recipe's 2.13.0); a vendor's framework is whatever its image reports."""
-    return expected == VENDOR or str(found).split("+")[0] == expected
+    (torch 2.13.0+cpu is the recipe's 2.13.0), nor do trailing zeros; a vendor's framework is whatever its image
+    reports."""
+    def release(v: str) -> list[str]:  # Debian's onnxruntime 1.21.0 calls itself 1.21
+        parts = v.split("+")[0].split(".")
+        while len(parts) > 1 and parts[-1] == "0":
+            parts.pop()
+        return parts
+
+    return expected == VENDOR or release(str(found)) == release(expected)
 
 
 def check_versions(conn: fabric.Connection, deployment: Deployment) -> tuple[str, tuple[str, ...]]:
@@ -301,11 +327,22 @@ def push_file(conn: fabric.Connection, board: Board, workdir: str, path: Path, s
     return dest
 
 
-_FACTS_SCRIPT = r"""
-cd -- "$1" || exit 1
-py=$2
-probe='import platform as p, struct as s; print(p.python_version(), p.machine(), s.calcsize("P") * 8)'
-echo "python=$("$py" -c "$probe" 2>/dev/null)"
+# What the images and wheels are chosen by: the interpreter ($1), its arch and glibc, and the OS release. The
+# interpreter is bounded on the board ($3 s: killed there, not left behind) and its answer marked, so that a
+# banner it prints is not taken for its version.
+_PLATFORM_SCRIPT = r"""
+probe='import platform as p, struct as s
+print("edgeorch:", p.python_version(), p.machine(), s.calcsize("P") * 8, p.libc_ver()[1])'
+out=$(timeout -s KILL "${3:-60}" "$1" -c "$probe" 2>&1)
+echo "python_exit=$?"
+echo "python=$(printf '%s\n' "$out" | sed -n 's/^edgeorch: //p' | head -n 1)"
+echo "python_said=$(printf '%s' "$out" | grep -v '^edgeorch: ' | tail -n 1)"
+sed -n 's/^\(ID\|VERSION_CODENAME\|PRETTY_NAME\)=/os_&/p' /etc/os-release 2>/dev/null
+"""
+
+_FACTS_SCRIPT = _PLATFORM_SCRIPT + r"""
+cd -- "$2" || exit 1
+py=$1
 echo "venv=$("$py" -c 'import venv, ensurepip' 2>/dev/null && echo yes)"
 echo "numpy=$("$py" -c 'import numpy;print(numpy.__version__)' 2>/dev/null)"
 echo "docker=$(docker version --format '{{.Server.Version}}' 2>/dev/null)"
@@ -321,7 +358,7 @@ def parse_board_facts(text: str, board: Board) -> dict:
     raw = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
     row = {"board": board.name, "reachable": True, "arch": board.arch.value}
     py = raw.get("python", "").split()
-    if len(py) == 3:
+    if len(py) >= 3:
         row["python"] = py[0]
         try:
             found = Arch.from_userland(py[1], int(py[2])).value
@@ -331,6 +368,13 @@ def parse_board_facts(text: str, board: Board) -> dict:
         row["arch_found"] = found
     else:
         row.update(python=None, arch_ok=False, arch_found=f"no {board.python}")
+    release = parse_os_release("\n".join(f"{k[3:]}={v}" for k, v in raw.items() if k.startswith("os_")))
+    glibc = tuple(int(x) for x in py[3].split(".")[:2]) if len(py) == 4 and py[3][:1].isdigit() else None
+    row["os"] = release.get("PRETTY_NAME") or None
+    row["platform"] = Platform(os_id=release.get("ID", ""), codename=release.get("VERSION_CODENAME", ""),
+                               pretty=release.get("PRETTY_NAME") or "an unknown OS",
+                               python=".".join(py[0].split(".")[:2]), glibc=glibc) if row["python"] and glibc else None
+    row["python_exit"], row["python_said"] = raw.get("python_exit", "?"), raw.get("python_said", "").strip()
     row["docker"] = raw.get("docker") or None
     row["venv"] = raw.get("venv") == "yes"
     row["numpy"] = raw.get("numpy") or None
@@ -358,5 +402,24 @@ def parse_board_facts(text: str, board: Board) -> dict:
 def board_facts(conn: fabric.Connection, board: Board) -> dict:
     """What the check task reports for one board."""
     workdir = prepare_workdir(conn, board)
-    r = remote(conn, sh(_FACTS_SCRIPT, workdir, board.python), board=board.name, warn=True)
+    r = remote(conn, sh(_FACTS_SCRIPT, board.python, workdir), board=board.name, warn=True)
     return parse_board_facts(r.stdout, board)
+
+
+def board_platform(conn: fabric.Connection, board: Board, limit: float = 60) -> Platform:
+    """The board's OS release, Python and glibc: what its images and wheels are chosen for. Its Python has `limit`
+    seconds to answer."""
+    r = remote(conn, sh(_PLATFORM_SCRIPT, board.python, "", str(round(limit))), board=board.name, warn=True,
+               timeout=limit + 30)
+    facts = parse_board_facts(r.stdout, board)
+    code, said = facts["python_exit"], facts["python_said"]
+    if code in ("124", "137"):
+        raise RunTimeout(f"board {board.name}: its Python `{board.python}` did not finish within {round(limit)} s "
+                         "when asked its version", hint="the board may be overloaded, or `python:` hung; check it "
+                                                         f"with `invoke check --host {board.name}`")
+    if facts["platform"] is None:
+        raise BoardError(f"board {board.name}: its Python `{board.python}` could not start (exit {code})"
+                         + (f": {said}" if said else ""),
+                         hint="check `python:` of the board in the inventory (`invoke check --host "
+                              f"{board.name}` shows what the board has), or install Python 3 there")
+    return facts["platform"]

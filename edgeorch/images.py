@@ -22,7 +22,8 @@ from .arch import Arch, wheel_platforms
 from .cache import cache_dir, content_hash
 from .console import console, echo, run_local
 from .errors import SetupError
-from .recipes import IMAGES, INSTALL_SCRIPT, BaseRecipe, Recipe, load_base
+from .plan import Target
+from .recipes import INSTALL_SCRIPT, PACKAGES_DOCKERFILE, BaseRecipe, Build, Recipe, load_bases
 
 LABEL = "org.edgeorch"  # on everything edgeorch makes in Docker, so clean-up by label is reliable
 
@@ -36,7 +37,10 @@ class ImageSpec:
     image_id: str
     recipe_hash: str
     bench_sha256: str
-    wheelhouse: Path
+    based_on: str            # what the image starts from: "Debian trixie", or the image a user named
+    wheelhouse: Path         # the image's wheels (for its Python)
+    bare_wheelhouse: Path    # the bare-metal bundle's: the same unless the board's Python is another
+    debian: tuple[str, ...] = ()  # the Debian packages it comes from (a board needs them for bare mode)
 
 
 def engine(socket: str | None = None) -> docker.DockerClient:
@@ -58,13 +62,12 @@ def _require_emulation(arch: Arch) -> None:
         if not Path(f"/proc/sys/fs/binfmt_misc/{arch.info.qemu}").exists():
             raise SetupError(f"{arch.value} code cannot run here: QEMU binfmt handler "
                              f"{arch.info.qemu} is not registered",
-                             hint="apt-get install qemu-user-static binfmt-support "
-                                  "(or run ./setup.sh)")
+                             hint="run ./setup.sh (it registers QEMU 10's static binaries as binfmt handlers)")
 
 
 def rootfs_tarball(arch: Arch, base: BaseRecipe) -> Path:
     """A tar of a minimal Debian rootfs for `arch`, made once by debootstrap and cached."""
-    out = cache_dir() / "rootfs" / f"{base.suite}-{arch.value}-{content_hash(*base.files(), arch.value)}.tar"
+    out = cache_dir() / "rootfs" / f"{base.suite}-{arch.value}-{base.rootfs_key(arch)}.tar"
     if out.exists():
         return out
     _require_emulation(arch)
@@ -74,8 +77,8 @@ def rootfs_tarball(arch: Arch, base: BaseRecipe) -> Path:
         run_local(["debootstrap", "--variant=minbase", f"--arch={arch.info.debian_arch}",
                    f"--include={','.join(base.packages)}", base.suite, root, base.mirror],
                   what=f"debootstrap of a {base.suite} rootfs for {arch.value}",
-                  hint="apt-get install debootstrap qemu-user-static binfmt-support, "
-                       f"and check that {base.mirror} is reachable")
+                  hint=f"run ./setup.sh (debootstrap, QEMU's binfmt handlers), and check that {base.mirror} is "
+                       "reachable")
         _pack(root, out)
     return out
 
@@ -124,65 +127,70 @@ def _image_id(client: docker.DockerClient, tag: str) -> str | None:
         return None
 
 
-def base_tag(arch: Arch, base: BaseRecipe | None = None) -> str:
-    base = base or load_base()
-    return f"edgeorch/base:{base.suite}-{arch.value}-{content_hash(*base.files(), arch.value)}"
+def base_tag(arch: Arch, base: BaseRecipe) -> str:
+    return f"edgeorch/base:{base.suite}-{arch.value}-{base.key(arch)}"
 
 
-def ensure_base_images(client: docker.DockerClient, arches: list[Arch],
-                       base: BaseRecipe | None = None) -> dict[Arch, str]:
-    """The base image tag per arch, building what is missing (debootstraps run side by side)."""
-    base = base or load_base()
+def ensure_base_images(client: docker.DockerClient, arches: list[Arch], base: BaseRecipe) -> dict[Arch, str]:
+    """The base image tag per arch, building what is missing (debootstraps run side by side, tarballs are cached)."""
     tags = {arch: base_tag(arch, base) for arch in arches}
+    plain = {arch: f"edgeorch/base:{base.suite}-{arch.value}-{base.rootfs_key(arch)}" for arch in arches}
     missing = [a for a in arches if _image_id(client, tags[a]) is None]
     if missing:
-        with ThreadPoolExecutor(max_workers=len(missing)) as pool:
-            tarballs = dict(zip(missing, pool.map(lambda a: rootfs_tarball(a, base), missing)))
+        roots = [a for a in missing if _image_id(client, plain[a]) is None]
+        with ThreadPoolExecutor(max_workers=max(1, len(roots))) as pool:
+            tarballs = dict(zip(roots, pool.map(lambda a: rootfs_tarball(a, base), roots)))
         for arch in missing:
-            with tempfile.TemporaryDirectory(prefix="edgeorch-base-") as tmp:
-                ctx = Path(tmp)
-                shutil.copy(base.dockerfile, ctx / "Dockerfile")
-                os.link(tarballs[arch], ctx / "rootfs.tar")
-                _build(client, ctx, tag=tags[arch], arch=arch,
-                       labels={f"{LABEL}.arch": arch.value, f"{LABEL}.role": "base"})
+            labels = {f"{LABEL}.arch": arch.value, f"{LABEL}.role": "base"}
+            if arch in tarballs:
+                with tempfile.TemporaryDirectory(prefix="edgeorch-base-") as tmp:
+                    ctx = Path(tmp)
+                    shutil.copy(base.dockerfile, ctx / "Dockerfile")
+                    os.link(tarballs[arch], ctx / "rootfs.tar")
+                    _build(client, ctx, tag=plain[arch], arch=arch, labels=labels)
+            if plain[arch] != tags[arch]:
+                with tempfile.TemporaryDirectory(prefix="edgeorch-base-") as tmp:
+                    shutil.copy(PACKAGES_DOCKERFILE, Path(tmp) / "Dockerfile")
+                    _build(client, Path(tmp), tag=tags[arch], arch=arch, labels=labels, network_mode="host",
+                           buildargs={"BASE": plain[arch], "PACKAGES": " ".join(base.extra_packages(arch))})
     return tags
 
 
 # --- wheelhouse and framework image ------------------------------------------------------
 
-def ensure_wheelhouse(recipe: Recipe, arch: Arch, base: BaseRecipe | None = None) -> Path:
-    """The framework's wheels for `arch`, downloaded once on this host (boards need no network)."""
-    base = base or load_base()
-    platforms = wheel_platforms(arch)
-    packages = recipe.packages_for(arch)
-    key = content_hash(*packages, *platforms, base.python)
-    out = cache_dir() / "wheels" / f"{recipe.framework}-{recipe.version_for(arch)}-{arch.value}-{key}"
+def ensure_wheelhouse(recipe: Recipe, build: Build, arch: Arch, python: str, glibc: tuple[int, int]) -> Path:
+    """The build's wheels for `arch` and `python`, downloaded once on this host (boards need no network)."""
+    platforms = wheel_platforms(arch, glibc)
+    packages = recipe.packages_for(build, arch)
+    key = content_hash(*packages, *platforms, python)
+    out = cache_dir() / "wheels" / f"{recipe.framework}-{build.version}-{arch.value}-cp{python.replace('.', '')}-{key}"
     if (out / "requirements.txt").exists():
         return out
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    py = base.python
+    abi = f"cp{python.replace('.', '')}"
     # --no-deps: the recipe pins every package (numpy comes from the base image's Debian package).
-    # A framework that comes with the base (Debian's Caffe) or the vendor's image has no wheels.
+    # A framework that comes from Debian (Caffe, ONNX Runtime on armv7: in the base image) or the vendor's image
+    # has no wheels.
     if packages:
         run_local([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                   "--python-version", py, "--implementation", "cp", "--abi", f"cp{py.replace('.', '')}",
+                   "--python-version", python, "--implementation", "cp", "--abi", abi,
                    *[f"--platform={p}" for p in platforms], "-d", tmp, *packages],
-                  what=f"downloading {' '.join(packages)} wheels for {arch.value} (cp{py})",
-                  hint=f"check that PyPI has a cp{py.replace('.', '')} {arch.info.wheel_machine} wheel "
-                       f"of {', '.join(packages)}, or drop {arch.value} from {recipe.directory}/recipe.toml")
+                  what=f"downloading {' '.join(packages)} wheels for {arch.value} ({abi})",
+                  hint=f"check that PyPI has a {abi} {arch.info.wheel_machine} wheel of {', '.join(packages)} for "
+                       f"glibc {glibc[0]}.{glibc[1]}, or change the builds in {recipe.directory}/recipe.toml")
     (tmp / "requirements.txt").write_text("".join(f"{p}\n" for p in packages))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
 
 
-def framework_tag(recipe: Recipe, arch: Arch, wheelhouse: Path, base: str) -> tuple[str, str]:
-    """(tag, recipe hash): the hash covers the recipe, base image, wheels and the bench bundle."""
+def framework_tag(recipe: Recipe, target: Target, wheelhouse: Path, base: str) -> tuple[str, str]:
+    """(tag, recipe hash): the hash covers the recipe, base image, wheels, Debian packages and the bench bundle."""
     wheels = sorted(wheelhouse.iterdir())
-    key = content_hash(*recipe.files(), base, *wheels, bench.bundle_digest())
-    return f"edgeorch/{recipe.framework}:{recipe.version_for(arch)}-{arch.value}-{key}", key
+    key = content_hash(*recipe.files(), base, *wheels, *target.build.debian, bench.bundle_digest())
+    return f"edgeorch/{recipe.framework}:{target.build.version}-{target.arch.value}-{target.suite}-{key}", key
 
 
 def _user_base(client: docker.DockerClient, recipe: Recipe, image: str | None) -> str:
@@ -198,19 +206,19 @@ def _user_base(client: docker.DockerClient, recipe: Recipe, image: str | None) -
     return image_id
 
 
-def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, arch: Arch,
+def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, target: Target,
                            base_image: str | None = None) -> ImageSpec:
-    """The framework image for `arch`, built from the cached base and wheelhouse when missing."""
-    if recipe.why_not(arch):
-        raise SetupError(f"{recipe.framework} cannot run on {arch.value}: {recipe.why_not(arch)}",
-                         hint="see `invoke matrix` for where each framework runs")
-    rootfs = load_base(IMAGES / recipe.base)
+    """The framework image of `target`, built from the cached base and wheelhouse when missing, and the wheels of
+    the bare-metal bundle."""
+    rootfs = load_bases()[target.suite]
     if recipe.base_image_from_user:
         base = _user_base(client, recipe, base_image)
     else:
-        base = ensure_base_images(client, [arch], rootfs)[arch]
-    wheelhouse = ensure_wheelhouse(recipe, arch, rootfs)
-    tag, key = framework_tag(recipe, arch, wheelhouse, base)
+        base = ensure_base_images(client, [target.arch], rootfs)[target.arch]
+    wheelhouse = ensure_wheelhouse(recipe, target.build, target.arch, target.image_python, rootfs.glibc)
+    bare = wheelhouse if target.bare_python == target.image_python and target.bare_glibc >= rootfs.glibc else \
+        ensure_wheelhouse(recipe, target.build, target.arch, target.bare_python, target.bare_glibc)
+    tag, key = framework_tag(recipe, target, wheelhouse, base)
     image_id = _image_id(client, tag)
     if image_id is None:
         with tempfile.TemporaryDirectory(prefix=f"edgeorch-{recipe.framework}-") as tmp:
@@ -219,16 +227,18 @@ def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, arch: Ar
             shutil.copy(INSTALL_SCRIPT, ctx / INSTALL_SCRIPT.name)
             shutil.copytree(wheelhouse, ctx / "wheels")
             copy_bundle(ctx / bench.BOARD_PACKAGE)
-            image_id = _build(client, ctx, tag=tag, arch=arch, buildargs={"BASE": base}, labels={
+            image_id = _build(client, ctx, tag=tag, arch=target.arch, buildargs={"BASE": base}, labels={
                 f"{LABEL}.framework": recipe.framework,
-                f"{LABEL}.framework-version": recipe.version_for(arch),
-                f"{LABEL}.arch": arch.value,
+                f"{LABEL}.framework-version": target.build.version,
+                f"{LABEL}.arch": target.arch.value,
+                f"{LABEL}.suite": target.suite,
                 f"{LABEL}.recipe-hash": key,
                 f"{LABEL}.bench-sha256": bench.bundle_digest(),
             })
-    return ImageSpec(framework=recipe.framework, version=recipe.version_for(arch), arch=arch, tag=tag,
+    return ImageSpec(framework=recipe.framework, version=target.build.version, arch=target.arch, tag=tag,
                      image_id=image_id, recipe_hash=key, bench_sha256=bench.bundle_digest(),
-                     wheelhouse=wheelhouse)
+                     based_on=base_image if recipe.base_image_from_user else f"Debian {target.suite}",
+                     wheelhouse=wheelhouse, bare_wheelhouse=bare, debian=target.build.debian)
 
 
 def copy_bundle(dest: Path) -> None:

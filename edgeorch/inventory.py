@@ -18,7 +18,7 @@ from .errors import ConfigError
 
 _REQUIRED = ("name", "host", "arch")
 _KNOWN = {"name", "host", "port", "user", "arch", "identity_file", "known_hosts", "workdir",
-          "groups", "frameworks", "python", "docker_args", "sim"}
+          "groups", "frameworks", "python", "docker_args", "sim", "sim_release", "power_meter"}
 
 
 SSH_CONFIGS = ("~/.ssh/config", "/etc/ssh/ssh_config")  # read in this order; as in ssh, the first value wins
@@ -176,6 +176,8 @@ class Board:
     python: str = "python3"
     docker_args: tuple[str, ...] = ()  # added to `docker create`, e.g. --runtime nvidia on a Jetson
     sim: bool = False
+    sim_release: str = "bookworm"    # a simulated board's Debian release (its userland is made from images/base*)
+    power_meter: tuple[str, ...] = ()  # a command run on the board (no shell) that prints watts: a USB or I2C meter
     ssh: Hop | None = None             # how the board is reached; made from the fields above when not given
     jump: tuple[Hop, ...] = ()         # ProxyJump hosts in front of it, in the order they are connected
 
@@ -299,9 +301,13 @@ def _board(raw: dict, path: Path, index: int, ssh_config: tuple[paramiko.SSHConf
     groups = raw.get("groups", [])
     frameworks = raw.get("frameworks", ["tflite"])
     docker_args = raw.get("docker_args", [])
-    for key, value in (("groups", groups), ("frameworks", frameworks), ("docker_args", docker_args)):
+    power_meter = raw.get("power_meter", [])
+    for key, value in (("groups", groups), ("frameworks", frameworks), ("docker_args", docker_args),
+                       ("power_meter", power_meter)):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise bad(key, f"{value!r} is not a list of names", f"write `{key}: [a, b]`")
+            raise bad(key, f"{value!r} is not a list of " + ("words" if key == "power_meter" else "names"),
+                      "write the command as its words (run without a shell), e.g. `power_meter: [ina260, --bus, '1']`"
+                      if key == "power_meter" else f"write `{key}: [a, b]`")
     if "all" in groups:
         raise bad("groups", "`all` is reserved for every board", "pick another group name")
 
@@ -328,6 +334,7 @@ def _board(raw: dict, path: Path, index: int, ssh_config: tuple[paramiko.SSHConf
         workdir=workdir, groups=tuple(groups),
         frameworks=tuple(frameworks), python=str(raw.get("python", "python3")),
         docker_args=tuple(docker_args), sim=bool(raw.get("sim", False)),
+        sim_release=str(raw.get("sim_release", "bookworm")), power_meter=tuple(power_meter),
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -16,11 +15,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import health, images, report, results, stats
+from . import health, images, report, results, runners, stats
 from .bench.signature import InputError, check_inputs
 from .cache import cache_dir, file_sha256
 from .console import console
-from .deploy import Deployment, board_facts, deploy, push_file
+from .deploy import Deployment, board_facts, board_platform, deploy, push_file
 from .errors import BoardError, ConfigError, ConnectionLost, EdgeorchError, RunError, Unreachable
 from .images import ImageSpec
 from .inventory import Board, Inventory
@@ -31,16 +30,21 @@ from .plan import (
     Cell,
     RunSpec,
     StopRule,
+    Target,
     bench_cell,
     describe,
-    images_needed,
     mode_arms,
     parse_input_shapes,
     parse_inputs,
     parse_modes,
+    plan_target,
+    split_models,
+    variant,
 )
-from .recipes import IMAGES, Recipe, get_recipe, load_base, load_recipes
-from .runners import SESSION, entrypoint_args, kill_runs
+from .recipes import Recipe, get_recipe, load_bases, load_recipes
+from .releases import Platform
+from .report import page
+from .runners import SESSION, Measures, entrypoint_args, kill_runs
 from .transport import GroupResult, Link, connect, fan_out
 
 
@@ -71,24 +75,36 @@ def check(inventory: Inventory, host: str) -> bool:
     """Report for each board: SSH, arch, Docker, Python, disk, sensors. True if all are fine."""
     boards = inventory.select(host)
 
+    bases, recipes = load_bases(), load_recipes()
+
     def one(board: Board) -> dict:
         with connect(board) as conn:
-            return board_facts(conn, board)
+            row = board_facts(conn, board)
+        row["frameworks"] = []
+        for name in board.frameworks if row["platform"] and row["arch_ok"] else ():
+            try:  # what `deploy` would give the board, or why it cannot
+                target = plan_target(recipes[name], board, row["platform"], bases) if name in recipes else None
+                row["frameworks"].append(f"{name} {target.build.version}" if target else f"{name}: no recipe")
+            except ConfigError as e:
+                row["problems"].append(e.message.split(": ", 1)[-1])
+        return row
 
     group = fan_out(boards, one)
     t = Table(title="Board check")
-    for col in ("board", "ssh", "arch", "docker", "python", "numpy", "free disk", "sensors", "problems"):
+    for col in ("board", "ssh", "arch", "os", "docker", "python", "numpy", "free disk", "sensors", "frameworks",
+                "problems"):
         t.add_column(col)
     for b in boards:
-        if b.name in group.failed:
-            t.add_row(b.name, "[red]no[/]", b.arch.value, "", "", "", "", "", str(group.failed[b.name]))
+        if b.name in group.failed:  # its error, whole, under the table
+            t.add_row(b.name, "[red]no[/]", b.arch.value, *[""] * 7, "[red]not reached: see below[/]")
             continue
         r = group.succeeded[b.name]
-        t.add_row(b.name, "ok", b.arch.value if r["arch_ok"] else f"[red]{r['arch_found']}[/]",
+        t.add_row(b.name, "ok", b.arch.value if r["arch_ok"] else f"[red]{r['arch_found']}[/]", r["os"] or "?",
                   r["docker"] or "[red]none[/]", r["python"] or "[red]none[/]", r["numpy"] or "-",
                   f"{r['disk_free_gb']} GB" if r["disk_free_gb"] is not None else "?", r["sensors"],
-                  "; ".join(r["problems"]) or "[green]none[/]")
+                  ", ".join(r["frameworks"]), "; ".join(r["problems"]) or "[green]none[/]")
     console.print(t)
+    _report_failures(group, "check")
     health.record(inventory, {**{name: [str(e).splitlines()[0]] for name, e in group.failed.items()},
                               **{name: r["problems"] for name, r in group.succeeded.items()}})
     return not group.failed and not any(r["problems"] for r in group.succeeded.values())
@@ -113,21 +129,42 @@ def healthy_boards(inventory: Inventory, host: str) -> list[Board]:
     return boards
 
 
-def build(frameworks: list[str], boards: list[Board],
+def platforms(boards: list[Board], timeout: float = 3600) -> GroupResult[Platform]:
+    """Each board's OS release, Python and glibc, asked under its lock (with the reconnects of a sweep); its Python
+    has a minute to answer, less when the runs have less."""
+    def one(board: Board) -> Platform:
+        with Link(board, token=SESSION, purpose="reading its OS release") as link:
+            return link.retrying(functools.partial(board_platform, board=board,
+                                                   limit=min(60.0, timeout + runners.GRACE_S)))[0]
+
+    return fan_out(boards, one)
+
+
+def plan_targets(recipes: list[Recipe], boards: list[Board], found: dict[str, Platform],
+                 modes: dict[str, tuple[str, ...]] | None = None) -> dict[tuple[str, str], Target]:
+    """(framework, board) -> what the board gets, for every board whose platform is known; ConfigError, before
+    anything is built, for a framework no build of which serves a board."""
+    bases = load_bases()
+    return {(r.framework, b.name): plan_target(r, b, found[b.name], bases, (modes or {}).get(r.framework, MODES))
+            for r in recipes for b in boards if b.name in found}
+
+
+def build(targets: dict[tuple[str, str], Target],
           base_image: str | None = None) -> dict[tuple[str, str], tuple[ImageSpec, Path]]:
-    """Every image the boards need, built (or found) and exported for transfer."""
+    """Every image the targets need, built (or found) once each and exported for transfer."""
     client = images.engine()
-    out = {}
-    needed = images_needed(boards, frameworks)
-    recipes = {f: get_recipe(f) for f in frameworks}
-    for base in sorted({r.base for r in recipes.values() if not r.base_image_from_user}):
-        # every arch's base first: their debootstraps run side by side
-        arches = sorted({arch for f, arch in needed if recipes[f].base == base}, key=lambda a: a.value)
-        images.ensure_base_images(client, arches, load_base(IMAGES / base))
-    for framework, arch in needed:
-        spec = images.ensure_framework_image(client, recipes[framework], arch, base_image)
-        out[(framework, arch.value)] = (spec, images.export_image(client, spec))
-    return out
+    recipes = {f: get_recipe(f) for f, _ in targets}
+    bases = load_bases()
+    for suite in sorted({t.suite for t in targets.values()}):  # every arch's base first: debootstraps side by side
+        arches = sorted({t.arch for t in targets.values() if t.suite == suite
+                         and not recipes[t.framework].base_image_from_user}, key=lambda a: a.value)
+        if arches:
+            images.ensure_base_images(client, arches, bases[suite])
+    made: dict[Target, tuple[ImageSpec, Path]] = {}
+    for target in sorted(set(targets.values()), key=lambda t: (t.framework, t.arch.value, t.suite, t.bare_python)):
+        spec = images.ensure_framework_image(client, recipes[target.framework], target, base_image)
+        made[target] = (spec, images.export_image(client, spec))
+    return {key: made[target] for key, target in targets.items()}
 
 
 def deploy_boards(inventory: Inventory, host: str, frameworks: list[str] | None = None,
@@ -135,15 +172,18 @@ def deploy_boards(inventory: Inventory, host: str, frameworks: list[str] | None 
     """Deploy frameworks (default: each board's own list) to the boards; errors per board."""
     boards = inventory.select(host)
     wanted = {b.name: list(frameworks or b.frameworks) for b in boards}
-    for names in wanted.values():
-        for name in names:
-            get_recipe(name)  # unknown framework: fail before any work
-    built = build(sorted({f for names in wanted.values() for f in names}), boards, base_image)
+    recipes = {name: get_recipe(name) for names in wanted.values() for name in names}  # unknown: fail before work
+    found = platforms(boards)
+    targets = {key: t for key, t in plan_targets(list(recipes.values()), boards, found.succeeded).items()
+               if key[0] in wanted[key[1]]}
+    built = build(targets, base_image)
 
     def one(board: Board) -> list[Deployment]:
+        if board.name in found.failed:
+            raise found.failed[board.name]
         with Link(board, token=SESSION, purpose="deploy") as link:  # a deploy spoils a neighbour's timings too
-            return [link.retrying(functools.partial(deploy, board=board, image=built[(f, board.arch.value)][0],
-                                                    export=built[(f, board.arch.value)][1], progress=progress))[0]
+            return [link.retrying(functools.partial(deploy, board=board, image=built[(f, board.name)][0],
+                                                    export=built[(f, board.name)][1], progress=progress))[0]
                     for f in wanted[board.name]]
 
     with _progress() as progress:
@@ -151,8 +191,10 @@ def deploy_boards(inventory: Inventory, host: str, frameworks: list[str] | None 
     for name, deps in group.succeeded.items():
         for d in deps:
             sent = ", ".join(d.transferred) or "nothing (already there)"
-            console.print(f"[green]{name}[/]: {d.image.framework} {d.framework_version} ready in both "
-                          f"modes; sent {sent}" + "".join(f"\n  note: {n}" for n in d.notes))
+            note = targets[(d.image.framework, name)].note
+            console.print(f"[green]{name}[/]: {d.image.framework} {d.framework_version} (image on {d.image.based_on}) "
+                          f"ready in both modes; sent {sent}"
+                          + "".join(f"\n  note: {n}" for n in (*d.notes, *([note] if note else []))))
     _report_failures(group, "deploy")
     if group.failed:
         raise BoardError(f"deploy failed on {len(group.failed)} of {len(boards)} boards: "
@@ -213,11 +255,23 @@ class Sweep:
     cells: dict[str, list[Cell]]
     rule: StopRule
     recipes: list[Recipe]
-    specs: dict[str, ModelSpec]
-    model: str
-    batch: int
+    specs: dict[tuple[str, str, int], ModelSpec]  # (framework, model name, batch) -> the file
+    model: str           # --model as given (a comma list sweeps several)
+    batches: tuple[int, ...]
     options: tuple[str, ...]
     inputs: tuple[tuple[str, Path], ...] = ()  # --input: (input name, or '' for the first, local .npy file)
+    every: bool = False  # --framework all: those a board's release or Python cannot run are left out, not refused
+    profile: int = 0     # > 0: after its pairs, each cell's profiling pass of that many inferences per mode
+
+    def spec(self, cell: Cell) -> ModelSpec:
+        return self.specs[(cell.framework, cell.model, cell.batch)]
+
+    def references(self) -> dict[tuple[str, int], Reference]:
+        """(model, batch) -> the agreement reference of each zoo network swept; none for the user's own --input."""
+        if self.inputs:
+            return {}
+        found = {(m, b): reference(m, b) for _, m, b in self.specs}
+        return {key: ref for key, ref in found.items() if ref is not None}
 
 
 def _input_files(values: tuple[str, ...]) -> tuple[tuple[str, Path], ...]:
@@ -232,9 +286,10 @@ def _input_files(values: tuple[str, ...]) -> tuple[tuple[str, Path], ...]:
     return tuple(files)
 
 
-def _check_inputs(specs: dict[str, ModelSpec], shapes: dict, files: tuple[tuple[str, Path], ...]) -> None:
+def _check_inputs(specs: dict[tuple[str, str, int], ModelSpec], shapes: dict,
+                  files: tuple[tuple[str, Path], ...]) -> None:
     """Refuse, before anything is built or sent, a model whose inputs the boards would refuse (with their message)."""
-    for framework, spec in specs.items():
+    for (framework, _, _), spec in specs.items():
         try:
             check_inputs(spec.path, shapes, {name: str(path) for name, path in files})
         except InputError as e:
@@ -243,12 +298,29 @@ def _check_inputs(specs: dict[str, ModelSpec], shapes: dict, files: tuple[tuple[
                                    "feed it a file, --input NAME=FILE.npy") from e
 
 
+def _specs(recipes: list[Recipe], models: tuple[str, ...], batches: tuple[int, ...]
+           ) -> dict[tuple[str, str, int], ModelSpec]:
+    """Each framework's file of each model at each batch; ConfigError when two models of a sweep share a name."""
+    specs: dict[tuple[str, str, int], ModelSpec] = {}
+    for recipe in recipes:
+        named: dict[str, str] = {}
+        for model in models:
+            for batch in batches:
+                spec = resolve(model, recipe.model_format, cache_dir=cache_dir(), log=console.print, batch=batch)
+                if named.setdefault(spec.name, model) != model:
+                    raise ConfigError(f"--model: {named[spec.name]} and {model} are both named {spec.name}",
+                                      hint="rename one of the files: results name each model by its file's stem")
+                specs[(recipe.framework, spec.name, batch)] = spec
+    return specs
+
+
 def plan_sweep(boards: list[Board], *, framework: str, model: str, arms: list[tuple[Arm, ...]], rule: StopRule,
-               iterations: int, warmup: int, threads: int, min_time: float, batch: int = 1,
-               options: tuple[str, ...] = (), names: tuple[str, ...] = (), base_image: str | None = None,
-               input_shapes: tuple[str, ...] = (), inputs: tuple[str, ...] = ()) -> Sweep:
-    """The cells of a sweep: every framework of `framework` x model x board, each compared across `arms`
-    (one cell per tuple of arms; `names` tell the cells of one board apart)."""
+               iterations: int, warmup: int, threads: int | tuple[int, ...], min_time: float,
+               batch: int | tuple[int, ...] = 1, options: tuple[str, ...] = (), names: tuple[str, ...] = (),
+               base_image: str | None = None, input_shapes: tuple[str, ...] = (), inputs: tuple[str, ...] = (),
+               profile: int = 0) -> Sweep:
+    """The cells of a sweep: every framework of `framework` x model of `model` (a comma list) x threads x batch x
+    board, each compared across `arms` (one cell per tuple of arms; `names` tell the cells of one board apart)."""
     recipes = _recipes(framework)
     if framework == "all":  # the frameworks that run on every board given (TensorRT only with its base image)
         recipes = [r for r in recipes if not any(r.why_not(b.arch) for b in boards)
@@ -258,26 +330,33 @@ def plan_sweep(boards: list[Board], *, framework: str, model: str, arms: list[tu
                           hint="pass --framework NAME or a comma list; `invoke matrix` shows what runs where")
     for recipe in recipes:
         _require_support(recipe, boards)
+    threads = tuple(threads) if isinstance(threads, (tuple, list)) else (threads,)
+    batches = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+    if profile < 0:
+        raise ConfigError(f"--profile {profile} must be 0 (none) or a number of inferences",
+                          hint="e.g. --profile 20")
     shapes, files = parse_input_shapes(input_shapes), _input_files(inputs)
-    specs = {r.framework: resolve(model, r.model_format, cache_dir=cache_dir(), log=console.print, batch=batch)
-             for r in recipes}
+    specs = _specs(recipes, split_models(model, lambda m: Path(m).expanduser().exists()), batches)
     _check_inputs(specs, shapes, files)
-    cells = {b.name: [bench_cell(b, framework=r.framework, model=specs[r.framework].name, arms=cell_arms,
-                                 iterations=iterations, warmup=warmup, threads=threads, min_time=min_time,
-                                 options=options, name=name, input_shapes=input_shapes)
-                      for r in recipes for cell_arms, name in zip(arms, names or ("",) * len(arms))] for b in boards}
-    return Sweep(cells=cells, rule=rule, recipes=recipes, specs=specs, model=model, batch=batch, options=options,
-                 inputs=files)
+    cells = {b.name: [bench_cell(b, framework=f, model=m, arms=cell_arms, iterations=iterations, warmup=warmup,
+                                 threads=t, min_time=min_time, options=options, name=name, input_shapes=input_shapes,
+                                 batch=n)
+                      for f, m, n in specs for t in threads
+                      for cell_arms, name in zip(arms, names or ("",) * len(arms))] for b in boards}
+    return Sweep(cells=cells, rule=rule, recipes=recipes, specs=specs, model=model, batches=batches, options=options,
+                 inputs=files, every=framework == "all", profile=profile)
 
 
 def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: str = "both",
           iterations: int = 50, warmup: int = 5, rule: StopRule = DEFAULT_RULE, min_time: float = 0.0,
-          judgement: Judgement = DEFAULTS, threads: int = 0, batch: int = 1, options: tuple[str, ...] = (),
-          parallel: bool = False, dry_run: bool = False, timeout: float = 3600,
+          judgement: Judgement = DEFAULTS, threads: int | tuple[int, ...] = 0, batch: int | tuple[int, ...] = 1,
+          options: tuple[str, ...] = (), parallel: bool = False, dry_run: bool = False, timeout: float = 3600,
           base_image: str | None = None, request: dict | None = None, resume: Path | None = None,
-          input_shapes: tuple[str, ...] = (), inputs: tuple[str, ...] = ()) -> Path | None:
-    """Benchmark `model` with each framework of `framework` (a comma list) on the boards, Docker against bare
-    metal pair after pair until the stopping rule is met; returns results/<run-id>/.
+          input_shapes: tuple[str, ...] = (), inputs: tuple[str, ...] = (), profile: int = 0,
+          measures: Measures = Measures()) -> Path | None:
+    """Benchmark each model of `model` with each framework of `framework` (comma lists), at each of `threads` and
+    `batch`, on the boards, Docker against bare metal pair after pair until the stopping rule is met; returns
+    results/<run-id>/.
 
     A zoo network gets its reference input, and every run's output is compared with PyTorch's, unless `inputs`
     (--input) feed it the user's data instead.
@@ -285,9 +364,10 @@ def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: 
     boards = healthy_boards(inventory, host)
     sweep = plan_sweep(boards, framework=framework, model=model, arms=[mode_arms(parse_modes(mode))], rule=rule,
                        iterations=iterations, warmup=warmup, threads=threads, min_time=min_time, batch=batch,
-                       options=options, base_image=base_image, input_shapes=input_shapes, inputs=inputs)
+                       options=options, base_image=base_image, input_shapes=input_shapes, inputs=inputs,
+                       profile=profile)
     return run_sweep(sweep, boards, judgement=judgement, parallel=parallel, dry_run=dry_run, timeout=timeout,
-                     base_image=base_image, request=request, resume=resume)
+                     base_image=base_image, request=request, resume=resume, measures=measures)
 
 
 def calibrate(inventory: Inventory, host: str, *, framework: str, model: str, mode: str = "both",
@@ -338,7 +418,8 @@ def explain(inventory: Inventory, host: str, *, framework: str, model: str, iter
 
 def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAULTS, parallel: bool = False,
               dry_run: bool = False, timeout: float = 3600, base_image: str | None = None,
-              request: dict | None = None, resume: Path | None = None) -> Path | None:
+              request: dict | None = None, resume: Path | None = None, measures: Measures = Measures()
+              ) -> Path | None:
     """Execute a planned sweep: build, deploy, run every cell pair after pair until its stopping rule says
     enough, then normalize and judge what came back. With `resume`, the cells that run did not finish are run into
     its directory, continuing after their last whole pair."""
@@ -347,19 +428,29 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
         for line in describe(cells, sweep.rule):
             console.print(escape(line))  # a model named like [/x] is text, not markup
         return None
-    # the user's own input has no PyTorch output to agree with
-    ref = None if sweep.inputs else reference(sweep.model, sweep.batch)
-    built = build([r.framework for r in sweep.recipes], boards, base_image)
+    refs = sweep.references()
+    found = platforms(boards, timeout)  # a board that does not answer now fails below, with its cells: resumable
+    modes = {r.framework: tuple(m for m in MODES if any(a.mode == m for c in cells if c.framework == r.framework
+                                                        for a in c.arms)) for r in sweep.recipes}
+    if sweep.every:
+        sweep = _runnable(sweep, boards, found.succeeded, modes)
+        cells = [cell for board_cells in sweep.cells.values() for cell in board_cells]
+    targets = plan_targets(sweep.recipes, boards, found.succeeded, modes)
+    built = build(targets, base_image)
     if resume is None:
         run_dir = results.new_run_dir()
         results.write_manifest(run_dir, complete=False, request=request,
-                               frameworks=[r.framework for r in sweep.recipes], model=sweep.model, batch=sweep.batch,
-                               options=list(sweep.options),
-                               models={f: {"name": s.name, "sha256": s.sha256} for f, s in sweep.specs.items()},
+                               frameworks=[r.framework for r in sweep.recipes], model=sweep.model,
+                               batch=list(sweep.batches), options=list(sweep.options),
+                               models={f"{f}/{m}" + variant(0, n): {"name": s.name, "sha256": s.sha256}
+                                       for (f, m, n), s in sweep.specs.items()},
                                boards=[b.name for b in boards], rule=dataclasses.asdict(sweep.rule),
+                               images={f"{b}/{f}": {"tag": spec.tag, "based_on": spec.based_on,
+                                                    "note": targets[(f, b)].note}
+                                       for (f, b), (spec, _) in built.items()},
                                cells={c.key: {"arms": [a.label for a in c.arms], "stop": None, "pairs": 0}
                                       for c in cells})
-        console.print(f"results go to {run_dir}")
+        console.print(f"results go to {escape(str(run_dir))}")
     else:
         run_dir = resume
         results.write_manifest(run_dir, complete=False)
@@ -376,7 +467,7 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
         if state.get("stop"):
             stops[cell.key] = {"stop": state["stop"], "pairs": state["pairs"]}
     if resume is not None:
-        console.print(f"resuming {run_dir}: {len(stops)} of {len(cells)} cells were finished, "
+        console.print(f"resuming {escape(str(run_dir))}: {len(stops)} of {len(cells)} cells were finished, "
                       f"{len(records)} runs are kept")
     lock = threading.Lock()
 
@@ -391,6 +482,8 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
         todo = [c for c in sweep.cells[board.name] if c.key not in stops]
         if not todo:
             return 0
+        if board.name in found.failed:
+            raise found.failed[board.name]
         failed: dict[str, EdgeorchError] = {}
         with Link(board, token=SESSION, purpose=f"run {run_dir.name}") as link:
             kill_runs(link.conn, board.name, session="")  # with the lock held, any edgeorch run there is an orphan
@@ -401,17 +494,23 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
                 if not mine:
                     continue
                 try:
-                    image, export = built[(recipe.framework, board.arch.value)]
-                    modes = tuple(m for m in MODES if any(a.mode == m for c in mine for a in c.arms))
-                    deployment, _ = link.retrying(functools.partial(deploy, board=board, image=image, export=export,
-                                                                    progress=progress, modes=modes))
-                    spec = sweep.specs[recipe.framework]
-                    files, _ = link.retrying(functools.partial(_push_files, board=board, workdir=deployment.workdir,
-                                                               spec=spec, ref=ref, progress=progress,
-                                                               inputs=sweep.inputs))
+                    image, export = built[(recipe.framework, board.name)]
+                    deployment, _ = link.retrying(functools.partial(
+                        deploy, board=board, image=image, export=export, progress=progress,
+                        modes=modes[recipe.framework]))
+                    pushed: dict[str, list] = {}  # a model's sha256 -> its files on the board
                     for cell in mine:
+                        spec, ref = sweep.spec(cell), refs.get((cell.model, cell.batch))
+                        if spec.sha256 not in pushed:
+                            pushed[spec.sha256], _ = link.retrying(functools.partial(
+                                _push_files, board=board, workdir=deployment.workdir, spec=spec, ref=ref,
+                                progress=progress, inputs=sweep.inputs))
+                        files = pushed[spec.sha256]
                         stop = _run_cell(cell, sweep.rule, link, deployment, timeout, spec, files, run_dir, done,
-                                         lambda: progress.advance(task), earlier[cell.key], outputs=ref is not None)
+                                         lambda: progress.advance(task), earlier[cell.key], outputs=ref is not None,
+                                         watch=measures.watch_args(board))
+                        if sweep.profile:
+                            _profile_cell(cell, sweep.profile, link, deployment, timeout, spec, files, run_dir)
                         with lock:
                             stops[cell.key] = stop
                 except (BoardError, RunError) as e:  # the board's other frameworks still run, if it answers
@@ -432,10 +531,28 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
             group = fan_out(boards, one, parallel=parallel)
     except KeyboardInterrupt:
         results.write_manifest(run_dir, interrupted=True)
-        console.print(f"[bold red]interrupted[/]: every finished run is kept in {run_dir}; go on with "
-                      f"`invoke bench --resume {run_dir}`")
+        where = escape(str(run_dir))
+        console.print(f"[bold red]interrupted[/]: every finished run is kept in {where}; go on with "
+                      f"`invoke bench --resume {where}`")
         raise
-    return collect(run_dir, records, cells, stops, group, boards, ref, judgement, attempts)
+    return collect(run_dir, records, cells, stops, group, boards, refs, judgement, attempts, sweep.profile)
+
+
+def _runnable(sweep: Sweep, boards: list[Board], found: dict[str, Platform], modes: dict) -> Sweep:
+    """`sweep` without the frameworks that some board's release or Python cannot run, each left out with why."""
+    keep = []
+    for recipe in sweep.recipes:
+        try:
+            plan_targets([recipe], boards, found, modes)
+            keep.append(recipe)
+        except ConfigError as e:
+            console.print(f"[yellow]leaving out {recipe.framework}[/]: {escape(e.message)}")
+    if not keep:
+        raise ConfigError("no framework runs on every board given, with their releases and Pythons",
+                          hint="`invoke check` shows what each board gets; pass --framework NAME")
+    names = {r.framework for r in keep}
+    return dataclasses.replace(sweep, recipes=keep, specs={k: s for k, s in sweep.specs.items() if k[0] in names},
+                               cells={b: [c for c in cs if c.framework in names] for b, cs in sweep.cells.items()})
 
 
 def _push_files(conn, board: Board, workdir: str, spec: ModelSpec, ref: Reference | None, progress,
@@ -452,7 +569,8 @@ def _push_files(conn, board: Board, workdir: str, spec: ModelSpec, ref: Referenc
 
 
 def _run_cell(cell: Cell, rule: StopRule, link: Link, deployment: Deployment, timeout: float, model: ModelSpec,
-              files: list[tuple[str, str]], run_dir: Path, done, advance, earlier: list, outputs: bool = False) -> dict:
+              files: list[tuple[str, str]], run_dir: Path, done, advance, earlier: list, outputs: bool = False,
+              watch: tuple[str, ...] = ()) -> dict:
     """Pairs of runs until the stopping rule is met, after the pairs an earlier session finished; returns why the
     cell stopped and after how many pairs. The manifest is updated after every run."""
     state = (results.read_manifest(run_dir).get("cells") or {}).get(cell.key) or {}
@@ -473,7 +591,7 @@ def _run_cell(cell: Cell, rule: StopRule, link: Link, deployment: Deployment, ti
 
             def attempt(conn, run=run):
                 arm = next(a for a in cell.arms if a.label == run.arm)
-                return _run(deployment.runner(conn, arm, timeout), run, model, files, run_dir, outputs)
+                return _run(deployment.runner(conn, arm, timeout, watch), run, model, files, run_dir, outputs)
             doc, tries = link.retrying(attempt, before_retry=lambda conn: kill_runs(conn, cell.board))
             done(run, doc, tries)
             latencies[run.arm] = np.asarray(doc["timing"]["latencies_ns"], dtype=np.float64)
@@ -483,6 +601,17 @@ def _run_cell(cell: Cell, rule: StopRule, link: Link, deployment: Deployment, ti
         if len(cell.arms) > 1:
             log_ratios.append(stats.pair_log_ratio(latencies[cell.arms[0].label], latencies[cell.arms[1].label]))
     raise AssertionError("unreachable: max_pairs always stops a cell")
+
+
+def _profile_cell(cell: Cell, inferences: int, link: Link, deployment: Deployment, timeout: float,
+                  model: ModelSpec, files: list[tuple[str, str]], run_dir: Path) -> None:
+    """The cell's profiling pass in each mode, after its timed pairs: per-operator times, kept in raw/ (and
+    ops.parquet); never a timed run."""
+    for run in cell.profile_runs(inferences):
+        arm = next(a for a in cell.arms if a.mode == run.mode)
+        link.retrying(lambda conn, run=run, arm=arm: _run(deployment.runner(conn, arm, timeout), run, model, files,
+                                                          run_dir),
+                      before_retry=lambda conn: kill_runs(conn, cell.board))
 
 
 def _stop(cell: Cell, rule: StopRule, pairs: int, log_ratios: list[float], elapsed_s: float) -> str | None:
@@ -501,12 +630,13 @@ def _run(runner, run: RunSpec, model: ModelSpec, files: list[tuple[str, str]], r
     args = entrypoint_args(run, model_sha256=model.sha256, run_id=run_dir.name)
     answer = runner.execute(args + (["--outputs"] if outputs else []), files)
     results.save_raw(run_dir, run, answer)
-    return results.parse_answer(answer, board=run.board, what=f"{run.framework} {run.arm} run #{run.pair}")
+    what = f"{run.framework} {run.arm} " + ("profiling pass" if run.profile else f"run #{run.pair}")
+    return results.parse_answer(answer, board=run.board, what=what)
 
 
 def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], cells: list[Cell], stops: dict[str, dict],
-            group: GroupResult, boards: list[Board], ref: Reference | None = None,
-            judgement: Judgement = DEFAULTS, attempts: dict[str, int] | None = None) -> Path:
+            group: GroupResult, boards: list[Board], refs: dict[tuple[str, int], Reference] | None = None,
+            judgement: Judgement = DEFAULTS, attempts: dict[str, int] | None = None, profile: int = 0) -> Path:
     """Normalize what came back, judge each comparison, and say plainly what is missing and how to go on."""
     records.sort(key=lambda rec: (rec[0].board, rec[0].framework, rec[0].pair, rec[0].position))
     missing = [c.key for c in cells if c.key not in stops]
@@ -518,10 +648,16 @@ def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], cells: list[Cell
     if records:
         runs, samples = results.normalize(records, run_id=run_dir.name,
                                           arch_of={b.name: b.arch.value for b in boards},
-                                          reference=None if ref is None else ref.output, attempts=attempts)
-        results.write_tables(run_dir, runs, samples)
+                                          references={k: r.output for k, r in (refs or {}).items()},
+                                          attempts=attempts)
+        results.write_tables(run_dir, runs, samples, results.sensor_table(records))
         console.print(report.mode_table(comparison(run_dir, judgement)))
-        if ref or runs["framework"].nunique() > 1:
+        console.print(report.measures_table(runs))
+        for note in report.unavailable_notes(runs):
+            console.print(f"  {escape(note)}")
+        if runs.groupby(["board", "framework", "model"])[["threads", "batch"]].nunique().max(axis=None) > 1:
+            console.print(report.sweep_table(runs))
+        if refs or runs["framework"].nunique() > 1:
             console.print(report.framework_table(runs))
         cost = runs["sampler_cost"].dropna()
         if len(cost):  # the watcher's price, measured in the runs themselves: on-windows against off-windows
@@ -534,43 +670,131 @@ def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], cells: list[Cell
                           f"({r.throttle_evidence}); its cell is invalid")
         for r in runs[runs["agrees"].eq(False).fillna(False)].itertuples():
             console.print(f"[bold red]warning:[/] {r.board} {r.framework} {r.mode} does not reproduce PyTorch's "
-                          f"{ref.network}: max |diff| {r.max_abs_diff:.3g}, top-1 {r.top1} (PyTorch {r.top1_ref})")
+                          f"{r.model}: max |diff| {r.max_abs_diff:.3g}, top-1 {r.top1} (PyTorch {r.top1_ref})")
+    if profile:
+        _collect_profiles(run_dir, cells, profile)
     _report_failures(group, "benchmark")
     results.write_manifest(run_dir, complete=not missing, missing=missing, interrupted=False,
                            failures={k: str(v) for k, v in group.failed.items()})
     if records:
-        console.print(f"results: {run_dir}/results.parquet (load with pandas.read_parquet)")
+        console.print(f"results: {escape(str(run_dir))}/results.parquet (load with pandas.read_parquet)")
+        try:
+            write_report(run_dir)
+        except Exception as e:  # noqa: BLE001 - the results are kept whatever the figures do
+            console.print(f"[bold red]warning:[/] the report could not be written ({escape(repr(e))}); the results "
+                          f"are whole: `invoke report --run {escape(str(run_dir))}` tries again")
     if missing:
         raise RunError(f"INCOMPLETE: {len(missing)} of {len(cells)} cells did not finish "
                        f"({', '.join(group.failed) or 'see above'}); the {len(records)} runs that did are in "
                        f"{run_dir}", hint=f"fix the failing boards, then run only what is missing: "
                                           f"invoke bench --resume {run_dir}")
     if records and runs["agrees"].eq(False).any():
-        raise RunError(f"a framework does not reproduce PyTorch's {ref.network} (see the warnings above); "
+        raise RunError(f"a framework does not reproduce PyTorch's output (see the warnings above); "
                        f"the timings are in {run_dir}", hint="the conversion or the runtime changed the function")
     return run_dir
+
+
+def _collect_profiles(run_dir: Path, cells: list[Cell], inferences: int) -> None:
+    """ops.parquet from every profiling pass that came back, its top operators shown, and why a runtime has none."""
+    found = results.profiles(run_dir, [run for cell in cells for run in cell.profile_runs(inferences)])
+    ops = results.ops_table(found, run_id=run_dir.name)
+    results.write_atomic(run_dir / "ops.parquet", ops.to_parquet(index=False))
+    if len(ops):
+        console.print(report.ops_top(ops))
+    for reason in sorted({f"{spec.framework}: {doc['profile']['reason']}" for spec, doc in found
+                          if doc["profile"]["reason"]}):
+        console.print(f"  no operator profile from {escape(reason)}")
 
 
 def comparison(run_dir: Path, judgement: Judgement = DEFAULTS) -> pd.DataFrame:
     """The judged comparisons of a run directory: each cell's first arm against its second (and its other
     arms against the second too), with why the cell stopped."""
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    runs = pd.read_parquet(run_dir / "results.parquet")
-    samples = pd.read_parquet(run_dir / "samples.parquet")
-    for table in (runs, samples):  # results of an edgeorch before arms: each mode was its own arm
-        if "arm" not in table:
-            table["arm"] = table["mode"]
+    manifest = results.read_manifest(run_dir)
+    runs, samples, _, _ = _tables(run_dir)
     return report.compare_arms(runs, samples, manifest.get("cells") or {}, equivalence=judgement.equivalence,
                                max_spread=judgement.max_spread, min_pairs=judgement.min_pairs)
 
 
-def show_results(run_dir: Path) -> None:
-    """Print the comparison table of a finished run and whether it is complete."""
-    run_dir = Path(run_dir)
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+def _judgement(manifest: dict) -> Judgement:
+    """How the run was judged: its own --equivalence, --max-spread and --min-pairs (the defaults before they were
+    kept)."""
+    request = manifest.get("request") or {}
+    return Judgement(**{k: type(getattr(DEFAULTS, k))(request[k]) for k in ("equivalence", "max_spread", "min_pairs")
+                        if request.get(k) is not None})
+
+
+def _tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """runs, samples, sensors and operators of a run directory (the last two empty or None where it has none)."""
     if not (run_dir / "results.parquet").exists():
         raise RunError(f"{run_dir} has no results table (no run finished)", hint="rerun the bench")
-    console.print(report.mode_table(comparison(run_dir)))
+    runs = pd.read_parquet(run_dir / "results.parquet")
+    samples = pd.read_parquet(run_dir / "samples.parquet")
+    sensors = (pd.read_parquet(run_dir / "sensors.parquet") if (run_dir / "sensors.parquet").exists()
+               else pd.DataFrame(columns=results.SENSOR_COLUMNS))
+    ops = pd.read_parquet(run_dir / "ops.parquet") if (run_dir / "ops.parquet").exists() else None
+    for table in (runs, samples):  # results of older edgeorchs: what they lacked
+        if "arm" not in table:
+            table["arm"] = table["mode"]
+        if "cell" not in table or table["cell"].isna().all():
+            table["cell"] = table["board"] + "/" + table["framework"] + "-" + table["model"]
+    for col in set(results.COLUMNS) - set(runs):
+        runs[col] = {"threads": 0, "batch": 1, "framework_options": "{}", "input_shapes": "{}"}.get(col, np.nan)
+    if "t_s" not in samples:
+        samples["t_s"] = np.nan
+    return runs, samples, sensors, ops
+
+
+def _macs(models) -> tuple[dict[str, int], str]:
+    """MACs per image of the zoo's networks among `models` (as built here), and why there are none to plot."""
+    known = [m for m in sorted(set(models)) if m in zoo.NETWORKS]
+    if len(known) < 2:
+        return {}, (f"This run measured {len(known)} network of the zoo at batch 1: the fit needs two or more "
+                    "(e.g. --model squeezenet1_1,mobilenet_v2,resnet18).")
+    try:
+        return {m: zoo.count_macs(zoo.build(m), zoo.NETWORKS[m].input_shape) for m in known}, ""
+    except ImportError as e:  # the zoo is built with PyTorch, an optional dependency of the host
+        return {}, f"MACs are counted with PyTorch, which is not installed here ({e})."
+
+
+def _changes(before: Path, after: Path) -> pd.DataFrame:
+    """Each matched cell's change from `before` to `after`, judged with `after`'s own band and spread limit."""
+    judgement = _judgement(results.read_manifest(after))
+    return report.compare_runs(_tables(before)[0], _tables(after)[0], history=results.history(),
+                               equivalence=judgement.equivalence, max_spread=judgement.max_spread)
+
+
+def write_report(run_dir: Path, against: Path | None = None, changes: pd.DataFrame | None = None) -> Path:
+    """results/<run-id>/report.html: the run's verdicts, figures and provenance in one offline file (and its
+    change from the run `against`, given as `changes` where already judged)."""
+    manifest = results.read_manifest(run_dir)
+    runs, samples, sensors, ops = _tables(run_dir)
+    if against is not None and changes is None:
+        changes = _changes(against, run_dir)
+    macs, why = _macs(runs.loc[runs["batch"] == 1, "model"])
+    text = page.render(run_dir, manifest=manifest, runs=runs, samples=samples, sensors=sensors, ops=ops,
+                       comparison=comparison(run_dir, _judgement(manifest)), notes=report.unavailable_notes(runs),
+                       macs=macs, why_no_macs=why, changes=changes, against=against.name if against else None)
+    path = run_dir / "report.html"
+    results.write_atomic(path, text)
+    console.print(f"report: {escape(str(path))} (opens offline in any browser)")
+    return path
+
+
+def compare_runs(before: Path, after: Path) -> pd.DataFrame:
+    """Print each matched cell's change from run `before` to run `after`, and write it into the report of `after`."""
+    changes = _changes(before, after)
+    if changes.empty:
+        raise RunError(f"no cell of {after.name} was measured by {before.name} too (same board, framework, model, "
+                       "threads, batch, options, input shapes)", hint="compare two runs of the same bench")
+    console.print(report.change_table(changes, before.name, after.name))
+    write_report(after, before, changes)
+    return changes
+
+
+def show_results(run_dir: Path) -> None:
+    """Print the comparison table of a finished run and whether it is complete."""
+    manifest = results.read_manifest(run_dir)
+    console.print(report.mode_table(comparison(run_dir, _judgement(manifest))))
     if not manifest.get("complete"):
         console.print(f"[bold red]INCOMPLETE[/]: missing cells {manifest.get('missing')}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from . import stats
@@ -9,6 +10,8 @@ from .arch import Arch
 from .bench import adapters, signature
 from .errors import ConfigError
 from .inventory import Board
+from .recipes import BaseRecipe, Build, Recipe
+from .releases import Platform, nearest_base, version_key
 
 MODES = ("docker", "bare")
 
@@ -30,10 +33,20 @@ class RunSpec:
     min_time: float = 0.0  # the run lasts at least this many seconds as well as `iterations`
     docker_args: tuple[str, ...] = ()  # added to the board's own for this arm (explain's knobs)
     input_shapes: tuple[str, ...] = ()  # NAME=DIMS, e.g. input=1x3x224x224: what a dynamic input is fed
+    batch: int = 1       # images per inference (a zoo network exported for it)
+    cell: str = ""       # the key of the cell it belongs to
+    profile: int = 0     # > 0: a profiling pass of that many inferences (per-operator times), not a timed run
 
     @property
     def key(self) -> str:
-        return f"{self.board}/{self.framework}-{self.model}-{self.arm or self.mode}-{self.pair:02d}"
+        kind = "profile" if self.profile else f"{self.pair:02d}"
+        return f"{self.board}/{self.framework}-{self.model}{variant(self.threads, self.batch)}-{self.arm or self.mode}" \
+               f"-{kind}"
+
+
+def variant(threads: int, batch: int) -> str:
+    """What tells apart the cells of one model in a threads x batch sweep: '-t2-b4'; '' for the defaults."""
+    return "".join(([f"-t{threads}"] if threads else []) + ([f"-b{batch}"] if batch != 1 else []))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,10 +96,18 @@ class Cell:
     options: tuple[str, ...] = ()
     input_shapes: tuple[str, ...] = ()
     name: str = ""       # tells apart cells of one board and model (calibrate's docker and bare)
+    batch: int = 1
 
     @property
     def key(self) -> str:
-        return f"{self.board}/{self.framework}-{self.model}" + (f":{self.name}" if self.name else "")
+        return f"{self.board}/{self.framework}-{self.model}{variant(self.threads, self.batch)}" + \
+            (f":{self.name}" if self.name else "")
+
+    def profile_runs(self, inferences: int) -> list[RunSpec]:
+        """The profiling pass of each arm's mode (after the timed pairs, never among them)."""
+        modes = dict.fromkeys(arm.mode for arm in self.arms)
+        return [dataclasses.replace(self.runs(0)[0], mode=mode, arm=mode, position=0, profile=inferences)
+                for mode in modes]
 
     def runs(self, pair: int) -> list[RunSpec]:
         """The runs of pair `pair`, counterbalanced: arms in order on even pairs, reversed on odd ones (ABBA),
@@ -95,7 +116,7 @@ class Cell:
         return [RunSpec(board=self.board, framework=self.framework, model=self.model, mode=arm.mode, pair=pair,
                         iterations=self.iterations, warmup=self.warmup, threads=self.threads, options=self.options,
                         arm=arm.label, position=position, min_time=self.min_time, docker_args=arm.docker_args,
-                        input_shapes=self.input_shapes)
+                        input_shapes=self.input_shapes, batch=self.batch, cell=self.key)
                 for position, arm in enumerate(arms)]
 
 
@@ -108,24 +129,19 @@ def parse_modes(mode: str) -> tuple[str, ...]:
     raise ConfigError(f"--mode {mode!r} is not a mode", hint="use docker, bare or both")
 
 
-def images_needed(boards: list[Board], frameworks: list[str]) -> list[tuple[str, Arch]]:
-    """(framework, arch) pairs to build: one image serves every board of an arch."""
-    return sorted({(f, b.arch) for b in boards for f in frameworks}, key=lambda p: (p[0], p[1].value))
-
-
 def bench_cell(board: Board, *, framework: str, model: str, arms: tuple[Arm, ...], iterations: int, warmup: int,
                threads: int, min_time: float = 0.0, options: tuple[str, ...] = (), name: str = "",
-               input_shapes: tuple[str, ...] = ()) -> Cell:
+               input_shapes: tuple[str, ...] = (), batch: int = 1) -> Cell:
     """A validated cell of a sweep."""
-    if iterations < 1 or warmup < 0 or threads < 0 or min_time < 0:
-        raise ConfigError("--iterations must be >= 1, --warmup, --threads and --min-time >= 0",
+    if iterations < 1 or warmup < 0 or threads < 0 or min_time < 0 or batch < 1:
+        raise ConfigError("--iterations must be >= 1 (--batch too), --warmup, --threads and --min-time >= 0",
                           hint="e.g. --iterations 50 --warmup 5 --min-time 5")
     bad = [o for o in options if "=" not in o or not o.split("=", 1)[0]]
     if bad:
         raise ConfigError(f"--option {bad[0]!r} is not KEY=VALUE", hint="e.g. --option xnnpack=off")
     check_options(framework, options)
     return Cell(board=board.name, framework=framework, model=model, arms=arms, iterations=iterations,
-                warmup=warmup, threads=threads, min_time=min_time, options=tuple(options), name=name,
+                warmup=warmup, threads=threads, min_time=min_time, options=tuple(options), name=name, batch=batch,
                 input_shapes=tuple(f"{n}={signature.format_shape(s)}"
                                    for n, s in parse_input_shapes(input_shapes).items()))
 
@@ -191,3 +207,69 @@ def deploy_steps(*, remote_image_id: str | None, image_id: str, remote_manifest:
         installed = {**(remote_manifest or {}), "bench_sha256": manifest.get("bench_sha256")}
         steps.append("entrypoint" if installed == manifest else "bundle")
     return steps
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """What one framework becomes for one board: the build (version, wheels or Debian packages), the Debian release
+    its image starts from, and the Python and glibc each mode's wheels are for."""
+    framework: str
+    arch: Arch
+    build: Build
+    suite: str                   # the image's Debian base
+    image_python: str
+    bare_python: str
+    bare_glibc: tuple[int, int]
+    note: str | None = None      # how the image's release relates to the board's
+
+
+def plan_target(recipe: Recipe, board: Board, platform: Platform, bases: dict[str, BaseRecipe],
+                modes: tuple[str, ...] = MODES) -> Target:
+    """The build of `recipe` serving `board` in `modes`: in bare mode one for the board's Python and release, the
+    same in Docker; Docker alone may use the release that packages the framework. ConfigError with the reason and
+    the alternatives when none does."""
+    suite, note = nearest_base(platform, bases)
+    image_python = bases[suite].python
+    build = recipe.build_for(board.arch, tuple({image_python, platform.python} if "bare" in modes else {image_python}),
+                             suite)
+    if build is None and "bare" not in modes:  # the image brings its own release: any that has a build
+        for other in sorted(bases, key=lambda s: version_key(bases[s].python), reverse=True):
+            build = recipe.build_for(board.arch, (bases[other].python,), other)
+            if build:
+                suite, image_python = other, bases[other].python
+                note = f"Docker only: {recipe.framework} needs Debian {other}; the board runs {platform.pretty}"
+                break
+    if build is None:
+        why = (recipe.why_not(board.arch, platform.python, suite) or recipe.why_not(board.arch, image_python, suite)
+               or f"no {recipe.framework} build serves Python {platform.python} and {image_python} alike")
+        raise ConfigError(f"{recipe.framework} cannot run on {board.name} ({board.arch.value}, {platform.pretty}, "
+                          f"Python {platform.python}): {why}",
+                          hint=f"run it in Docker alone (--mode docker) where its image can bring another release, "
+                               f"point `python:` of {board.name} in the inventory at another interpreter, or pick "
+                               "another framework; `invoke matrix` shows the builds per Python")
+    bare = (platform.python, platform.glibc) if "bare" in modes else (image_python, bases[suite].glibc)  # no bundle
+    return Target(framework=recipe.framework, arch=board.arch, build=build, suite=suite, image_python=image_python,
+                  bare_python=bare[0], bare_glibc=bare[1], note=note)
+
+
+def parse_counts(option: str, value, *, least: int = 0) -> tuple[int, ...]:
+    """A whole number or a comma list of them (a sweep: --threads 1,2,4), each at least `least`; ConfigError
+    naming the option otherwise."""
+    if isinstance(value, int):
+        value = str(value)
+    try:
+        counts = tuple(dict.fromkeys(int(v) for v in str(value).split(",")))
+    except ValueError as e:
+        raise ConfigError(f"--{option} {value!r} is not a whole number or a comma list of them",
+                          hint=f"e.g. --{option} {max(least, 1)} or --{option} 1,2,4") from e
+    if any(c < least for c in counts):
+        raise ConfigError(f"--{option} {value!r}: each must be at least {least}",
+                          hint=f"e.g. --{option} {max(least, 1)} or --{option} 1,2,4")
+    return counts
+
+
+def split_models(value: str, exists=lambda name: False) -> tuple[str, ...]:
+    """`--model a,b`: the models of a sweep; a file whose own name has a comma stays one model."""
+    if "," not in value or exists(value):
+        return (value,)
+    return tuple(dict.fromkeys(v for v in value.split(",") if v))

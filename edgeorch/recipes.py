@@ -1,4 +1,5 @@
-"""Image recipes under images/: the base rootfs recipe and one recipe per framework."""
+"""Image recipes under images/: the base rootfs recipes (one per Debian release) and one recipe per framework, with
+the builds of each framework by arch, Python and release."""
 
 from __future__ import annotations
 
@@ -7,20 +8,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .arch import Arch
-from .cache import ROOT
+from .cache import ROOT, content_hash
 from .errors import ConfigError
 
 IMAGES = ROOT / "images"
 INSTALL_SCRIPT = IMAGES / "install-framework.sh"
 DEFAULT_DOCKERFILE = IMAGES / "framework.Dockerfile"
+PACKAGES_DOCKERFILE = IMAGES / "packages.Dockerfile"
+PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13")  # the Python versions of the boards the matrix shows
 
 
 @dataclass(frozen=True, kw_only=True)
 class BaseRecipe:
+    """A minimal Debian rootfs made with debootstrap: the base of every image of one release."""
     suite: str
     mirror: str
     packages: tuple[str, ...]
-    python: str
+    python: str  # its Python, major.minor
+    glibc: tuple[int, int]
     directory: Path
 
     @property
@@ -29,23 +34,54 @@ class BaseRecipe:
         own = self.directory / "Dockerfile"
         return own if own.exists() else IMAGES / "base" / "Dockerfile"
 
-    def files(self) -> list[Path]:
-        return sorted({*(p for p in self.directory.iterdir() if p.is_file()), self.dockerfile}, key=lambda p: p.name)
+    def extra_packages(self, arch: Arch) -> tuple[str, ...]:
+        """The Debian packages of the frameworks that come from Debian on this release and arch (ONNX Runtime and
+        OpenCV on 32-bit trixie): in the base, so that every image of theirs and the sim board that stands for an
+        owner who installed them share one copy."""
+        return tuple(sorted({p for r in load_recipes().values() for b in r.builds
+                             if arch in b.arches and self.suite in b.releases for p in b.debian} - set(self.packages)))
+
+    def rootfs_key(self, arch: Arch) -> str:
+        """What its debootstrap rootfs and plain image are made from: release, mirror, packages, Dockerfile."""
+        return content_hash(self.suite, self.mirror, *self.packages, self.dockerfile, arch.value)
+
+    def key(self, arch: Arch) -> str:
+        """The rootfs's key, and the extra packages installed on top of it where there are any."""
+        extra = self.extra_packages(arch)
+        return content_hash(self.rootfs_key(arch), PACKAGES_DOCKERFILE, *extra) if extra else self.rootfs_key(arch)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Build:
+    """One build of a framework: its version and where it comes from, for some arches, Pythons and releases."""
+    version: str
+    packages: tuple[str, ...]  # pip requirements, every one pinned: the same wheels in the image and the bundle
+    debian: tuple[str, ...] = ()  # Debian packages it comes from instead (apt in the image; the board has them)
+    arches: tuple[Arch, ...]
+    pythons: tuple[str, ...] = ()  # the Python versions it has wheels for; () is any
+    releases: tuple[str, ...] = ()  # the Debian releases that package it; () is any
+
+    def serves(self, arch: Arch, python: str, release: str) -> bool:
+        return (arch in self.arches and (not self.pythons or python in self.pythons)
+                and (not self.releases or release in self.releases))
 
 
 @dataclass(frozen=True, kw_only=True)
 class Recipe:
     framework: str
-    version: str
-    packages: tuple[str, ...]  # pip requirements; "{version}" stands for the arch's framework version
-    arch_versions: dict[Arch, str]  # where an arch needs another version than `version`
+    builds: tuple[Build, ...]  # the current release first; older ones where a board needs them
     renames: dict[Arch, dict[str, str]]  # where an arch takes another package of the same version
     model_format: str
     arches: tuple[Arch, ...]
     unsupported: dict[Arch, str]  # arch -> why the framework cannot run there
+    python_unsupported: dict[str, str]  # Python version -> why no build serves it
     directory: Path
-    base: str = "base"  # the rootfs recipe under images/ its image starts from
     base_image_from_user: bool = False  # starts from an image the user names (--base-image) instead
+
+    @property
+    def version(self) -> str:
+        """The current release: what a board gets unless its Python or release needs an older build."""
+        return self.builds[0].version
 
     @property
     def dockerfile(self) -> Path:
@@ -55,19 +91,36 @@ class Recipe:
     def files(self) -> list[Path]:
         return sorted(p for p in self.directory.iterdir() if p.is_file()) + [self.dockerfile, INSTALL_SCRIPT]
 
-    def version_for(self, arch: Arch) -> str:
-        return self.arch_versions.get(arch, self.version)
+    def build_for(self, arch: Arch, pythons: tuple[str, ...], release: str) -> Build | None:
+        """The first build serving `arch` and each of `pythons` (both modes') on `release`, or None."""
+        return next((b for b in self.builds if all(b.serves(arch, py, release) for py in pythons)), None)
 
-    def packages_for(self, arch: Arch) -> tuple[str, ...]:
+    def packages_for(self, build: Build, arch: Arch) -> tuple[str, ...]:
         renames = self.renames.get(arch, {})
-        pins = (p.format(version=self.version_for(arch)).split("==", 1) for p in self.packages)
+        pins = (p.format(version=build.version).split("==", 1) for p in build.packages)
         return tuple(f"{renames.get(name, name)}=={version}" for name, version in pins)
 
-    def why_not(self, arch: Arch) -> str | None:
-        """None if the framework runs on `arch`, else the reason it does not."""
-        if arch in self.arches:
+    def why_not(self, arch: Arch, python: str | None = None, release: str | None = None) -> str | None:
+        """None if a build serves `arch` (and `python` on `release`, when given), else the reason none does."""
+        if arch not in self.arches:
+            return self.unsupported.get(arch, f"no {self.framework} build for {arch.value} in its recipe")
+        if python is None:
             return None
-        return self.unsupported.get(arch, f"no {self.framework} build for {arch.value} in its recipe")
+        mine = [b for b in self.builds if arch in b.arches]
+        if any(b.serves(arch, python, release or "") for b in mine) or (release is None and any(
+                not b.pythons or python in b.pythons for b in mine)):
+            return None
+        debian = [b for b in mine if b.releases]
+        if debian and len(debian) == len(mine):  # only a Debian release packages it for this arch
+            b = debian[0]
+            where = f" on {arch.value}" if any(not other.releases for other in self.builds) else ""
+            return (f"{self.framework}{where} comes only from Debian {'/'.join(b.releases)}'s "
+                    f"{', '.join(b.debian)} (Python {'/'.join(b.pythons) or 'of that release'})"
+                    + (f"; this board runs {release} with Python {python}" if release else ""))
+        if python in self.python_unsupported:
+            return self.python_unsupported[python]
+        offered = sorted({py for b in mine for py in b.pythons}, key=lambda v: tuple(map(int, v.split("."))))
+        return f"no {self.framework} build for Python {python} on {arch.value} (builds exist for {', '.join(offered)})"
 
 
 def _read(path: Path) -> dict:
@@ -77,32 +130,44 @@ def _read(path: Path) -> dict:
         raise ConfigError(f"recipe {path} cannot be read: {e}", hint="fix the file") from e
 
 
-def load_base(directory: Path = IMAGES / "base") -> BaseRecipe:
-    doc = _read(directory / "recipe.toml")
-    return BaseRecipe(suite=doc["suite"], mirror=doc["mirror"], packages=tuple(doc["packages"]),
-                      python=doc["python"], directory=directory)
+def load_bases(images: Path = IMAGES) -> dict[str, BaseRecipe]:
+    """The base rootfs recipes, images/base*/recipe.toml, keyed by Debian release (suite)."""
+    bases = {}
+    for path in sorted(images.glob("base*/recipe.toml")):
+        doc = _read(path)
+        try:
+            bases[doc["suite"]] = BaseRecipe(
+                suite=doc["suite"], mirror=doc["mirror"], packages=tuple(doc["packages"]), python=doc["python"],
+                glibc=tuple(int(x) for x in doc["glibc"].split(".")), directory=path.parent)
+        except (KeyError, ValueError) as e:
+            raise ConfigError(f"base recipe {path} has a missing or bad field: {e}",
+                              hint="compare it with images/base/recipe.toml") from e
+    return bases
 
 
 def load_recipes(images: Path = IMAGES) -> dict[str, Recipe]:
     """Every framework recipe: images/<name>/recipe.toml, keyed by framework name."""
     recipes = {}
     for path in sorted(images.glob("*/recipe.toml")):
-        if path.parent.name == "base" or path.parent.name.startswith("base-"):  # rootfs recipes
+        if path.parent.name.startswith("base"):  # rootfs recipes
             continue
         doc = _read(path)
         try:
+            arches = tuple(Arch.parse(a) for a in doc["arches"])
+            builds = tuple(Build(
+                version=b["version"], packages=tuple(b.get("packages", doc.get("packages", []))),
+                debian=tuple(b.get("debian", ())), arches=tuple(Arch.parse(a) for a in b.get("arches", doc["arches"])),
+                pythons=tuple(b.get("python", ())), releases=tuple(b.get("releases", ()))) for b in doc["builds"])
             recipes[doc["framework"]] = Recipe(
-                framework=doc["framework"], version=doc["version"], packages=tuple(doc["packages"]),
-                arch_versions={Arch.parse(a): v for a, v in doc.get("versions", {}).items()},
+                framework=doc["framework"], builds=builds,
                 renames={Arch.parse(a): dict(r) for a, r in doc.get("renames", {}).items()},
-                model_format=doc["model_format"],
-                arches=tuple(Arch.parse(a) for a in doc["arches"]),
+                model_format=doc["model_format"], arches=arches,
                 unsupported={Arch.parse(a): why for a, why in doc.get("unsupported", {}).items()},
-                directory=path.parent, base=doc.get("base", "base"),
-                base_image_from_user=doc.get("base_image_from_user", False))
-        except (KeyError, ValueError) as e:
+                python_unsupported=dict(doc.get("python_unsupported", {})),
+                directory=path.parent, base_image_from_user=doc.get("base_image_from_user", False))
+        except (KeyError, ValueError, TypeError) as e:
             raise ConfigError(f"recipe {path} has a missing or bad field: {e}",
-                              hint="compare it with images/tflite/recipe.toml") from e
+                              hint="compare it with images/onnxruntime/recipe.toml") from e
     return recipes
 
 

@@ -15,29 +15,49 @@ import pandas as pd
 from . import stats
 from .bench import RESULT_SCHEMA
 from .cache import ROOT
-from .errors import BoardError, RunError
+from .errors import BoardError, ConfigError, RunError
 from .plan import RunSpec
 
-RESULTS = ROOT / "results"
+
+def root() -> Path:
+    """Where runs go: $EDGEORCH_RESULTS (what `--results DIR` sets), else results/ in the checkout."""
+    return Path(os.environ.get("EDGEORCH_RESULTS") or ROOT / "results")
+
+
+# perf's events -> their per-inference column (the Velasco-Montero figures; hardware ones only where a PMU is)
+COUNTER_COLUMNS = {
+    "cycles": "cycles_per_inf", "instructions": "instructions_per_inf", "cache-references": "cache_refs_per_inf",
+    "cache-misses": "cache_misses_per_inf", "branch-instructions": "branches_per_inf",
+    "branch-misses": "branch_misses_per_inf", "L1-dcache-load-misses": "l1d_misses_per_inf",
+    "dTLB-load-misses": "dtlb_misses_per_inf", "iTLB-load-misses": "itlb_misses_per_inf",
+    "task-clock": "cpu_ms_per_inf", "page-faults": "page_faults_per_inf",
+    "context-switches": "context_switches_per_inf", "cpu-migrations": "cpu_migrations_per_inf",
+}
 
 # The normalized table: one row per run. Golden tests pin these names and their order.
 COLUMNS = [
-    "run_id", "board", "arch", "machine", "framework", "framework_version", "runtime", "model",
+    "run_id", "cell", "board", "arch", "machine", "framework", "framework_version", "runtime", "model",
     "model_sha256", "mode", "arm", "pair", "position", "attempts", "iterations", "warmup", "threads", "batch",
     "input_shapes", "precision",
     "framework_options", "p50_ms", "p90_ms",
     "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "throughput_ips", "load_ms",
-    "first_inference_ms", "cpu_percent", "peak_rss_mb", "max_temp_c", "throttled",
+    "first_inference_ms", "cpu_percent", "peak_rss_mb",
+    "rss_before_load_mb", "rss_after_load_mb", "rss_after_first_mb", "peak_rss_timed_mb", "cgroup_peak_mb",
+    "model_size_mb",
+    *COUNTER_COLUMNS.values(), "ipc", "counters_unavailable",
+    "energy_mj", "energy_above_idle_mj", "avg_power_w", "idle_power_w", "power_source", "power_rate_hz",
+    "energy_unavailable",
+    "max_temp_c", "throttled",
     "throttle_evidence", "sampler_cost", "governor", "cpu_model", "cores", "kernel", "os", "python", "numpy",
     "image_id",
     "bench_sha256", "started_at", "max_abs_diff", "correlation", "top1", "top1_ref", "agrees",
 ]
 
 
-def new_run_dir(root: Path = RESULTS) -> Path:
+def new_run_dir() -> Path:
     """A fresh results/<run-id>/ directory; run ids sort by time."""
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = root / f"{stamp}-{secrets.token_hex(2)}"
+    path = root() / f"{stamp}-{secrets.token_hex(2)}"
     (path / "raw").mkdir(parents=True)
     return path
 
@@ -164,12 +184,53 @@ def finished_pairs(run_dir: Path, runs_of) -> list[list[tuple[RunSpec, dict]]]:
         pair += 1
 
 
+def _mb(value) -> float | None:
+    return None if value is None else value / 2**20
+
+
+def _memory(doc: dict) -> dict:
+    """The memory columns: RSS before and after loading, after the first inference, the timed phase's peak, the
+    container's cgroup peak (Docker), the model's size on disk."""
+    memory = doc.get("memory") or {}
+    return {"rss_before_load_mb": _mb(memory.get("rss_before_load_bytes")),
+            "rss_after_load_mb": _mb(memory.get("rss_after_load_bytes")),
+            "rss_after_first_mb": _mb(memory.get("rss_after_first_bytes")),
+            "peak_rss_timed_mb": _mb(memory.get("peak_rss_timed_bytes")),
+            "cgroup_peak_mb": _mb(memory.get("cgroup_peak_bytes")),
+            "model_size_mb": _mb(doc["model"].get("size_bytes"))}
+
+
+def _counters(doc: dict) -> dict:
+    """perf's counts per inference; an event the board lacks is NaN here and named with its reason in
+    counters_unavailable, never 0."""
+    found = doc.get("counters")
+    if not found:
+        return {"ipc": None, "counters_unavailable": json.dumps({"*": "not measured (--no-counters)"})}
+    per = found.get("per_inference") or {}
+    row = {column: per.get(event) for event, column in COUNTER_COLUMNS.items()}
+    unavailable = dict(found.get("unavailable") or {})
+    if found.get("reason") and not per:
+        unavailable = {"*": found["reason"]}
+    return {**row, "ipc": found.get("ipc"), "counters_unavailable": json.dumps(unavailable, sort_keys=True)}
+
+
+def _energy(doc: dict) -> dict:
+    """Energy per inference (mJ, all of it and above idle), average and idle power, the sensor and its rate."""
+    found = doc.get("energy")
+    if not found:
+        return {"energy_unavailable": "not measured (--no-energy)"}
+    return {"energy_mj": found.get("energy_mj"), "energy_above_idle_mj": found.get("energy_above_idle_mj"),
+            "avg_power_w": found.get("avg_power_w"), "idle_power_w": found.get("idle_power_w"),
+            "power_source": found.get("source"), "power_rate_hz": found.get("rate_hz"),
+            "energy_unavailable": found.get("reason")}
+
+
 def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict[str, str],
-              reference: np.ndarray | None = None, attempts: dict[str, int] | None = None
+              references: dict[tuple[str, int], np.ndarray] | None = None, attempts: dict[str, int] | None = None
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(runs, samples): one row per run with latency statistics, and one row per iteration.
 
-    With a `reference` output, each run's last output is compared with it (agreement columns).
+    With a reference output for a run's (model, batch), its last output is compared with it (agreement columns).
     """
     from .report import agreement
 
@@ -177,6 +238,7 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
     rows, samples = [], []
     for spec, doc in records:
         check = {"max_abs_diff": None, "correlation": None, "top1": None, "top1_ref": None, "agrees": None}
+        reference = (references or {}).get((spec.model, spec.batch))
         if reference is not None and doc.get("outputs"):
             out = doc["outputs"][0]
             output = np.asarray(out["values"], dtype=np.float64).reshape(out["shape"])
@@ -188,7 +250,7 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
         facts, fw, params, sensors = doc["facts"], doc["framework"], doc["params"], doc.get("sensors") or {}
         board = spec.board
         rows.append({
-            "run_id": run_id, "board": board, "arch": arch_of.get(board),
+            "run_id": run_id, "cell": spec.cell or None, "board": board, "arch": arch_of.get(board),
             "machine": facts["machine"], "framework": fw["name"], "framework_version": fw["version"],
             "runtime": fw.get("runtime"), "model": spec.model, "model_sha256": doc["model"]["sha256"],
             "mode": doc["run"]["mode"], "arm": spec.arm or spec.mode, "pair": spec.pair, "position": spec.position,
@@ -207,7 +269,8 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
             "load_ms": doc["timing"]["load_ns"] / 1e6,
             "first_inference_ms": doc["timing"]["first_inference_ns"] / 1e6,
             "cpu_percent": doc["resources"]["cpu_percent"],
-            "peak_rss_mb": doc["resources"]["peak_rss_bytes"] / 2**20,
+            "peak_rss_mb": doc["resources"]["peak_rss_bytes"] / 2**20, **_memory(doc), **_counters(doc),
+            **_energy(doc),
             "max_temp_c": sensors.get("max_temp_c"), "throttled": sensors.get("throttled"),
             "throttle_evidence": sensors.get("throttle_evidence"), "sampler_cost": sensors.get("sampler_cost"),
             "governor": facts.get("governor"),
@@ -216,19 +279,58 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
             "image_id": doc["run"].get("image_id"), "bench_sha256": doc["bench"]["sha256"],
             "started_at": doc["started_at"], **check,
         })
-        samples.append(pd.DataFrame({"board": board, "framework": fw["name"], "model": spec.model,
-                                     "mode": spec.mode, "arm": spec.arm or spec.mode, "pair": spec.pair,
-                                     "iteration": np.arange(len(lat_ns)), "latency_ns": lat_ns}))
+        samples.append(pd.DataFrame({**_who(spec, fw["name"]), "iteration": np.arange(len(lat_ns)),
+                                     "latency_ns": lat_ns, "t_s": _since_start(doc, doc["timing"].get("starts_ns"))}))
     runs = pd.DataFrame(rows, columns=COLUMNS)
     for col in ("throttled", "agrees"):
         runs[col] = runs[col].astype("boolean")
     for col in ("top1", "top1_ref"):
         runs[col] = runs[col].astype("Int64")
-    cols = ["max_abs_diff", "correlation", "p90_ms", "p99_ms", "sampler_cost"]
+    cols = ["max_abs_diff", "correlation", "p90_ms", "p99_ms", "sampler_cost", *COUNTER_COLUMNS.values(), "ipc",
+            "rss_before_load_mb", "rss_after_load_mb", "rss_after_first_mb", "peak_rss_timed_mb", "cgroup_peak_mb",
+            "energy_mj", "energy_above_idle_mj", "avg_power_w", "idle_power_w", "power_rate_hz"]
     runs[cols] = runs[cols].astype("float64")
-    long = pd.concat(samples, ignore_index=True) if samples else pd.DataFrame(
-        columns=["board", "framework", "model", "mode", "arm", "pair", "iteration", "latency_ns"])
+    long = pd.concat(samples, ignore_index=True) if samples else pd.DataFrame(columns=SAMPLE_COLUMNS)
     return runs, long
+
+
+SAMPLE_COLUMNS = ["cell", "board", "framework", "model", "mode", "arm", "pair", "iteration", "latency_ns", "t_s"]
+SENSOR_COLUMNS = ["cell", "board", "framework", "model", "mode", "arm", "pair", "t_s", "temp_c", "freq_mhz",
+                  "throttled"]
+
+
+def _who(spec: RunSpec, framework: str) -> dict:
+    return {"cell": spec.cell or None, "board": spec.board, "framework": framework, "model": spec.model,
+            "mode": spec.mode, "arm": spec.arm or spec.mode, "pair": spec.pair}
+
+
+def _since_start(doc: dict, stamps_ns) -> np.ndarray | float:
+    """Monotonic stamps (ns) as seconds since the run's first timed inference began; NaN before edgeorch kept
+    the starts."""
+    starts = doc["timing"].get("starts_ns") or []
+    if not starts or stamps_ns is None:
+        return np.nan
+    return (np.asarray(stamps_ns, dtype=np.float64) - starts[0]) / 1e9
+
+
+def sensor_table(records: list[tuple[RunSpec, dict]]) -> pd.DataFrame:
+    """sensors.parquet: one row per sample of the watcher (hottest zone, fastest CPU, vcgencmd's throttle bits now)
+    on the time base of samples.parquet's t_s, so that latency, temperature and clock line up."""
+    rows = []
+    for spec, doc in records:
+        sensors = doc.get("sensors") or {}
+        if "t0_ns" not in sensors or not doc["timing"].get("starts_ns"):  # an edgeorch before the watcher's clock
+            continue
+        found = sensors.get("samples") or []
+        for s, t in zip(found, _since_start(doc, [sensors["t0_ns"] + s["t_s"] * 1e9 for s in found])):
+            temps, freqs = s.get("temps_c") or {}, s.get("freqs_mhz") or {}
+            rows.append({**_who(spec, doc["framework"]["name"]), "t_s": float(t),
+                         "temp_c": max(temps.values()) if temps else np.nan,
+                         "freq_mhz": max(freqs.values()) if freqs else np.nan,
+                         "throttled": bool(int(s["throttled"], 16) & 0xE) if "throttled" in s else None})
+    table = pd.DataFrame(rows, columns=SENSOR_COLUMNS)
+    table["throttled"] = table["throttled"].astype("boolean")
+    return table
 
 
 def _quantile(ms: np.ndarray, q: float) -> float | None:
@@ -245,16 +347,80 @@ def precision(doc: dict) -> str:
     return {"int8": "int8", "uint8": "int8", "float16": "fp16"}.get(dtype, "fp32")
 
 
-def write_tables(run_dir: Path, runs: pd.DataFrame, samples: pd.DataFrame) -> None:
-    """results.csv and results.parquet (one row per run), samples.parquet (one row per iteration), each whole."""
+def write_tables(run_dir: Path, runs: pd.DataFrame, samples: pd.DataFrame, sensors: pd.DataFrame) -> None:
+    """results.csv and results.parquet (one row per run), samples.parquet (one row per iteration), sensors.parquet
+    (one row per sensor sample), each whole."""
     write_atomic(run_dir / "results.csv", runs.to_csv(index=False))
     write_atomic(run_dir / "results.parquet", runs.to_parquet(index=False))
     write_atomic(run_dir / "samples.parquet", samples.to_parquet(index=False))
+    write_atomic(run_dir / "sensors.parquet", sensors.to_parquet(index=False))
 
 
-def latest_run(root: Path = RESULTS) -> Path:
+OPS_COLUMNS = ["run_id", "cell", "board", "framework", "model", "mode", "threads", "batch", "op_type", "op_name",
+               "time_ms", "share", "rank"]
+
+
+def profiles(run_dir: Path, runs: list[RunSpec]) -> list[tuple[RunSpec, dict]]:
+    """The profiling passes of `runs` that came back whole, from raw/ (those of an earlier session too)."""
+    found = []
+    for spec in runs:
+        try:
+            doc = json.loads(raw_path(run_dir, spec).read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(doc, dict) and doc.get("status") == "ok" and "profile" in doc:
+            found.append((spec, doc))
+    return found
+
+
+def ops_table(records: list[tuple[RunSpec, dict]], *, run_id: str) -> pd.DataFrame:
+    """ops.parquet: one row per operator of each profiling pass (board, framework, mode, op type, op name, its mean
+    time per inference, its share of the pass's total, its rank by time)."""
+    rows = []
+    for spec, doc in records:
+        ops = doc["profile"]["ops"]
+        total = sum(op["time_ns"] for op in ops) or 1.0
+        ranked = sorted(range(len(ops)), key=lambda i: -ops[i]["time_ns"])
+        rank = {i: r + 1 for r, i in enumerate(ranked)}
+        rows += [{"run_id": run_id, "cell": spec.cell, "board": spec.board, "framework": spec.framework,
+                  "model": spec.model, "mode": spec.mode, "threads": spec.threads, "batch": spec.batch,
+                  "op_type": op["op_type"], "op_name": op["op_name"], "time_ms": op["time_ns"] / 1e6,
+                  "share": op["time_ns"] / total, "rank": rank[i]} for i, op in enumerate(ops)]
+    return pd.DataFrame(rows, columns=OPS_COLUMNS)
+
+
+def run_dirs() -> list[Path]:
+    """Every results/<run-id>/ directory, oldest first."""
+    return sorted(p.parent for p in root().glob("*/manifest.json"))
+
+
+def latest_run() -> Path:
     """The newest results/<run-id>/ directory."""
-    runs = sorted(p for p in root.glob("*/manifest.json"))
+    runs = run_dirs()
     if not runs:
-        raise RunError(f"no benchmark results under {root}", hint="run `invoke bench` first")
-    return runs[-1].parent
+        raise RunError(f"no benchmark results under {root()}", hint="run `invoke bench` first (or pass --results "
+                                                                    "DIR where they are)")
+    return runs[-1]
+
+
+def find_run(run: str | Path | None, option: str = "--run") -> Path:
+    """A run directory from what a user typed: a path, a run id under the results directory, or None (the newest)."""
+    if run is None:
+        return latest_run()
+    path = Path(run)
+    if not (path / "manifest.json").is_file() and (root() / str(run) / "manifest.json").is_file():
+        path = root() / str(run)
+    if not (path / "manifest.json").is_file():
+        raise ConfigError(f"{option} {run}: no run directory of that name (with a manifest.json) here or under "
+                          f"{root()}",
+                          hint="pass a directory under results/, as printed by the bench (results go to ...), or "
+                               "its run id")
+    return path.resolve()
+
+
+def history() -> pd.DataFrame:
+    """Every run's results.parquet under the results directory, oldest first, in one DataFrame (run_id tells them
+    apart)."""
+    tables = [pd.read_parquet(d / "results.parquet") for d in run_dirs() if (d / "results.parquet").is_file()]
+    tables = [t for t in tables if len(t)]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)

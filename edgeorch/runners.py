@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import posixpath
 import secrets
 from dataclasses import dataclass
@@ -52,7 +53,24 @@ def entrypoint_args(spec: RunSpec, *, model_sha256: str, run_id: str) -> list[st
             "--warmup", str(spec.warmup), "--threads", str(spec.threads),
             "--model-sha256", model_sha256, "--run-id", run_id,
             *[arg for option in spec.options for arg in ("--option", option)],
-            *[arg for shape in spec.input_shapes for arg in ("--input-shape", shape)]]
+            *[arg for shape in spec.input_shapes for arg in ("--input-shape", shape)],
+            *(["--profile", str(spec.profile)] if spec.profile else [])]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Measures:
+    """What the watcher measures beside latency, from outside the measured process, the same way in both modes:
+    hardware counters (perf, attached to the run's process) and energy (the board's power sensor, or the meter
+    command of its inventory entry), with idle power sampled for `idle_s` seconds before each run."""
+    counters: bool = True
+    energy: bool = True
+    idle_s: float = 2.0
+
+    def watch_args(self, board) -> tuple[str, ...]:
+        """The watcher's options for a run on `board`."""
+        meter = ("--power-meter", json.dumps(list(board.power_meter))) if self.energy and board.power_meter else ()
+        return (*(["--counters"] if self.counters else []),
+                *(["--energy", "--idle", str(self.idle_s), *meter] if self.energy else []))
 
 
 def probe_args(framework: str) -> list[str]:
@@ -60,13 +78,13 @@ def probe_args(framework: str) -> list[str]:
 
 
 def watched(python: str, host_dir: str, argv: list[str], *, tag: str, deadline: float | None = None,
-            cwd: str | None = None, container: bool = False) -> list[str]:
+            cwd: str | None = None, container: bool = False, watch: tuple[str, ...] = ()) -> list[str]:
     """The argv that runs `argv` (in `cwd`) under the sensor watcher, which samples from outside the measured process,
     on the board's host, the same way in both modes, and kills the run on the board itself past `deadline` seconds
     (so a run whose link died does not live on to disturb the next ones). `tag` names the run in the board's process
     list, and is the container's name in Docker mode."""
     options = ["--tag", tag, *(["--deadline", str(deadline)] if deadline else []), *(["--cwd", cwd] if cwd else []),
-               *(["--container"] if container else [])]
+               *(["--container"] if container else []), *watch]
     return sh('cd -- "$1" && shift && exec "$@"', host_dir, python, "-m", f"{BOARD_PACKAGE}.watch", *options, "--",
               *argv)
 
@@ -105,9 +123,10 @@ class BareRunner:
     mode = "bare"
 
     def __init__(self, conn: fabric.Connection, board: str, bundle_dir: str, timeout: float | None = None, *,
-                 python: str = "python3", host_dir: str = "", cache_dir: str | None = None):
+                 python: str = "python3", host_dir: str = "", cache_dir: str | None = None,
+                 watch: tuple[str, ...] = ()):
         self.conn, self.board, self.dir, self.timeout = conn, board, bundle_dir, timeout
-        self.python, self.host_dir = python, host_dir
+        self.python, self.host_dir, self.watch = python, host_dir, watch
         self.cache_dir = cache_dir  # where the framework keeps what it compiles (TensorRT engines), across runs
 
     def execute(self, args: list[str], files: list[tuple[str, str]]) -> Answer:
@@ -118,7 +137,7 @@ class BareRunner:
         tag = run_tag()
         try:
             r = remote(self.conn, watched(self.python, self.host_dir, argv, tag=tag, deadline=self.timeout,
-                                          cwd=self.dir),
+                                          cwd=self.dir, watch=self.watch),
                        board=self.board, warn=True, timeout=self.timeout and self.timeout + GRACE_S)
         except RunTimeout:
             # the watcher ends its run; the pattern matches no shell that runs pkill
@@ -143,9 +162,9 @@ class DockerRunner:
 
     def __init__(self, conn: fabric.Connection, board: str, image_id: str, timeout: float | None = None,
                  docker_args: tuple[str, ...] = (), *, python: str = "python3", host_dir: str = "",
-                 bind_files: bool = False, cache_dir: str | None = None):
+                 bind_files: bool = False, cache_dir: str | None = None, watch: tuple[str, ...] = ()):
         self.conn, self.board, self.image_id, self.timeout = conn, board, image_id, timeout
-        self.docker_args, self.python, self.host_dir = docker_args, python, host_dir
+        self.docker_args, self.python, self.host_dir, self.watch = docker_args, python, host_dir, watch
         self.bind_files = bind_files  # the model on a read-only bind mount instead of in the container layer
         # A board directory at the same path inside: what the framework compiles (TensorRT engines) outlives the
         # container, as it does in bare mode.
@@ -170,7 +189,7 @@ class DockerRunner:
             for path, target in inner.items() if not self.bind_files else ():
                 remote(self.conn, ["docker", "cp", path, f"{tag}:{target}"], board=self.board)
             r = remote(self.conn, watched(self.python, self.host_dir, ["docker", "start", "-a", tag], tag=tag,
-                                          deadline=self.timeout, container=True),
+                                          deadline=self.timeout, container=True, watch=self.watch),
                        board=self.board, warn=True, timeout=self.timeout and self.timeout + GRACE_S)
             return Answer(r.stdout, r.stderr, r.exited)
         finally:

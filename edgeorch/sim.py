@@ -26,7 +26,7 @@ from .cache import content_hash
 from .console import console, echo, run_local
 from .errors import SetupError
 from .inventory import Board, Inventory
-from .recipes import IMAGES
+from .recipes import IMAGES, load_bases
 
 RUN_DIR = Path("/run/edgeorch-sim")  # sockets: short paths (unix sockets are limited to 108 bytes)
 SIM_LABEL = f"{images.LABEL}.sim"
@@ -172,11 +172,16 @@ def _pin_host_key(known_hosts: Path, line: str) -> None:
     known_hosts.write_text("\n".join([l for l in old if l.split(" ", 1)[0] != host] + [line]) + "\n")
 
 
-def board_image(client, arch: Arch) -> str:
-    """The sim board image for `arch` (base + sshd + docker client), built once."""
-    base = images.ensure_base_images(client, [arch])[arch]
+def board_image(client, arch: Arch, release: str = "bookworm") -> str:
+    """The sim board image for `arch` on Debian `release` (base + sshd + docker client), built once. The base has the
+    Debian packages of the frameworks that come from Debian there, as an owner who installed them has."""
+    bases = load_bases()
+    if release not in bases:
+        raise SetupError(f"sim_release {release!r}: edgeorch has no base for it",
+                         hint=f"use one of {', '.join(sorted(bases))} (each is an images/base*/recipe.toml)")
+    base = images.ensure_base_images(client, [arch], bases[release])[arch]
     recipe = IMAGES / "sim-board"
-    tag = f"edgeorch/sim-board:{arch.value}-{content_hash(*sorted(recipe.iterdir()), base)}"
+    tag = f"edgeorch/sim-board:{arch.value}-{release}-{content_hash(*sorted(recipe.iterdir()), base)}"
     # The only build with a network: apt fetches sshd and the Docker client from the mirror.
     return images.ensure_image(client, recipe, tag=tag, arch=arch, buildargs={"BASE": base},
                                labels={SIM_LABEL: "board-image"}, network_mode="host")
@@ -307,21 +312,25 @@ def _wait_for_ssh(b: Board, timeout: float = 60) -> None:
                      hint=f"read .sim/{b.name}/sshd.log; is port {b.port} taken by something else?")
 
 
-def up(inventory: Inventory) -> list[SimBoard]:
-    """Start every simulated board; boards already up are left as they are."""
-    boards = sim_boards(inventory)
+def up(inventory: Inventory, host: str | None = None) -> list[SimBoard]:
+    """Start every simulated board (or those of `host`); boards already up are left as they are."""
+    wanted = {b.name for b in inventory.select(host)} if host else None
+    boards = [sb for sb in sim_boards(inventory) if wanted is None or sb.board.name in wanted]
     if not boards:
-        raise SetupError(f"{inventory.path} has no board with `sim: true`",
-                         hint="use the shipped inventory.yaml, which defines rpi3, rpi4 and x86")
+        raise SetupError(f"{inventory.path} has no board with `sim: true`" + (f" in --host {host}" if host else ""),
+                         hint="use the shipped inventory.yaml, which defines rpi3-bookworm, rpi4, x86, rpi5 and rpi3")
     client = images.engine()
     before = _docker0()
-    images.ensure_base_images(client, sorted({sb.board.arch for sb in boards}, key=lambda a: a.value))
+    bases = load_bases()
+    for release in sorted({sb.board.sim_release for sb in boards} & set(bases)):  # debootstraps side by side
+        images.ensure_base_images(client, sorted({sb.board.arch for sb in boards if sb.board.sim_release == release},
+                                                 key=lambda a: a.value), bases[release])
     for sb in boards:
         with console.status(f"starting sim board {sb.board.name}"):
             line = _ensure_keys(sb)
             _pin_host_key(sb.board.known_hosts, line)
             _start_dockerd(sb)
-            _unpack(client, sb, board_image(client, sb.board.arch))
+            _unpack(client, sb, board_image(client, sb.board.arch, sb.board.sim_release))
             _start_board(client, sb)
             _wait_for_ssh(sb.board)
     if _docker0() != before:

@@ -84,7 +84,13 @@ def verdict(log_ratios, *, equivalence: float = EQUIVALENCE, min_pairs: int = MI
     n = len(log_ratios)
     if n < min_pairs:
         return Verdict(kind="too few pairs", text=f"too few pairs ({n} < {min_pairs}): no verdict", pairs_needed=None)
-    iv = interval(log_ratios, confidence=confidence, first_stage=min_pairs)
+    return _judge(interval(log_ratios, confidence=confidence, first_stage=min_pairs), n, equivalence=equivalence,
+                  confidence=confidence, a=a, b=b, unit="pairs")
+
+
+def _judge(iv: Interval, n: int, *, equivalence: float, confidence: float, a: str, b: str, unit: str,
+           floor: float = 0.0) -> Verdict:
+    """The verdict of an interval from n units; `floor`: the part of its log half-width that more units leave."""
     ci = f"{confidence:.0%} CI"
     if 1 - equivalence < iv.low and iv.high < 1 + equivalence:
         # Before slower/faster: a statistically real 0.3% is still noise to a user.
@@ -103,9 +109,54 @@ def verdict(log_ratios, *, equivalence: float = EQUIVALENCE, min_pairs: int = MI
     text = f"{a} vs {b} inconclusive [{ci} {_pct(iv.low - 1, '+')} to {_pct(iv.high - 1, '+')}]"
     if target <= 0:
         return Verdict(kind="inconclusive", text=text, pairs_needed=None)
-    needed = max(n + 1, math.ceil(n * (h / target) ** 2))
+    if target <= floor:
+        return Verdict(kind="inconclusive", pairs_needed=None, text=f"{text}: more {unit} cannot settle it (a "
+                       f"session's own shift alone is ±{_pct(math.expm1(floor))})")
+    needed = max(n + 1, math.ceil(n * (h**2 - floor**2) / (target**2 - floor**2)))
     return Verdict(kind="inconclusive", pairs_needed=needed,
-                   text=f"{text}: about {needed - n} more pairs would settle it")
+                   text=f"{text}: about {needed - n} more {unit} would settle it")
+
+
+MIN_RUNS = 3  # a side of a comparison across runs: fewer medians than this give no verdict
+# How far a whole run (one `invoke bench`) may shift, as the sd of its log mean, where the history holds too few
+# runs of the cell to tell: another boot, another room temperature, another memory layout move every measurement of
+# a run alike, and no spread inside it shows that. 1% is an assumption for a quiet board; the x86 sim board, a
+# shared two-core VM, measured 4-8% over six back-to-back benches (benchmarks/verdicts.py --sessions 6).
+SESSION_SD = 0.01
+
+
+def session_sd(sessions) -> tuple[float, int] | None:
+    """(sd, degrees of freedom) of a session's shift from three or more sessions of one cell, each its runs' medians:
+    the spread of the session means beyond what their runs' spread explains (method of moments); None below three."""
+    logs = [np.log(np.asarray(s, dtype=float)) for s in sessions if len(s) >= 2]
+    if len(logs) < 3:
+        return None
+    means = np.array([x.mean() for x in logs])
+    within = np.mean([np.var(x, ddof=1) / x.size for x in logs])
+    return math.sqrt(max(0.0, float(np.var(means, ddof=1)) - within)), len(logs) - 1
+
+
+def change(before, after, *, session: tuple[float, float] = (SESSION_SD, math.inf), equivalence: float = EQUIVALENCE,
+           confidence: float = CONFIDENCE, min_runs: int = MIN_RUNS) -> tuple[Interval | None, Verdict]:
+    """`after` against `before`, each the run medians of one session (`invoke bench`): the difference of their mean
+    logs, whose variance is each side's runs' (Welch) plus two sessions' shifts (`session`: sd, and its degrees of
+    freedom, inf where assumed), judged like a pair's: slower, faster, equivalent, inconclusive (with the runs a side
+    that would settle it), or too few runs."""
+    a, b = (np.log(np.asarray(x, dtype=float)) for x in (after, before))
+    n = min(a.size, b.size)
+    if n < min_runs:
+        return None, Verdict(kind="too few runs", pairs_needed=None,
+                             text=f"too few runs ({n} < {min_runs} a side): no verdict")
+    va, vb, vs = np.var(a, ddof=1) / a.size, np.var(b, ddof=1) / b.size, 2 * session[0] ** 2
+    se = math.sqrt(va + vb + vs)
+    # Welch-Satterthwaite over the three parts; with no spread at all the interval is the point itself
+    df = se**4 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1) + vs**2 / session[1]) if se else math.inf
+    half = float(_scipy_stats.t.ppf(0.5 + confidence / 2, df)) * se
+    mean = float(a.mean() - b.mean())
+    iv = Interval(ratio=math.exp(mean), low=math.exp(mean - half), high=math.exp(mean + half), n_pairs=n,
+                  sd=float(math.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)), half_width=math.expm1(half))
+    return iv, _judge(iv, n, equivalence=equivalence, confidence=confidence, a="after", b="before",
+                      unit="runs a side", floor=half * math.sqrt(vs) / se if se else 0.0)
 
 
 def _stop(n: int, half_width: float, *, precision, min_pairs, max_pairs, elapsed_s, max_time_s) -> str | None:

@@ -320,7 +320,7 @@ class Link:
     def _take_lock(self) -> None:
         info = f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()} ({self.purpose}, since " \
                f"{time.strftime('%H:%M:%S')}) {self.token}"
-        for _ in range(2):
+        for _ in range(3):
             chan = self.conn.client.get_transport().open_session()
             chan.exec_command(shlex.join(sh(_LOCK_SCRIPT, info)))
             first = chan.makefile("r").readline().strip()
@@ -334,6 +334,9 @@ class Link:
                 raise BoardError(f"board {self.board.name}: taking its lock /tmp/edgeorch.lock failed (exit "
                                  f"{status}): {err or first or 'no output'}",
                                  hint="the board needs flock (util-linux) and a writable /tmp")
+            if not holders:  # its holder ended between flock and the look at who it was (a lock just let go)
+                time.sleep(0.5)
+                continue
             ours = [h.split()[0] for h in holders if h.endswith(self.token)]
             if not ours:  # held by someone else
                 break

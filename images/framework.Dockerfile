@@ -1,4 +1,4 @@
-# The image of a framework whose wheels install with pip: every recipe under images/<name>/
+# The image of a framework that installs with pip (or is in the base, from Debian): every recipe under images/<name>/
 # without a Dockerfile of its own uses this one. The bare-metal bundle is installed by the same
 # script from the same wheels, and gets the same entrypoint package.
 ARG BASE

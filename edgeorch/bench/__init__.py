@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-RESULT_SCHEMA = "edgeorch.result/3"  # /2: model batch, --option, outputs; /3: --min-time, iterations may exceed
+# /2: model batch, --option, outputs; /3: --min-time, iterations may exceed; /4: memory, counters, energy, profile
+RESULT_SCHEMA = "edgeorch.result/4"
 PROBE_SCHEMA = "edgeorch.probe/1"
 BOARD_PACKAGE = "edgeorch_bench"  # the name this directory has on a board
 

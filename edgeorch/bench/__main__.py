@@ -68,6 +68,8 @@ def _parser():
     p.add_argument("--cache-dir", help="where a framework keeps what it compiles from the model (TensorRT's "
                                        "engines); else beside the model")
     p.add_argument("--outputs", action="store_true", help="include the last inference's outputs")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="a profiling pass instead of a timed run: per-operator times over N inferences")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a framework option, e.g. xnnpack=off (tflite) or device=cpu (pytorch)")
     return p
@@ -106,15 +108,17 @@ def _check_model(args):
     return {"path": str(path), "sha256": digest, "size_bytes": path.stat().st_size}
 
 
-def _measure(adapter, args):
+def _load(adapter, args):
+    """Load the model and feed it its inputs: (model facts, load time in ns, memory so far)."""
     from .adapters.base import ModelLoadError, arrays
-    if args.iterations < 1 or args.warmup < 0 or args.min_time < 0:
-        raise Failure("args", "--iterations must be >= 1, --warmup and --min-time >= 0", EXIT_ARGS)
+    if args.iterations < 1 or args.warmup < 0 or args.min_time < 0 or args.profile < 0:
+        raise Failure("args", "--iterations must be >= 1, --warmup, --min-time and --profile >= 0", EXIT_ARGS)
     try:
         shapes, files = signature.parse_shapes(args.input_shape), signature.parse_inputs(args.input)
     except signature.InputError as e:
         raise Failure("args", str(e), EXIT_ARGS) from e
     model = _check_model(args)
+    memory = {"rss_before_load_bytes": probes.rss_bytes()}
     t = time.perf_counter_ns()
     try:
         # Loading includes fixing the input shapes: TFLite allocates for them, TensorRT builds its engine.
@@ -126,6 +130,7 @@ def _measure(adapter, args):
     except signature.InputError as e:
         raise Failure("args", str(e), EXIT_ARGS) from e
     load_ns = time.perf_counter_ns() - t
+    memory["rss_after_load_bytes"] = probes.rss_bytes()
     described = adapter.describe()
     extra = {i["name"]: i for i in described.get("inputs", [])}  # e.g. TFLite's quantization
     model.update(described, inputs=[{**extra.get(i["name"], {}), **{k: v for k, v in i.items() if k != "path"}}
@@ -134,18 +139,39 @@ def _measure(adapter, args):
         adapter.feed(arrays(adapter, inputs, args.seed))
     except (signature.InputError, ModelLoadError) as e:
         raise Failure("args", str(e), EXIT_ARGS) from e
+    inputs = model.get("inputs") or [{}]
+    model["batch"] = int((inputs[0].get("shape") or [1])[0] or 1)  # images per inference
+    return model, load_ns, memory
 
+
+def _profile(adapter, args):
+    """The profiling pass: per-operator times over --profile inferences, after one untimed inference; no timed run."""
+    from .adapters.base import NotProfiled
+    model, _, _ = _load(adapter, args)
+    adapter.infer()
+    try:
+        ops = adapter.profile(args.profile)
+        found = {"inferences": args.profile, "ops": ops, "reason": None}
+    except NotProfiled as e:
+        found = {"inferences": 0, "ops": [], "reason": str(e)}
+    return {"model": model, "profile": found}
+
+
+def _measure(adapter, args):
+    model, load_ns, memory = _load(adapter, args)
     # 0: the watcher samples from outside this process (edgeorch_bench.watch), as the orchestrator runs it
     sampler = probes.Sampler(args.sample_interval) if args.sample_interval > 0 else contextlib.nullcontext()
     with sampler:
         t = time.perf_counter_ns()
         adapter.infer()
         first_ns = time.perf_counter_ns() - t
+        memory["rss_after_first_bytes"] = probes.rss_bytes()
         warmup = []
         for _ in range(args.warmup):
             t = time.perf_counter_ns()
             adapter.infer()
             warmup.append(time.perf_counter_ns() - t)
+        reset = probes.reset_peak_rss()  # the peak of the timed phase alone, as LiteRT's benchmark reports it
         cpu0, wall0 = os.times(), time.perf_counter_ns()
         latencies, starts, min_ns = [], [], int(args.min_time * 1e9)
         # a 1 ms model and a 2 s model both get a meaningful sample: enough inferences and enough time
@@ -156,8 +182,11 @@ def _measure(adapter, args):
             latencies.append(time.perf_counter_ns() - t)
         wall_ns, cpu1 = time.perf_counter_ns() - wall0, os.times()
     cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-    inputs = model.get("inputs") or [{}]
-    model["batch"] = int((inputs[0].get("shape") or [1])[0] or 1)  # images per inference
+    memory["peak_rss_timed_bytes"] = probes.peak_rss_bytes() if reset else None
+    if args.mode == "docker":
+        memory["cgroup_peak_bytes"], memory["cgroup_peak_source"] = probes.cgroup_memory_peak()
+    else:
+        memory["cgroup_peak_bytes"], memory["cgroup_peak_source"] = None, "bare metal: no cgroup of the run's own"
     extra = {"outputs": [{"shape": list(o.shape), "dtype": o.dtype.name, "values": o.ravel().tolist()}
                          for o in adapter.outputs()]} if args.outputs else {}
     return {**extra,
@@ -170,6 +199,7 @@ def _measure(adapter, args):
             "cpu_percent": round(100 * cpu_s / (wall_ns / 1e9), 2),
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         },
+        "memory": memory,
         "sensors": {"where": "process", "sources": sampler.sources(), "samples": sampler.samples,
                     **sampler.summary()} if args.sample_interval > 0 else {},
     }
@@ -188,8 +218,8 @@ def run(argv):
         if not args.probe:
             doc["params"] = {"iterations": args.iterations, "min_time_s": args.min_time, "warmup": args.warmup,
                              "threads": args.threads, "seed": args.seed,
-                             "sample_interval_s": args.sample_interval}
-            doc.update(_measure(adapter, args))
+                             "sample_interval_s": args.sample_interval, "profile": args.profile}
+            doc.update(_profile(adapter, args) if args.profile else _measure(adapter, args))
             doc["framework"] = adapter.info(args.threads)  # with what loading the model settled (threads, executor)
         doc["status"], code = "ok", EXIT_OK
     except Failure as e:

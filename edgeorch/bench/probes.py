@@ -56,6 +56,47 @@ def _seccomp():
     return int(m.group(1)) if m else None
 
 
+def _status_kb(field, text=None):
+    """A `kB` field of /proc/self/status (VmRSS, VmHWM) in bytes, None where the kernel has none."""
+    m = re.search(rf"^{field}:\s+(\d+) kB", _read("/proc/self/status") if text is None else text, re.MULTILINE)
+    return int(m.group(1)) * 1024 if m else None
+
+
+def rss_bytes():
+    """This process's resident set now."""
+    return _status_kb("VmRSS")
+
+
+def reset_peak_rss():
+    """Start this process's peak RSS (VmHWM) again from its RSS now (Linux 4.0+: `5` to clear_refs), so that the
+    peak read later is the peak of what followed; False where the kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes():
+    """This process's peak RSS since it started, or since reset_peak_rss()."""
+    return _status_kb("VmHWM")
+
+
+# cgroup v2 (Linux 5.19+ has memory.peak), then v1: inside a container, its own cgroup is mounted here
+CGROUP_PEAKS = ("/sys/fs/cgroup/memory.peak", "/sys/fs/cgroup/memory/memory.max_usage_in_bytes")
+
+
+def cgroup_memory_peak(paths=CGROUP_PEAKS):
+    """(bytes, file) of the container's cgroup memory peak (page cache included, as the kernel counts it), or
+    (None, why)."""
+    for path in paths:
+        raw = _read(path)
+        if raw and raw.isdigit():
+            return int(raw), path
+    return None, "no cgroup memory peak readable (cgroup v2 needs Linux 5.19+ for memory.peak)"
+
+
 def facts():
     """What this board and process are: CPU, cores, kernel, OS, Python, numpy."""
     try:
@@ -124,8 +165,8 @@ class Sampler(threading.Thread):
         self.has_vcgencmd = shutil.which("vcgencmd") is not None
         self.samples = []
         self._stop_event = threading.Event()
-        self._t0 = time.monotonic()
         self.t0_ns = time.monotonic_ns()
+        self._t0 = self.t0_ns / 1e9  # time.monotonic() is the same clock in seconds
 
     def sources(self):
         """The sensors this board has; an empty list means temperature is unknown."""
@@ -160,9 +201,13 @@ class Sampler(threading.Thread):
                 entry["throttled"] = m.group(1)
         self.samples.append(entry)
 
+    def on_window(self):
+        """Whether sampling is on now: always, or in every other window (the off-windows measure its cost)."""
+        return self.window is None or int((time.monotonic() - self._t0) / self.window) % 2 == 0
+
     def run(self):
         while not self._stop_event.wait(self.interval):
-            if self.window is None or int((time.monotonic() - self._t0) / self.window) % 2 == 0:
+            if self.on_window():
                 self.sample()
 
     def __enter__(self):

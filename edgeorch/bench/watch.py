@@ -5,6 +5,10 @@ samples the board's sensors from outside it, the same way in both modes (the chi
 It samples in alternating windows, on then off, and reports the sampler's cost from the run itself: the median
 latency of the iterations that started in on-windows over that of the others. The child's JSON document is printed
 with its `sensors` replaced by the watcher's; anything else the child printed is passed on untouched.
+
+From here too, so the same way in both modes: with --counters, perf attached to the measured process (the child, or
+the container's first process) counts events per inference over the timed loop; with --energy, the board's power
+source is sampled for --idle seconds before the run, then in the on-windows, and integrated over the timed loop.
 """
 
 import argparse
@@ -13,8 +17,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
-from . import EXIT_TIMEOUT, RESULT_SCHEMA, probes
+from . import EXIT_TIMEOUT, RESULT_SCHEMA, counters, power, probes
 
 
 def _parser():
@@ -26,6 +32,13 @@ def _parser():
     p.add_argument("--deadline", type=float, default=None,
                    help="seconds after which the run is killed here, whether or not anyone still listens")
     p.add_argument("--container", action="store_true", help="the command runs container --tag: remove it too")
+    p.add_argument("--counters", action="store_true",
+                   help="count perf's events per inference, perf attached to the run's process from here")
+    p.add_argument("--energy", action="store_true", help="energy per inference from the board's power source")
+    p.add_argument("--power-meter", default=None, metavar="JSON",
+                   help='a command that prints watts, as a JSON list of its words, e.g. ["ina260", "--bus", "1"]')
+    p.add_argument("--idle", type=float, default=2.0, help="seconds of idle power sampled before the run")
+    p.add_argument("--power-interval", type=float, default=0.1, help="seconds between power samples")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the run's command")
     return p
 
@@ -62,20 +75,92 @@ def _kill(child, container):
     child.wait()
 
 
+class _PowerThread(threading.Thread):
+    """Samples the power source in the thermal sampler's on-windows, so that the cost measured by its windows is
+    the cost of both."""
+
+    def __init__(self, power_sampler, interval, windows):
+        super().__init__(daemon=True)
+        self.power, self.interval, self.windows = power_sampler, interval, windows
+        self._stop_event = threading.Event()
+
+    def run(self):
+        while not self._stop_event.wait(self.interval):
+            if self.windows.on_window():
+                self.power.sample()
+
+    def stop(self):
+        self._stop_event.set()
+        self.join()
+
+
+def _run_pid(child, tag, container, limit_s=60.0):
+    """The pid of the measured process on this host: the child itself, or the container's first process (perf
+    cannot count inside a default container, so it counts from here); None if the run ended first."""
+    if not container:
+        return child.pid
+    deadline = time.monotonic() + limit_s
+    while child.poll() is None and time.monotonic() < deadline:
+        r = subprocess.run(["docker", "inspect", "--format", "{{.State.Pid}}", tag], capture_output=True, text=True)
+        pid = r.stdout.strip()
+        if r.returncode == 0 and pid.isdigit() and int(pid) > 0:
+            return int(pid)
+        time.sleep(0.1)  # each look is a docker client process: on a Pi 3 a tenth of a second of CPU
+    return None
+
+
+def _start_counter(child, args):
+    """perf attached to the run's process, or (None, why not)."""
+    argv, version, reason = counters.find_perf()
+    if argv is None:
+        return None, reason
+    pid = _run_pid(child, args.tag, args.container)
+    if pid is None:
+        return None, "the run ended before perf could attach"
+    counter = counters.Counter(pid, perf=argv, version=version)
+    counter.start()
+    return counter, None
+
+
+def _power_source(args):
+    """The power source and the idle power sampled before the run, or (None, None, notes)."""
+    try:
+        meter = json.loads(args.power_meter) if args.power_meter else None
+    except ValueError:
+        return None, None, [f"--power-meter {args.power_meter!r} is not a JSON list"]
+    source, notes = power.find_source(meter=meter)
+    if source is None:
+        return None, None, notes
+    idle = power.PowerSampler(source)
+    idle.run_for(args.idle, args.power_interval)
+    return source, idle, notes
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         print("edgeorch_bench.watch: no command given after --", file=sys.stderr)
         return 2
+    source, idle, notes = _power_source(args) if args.energy else (None, None, [])
     sampler = probes.Sampler(args.interval, window=args.window)
     signal.signal(signal.SIGTERM, _stop)
+    counter, why_not = None, "not asked"
     with sampler:
+        sampled = power.PowerSampler(source) if source else None
+        thread = _PowerThread(sampled, args.power_interval, sampler) if sampled else None
+        if thread:
+            thread.start()
         # its own session: a kill reaches everything the run started
         child = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=args.cwd, start_new_session=True)
         try:
+            if args.counters:
+                counter, why_not = _start_counter(child, args)
             out, _ = child.communicate(timeout=args.deadline)
         except (subprocess.TimeoutExpired, _Stopped) as e:
+            for live in (counter, thread):
+                if live:
+                    live.stop()
             _kill(child, args.tag if args.container else None)
             why = (f"after {args.deadline:g} s (the deadline of --timeout)" if isinstance(e, subprocess.TimeoutExpired)
                    else "at the orchestrator's request")
@@ -83,6 +168,10 @@ def main(argv=None):
                 "kind": "timeout", "message": f"the run was killed on the board {why}"}}, sys.stdout)
             sys.stdout.write("\n")
             return EXIT_TIMEOUT
+        finally:
+            for live in (counter, thread):
+                if live:
+                    live.stop()
     out = out.decode(errors="replace")
     try:
         doc = json.loads(out)
@@ -93,9 +182,20 @@ def main(argv=None):
         return child.returncode
     timing = doc["timing"]
     cost = sampler_cost(timing["latencies_ns"], timing.get("starts_ns") or [], sampler.t0_ns, args.window)
+    # t0_ns: the samples' t_s are seconds after it, on the clock of timing.starts_ns (both monotonic)
     doc["sensors"] = {"where": "host", "sources": sampler.sources(), "samples": sampler.samples,
-                      "max_freqs_mhz": sampler.max_freqs, "window_s": args.window, "sampler_cost": cost,
-                      **sampler.summary()}
+                      "t0_ns": sampler.t0_ns, "max_freqs_mhz": sampler.max_freqs, "window_s": args.window,
+                      "sampler_cost": cost, **sampler.summary()}
+    starts, latencies = timing.get("starts_ns") or [], timing["latencies_ns"]
+    if args.counters:
+        doc["counters"] = counter.result(starts, latencies) if counter else counters.unavailable(why_not)
+    if args.energy:
+        if sampled and starts:
+            doc["energy"] = {"source": source.name, "scope": source.scope, **power.summarize(
+                sampled.samples, source.kind, starts[0], starts[-1] + latencies[-1], len(latencies),
+                idle=idle.samples, rate_hz=1 / args.power_interval, wrap=source.wrap)}
+        else:
+            doc["energy"] = power.unavailable(notes)
     json.dump(doc, sys.stdout)
     sys.stdout.write("\n")
     return child.returncode

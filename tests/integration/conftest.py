@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeorch import sim
+from edgeorch import results, sim
 from edgeorch.inventory import load_inventory
-from edgeorch.results import RESULTS
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / "inventory.yaml"
@@ -22,9 +21,18 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def fleet():
-    """The shipped simulated fleet, up (sim.up is idempotent, so a running fleet is reused)."""
+    """The shipped simulated fleet's bookworm boards (group sim), up (sim.up is idempotent, so a running fleet is
+    reused)."""
     inventory = load_inventory(INVENTORY)
-    sim.up(inventory)
+    sim.up(inventory, "sim")
+    return inventory
+
+
+@pytest.fixture(scope="session")
+def trixie_fleet():
+    """The shipped simulated fleet's boards of today's Raspberry Pi OS (group trixie), up."""
+    inventory = load_inventory(INVENTORY)
+    sim.up(inventory, "trixie")
     return inventory
 
 
@@ -40,7 +48,7 @@ def invoke(*args: str, cwd: Path = ROOT, check: bool = True, env: dict | None = 
 def runs_started(before: set[Path], inventory: Path) -> list[Path]:
     """The run directories made since `before` by a task given `inventory` (other benches may run meanwhile)."""
     started = []
-    for run in set(RESULTS.glob("*/")) - before:
+    for run in set(results.root().glob("*/")) - before:
         try:
             request = json.loads((run / "manifest.json").read_text()).get("request") or {}
         except (OSError, ValueError):

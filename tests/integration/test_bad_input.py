@@ -14,10 +14,9 @@ import psutil
 import pytest
 import yaml
 
-from edgeorch import pipeline, runners, sim
+from edgeorch import pipeline, results, runners, sim
 from edgeorch.errors import RunError
 from edgeorch.inventory import load_inventory
-from edgeorch.results import RESULTS
 
 from .conftest import INVENTORY, invoke, runs_started
 
@@ -49,7 +48,7 @@ def inv(tmp_path) -> Path:
 def _refused(code: int, inventory: Path, *args: str, parts: tuple[str, ...]) -> str:
     """Run `invoke ARGS --inventory INVENTORY`; it exits `code` with each of `parts` (and a fix), and no traceback;
     while another test's bench holds the board's lock, wait (bounded)."""
-    before = set(RESULTS.glob("*/"))
+    before = set(results.root().glob("*/"))
     for _ in range(30):
         r = invoke(*args, "--inventory", str(inventory), check=False)
         if "is being benchmarked by" not in r.stdout:
@@ -69,14 +68,16 @@ def _refused(code: int, inventory: Path, *args: str, parts: tuple[str, ...]) -> 
     ("bench", "iterations", "many", "an integer"),
     ("bench", "warmup", "2.5", "an integer"),
     ("bench", "timeout", "soon", "a number"),
-    ("compare", "batch", "four", "an integer"),
-    ("calibrate", "threads", "all", "an integer"),
+    ("compare", "batch", "four", "a whole number or a comma list of them"),
+    ("calibrate", "threads", "all", "a whole number or a comma list of them"),
+    ("bench", "threads", "1,two", "a whole number or a comma list of them"),
     ("explain", "iterations", "1e3", "an integer"),
 ])
 def test_a_count_that_is_not_a_number_is_refused_not_a_traceback(fleet, inv, task, option, value, what):
     args = (task, "--host", "x86", "--model", "tiny", f"--{option}", value)
+    fix = f"--{option} 1,2,4" if option in ("batch", "threads") else f"shows --{option}"  # a sweep's list
     _refused(2, inv, *args, *(("--framework", "tflite") if task != "compare" else ()),
-             parts=(f"--{option} {value!r} is not {what}", f"shows --{option}"))
+             parts=(f"--{option} {value!r} is not {what}", fix))
 
 
 def test_a_timeout_of_zero_is_refused(fleet, inv):
@@ -104,7 +105,7 @@ def test_resume_of_a_directory_that_is_not_a_run(fleet, inv, tmp_path):
 
 
 def test_a_framework_the_boards_arch_cannot_run(fleet, tmp_path):
-    inventory = _inventory(tmp_path, arch="armv7")  # what rpi3 is: no PyTorch wheel for 32-bit ARM
+    inventory = _inventory(tmp_path, arch="armv7")  # what the Pi 3s are: no PyTorch wheel for 32-bit ARM
     _refused(2, inventory, "bench", "--host", "x86", "--framework", "pytorch", "--model", "resnet18",
              parts=("pytorch cannot run on x86 (armv7: ", "invoke matrix"))
 

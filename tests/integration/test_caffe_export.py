@@ -75,9 +75,16 @@ def caffe_python() -> list[str]:
         return shlex.split(os.environ["EDGEORCH_CAFFE_PYTHON"])
     from edgeorch import images
     from edgeorch.arch import Arch
-    from edgeorch.recipes import get_recipe
+    from edgeorch.inventory import Board
+    from edgeorch.plan import plan_target
+    from edgeorch.recipes import get_recipe, load_bases
+    from edgeorch.releases import Platform
 
-    image = images.ensure_framework_image(images.engine(), get_recipe("caffe"), Arch.AMD64)
+    # the image a bullseye x86 board gets (Docker alone: any board gets the same one)
+    bullseye = Platform(os_id="debian", codename="bullseye", pretty="Debian 11", python="3.9", glibc=(2, 31))
+    board = Board(name="caffe", host="127.0.0.1", user="root", arch=Arch.AMD64)
+    target = plan_target(get_recipe("caffe"), board, bullseye, load_bases())
+    image = images.ensure_framework_image(images.engine(), get_recipe("caffe"), target)
     return ["docker", "run", "-i", "--rm", "--network", "none", "--entrypoint", "python3", image.image_id]
 
 

@@ -11,14 +11,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from edgeorch import sim
-from edgeorch.results import RESULTS
+from edgeorch import results, sim
 
 from .conftest import INVENTORY, invoke
 
 
 def _runs() -> set[Path]:
-    return set(RESULTS.glob("*/"))
+    return set(results.root().glob("*/"))
 
 
 def test_unknown_host(fleet):
@@ -98,6 +97,6 @@ def test_a_board_without_docker(fleet):
         assert r.returncode == 5
         assert "x86 has no working Docker engine" in r.stdout and "install Docker" in r.stdout
     finally:
-        sim.up(fleet)
+        sim.up(fleet, "sim")
     r = invoke("check", "--host", "x86")  # the board has its engine back
     assert "20.10" in r.stdout

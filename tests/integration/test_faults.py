@@ -40,7 +40,7 @@ def x86(fleet):
     a moment, and a board stopped by a failed test is started again."""
     sb = F.sim_board(fleet)
     if sim._sshd(sb) is None:
-        sim.up(fleet)
+        sim.up(fleet, "sim")
     F.wait_for(lambda: F.lock_free(sb), "free lock on the x86 board", timeout=600, every=0.5)
     return sb
 
@@ -301,7 +301,7 @@ def test_a_board_stopped_mid_run_keeps_every_finished_run_and_resumes(fleet, x86
         rc = o.wait()
     finally:
         o.stop()
-        sim.up(fleet)
+        sim.up(fleet, "sim")
     out = F.flat(o.output)
     assert rc == 6, out[-3000:]
     assert "[x86b] connection lost; reconnecting in 2 s" in out
@@ -464,8 +464,9 @@ def test_sshd_killed_at_every_transfer_fails_cleanly_and_the_next_deploy_complet
         o.stop()
     out = F.flat(o.output)
     assert rc == 5 and len(cuts) == 3, out[-3000:]
-    assert "the connection was lost while sending" in out and "(gave up after 3 attempts" in out
-    assert "deploy failed on 1 of 1 boards: x86" in out
+    # the cut lands while the archive is sent, or, on a fast link, just after it while the board checks it
+    assert "the connection was lost while" in out or "connection lost" in out, out[-3000:]
+    assert "(gave up after 3 attempts" in out and "deploy failed on 1 of 1 boards: x86" in out
     assert not any(t.startswith("edgeorch/tflite:") for t in F.image_tags(x86))  # nothing half loaded, nor tagged
     # the board is reachable again: the next sweep, even one that sends no image, clears what the cut left
     F.invoke_free(x86, "bench", "--host", "x86", *QUICK, "--mode", "bare", "--min-time", "0", "--repeat", "1")

@@ -5,7 +5,8 @@ create a sentinel file if any shell ever read it as script text; after every cas
 the board, and the case either worked (a short bench of x86 whose results name the model as the user did) or was
 refused with the exit code of its kind and a message naming the thing and the fix.
 
-There is no option for the results directory (always results/<run-id> of the clone), so it has no case here.
+The results directory (`--results DIR`) is a path on this machine only; its case checks that a hostile one holds
+the run and its report, which names the run's model in text, never markup.
 """
 
 import os
@@ -20,10 +21,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from edgeorch import sim
+from edgeorch import results, sim
 from edgeorch.cache import cache_dir
 from edgeorch.models import resolve
-from edgeorch.results import RESULTS
 
 from .conftest import INVENTORY, ROOT, invoke, runs_started
 
@@ -96,7 +96,7 @@ def nothing_ran(x86, tmp_path):
 
 
 def _runs() -> set[Path]:
-    return set(RESULTS.glob("*/"))
+    return set(results.root().glob("*/"))
 
 
 @pytest.fixture
@@ -234,3 +234,19 @@ def test_a_hostile_host_is_refused(fleet, inv, host):
     r = invoke("bench", "--inventory", str(inv), f"--host={host}", "--model", "tiny", *BENCH, check=False)
     _refused(r, 2, "is neither a board nor a group", "use one of the boards")
     assert runs_started(before, inv) == []
+
+
+def test_a_results_directory_with_a_hostile_name_holds_the_run_and_its_report(fleet, tmp_path, tiny_file):
+    where = _hostile_dir(tmp_path) / f"results {PAYLOADS} [/x]"
+    model = tmp_path / f"{MODEL_STEMS['quotes-and-shell'].replace('*', 'x')} <b>.tflite"
+    shutil.copyfile(tiny_file, model)
+    r = _bench("--inventory", str(INVENTORY), "--host", "x86", f"--model={model}", *BENCH, "--results", str(where))
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    (run_dir,) = [p.parent for p in where.glob("*/manifest.json")]
+    page = (run_dir / "report.html").read_text()
+    assert "&lt;b&gt;" in page and " <b>" not in page  # the model's name is text in the page
+    (run_dir / "report.html").unlink()
+    for task in (("report",), ("results.show",)):  # the newest run of that directory
+        r = invoke(*task, "--results", str(where), check=False)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (run_dir / "report.html").is_file()

@@ -24,7 +24,7 @@ def run_dir_of(output: str) -> Path:
 
 
 def run_dirs() -> set[Path]:
-    return set(results.RESULTS.glob("*")) if results.RESULTS.exists() else set()
+    return set(results.root().glob("*")) if results.root().exists() else set()
 
 
 def _manifest_text(run_dir: Path) -> str:

@@ -12,11 +12,11 @@ from edgeorch.images import engine
 from edgeorch.inventory import load_inventory
 from edgeorch.transport import connect, remote, sh
 
-MACHINE = {"rpi3": "armv7l", "rpi4": "aarch64", "x86": "x86_64"}
+MACHINE = {"rpi3-bookworm": "armv7l", "rpi4": "aarch64", "x86": "x86_64"}
 
 
 def test_every_board_runs_its_own_arch_over_ssh(fleet):
-    for board in fleet.boards:
+    for board in fleet.select("sim"):
         with connect(board) as conn:
             out = remote(conn, sh("uname -m; python3 -c 'import platform; print(platform.machine())'"),
                          board=board.name)
@@ -24,7 +24,7 @@ def test_every_board_runs_its_own_arch_over_ssh(fleet):
 
 
 def test_each_board_has_a_private_docker_store(fleet):
-    for board in fleet.boards:
+    for board in fleet.select("sim"):
         with connect(board) as conn:
             root = remote(conn, ["docker", "info", "--format", "{{.DockerRootDir}}"], board=board.name).stdout.strip()
         assert root == str(fleet.path.parent / ".sim" / board.name / "docker")
@@ -55,17 +55,17 @@ def test_a_changed_host_key_is_refused(fleet, tmp_path):
 
 
 def test_sim_up_again_changes_nothing(fleet):
-    boards = sim.sim_boards(fleet)
+    boards = [sb for sb in sim.sim_boards(fleet) if sb.board in fleet.select("sim")]
     pids = [sim._sshd(sb).pid for sb in boards]
     docker0 = sim._docker0()
-    sim.up(fleet)
+    sim.up(fleet, "sim")
     assert "docker0" in docker0  # the main engine's bridge survived the private engines
     assert [sim._sshd(sb).pid for sb in boards] == pids
     assert sim._docker0() == docker0
 
 
 def test_a_board_is_a_chroot_not_a_container(fleet):
-    for board in fleet.boards:
+    for board in fleet.select("sim"):
         with connect(board) as conn:
             out = remote(conn, sh("grep Seccomp: /proc/self/status; test -e /.dockerenv || echo no-dockerenv"),
                          board=board.name).stdout.split()

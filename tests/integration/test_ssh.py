@@ -64,15 +64,17 @@ def inventory(tmp_path: Path, fields: str) -> Path:
 
 def as_user(home: Path, *args: str) -> subprocess.CompletedProcess:
     """`invoke ARGS` run by a user whose HOME is `home` (edgeorch's build cache stays the real one)."""
-    env = {**os.environ, "HOME": str(home), "EDGEORCH_CACHE": str(cache_dir())}
+    env = {**os.environ, "HOME": str(home), "EDGEORCH_CACHE": str(cache_dir()), "COLUMNS": "300"}  # no folded paths
     return invoke(*args, check=False, env=env)
 
 
 def check(home: Path, inv: Path) -> tuple[int, str]:
-    """`invoke check` of the x86 board: its exit code, and its report with the table's wrapping undone."""
+    """`invoke check` of the x86 board: its exit code, and its report with the wrapping undone (an unreached
+    board's error is printed under the table, the problems of a reached one in its last column)."""
     r = as_user(home, "check", "--host", "x86", "--inventory", str(inv))
     cells = [line.split("│")[-2].strip() for line in r.stdout.splitlines() if line.count("│") > 2]
-    return r.returncode, " ".join(" ".join(cells).split()) + "\n" + r.stdout + r.stderr
+    below = [line for line in r.stdout.splitlines() if "│" not in line and not line.startswith("+")]
+    return r.returncode, " ".join(" ".join(cells + below).split()) + "\n" + r.stdout + r.stderr
 
 
 def test_a_board_pinned_in_the_users_known_hosts_connects(home, tmp_path):

@@ -116,7 +116,9 @@ def test_an_unknown_mode():
 
 
 @pytest.mark.parametrize("option, value, what", [("iterations", "many", "an integer"), ("warmup", "2.5", "an integer"),
-                                                 ("threads", "", "an integer"), ("batch", "x", "an integer"),
+                                                 ("threads", "", "a whole number or a comma list of them"),
+                                                 ("batch", "x", "a whole number or a comma list of them"),
+                                                 ("batch", "1,two", "a whole number or a comma list of them"),
                                                  ("timeout", "soon", "a number")])
 def test_a_count_that_is_not_a_number(option, value, what):
     err = refused(ConfigError, tasks._counts, {option: value})
@@ -132,6 +134,8 @@ def test_a_timeout_that_is_no_limit(value):
 def test_counts_given_as_text_are_numbers():
     assert tasks._counts({"iterations": "50", "timeout": "90.5", "model": "tiny"}) == \
         {"iterations": 50, "timeout": 90.5, "model": "tiny"}
+    # a sweep's lists, as given and as a resumed run's manifest keeps them
+    assert tasks._counts({"threads": "1,2,4", "batch": [1, 8]}) == {"threads": [1, 2, 4], "batch": [1, 8]}
 
 
 def test_no_host_given():
@@ -198,13 +202,13 @@ def test_a_model_of_another_framework(tmp_path, onnx_file, model_format, problem
     assert f"{onnx_file} {problem}" in err.message and fix in err.hint
 
 
-DOC = json.dumps({"schema": "edgeorch.result/3", "status": "ok"})
+DOC = json.dumps({"schema": "edgeorch.result/4", "status": "ok"})
 
 
 def test_text_printed_before_the_json():
     err = refused(BoardError, parse_answer, Answer(f"Welcome to the lab!\nMOTD\n{DOC}\n", "", 0), board="x86",
                   what="bare run #0")
-    assert "the bare run #0 printed text before its edgeorch.result/3 document: 'Welcome to the lab!\\nMOTD'" \
+    assert "the bare run #0 printed text before its edgeorch.result/4 document: 'Welcome to the lab!\\nMOTD'" \
         in err.message
     assert "`python:`" in err.hint and "stderr" in err.hint and err.exit_code == 5
 

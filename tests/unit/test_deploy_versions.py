@@ -38,3 +38,9 @@ def test_a_pinned_version_must_match_and_one_mode_alone_is_checked_too():
         check_versions(None, deployment("2.14.0", {"docker": "2.13.0", "bare": "2.13.0"}))
     assert check_versions(None, deployment("2.14.0", {"bare": "2.14.0"}, modes=("bare",)))[0] == "2.14.0"
     assert version_matches("2.13.0", "2.13.0+cpu") and not version_matches("2.13.0", "2.13.1")
+
+
+def test_trailing_zeros_do_not_make_another_version():
+    assert version_matches("1.21.0", "1.21") and version_matches("4.10.0", "4.10.0")  # Debian's onnxruntime
+    assert not version_matches("1.21.0", "1.2") and not version_matches("1.21.0", "1.21.1")
+    assert not version_matches("10", "1")

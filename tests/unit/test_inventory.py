@@ -50,10 +50,13 @@ def one_board(fields: str) -> str:
 
 def test_shipped_inventory_is_the_simulated_fleet():
     inv = load_inventory(SHIPPED)
-    assert [(b.name, b.arch, b.port) for b in inv.boards] == [
-        ("rpi3", Arch.ARMV7, 2201), ("rpi4", Arch.ARM64, 2202), ("x86", Arch.AMD64, 2203)]
-    assert [b.name for b in inv.select("sim")] == ["rpi3", "rpi4", "x86"]
-    assert [b.name for b in inv.select("pi")] == ["rpi3", "rpi4"]
+    assert [(b.name, b.arch, b.port, b.sim_release) for b in inv.boards] == [
+        ("rpi3-bookworm", Arch.ARMV7, 2201, "bookworm"), ("rpi4", Arch.ARM64, 2202, "bookworm"),
+        ("x86", Arch.AMD64, 2203, "bookworm"), ("rpi5", Arch.ARM64, 2204, "trixie"),
+        ("rpi3", Arch.ARMV7, 2205, "trixie")]
+    assert [b.name for b in inv.select("sim")] == ["rpi3-bookworm", "rpi4", "x86"]
+    assert [b.name for b in inv.select("pi")] == ["rpi3-bookworm", "rpi4"]
+    assert [b.name for b in inv.select("trixie")] == ["rpi5", "rpi3"]
     for b in inv.boards:
         assert (b.user, b.host, b.sim) == ("root", "127.0.0.1", True)
         # Relative to the inventory file, not to the working directory of whoever runs a task.

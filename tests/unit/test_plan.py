@@ -1,4 +1,4 @@
-"""edgeorch.plan: the order of runs, the modes, which images to build, what a board lacks."""
+"""edgeorch.plan: the order of runs, the modes, what a board lacks."""
 
 import pytest
 
@@ -11,7 +11,6 @@ from edgeorch.plan import (
     bench_cell,
     deploy_steps,
     describe,
-    images_needed,
     mode_arms,
     parse_modes,
 )
@@ -108,14 +107,6 @@ def test_parse_modes_rejects(mode):
     with pytest.raises(ConfigError, match=repr(mode)) as e:
         parse_modes(mode)
     assert "both" in e.value.hint
-
-
-def test_images_needed_one_per_framework_and_arch():
-    boards = [board("rpi4a"), board("rpi3", Arch.ARMV7), board("rpi4b"), board("x86", Arch.AMD64)]
-    assert images_needed(boards, ["tflite"]) == [
-        ("tflite", Arch.AMD64), ("tflite", Arch.ARM64), ("tflite", Arch.ARMV7)]
-    assert images_needed(boards[::2], ["tflite", "onnx"]) == [("onnx", Arch.ARM64), ("tflite", Arch.ARM64)]
-    assert images_needed([], ["tflite"]) == []
 
 
 MANIFEST = {"framework": "tflite", "version": "2.14.0", "bench_sha256": "b1", "wheels": {"a.whl": "00"}}

@@ -76,8 +76,10 @@ def test_a_complete_document_fills_every_column(make_doc):
     reference = np.linspace(-1, 1, 10).reshape(1, 10)
     doc = {**make_doc(list(range(1, 501))), "outputs": [{"shape": [1, 10], "dtype": "float32",
                                                          "values": (reference.ravel() + 1e-4).tolist()}]}
-    runs, _ = results.normalize([(specs()[0], doc)], run_id="r", arch_of={"rpi4": "arm64"}, reference=reference)
-    assert runs.columns[runs.isna().any()].tolist() == []
+    runs, _ = results.normalize([(specs()[0], doc)], run_id="r", arch_of={"rpi4": "arm64"},
+                                  references={("mobilenet_v2", 1): reference})
+    reasons = ["energy_unavailable"]  # a reason column is empty when the figure was measured
+    assert runs.columns[runs.isna().any()].tolist() == reasons
     row = runs.iloc[0]
     assert (row["agrees"], row["top1"], row["top1_ref"]) == (True, 9, 9)
     assert row["max_abs_diff"] == pytest.approx(1e-4) and row["precision"] == "fp32" and row["batch"] == 1
@@ -88,7 +90,8 @@ def test_an_output_that_is_not_pytorchs_is_marked(make_doc):
     reference = np.linspace(-1, 1, 10).reshape(1, 10)
     flipped = {**make_doc(ONE_TO_100_MS), "outputs": [{"shape": [1, 10], "dtype": "float32",
                                                        "values": reference.ravel()[::-1].tolist()}]}
-    runs, _ = results.normalize([(specs()[0], flipped)], run_id="r", arch_of={"rpi4": "arm64"}, reference=reference)
+    runs, _ = results.normalize([(specs()[0], flipped)], run_id="r", arch_of={"rpi4": "arm64"},
+                                  references={("mobilenet_v2", 1): reference})
     assert runs["agrees"].tolist() == [False] and runs["top1"].tolist() == [0]
 
 
@@ -98,11 +101,13 @@ def test_an_int8_model_is_judged_by_its_own_tolerance(make_doc):
     doc["model"]["inputs"][0]["dtype"] = "int8"
     noisy = reference.ravel() + np.random.default_rng(0).normal(0, 0.3, 10)  # top-1 moves, the shape stays
     doc["outputs"] = [{"shape": [1, 10], "dtype": "float32", "values": noisy.tolist()}]
-    runs, _ = results.normalize([(specs()[0], doc)], run_id="r", arch_of={"rpi4": "arm64"}, reference=reference)
+    runs, _ = results.normalize([(specs()[0], doc)], run_id="r", arch_of={"rpi4": "arm64"},
+                                  references={("mobilenet_v2", 1): reference})
     assert runs["precision"].tolist() == ["int8"] and runs["agrees"].tolist() == [True]
     assert runs["correlation"].iloc[0] > 0.5 and runs["top1"].iloc[0] != 9
     doc["model"]["inputs"][0]["dtype"] = "float32"  # the same output from a float model does not agree
-    runs, _ = results.normalize([(specs()[0], doc)], run_id="r", arch_of={"rpi4": "arm64"}, reference=reference)
+    runs, _ = results.normalize([(specs()[0], doc)], run_id="r", arch_of={"rpi4": "arm64"},
+                                  references={("mobilenet_v2", 1): reference})
     assert runs["agrees"].tolist() == [False]
 
 
@@ -129,9 +134,23 @@ def test_columns_match_the_golden_file(normalized):
     assert list(runs.columns) == json.loads(GOLDEN_COLUMNS.read_text())
 
 
+def test_samples_and_sensors_share_one_time_base(make_doc):
+    doc = make_doc([10.0, 20.0, 30.0], throttled=True, max_temp_c=70.0)
+    _, samples = results.normalize([(specs()[0], doc)], run_id="r", arch_of={})
+    assert samples["t_s"].tolist() == pytest.approx([0.0, 0.01, 0.03])  # each inference's start after the first
+    sensors = results.sensor_table([(specs()[0], doc)])
+    assert sensors["t_s"].tolist() == pytest.approx([-0.5, 0.5])  # sampled half a second before and after it
+    assert sensors["temp_c"].tolist() == [55.0, 70.0]
+    assert sensors["freq_mhz"].iloc[0] == 1500.0 and pd.isna(sensors["freq_mhz"].iloc[1])  # the fastest CPU
+    assert sensors["throttled"].tolist() == [False, True] and set(sensors["mode"]) == {"docker"}
+    del doc["timing"]["starts_ns"]  # an older edgeorch's answer: no time base, no rows, no error
+    assert results.sensor_table([(specs()[0], doc)]).empty
+    assert results.normalize([(specs()[0], doc)], run_id="r", arch_of={})[1]["t_s"].isna().all()
+
+
 def test_tables_round_trip(tmp_path, normalized):
     runs, samples = normalized
-    results.write_tables(tmp_path, runs, samples)
+    results.write_tables(tmp_path, runs, samples, results.sensor_table([]))
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "results.parquet"), runs, check_dtype=False)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "samples.parquet"), samples, check_dtype=False)
     csv = pd.read_csv(tmp_path / "results.csv")
@@ -171,7 +190,7 @@ def test_parse_answer_empty_output():
 @pytest.mark.parametrize("schema", ["edgeorch.result/1", "edgeorch.result/2", None])
 def test_parse_answer_wrong_schema(make_doc, schema):
     doc = {**make_doc([1.0]), "schema": schema}
-    with pytest.raises(BoardError, match="board x86.*not an edgeorch.result/3 document"):
+    with pytest.raises(BoardError, match="board x86.*not an edgeorch.result/4 document"):
         results.parse_answer(answer(doc, stderr="warning: something"), board="x86", what="docker run")
 
 

@@ -47,11 +47,12 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def run_watch(tmp_path, *argv):
+def run_watch(tmp_path, seconds, *options):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     return subprocess.run([sys.executable, "-m", "edgeorch.bench.watch", "--interval", "0.05", "--window", "0.2",
-                           "--", sys.executable, str(script), *argv], capture_output=True, text=True, timeout=60)
+                           *options, "--", sys.executable, str(script), seconds], capture_output=True, text=True,
+                          timeout=60)
 
 
 def test_the_watcher_puts_its_samples_and_their_cost_into_the_childs_document(tmp_path):
@@ -65,6 +66,27 @@ def test_the_watcher_puts_its_samples_and_their_cost_into_the_childs_document(tm
     assert sensors["sampler_cost"] is not None and abs(sensors["sampler_cost"]) < 0.5
     assert {"max_temp_c", "throttled", "throttle_evidence"} <= set(sensors)
     assert doc["pid"] != 0 and doc["timing"]["latencies_ns"]
+
+
+def test_the_watcher_counts_the_childs_inferences_with_perf_and_integrates_a_meters_watts(tmp_path):
+    from edgeorch.bench import counters
+    meter = tmp_path / "meter.py"
+    meter.write_text("print('2.5 W')")
+    r = run_watch(tmp_path, "1.2", "--counters", "--energy", "--idle", "0.3",
+                  "--power-meter", json.dumps([sys.executable, str(meter)]))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    energy, timing = doc["energy"], doc["timing"]
+    timed_s = (timing["starts_ns"][-1] + timing["latencies_ns"][-1] - timing["starts_ns"][0]) / 1e9
+    assert energy["source"] == "meter:" + sys.executable and energy["avg_power_w"] == energy["idle_power_w"] == 2.5
+    assert energy["energy_mj"] == pytest.approx(2.5 * timed_s / len(timing["latencies_ns"]) * 1000, rel=1e-6)
+    found = doc["counters"]
+    if counters.find_perf()[0] is None:
+        assert found["per_inference"] == {} and "perf" in found["reason"]
+    else:  # task-clock of a busy single thread: about its latency
+        mean_ms = sum(timing["latencies_ns"]) / len(timing["latencies_ns"]) / 1e6
+        assert 0.3 < found["per_inference"]["task-clock"] / mean_ms < 3
+        assert found["intervals"] >= 5 and 0 < found["inferences"] <= len(timing["latencies_ns"])
 
 
 def test_a_child_that_does_not_answer_a_document_is_passed_on_untouched(tmp_path):

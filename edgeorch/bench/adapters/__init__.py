@@ -6,7 +6,7 @@ Adding a framework means one module here, one line in ADAPTERS, and one image re
 
 import importlib
 
-from .base import FrameworkMissing, ModelLoadError, OptionError  # noqa: F401  # what the entrypoint catches
+from .base import FrameworkMissing, ModelLoadError, NotProfiled, OptionError  # noqa: F401  # what the entrypoint catches
 
 # framework name -> (module of this package, class)
 ADAPTERS = {

@@ -3,7 +3,8 @@ files, shaped as edgeorch.bench.signature resolved them).
 
 An adapter is a class with `name`, and: info(threads) -> dict; load(path, threads); inputs() -> [Declared]
 (after load); reshape({name: shape}) to fix every input's shape (after load, still timed as loading);
-describe() -> {"inputs", "outputs"}; feed([array per input]); infer(); outputs() -> [array].
+describe() -> {"inputs", "outputs"}; feed([array per input]); infer(); outputs() -> [array]; and, in a separate
+profiling pass after feed (never inside the timed runs), profile(runs) -> [{"op_type", "op_name", "time_ns"}].
 """
 
 import numpy as np
@@ -27,6 +28,10 @@ class OptionError(Exception):
     """An --option the adapter does not know, or a value it does not take."""
 
 
+class NotProfiled(Exception):
+    """The runtime exposes no per-operator times to Python; the message says so, and which tool does."""
+
+
 class Adapter:
     """Defaults for the optional steps: most frameworks take any shape at feed time and any array as it is."""
 
@@ -35,6 +40,14 @@ class Adapter:
 
     def reshape(self, shapes):
         """Fix each input's shape before the first inference (TFLite, Caffe, TensorRT need it)."""
+
+    def profile(self, runs):
+        """The mean time per inference of each operator over `runs` inferences with the runtime's own profiler on:
+        [{"op_type": str, "op_name": str, "time_ns": float}], in execution order where the runtime tells it.
+        Called after load, reshape and feed, in a profiling pass of its own (a profiler slows what it watches);
+        the adapter can still infer() afterwards. NotProfiled where the runtime has no per-operator times."""
+        raise NotProfiled(f"{self.name or type(self).__name__}: edgeorch has no per-operator profile for this "
+                          "framework")
 
     def convert(self, name, array):
         """The user's array for input `name` as the model takes it (TFLite quantizes a float one)."""
@@ -54,6 +67,26 @@ class Adapter:
                                  f"{want['dtype']}{want['shape']}")
             data[0] = given
         self.feed(data)
+
+
+def profile_runs(runs):
+    """`runs` as a positive int: a profile is a mean over at least one inference."""
+    if isinstance(runs, bool) or int(runs) != runs or runs < 1:
+        raise ValueError(f"profile runs must be a positive integer, not {runs!r}")
+    return int(runs)
+
+
+def mean_per_op(events, runs):
+    """[{"op_type", "op_name", "time_ns"}] from (op_type, op_name, ns) events recorded over `runs` inferences: each
+    operator's total divided by `runs` (an operator run twice in one inference counts twice, one run in only some
+    inferences is averaged over all of them), in the order the operators were first seen."""
+    runs = profile_runs(runs)
+    totals = {}
+    for op_type, op_name, ns in events:
+        key = (str(op_type), str(op_name))
+        totals[key] = totals.get(key, 0.0) + float(ns)
+    return [{"op_type": op_type, "op_name": op_name, "time_ns": total / runs}
+            for (op_type, op_name), total in totals.items()]
 
 
 def check_options(given, **allowed):

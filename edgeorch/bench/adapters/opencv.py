@@ -5,7 +5,19 @@ import importlib
 import numpy as np
 
 from ..signature import onnx_inputs
-from .base import Adapter, FrameworkMissing, ModelLoadError, check_options, distribution_version, one_line
+from .base import (
+    Adapter,
+    FrameworkMissing,
+    ModelLoadError,
+    NotProfiled,
+    check_options,
+    distribution_version,
+    mean_per_op,
+    one_line,
+    profile_runs,
+)
+
+_ONNX_PREFIX = "onnx_node!"  # OpenCV 4's ONNX importer names each layer after its node with this in front
 
 
 class OpenCV(Adapter):
@@ -62,3 +74,33 @@ class OpenCV(Adapter):
 
     def outputs(self):
         return list(self.last)
+
+    def profile(self, runs):
+        """Per layer, from Net.getPerfProfile() after each of `runs` forwards (cv2.dnn always times its layers, so
+        the net is used as it is, after one warm-up forward). Layers are those cv2.dnn runs after its own fusions:
+        OpenCV 4 keeps an activation it fused into the convolution before it as a layer of 0 ns and adds an
+        Identity layer per output; OpenCV 5's engine rewrites the graph at its first forward (fused layers are
+        gone, TransformLayout layers appear), so the names are read after the forwards."""
+        runs = profile_runs(runs)
+        self.infer()
+        ticks = None
+        for _ in range(runs):
+            self.infer()
+            _, timings = self.net.getPerfProfile()
+            timings = np.asarray(timings, dtype=np.float64).ravel()
+            ticks = timings if ticks is None else ticks + timings
+        names = list(self.net.getLayerNames())
+        layers = [(str(self.net.getLayer(n).type), n[len(_ONNX_PREFIX):] if n.startswith(_ONNX_PREFIX) else n)
+                  for n in names]
+        return mean_per_op(layer_events(layers, ticks, self.cv2.getTickFrequency()), runs)
+
+
+def layer_events(layers, ticks, frequency):
+    """(type, name, ns) per layer from getPerfProfile()'s timings (ticks, summed over the runs) and the layers of
+    getLayerNames(), matched by position: both leave out OpenCV 4's input layer (id 0, never timed) and list the
+    rest in the same order, as OpenCV 5's do. Any other count is refused rather than guessed."""
+    ticks = [float(t) for t in ticks]
+    if len(ticks) != len(layers):
+        raise NotProfiled(f"cv2.dnn gave {len(ticks)} layer timings for {len(layers)} layers, which cannot be matched "
+                          "up; Net.getPerfProfile()'s total is still the whole forward's")
+    return [(kind, name, t * 1e9 / frequency) for (kind, name), t in zip(layers, ticks)]

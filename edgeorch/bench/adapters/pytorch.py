@@ -5,7 +5,22 @@ import json
 import re
 
 from ..signature import EXTRA_FILE, Declared, declared_from_json
-from .base import Adapter, FrameworkMissing, ModelLoadError, OptionError, check_options, one_line
+from .base import (
+    Adapter,
+    FrameworkMissing,
+    ModelLoadError,
+    OptionError,
+    check_options,
+    mean_per_op,
+    one_line,
+    profile_runs,
+)
+
+# Warm-up inferences before a profile: TorchScript's profiling executor records shapes on the first runs and
+# optimises the graph after them, which is not what the timed runs execute.
+PROFILE_WARMUP = 3
+# key_averages() rows the profiler makes about itself, not the model
+_PROFILER_ROWS = ("ProfilerStep", "[memory]", "[OutOfMemory]", "Activity Buffer Request", "PyTorch Profiler")
 
 
 class PyTorch(Adapter):
@@ -103,6 +118,48 @@ class PyTorch(Adapter):
             # CUDA kernels run asynchronously: without this the timer would measure their launch only.
             self.torch.cuda.synchronize()
 
+    def profile(self, runs):
+        """Per operator (aten::conv2d, aten::addmm...: TorchScript and eager runs have no node names at this level,
+        so the name is the key too), from torch.profiler over `runs` inferences after PROFILE_WARMUP untimed ones.
+        On the CPU each op's time is its self CPU time: time spent in its children (aten::conv2d calls
+        aten::convolution, which calls the kernel) is theirs, so nothing is counted twice. On CUDA it is the GPU
+        time of the kernels the op launched itself (the CPU side of a launch is left out), and ops that launched
+        none are left out. The TorchScript interpreter's own work shows as the row `forward`."""
+        runs = profile_runs(runs)
+        torch = self.torch
+        for _ in range(PROFILE_WARMUP):
+            self.infer()
+        cuda = self.options["device"] == "cuda"
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if cuda:
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities) as profiler:
+            for _ in range(runs):
+                self.infer()
+        return mean_per_op(op_events(profiler.key_averages(), cuda), runs)
+
     def outputs(self):
         last = self.last if isinstance(self.last, (tuple, list)) else [self.last]
         return [t.detach().float().cpu().numpy() if t.is_floating_point() else t.detach().cpu().numpy() for t in last]
+
+
+def op_events(averages, cuda=False):
+    """(key, key, ns totalled over the runs) of each row of torch.profiler's key_averages(), first seen first:
+    self CPU time (microseconds in the profiler), or on CUDA the self device time of the CPU-side op rows."""
+    events = []
+    for row in averages:
+        key = str(row.key)
+        if key.startswith(_PROFILER_ROWS):
+            continue
+        if cuda:
+            if "CPU" not in str(getattr(row, "device_type", "CPU")):
+                continue  # a kernel's own row: its time is its launching op's self device time already
+            us = getattr(row, "self_device_time_total", None)
+            if us is None:  # torch < 2.4
+                us = getattr(row, "self_cuda_time_total", 0)
+            if not us:
+                continue
+        else:
+            us = row.self_cpu_time_total
+        events.append((key, key, float(us) * 1000.0))
+    return events

@@ -14,7 +14,9 @@ import ctypes.util
 import glob
 import hashlib
 import importlib
+import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -23,7 +25,7 @@ import numpy as np
 
 from .. import file_sha256
 from ..signature import format_shape, onnx_inputs
-from .base import Adapter, FrameworkMissing, ModelLoadError, check_options
+from .base import Adapter, FrameworkMissing, ModelLoadError, NotProfiled, check_options, profile_runs
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -211,6 +213,76 @@ class CudaRuntime:
         return name, f"sm_{major.value}{minor.value}"
 
 
+def _profiler(trt, reports):
+    """A trt.IProfiler that appends (layer name, milliseconds) to `reports` for each layer of each inference."""
+    class Profiler(trt.IProfiler):
+        def __init__(self):
+            trt.IProfiler.__init__(self)
+
+        def report_layer_time(self, layer_name, ms):
+            reports.append((layer_name, ms))
+
+    return Profiler()
+
+
+def layer_times(reports, types=None):
+    """[{"op_type", "op_name", "time_ns"}] from an IProfiler's (layer name, ms) reports: each layer's mean over the
+    inferences TensorRT reported (each reports every layer once: the count of the most reported layer), in the
+    order of the first one. op_type is types[name] where the inspector gave one, else layer_type(name)."""
+    types = types or {}
+    totals, counts = {}, {}
+    for name, ms in reports:
+        totals[name] = totals.get(name, 0.0) + float(ms) * 1e6
+        counts[name] = counts.get(name, 0) + 1
+    runs = max(counts.values()) if counts else 1
+    return [{"op_type": types.get(name) or layer_type(name), "op_name": name, "time_ns": total / runs}
+            for name, total in totals.items()]
+
+
+def engine_layer_types(trt, engine):
+    """{layer name: LayerType} from the engine inspector (TensorRT >= 8.2), empty where it has no such detail."""
+    try:
+        inspector = engine.create_engine_inspector()
+        return inspector_layer_types(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+    except Exception:  # no inspector (TensorRT < 8.2), or it refused: layer_type() guesses from the names
+        return {}
+
+
+def inspector_layer_types(text):
+    """{layer name: LayerType} from the engine inspector's JSON: its Layers are dicts with both keys where the
+    engine was built with ProfilingVerbosity.DETAILED, plain names otherwise."""
+    try:
+        info = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    layers = info.get("Layers", []) if isinstance(info, dict) else []
+    return {str(layer["Name"]): str(layer["LayerType"]) for layer in layers
+            if isinstance(layer, dict) and layer.get("Name") and layer.get("LayerType")}
+
+
+def layer_type(name):
+    """A guess at an engine layer's type from its name alone: TensorRT names a layer after the ONNX nodes in it,
+    which torch.onnx names "/scope/OpType" (older exports "OpType_12"), joined by " + " when it fused them; its own
+    layers are "Reformatting CopyNode ...", "{ForeignNode[...]}" (a Myelin subgraph), "PWN(...)" (fused pointwise
+    ops) and "(Unnamed Layer* 3) [Convolution]"."""
+    name = str(name).strip()
+    if name.startswith("Reformatting CopyNode"):
+        return "Reformat"
+    if name.startswith("{ForeignNode["):
+        return "ForeignNode"
+    if name.startswith("PWN("):
+        return "PointWise"
+    unnamed = re.search(r"\[([A-Za-z][A-Za-z ]*)\]", name) if name.startswith("(Unnamed Layer") else None
+    if unnamed:
+        return unnamed.group(1)
+    parts = []
+    for part in name.split(" + "):
+        last = part.strip().rstrip("/").rsplit("/", 1)[-1]
+        last = re.sub(r"(_output)?_\d+$", "", last)
+        parts.append(last or part.strip())
+    return "+".join(parts)
+
+
 def _import_trt():
     return importlib.import_module("tensorrt")
 
@@ -283,7 +355,7 @@ class TensorRT(Adapter):
             if not self._save(cache, plan):
                 cache = None
         self._options.update(engine_cache=status, engine_file=str(cache) if cache else None)
-        self.runtime, self.engine = runtime, engine
+        self.runtime, self.engine, self._dynamic = runtime, engine, dynamic
         self.context = engine.create_execution_context()
         if self.context is None:
             raise ModelLoadError("TensorRT could not create an execution context (out of GPU memory?)")
@@ -403,6 +475,39 @@ class TensorRT(Adapter):
 
     def outputs(self):
         return [host.copy() for _, host in self._outputs]
+
+    def profile(self, runs):
+        """Per engine layer, from an IProfiler over `runs` inferences after one warm-up. The profiler is set on a
+        second execution context on the same buffers (and input shapes), used for these runs only, so the timed
+        context never has one. TensorRT times each layer of the built engine: its layers are fusions of the ONNX
+        nodes ("/conv/Conv + /relu/Relu"), reformats and Myelin subgraphs. The op type is the engine inspector's
+        LayerType where the engine was built with detailed profiling verbosity (edgeorch builds it with TensorRT's
+        default, which has names only), else guessed from the layer's name by layer_type()."""
+        runs = profile_runs(runs)
+        self.infer()
+        reports = []
+        profiler = _profiler(self.trt, reports)
+        main, context = self.context, self.engine.create_execution_context()
+        if context is None:
+            raise NotProfiled("TensorRT could not create a second execution context to profile with (out of GPU "
+                              "memory?); trtexec --dumpProfile profiles the engine on its own")
+        try:
+            if self._dynamic:
+                set_input_shapes(context, self.engine, self._api, self._dynamic)
+            if self._api == "tensors":
+                for (name, _, _, _), ptr in zip(self._tensors, self._bindings):
+                    context.set_tensor_address(name, ptr)
+            context.profiler = profiler
+            self.context = context
+            for _ in range(runs):
+                self.infer()
+        finally:
+            self.context = main
+            context = None  # before the profiler it points to
+        if not reports:
+            raise NotProfiled("TensorRT reported no layer times to the IProfiler; trtexec --dumpProfile profiles the "
+                              "engine on its own")
+        return layer_times(reports, engine_layer_types(self.trt, self.engine))
 
     def __del__(self):
         # the context and engine go before the memory they point into

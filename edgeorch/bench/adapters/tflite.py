@@ -5,7 +5,7 @@ import importlib
 import numpy as np
 
 from ..signature import Declared
-from .base import Adapter, FrameworkMissing, ModelLoadError, check_options, one_line
+from .base import Adapter, FrameworkMissing, ModelLoadError, NotProfiled, check_options, one_line
 
 
 class TFLite(Adapter):
@@ -14,6 +14,10 @@ class TFLite(Adapter):
     name = "tflite"
     package = "tflite_runtime"
     OPTIONS = {"xnnpack": ("on", "off")}
+    # tflite_runtime 2.14's Interpreter (as tf.lite's) has no profiler: its C++ wrapper binds invoke, tensors
+    # and node lists only, and TFLite's op profiler is installed by the C++ tools alone.
+    NOT_PROFILED = ("the TFLite Python interpreter exposes no per-operator timings; "
+                    "TFLite's benchmark_model --enable_op_profiling=true does")
 
     def __init__(self, options=None):
         self.options = check_options(options, **self.OPTIONS)
@@ -85,6 +89,9 @@ class TFLite(Adapter):
     def infer(self):
         self.interpreter.invoke()
 
+    def profile(self, runs):
+        raise NotProfiled(self.NOT_PROFILED)
+
     def outputs(self):
         """The outputs, dequantized where the model is quantized (they are compared with float references)."""
         out = []
@@ -99,3 +106,7 @@ class LiteRT(TFLite):
 
     name = "litert"
     package = "ai_edge_litert"
+    # ai_edge_litert 2.3: neither its Interpreter (experimental_force_delegate_node_profiling only says which nodes
+    # a profiler would time, and none can be installed from Python) nor its CompiledModel returns operator times.
+    NOT_PROFILED = ("the LiteRT Python interpreter exposes no per-operator timings; "
+                    "LiteRT's benchmark_model --enable_op_profiling=true does")

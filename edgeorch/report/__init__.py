@@ -1,0 +1,440 @@
+"""Tables from the normalized results: Docker vs bare metal per board and model, with a verdict."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+from rich import box
+from rich.table import Table
+
+from .. import stats
+from ..arch import Arch
+from ..models import zoo, zoo_models
+from ..plan import variant
+from ..recipes import PYTHONS
+
+GROUP = ["board", "framework", "model"]
+
+
+def label(model: str, threads, batch) -> str:
+    """A model as the tables show it, with its sweep's threads and batch: 'squeezenet1_1 t2 b4'."""
+    return model + variant(int(threads), int(batch)).replace("-", " ")
+
+
+def _cells_of(runs: pd.DataFrame, cells: dict) -> dict:
+    """The cells a manifest names; older results without them: docker against bare per board and model."""
+    if cells:
+        return cells
+    keys = runs[GROUP].drop_duplicates().itertuples(index=False)
+    return {f"{b}/{f}-{m}": {"arms": ["docker", "bare"], "stop": None, "pairs": None} for b, f, m in keys}
+
+
+def compare_arms(runs: pd.DataFrame, samples: pd.DataFrame, cells: dict, *, equivalence: float = stats.EQUIVALENCE,
+                 max_spread: float = 0.10, min_pairs: int = stats.MIN_PAIRS) -> pd.DataFrame:
+    """One row per comparison: a cell's first arm against its second (docker against bare; docker-A against
+    docker-B in calibrate; each of explain's knobs against bare too). The pair is the unit: each pair gives one
+    log ratio of median latencies, and the interval comes from their spread. A throttled run or a run-to-run
+    spread above `max_spread` makes the comparison INVALID: kept, shown, and given no verdict."""
+    for table in (runs, samples):  # results of an edgeorch before sweeps: a cell was its board, framework, model
+        if "cell" not in table or table["cell"].isna().all():
+            table["cell"] = table["board"] + "/" + table["framework"] + "-" + table["model"]
+    medians = samples.groupby(["cell", "arm", "pair"])["latency_ns"].median() / 1e6
+    rows = []
+    for key, cell in _cells_of(runs, cells).items():
+        arms = cell["arms"]
+        in_cell = runs[runs["cell"].isin([key, key.split(":")[0]]) & runs["arm"].isin(arms)]
+        if in_cell.empty:
+            continue
+        name = in_cell["cell"].iloc[0]
+        per_arm = {arm: medians.get((name, arm), pd.Series(dtype=float)) for arm in arms}
+        for a in [arms[0], *arms[2:]] if len(arms) > 1 else [arms[0]]:
+            b = arms[1] if len(arms) > 1 else None
+            rows.append(_judge(key, cell, in_cell, per_arm, a, b, equivalence, max_spread, min_pairs))
+    return pd.DataFrame(rows)
+
+
+def _judge(key, cell, in_cell, per_arm, a, b, equivalence, max_spread, min_pairs) -> dict:
+    board, framework, model = in_cell.iloc[0][GROUP]
+    sides = in_cell[in_cell["arm"].isin([a, b])]
+    threads, batch = (int(in_cell.iloc[0][k]) if k in in_cell else d for k, d in (("threads", 0), ("batch", 1)))
+    row = {"cell": key, "board": board, "framework": framework, "model": label(model, threads, batch), "a": a,
+           "b": b or "",
+           "a_p50_ms": float(per_arm[a].median()) if len(per_arm[a]) else None,
+           "b_p50_ms": float(per_arm[b].median()) if b and len(per_arm[b]) else None,
+           "stop": cell.get("stop") or "-", "pairs": 0, "ratio": None, "ci_low": None, "ci_high": None,
+           "half_width": None, "noise": None, "spread_a": stats.spread(per_arm[a]) if len(per_arm[a]) > 1 else None,
+           "spread_b": stats.spread(per_arm[b]) if b and len(per_arm[b]) > 1 else None,
+           "timed_s": float(sides["iterations"].mul(sides["mean_ms"]).sum() / 1e3),
+           "max_temp_c": sides["max_temp_c"].max(), "throttled": bool(sides["throttled"].fillna(False).any()),
+           "throttle_known": bool(sides["throttled"].notna().any()), "kind": None, "verdict": "one mode only",
+           "valid": True, "why_invalid": ""}
+    if b is None:
+        return row
+    both = pd.concat([per_arm[a].rename("a"), per_arm[b].rename("b")], axis=1).dropna()
+    log_ratios = np.log(both["a"] / both["b"]).to_numpy()
+    row["pairs"] = len(log_ratios)
+    found = stats.verdict(log_ratios, equivalence=equivalence, min_pairs=min_pairs, a=a, b=b)
+    if len(log_ratios) >= 2:
+        ci = stats.interval(log_ratios, first_stage=min(min_pairs, len(log_ratios)))
+        row.update(ratio=ci.ratio, ci_low=ci.low, ci_high=ci.high, half_width=ci.half_width, noise=ci.sd)
+    why = []
+    if row["throttled"]:
+        hit = sides[sides["throttled"].fillna(False)]
+        why.append("throttled: " + ", ".join(f"{r.arm} #{r.pair}" for r in hit.itertuples()))
+    for arm, value in ((a, row["spread_a"]), (b, row["spread_b"])):
+        if value is not None and value > max_spread:
+            why.append(f"{arm} runs spread {value:.1%} > --max-spread {max_spread:.0%}")
+    if found.kind == "too few pairs":
+        why.append(f"too few pairs ({len(log_ratios)} < {min_pairs})")
+    row.update(kind=found.kind, verdict=found.text, valid=not why, why_invalid="; ".join(why))
+    if why:
+        row["verdict"] = "INVALID: " + "; ".join(why)
+    return row
+
+
+def _ms(v) -> str:
+    """Milliseconds, or microseconds below one: a sub-millisecond model does not print 0.00 ms."""
+    if v is None or pd.isna(v):
+        return "-"
+    return f"{v * 1000:.0f} µs" if v < 1 else f"{v:.2f} ms"
+
+
+def _ci(r) -> str:
+    if r.ci_low is None or pd.isna(r.ci_low):
+        return "-"
+    return f"{(r.ci_low - 1) * 100:+.1f} to {(r.ci_high - 1) * 100:+.1f}%"
+
+
+# the terminal's verdict: one word and a number, never wrapped; the whole sentence is in the DataFrame and the report
+SHORT = {"slower": "slower {:+.1%}", "faster": "faster {:+.1%}", "equivalent": "equivalent", "inconclusive":
+         "inconclusive", "too few pairs": "too few pairs", "too few runs": "too few runs"}
+
+
+def _verdicts(title: str, columns: list[str], right: tuple[str, ...] = ()) -> tuple[Table, list[str]]:
+    """A verdict table that fits 100 columns (no vertical rules) and its footnotes: why a row is INVALID."""
+    t = Table(title=title, box=box.SIMPLE, pad_edge=False, collapse_padding=True, caption_justify="left")
+    for col in columns:
+        names = col in ("board", "framework", "model")
+        t.add_column(col, justify="right" if col in right else "left", no_wrap=not names,
+                     overflow="fold" if names else "ellipsis")
+    return t, []
+
+
+def _short(r, notes: list[str]) -> str:
+    """A row's verdict in a word (and its effect), or INVALID with the number of its footnote."""
+    if not r.valid:
+        notes.append(r.why_invalid)
+        return f"[bold red]INVALID ({len(notes)})[/]"
+    if r.kind not in SHORT:
+        return r.verdict
+    return SHORT[r.kind].format(r.ratio - 1) if r.kind in ("slower", "faster") else SHORT[r.kind]
+
+
+def _caption(t: Table, notes: list[str], *lines: str) -> Table:
+    t.caption = "\n".join([*lines, *(f"({n}) {why}" for n, why in enumerate(notes, 1))]) or None
+    return t
+
+
+def mode_table(comparison: pd.DataFrame, title: str = "Docker vs bare metal: the pair is the unit") -> Table:
+    """The rich table the terminal shows after a sweep: one row per comparison, with its verdict."""
+    arms = {(r.a, r.b) for r in comparison.itertuples()}
+    one = len(arms) == 1  # A and B said once, in the title, when every row compares the same two
+    a, b = next(iter(arms)) if one else ("A", "B")
+    t, notes = _verdicts(f"{title} ({a} against {b})" if one and b else title,
+                         ["board", "framework", "model", *([] if one else ["A", "B"]), f"{a} p50", f"{b or 'B'} p50",
+                          "95% CI", "pairs", "verdict"], right=(f"{a} p50", f"{b or 'B'} p50", "pairs"))
+    stopped: dict[str, list[str]] = {}
+    for r in comparison.itertuples():
+        t.add_row(r.board, r.framework, r.model, *([] if one else [r.a, r.b or "-"]), _ms(r.a_p50_ms),
+                  _ms(r.b_p50_ms), _ci(r), str(r.pairs), _short(r, notes))
+        if r.stop and r.stop != "-":
+            stopped.setdefault(r.stop, []).append(r.cell)
+    return _caption(t, notes, *(f"stopped by {stop}: " + (", ".join(cells) if len(cells) <= 4 else
+                                                          f"{len(cells)} cells") for stop, cells in stopped.items()))
+
+
+def calibration_table(comparison: pd.DataFrame) -> Table:
+    """The A/A test per board: noise floor, the interval reached and its width per minute, and the verdict,
+    which must say equivalent or inconclusive (anything else is a false positive)."""
+    t, notes = _verdicts("Calibration: each mode against itself (A/A)",
+                         ["board", "framework", "model", "mode", "noise floor", "pairs", "CI ±", "timed min",
+                          "± after 1 min", "minutes to ±1%", "verdict"])
+    for r in comparison.itertuples():
+        if r.ci_low is None or pd.isna(r.ci_low):
+            t.add_row(r.board, r.framework, r.model, r.a, "-", str(r.pairs), "-", "-", "-", "-", _short(r, notes))
+            continue
+        half = r.half_width
+        minutes = r.timed_s / 60
+        per_minute = half * minutes ** 0.5  # the half-width shrinks as 1/sqrt(time)
+        text = _short(r, notes)
+        if r.valid and r.kind not in ("equivalent", "inconclusive"):
+            text = f"[bold red]{text}[/]"
+        t.add_row(r.board, r.framework, r.model, r.a.removesuffix("-A"), f"{r.noise:.2%}", str(r.pairs),
+                  f"±{half:.2%}", f"{minutes:.1f}", f"±{per_minute:.2%}", f"{(per_minute / 0.01) ** 2:.1f}", text)
+    return _caption(t, notes)
+
+
+def explain_table(comparison: pd.DataFrame) -> Table:
+    """Each Docker knob's ratio to bare metal with its interval, and how much of the default gap it closes."""
+    t, notes = _verdicts("Why Docker differs: one knob changed at a time, each against bare metal",
+                         ["board", "docker run", "ratio to bare", "95% CI", "gap closed", "verdict"])
+    for (board, _), grp in comparison.groupby(["board", "cell"], sort=False):
+        default = grp[grp["a"] == "docker"]
+        # a share of a gap only where there is one: Docker's defaults judged slower or faster than bare
+        real = len(default) and default["valid"].iloc[0] and default["kind"].iloc[0] in ("slower", "faster")
+        gap = float(np.log(default["ratio"].iloc[0])) if real else None
+        for r in grp.itertuples():
+            closed = "-"
+            if r.a != "docker" and gap and r.ratio is not None and not pd.isna(r.ratio):
+                closed = f"{1 - np.log(r.ratio) / gap:.0%}"
+            ratio = "-" if r.ratio is None or pd.isna(r.ratio) else f"{r.ratio:.3f}"
+            t.add_row(board, r.a, ratio, _ci(r), closed, _short(r, notes))
+    return _caption(t, notes)
+
+
+def zoo_table() -> Table:
+    """The network zoo: parameters and MACs as built here, against the published figures."""
+    t = Table(title="Network zoo (one PyTorch definition per network, seeded weights)")
+    for col in ("network", "input", "params", "published", "GMACs", "published", "description"):
+        t.add_column(col, justify="left" if col in ("network", "input", "description") else "right")
+    for net in zoo.NETWORKS.values():
+        model = zoo.build(net.name)
+        params, macs = zoo.count_params(model), zoo.count_macs(model, net.input_shape)
+        t.add_row(net.name, "x".join(map(str, net.input_shape)), f"{params / 1e6:.2f} M",
+                  f"{net.published_params / 1e6:.2f} M", f"{macs / 1e9:.2f}", f"{net.published_macs / 1e9:.2f}",
+                  net.description)
+    return t
+
+
+def matrix_table(recipes: dict) -> Table:
+    """Framework x arch x Python: the version a board gets (and from where, when Debian packages it), or a numbered
+    reason why none; and the framework's models. Reasons are listed once, under the table."""
+    t = Table(title="Support matrix (from the recipes under images/): the version each board gets, by its Python",
+              caption_justify="left")
+    for col in ("framework", "model format", "arch", *(f"Python {py}" for py in PYTHONS)):
+        t.add_column(col)
+    reasons: list[str] = []
+
+    def gap(why: str) -> str:
+        if why not in reasons:
+            reasons.append(why)
+        return f"[red]✗[/] ({reasons.index(why) + 1})"
+
+    for r in recipes.values():
+        for i, arch in enumerate(Arch):
+            first = (r.framework, r.model_format) if not i else ("", "")
+            if arch not in r.arches:
+                t.add_row(*first, arch.value, gap(r.why_not(arch)), *[""] * (len(PYTHONS) - 1))
+                continue
+            cells = []
+            for py in PYTHONS:
+                build = next((b for b in r.builds if arch in b.arches and (not b.pythons or py in b.pythons)), None)
+                if build is None:
+                    cells.append(gap(r.why_not(arch, py, "")))
+                else:
+                    cells.append(f"[green]{build.version}[/]"
+                                 + (f" (Debian {'/'.join(build.releases)})" if build.releases else ""))
+            t.add_row(*first, arch.value, *cells)
+    formats = sorted({r.model_format for r in recipes.values()})
+    t.caption = "\n".join([f"({n}) {why}" for n, why in enumerate(reasons, 1)]
+                          + ["", "Models of the zoo by format (or give a path to your own file):"]
+                          + [f"  {f}: {', '.join(zoo_models(f))}" for f in formats])
+    return t
+
+
+# How far from PyTorch's output a float framework may be, as a share of the output's range. Reduced precision
+# is a model of its own (an int8 TFLite file, an fp16 engine), judged by its own rule.
+TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2}
+# Full-integer models of the zoo's random-weight networks keep the logits' shape but not top-1: measured
+# correlations with PyTorch were 0.94 (squeezenet1_1), 0.97 (resnet18), 0.68 (mobilenet_v2), with top-1
+# different on all three. Unrelated outputs correlate at about 0, so a broken conversion still fails.
+INT8_MIN_CORRELATION = 0.5
+
+
+def agreement(reference: np.ndarray, output: np.ndarray, *, precision: str = "fp32") -> dict:
+    """How far a framework's output is from the reference: max |diff|, relative to the reference's range,
+    correlation, and whether top-1 agrees. A float output agrees when top-1 is equal and the difference is
+    within tolerance; an int8 one when it correlates with the reference."""
+    if output.shape != reference.shape:
+        return {"max_abs_diff": None, "relative": None, "correlation": None, "top1_ref": int(reference.argmax()),
+                "top1": None, "agree": False,
+                "why": f"output shape {list(output.shape)} != reference {list(reference.shape)}"}
+    output = output.astype(np.float64)
+    diff = float(np.abs(output - reference).max())
+    relative = diff / float(np.ptp(reference) or 1.0)
+    correlation = float(np.corrcoef(output.ravel(), reference.ravel())[0, 1]) if np.ptp(output) else 0.0
+    # one top-1 per image of the batch; the first is reported
+    top1_ref, top1 = (a.reshape(len(a), -1).argmax(1) for a in (reference, output))
+    same_top1 = bool((top1 == top1_ref).all())
+    if precision == "int8":
+        ok = correlation >= INT8_MIN_CORRELATION
+        why = "" if ok else f"correlation {correlation:.2f} below {INT8_MIN_CORRELATION}"
+    else:
+        ok = same_top1 and relative <= TOLERANCE[precision]
+        why = "" if ok else ("top-1 differs" if not same_top1 else
+                             f"difference above {TOLERANCE[precision]:g} of the range")
+    return {"max_abs_diff": diff, "relative": relative, "correlation": correlation, "top1_ref": int(top1_ref[0]),
+            "top1": int(top1[0]), "agree": ok, "why": why}
+
+
+def framework_table(runs: pd.DataFrame) -> Table:
+    """Frameworks side by side per board and model: median latency per mode, and agreement with PyTorch."""
+    t = Table(title="Frameworks side by side: median of the runs' p50 latency, agreement with PyTorch")
+    for col in ("board", "model", "framework", "version", "precision", "docker p50", "bare p50",
+                "max |diff|", "top-1 = PyTorch"):
+        t.add_column(col, justify="right" if "p50" in col else "left")
+    for (board, model, framework, threads, batch), grp in runs.groupby(["board", "model", "framework", "threads",
+                                                                         "batch"], sort=True):
+        model = label(model, threads, batch)
+        p50 = grp.groupby("mode")["p50_ms"].median()
+        checked = grp["agrees"].dropna()
+        agree = "-" if checked.empty else ("[green]yes[/]" if checked.all() else "[bold red]NO[/]")
+        diff = grp["max_abs_diff"].max()
+        t.add_row(board, model, framework, str(grp["framework_version"].iloc[0]), str(grp["precision"].iloc[0]),
+                  _ms(p50.get("docker")), _ms(p50.get("bare")), "-" if pd.isna(diff) else f"{diff:.2e}",
+                  agree if checked.empty or checked.all() else f"{agree} ({', '.join(map(str, grp['top1']))})")
+    return t
+
+
+def _num(value, fmt: str) -> str:
+    return "-" if value is None or pd.isna(value) else format(value, fmt)
+
+
+def measures_table(runs: pd.DataFrame) -> Table:
+    """Beside latency, per cell and mode (medians of the runs): throughput, CPU time and IPC per inference (perf),
+    the timed phase's memory peak and the container's, energy per inference and power; '-' where not measured."""
+    t = Table(title="Beside latency: medians of the runs ('-': unavailable, reasons below)")
+    for col in ("board", "framework", "model", "mode", "p50", "images/s", "CPU ms/inf", "IPC", "peak RSS",
+                "cgroup peak", "mJ/inf", "W (idle)"):
+        t.add_column(col, justify="left" if col in ("board", "framework", "model", "mode") else "right")
+    for (_, mode), grp in runs.groupby(["cell", "mode"], sort=False):
+        r = grp.iloc[0]
+        med = grp.median(numeric_only=True)
+        power = "-" if pd.isna(med["avg_power_w"]) else f"{med['avg_power_w']:.2f} ({_num(med['idle_power_w'], '.2f')})"
+        t.add_row(r.board, r.framework, label(r.model, r.threads, r.batch), mode,
+                  _ms(med["p50_ms"]), _num(med["throughput_ips"], ".1f"), _num(med["cpu_ms_per_inf"], ".3f"),
+                  _num(med["ipc"], ".2f"), _num(med["peak_rss_timed_mb"], ".0f") + " MB",
+                  _num(med["cgroup_peak_mb"], ".0f") + (" MB" if not pd.isna(med["cgroup_peak_mb"]) else ""),
+                  _num(med["energy_mj"], ".3g"), power)
+    return t
+
+
+def unavailable_notes(runs: pd.DataFrame) -> list[str]:
+    """Why a figure is missing, once per board and mode: perf's events the board lacks, the energy source."""
+    notes = []
+    for board, runs_of in runs.groupby("board", sort=True):
+        said: dict[str, list[str]] = {}  # a note -> the modes it holds for
+        for mode, grp in runs_of.groupby("mode", sort=True):
+            counters = {}
+            for text in grp["counters_unavailable"].dropna():
+                counters.update(json.loads(text))
+            reasons = sorted(set(counters.values()))
+            if reasons:
+                events = "all events" if "*" in counters else ", ".join(sorted(counters))
+                said.setdefault(f"counters unavailable ({events}): {'; '.join(reasons)}", []).append(mode)
+            for reason in sorted(set(grp["energy_unavailable"].dropna())):
+                said.setdefault(f"energy unavailable: {reason}", []).append(mode)
+        modes = runs_of["mode"].nunique()
+        notes += [f"{board}{'' if len(m) == modes else ' ' + ', '.join(m)}: {note}" for note, m in said.items()]
+    return notes
+
+
+def sweep_table(runs: pd.DataFrame) -> Table:
+    """The latency-throughput trade-off (Hanhirova et al.): per board, framework, model and mode, each threads x
+    batch cell's median p50 latency and throughput."""
+    t = Table(title="Sweep: latency against throughput (medians of the runs)")
+    for col in ("board", "framework", "model", "mode", "threads", "batch", "p50", "p99", "images/s"):
+        t.add_column(col, justify="left" if col in ("board", "framework", "model", "mode") else "right")
+    keys = ["board", "framework", "model", "mode", "threads", "batch"]
+    for (board, framework, model, mode, threads, batch), grp in runs.groupby(keys, sort=True):
+        t.add_row(board, framework, model, mode, str(threads or "default"), str(batch), _ms(grp["p50_ms"].median()),
+                  _ms(grp["p99_ms"].median()), f"{grp['throughput_ips'].median():.1f}")
+    return t
+
+
+def ops_top(ops: pd.DataFrame, top: int = 5) -> Table:
+    """Where the time goes: each profiling pass's `top` operators by time, with their share."""
+    t = Table(title=f"Where the time goes: the top {top} operators of each profiling pass")
+    for col in ("board", "framework", "model", "mode", "op type", "op name", "ms/inf", "share"):
+        t.add_column(col, justify="right" if col in ("ms/inf", "share") else "left")
+    for _, grp in ops[ops["rank"] <= top].groupby(["cell", "mode"], sort=False):
+        for r in grp.sort_values("rank").itertuples():
+            t.add_row(r.board, r.framework, label(r.model, r.threads, r.batch), r.mode, r.op_type, r.op_name,
+                      f"{r.time_ms:.3f}", f"{r.share:.1%}")
+    return t
+
+
+def _same(table: pd.DataFrame, key: tuple) -> pd.DataFrame:
+    return table[(table[MATCH] == pd.Series(key, index=MATCH)).all(axis=1)]
+
+
+def compare_runs(before: pd.DataFrame, after: pd.DataFrame, *, history: pd.DataFrame | None = None,
+                 equivalence: float = stats.EQUIVALENCE, max_spread: float = 0.10,
+                 min_runs: int = stats.MIN_RUNS) -> pd.DataFrame:
+    """Each cell and arm that both runs measured, matched by board, framework, model, threads, batch, options and
+    input shapes: the change of its run medians from `before` to `after` with its interval and a verdict (slower is a
+    regression). A session's own shift comes from three or more runs of the cell in `history` (results.history()),
+    else it is assumed (stats.SESSION_SD). A throttled run or a spread above `max_spread` on either side makes the
+    change INVALID; what else differs between the two (versions, the model's bytes, the kernel) is named beside it."""
+    rows = []
+    pool = pd.concat([t for t in (history, before, after) if t is not None]).drop_duplicates(["run_id", *MATCH,
+                                                                                             "pair"])
+    for key, now in after.groupby(MATCH, sort=True, dropna=False):
+        was = _same(before, key)
+        if was.empty:
+            continue
+        board, framework, model, threads, batch, arm = key[:6]
+        sessions = [g["p50_ms"] for _, g in _same(pool, key).groupby("run_id")]
+        found_sd = stats.session_sd(sessions)
+        session = found_sd or (stats.SESSION_SD, math.inf)
+        iv, found = stats.change(was["p50_ms"], now["p50_ms"], session=session, equivalence=equivalence,
+                                 min_runs=min_runs)
+        why = [f"{side} throttled: {', '.join(f'#{p}' for p in runs.loc[runs['throttled'].fillna(False), 'pair'])}"
+               for side, runs in (("before", was), ("after", now)) if runs["throttled"].fillna(False).any()]
+        for side, runs in (("before", was), ("after", now)):
+            spread = stats.spread(runs["p50_ms"])
+            if spread > max_spread:
+                why.append(f"{side} runs spread {spread:.1%} > --max-spread {max_spread:.0%}")
+        rows.append({"board": board, "framework": framework, "model": label(model, threads, batch), "arm": arm,
+                     "before_p50_ms": float(was["p50_ms"].median()), "after_p50_ms": float(now["p50_ms"].median()),
+                     "runs_before": len(was), "runs_after": len(now), "ratio": iv.ratio if iv else None,
+                     "ci_low": iv.low if iv else None, "ci_high": iv.high if iv else None, "kind": found.kind,
+                     "verdict": "INVALID: " + "; ".join(why) if why else found.text, "valid": not why,
+                     "why_invalid": "; ".join(why), "session_sd": session[0],
+                     "session_from": f"estimated over {session[1] + 1} runs of the cell" if found_sd else "assumed",
+                     "differs": "; ".join(f"{col} {_one(was[col])} -> {_one(now[col])}" for col in PROVENANCE
+                                          if _one(was[col]) != _one(now[col]))})
+    return pd.DataFrame(rows, columns=CHANGE_COLUMNS)
+
+
+MATCH = ["board", "framework", "model", "threads", "batch", "arm", "framework_options", "input_shapes"]
+PROVENANCE = ["framework_version", "model_sha256", "bench_sha256", "image_id", "kernel", "os", "python", "numpy"]
+CHANGE_COLUMNS = ["board", "framework", "model", "arm", "before_p50_ms", "after_p50_ms", "runs_before", "runs_after",
+                  "ratio", "ci_low", "ci_high", "kind", "verdict", "valid", "why_invalid", "session_sd", "session_from",
+                  "differs"]
+
+
+def _one(values: pd.Series) -> str:
+    """A provenance column of one side: its value, or every value it took (short hashes)."""
+    found = sorted({str(v)[:19] if len(str(v)) > 40 else str(v) for v in values.dropna()})
+    return ",".join(found) or "-"
+
+
+def change_table(changes: pd.DataFrame, before: str, after: str) -> Table:
+    """results.compare in the terminal: each matched cell's change from one run to the other, with its verdict."""
+    t, notes = _verdicts(f"From run {before} to run {after}: the run is the unit",
+                         ["board", "framework", "model", "arm", "before p50", "after p50", "95% CI", "runs",
+                          "verdict"], right=("before p50", "after p50", "runs"))
+    for r in changes.itertuples():
+        text = _short(r, notes)
+        if r.valid and r.kind in ("slower", "faster"):
+            text = ("[bold red]regression[/] " if r.kind == "slower" else "[green]improvement[/] ") + text.split()[1]
+        t.add_row(r.board, r.framework, r.model, r.arm, _ms(r.before_p50_ms), _ms(r.after_p50_ms), _ci(r),
+                  f"{r.runs_before}/{r.runs_after}", text)
+    differs = sorted({d for d in changes["differs"] if d})
+    shifts = sorted({f"±{r.session_sd:.1%} {r.session_from}" for r in changes.itertuples()})
+    return _caption(t, notes, f"a run's own shift as a whole (in every interval): {', '.join(shifts)}",
+                    *(f"what differs: {d}" for d in differs))

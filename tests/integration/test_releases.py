@@ -1,0 +1,86 @@
+"""Boards as they are today: the trixie boards of the simulated fleet (Raspberry Pi OS trixie: Python 3.13, numpy 2),
+each framework in both modes on the board's own release and Python, checked against PyTorch's output.
+
+PyTorch and TensorFlow on the arm64 trixie board take many minutes under QEMU (their imports alone): they run with
+EDGEORCH_SLOW=1.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from edgeorch.arch import Arch
+from edgeorch.deploy import _require_debian
+from edgeorch.errors import BoardError
+from edgeorch.images import ImageSpec
+from edgeorch.transport import connect
+
+from .conftest import invoke
+from .test_frameworks import ONE, table
+
+SLOW = pytest.mark.skipif(not os.environ.get("EDGEORCH_SLOW"), reason="minutes under QEMU: set EDGEORCH_SLOW=1")
+
+
+def test_check_reads_each_boards_release_python_and_what_it_would_get(trixie_fleet):
+    r = invoke("check", "--host", "trixie", env={**os.environ, "COLUMNS": "300"})  # a table row on one line
+    assert r.stdout.count("Debian GNU/Linux 13 (trixie)") == 2 and r.stdout.count("3.13.") == 2
+    assert "litert 2.3.0" in r.stdout and "onnxruntime 1.21.0" in r.stdout  # rpi5's wheels, rpi3's Debian
+
+
+def test_litert_onnxruntime_and_opencv_at_their_current_versions_on_python_313(trixie_fleet):
+    df = table(invoke("bench", "--host", "rpi5", "--framework", "litert,onnxruntime,opencv", "--model",
+                      "squeezenet1_1", *ONE))
+    assert sorted(set(zip(df["framework"], df["mode"]))) == [
+        (f, m) for f in ("litert", "onnxruntime", "opencv") for m in ("bare", "docker")]
+    assert dict(zip(df["framework"], df["framework_version"])) == {
+        "litert": "2.3.0", "onnxruntime": "1.32.0", "opencv": "5.1.0.95"}
+    # both modes run the board's release, interpreter and numpy: the image is trixie too
+    assert set(df["os"]) == {"Debian GNU/Linux 13 (trixie)"} and set(df["machine"]) == {"aarch64"}
+    assert {v.rsplit(".", 1)[0] for v in df["python"]} == {"3.13"} and df["python"].nunique() == 1
+    assert {v.split(".")[0] for v in df["numpy"]} == {"2"}
+    assert df["agrees"].all() and (df["max_abs_diff"] < 1e-3).all()
+
+
+def test_a_32bit_trixie_pi_runs_debians_onnxruntime_and_opencv_in_both_modes(trixie_fleet):
+    # every framework that runs there: tflite (no cp313 wheels) and Caffe (bullseye only) are left out, saying why
+    r = invoke("compare", "--host", "rpi3", "--model", "squeezenet1_1", *ONE)
+    assert "leaving out tflite" in r.stdout and "leaving out caffe" in r.stdout
+    df = table(r)
+    assert sorted(set(zip(df["framework"], df["mode"]))) == [
+        (f, m) for f in ("onnxruntime", "opencv") for m in ("bare", "docker")]
+    assert set(df["machine"]) == {"armv7l"} and set(df["os"]) == {"Debian GNU/Linux 13 (trixie)"}
+    assert dict(zip(df["framework"], df["framework_version"])) == {"onnxruntime": "1.21", "opencv": "4.10.0"}
+    assert df["agrees"].all()
+
+
+def test_tflite_on_python_313_is_refused_before_anything_is_built_and_runs_in_docker_alone(trixie_fleet):
+    r = invoke("bench", "--host", "rpi5", "--framework", "tflite", "--model", "squeezenet1_1", *ONE, check=False)
+    out = " ".join(r.stdout.split())
+    assert r.returncode == 2 and "stop at cp311" in out and "litert" in out
+    assert "--mode docker" in out and "results go to" not in out and "docker build" not in out
+    # in Docker alone its image brings Debian bookworm's Python 3.11, as the manifest says
+    df = table(invoke("bench", "--host", "rpi5", "--framework", "tflite", "--model", "squeezenet1_1", "--mode",
+                      "docker", *ONE))
+    assert set(df["os"]) == {"Debian GNU/Linux 12 (bookworm)"} and df["agrees"].all()
+
+
+@SLOW
+def test_pytorch_and_tensorflow_on_python_313(trixie_fleet):
+    df = table(invoke("bench", "--host", "rpi5", "--framework", "pytorch,tensorflow", "--model", "squeezenet1_1",
+                      *ONE))
+    assert sorted(set(zip(df["framework"], df["mode"]))) == [
+        (f, m) for f in ("pytorch", "tensorflow") for m in ("bare", "docker")]
+    assert {v.rsplit(".", 1)[0] for v in df["python"]} == {"3.13"} and df["agrees"].all()
+
+
+def test_bare_mode_of_a_debian_framework_names_the_package_a_board_lacks(trixie_fleet):
+    image = ImageSpec(framework="onnxruntime", version="1.21.0", arch=Arch.ARMV7, tag="t", image_id="i",
+                      recipe_hash="h", bench_sha256="b", based_on="Debian trixie", wheelhouse=Path("."),
+                      bare_wheelhouse=Path("."), debian=("python3-onnxruntime",))
+    rpi3, rpi5 = (trixie_fleet.select(name)[0] for name in ("rpi3", "rpi5"))
+    with connect(rpi3) as conn:
+        _require_debian(conn, rpi3, image)  # its owner installed it
+    with connect(rpi5) as conn, pytest.raises(BoardError, match="lacks python3-onnxruntime") as e:
+        _require_debian(conn, rpi5, image)
+    assert "sudo apt install python3-onnxruntime" in e.value.hint
