@@ -126,6 +126,14 @@ def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False, base
 
 
 
+@task(help={"host": "board, group, or comma list", "inventory": INV_HELP})
+@reported
+def clean(c, host=None, inventory=INVENTORY):
+    """Remove from boards the edgeorch images, bare bundles and models that no current recipe uses; say what it
+    freed."""
+    pipeline.clean_boards(load_inventory(inventory), _hosts(c, host))
+
+
 STOPPING = ("repeat", "min_pairs", "max_pairs", "precision", "max_time", "min_time", "equivalence", "max_spread",
             "cooldown")
 COMPARE_HELP = {k: v for k, v in BENCH_HELP.items()
@@ -346,6 +354,6 @@ def report(c, run=None, against=None, results=None):
     pipeline.write_report(store.find_run(run), store.find_run(against, "--against") if against else None)
 
 
-ns = Collection(inventory, check, deploy, bench, compare, calibrate, explain, agree, report, zoo, matrix,
+ns = Collection(inventory, check, deploy, clean, bench, compare, calibrate, explain, agree, report, zoo, matrix,
                 Collection("sim", sim_up, sim_status, sim_down),
                 Collection("results", results_show, results_compare))

@@ -7,27 +7,45 @@ import dataclasses
 import io
 import json
 import posixpath
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import fabric
 import paramiko
+from rich.markup import escape
 from rich.progress import Progress
 
-from . import bench, results
+from . import bench, images, results
 from .arch import Arch
 from .cache import file_sha256
+from .console import console
 from .errors import BoardError, ConnectionLost, RunTimeout
-from .images import ImageSpec
+from .images import ImageLayers, ImageSpec
 from .inventory import Board
-from .plan import MODES, Arm, deploy_steps
+from .plan import MODES, Arm, deploy_steps, first_missing, images_to_keep
 from .recipes import INSTALL_SCRIPT
 from .releases import Platform, parse_os_release
 from .runners import BareRunner, DockerRunner, Runner, probe_args
 from .transport import remote, sh
 
+CODEC = "gzip"  # what the image archive is compressed with: benchmarks/deploy_bytes.py measures the choice
 PROBE_TIMEOUT = 600  # s: importing a big framework under QEMU is slow, but a hang must end
 INSTALL_TIMEOUT = 3600  # s: the bare-metal bundle's install
+
+
+@dataclass(frozen=True, kw_only=True)
+class Transfer:
+    """One thing a deploy sent: `sent` bytes over the link (compressed, less what a resumed transfer already had)
+    for `lacked` bytes the board did not have."""
+    what: str
+    sent: int
+    lacked: int
+    layers: tuple[int, int] | None = None  # an image's: how many of its layers went, of how many
+
+    @property
+    def label(self) -> str:
+        return f"{self.what} ({self.layers[0]} of {self.layers[1]} layers)" if self.layers else self.what
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,10 +55,19 @@ class Deployment:
     image: ImageSpec
     workdir: str
     bundle_dir: str
-    transferred: tuple[str, ...]
     framework_version: str
     notes: tuple[str, ...] = ()
     modes: tuple[str, ...] = MODES
+    sent: tuple[Transfer, ...] = ()  # what went over the link, with the bytes the board lacked of it
+    image_bytes: int = 0             # the image's whole size (its layers' tars and config)
+    seconds: float = 0.0             # the deploy's time, sending and checking
+
+    def summary(self) -> dict:
+        """What this deploy sent, as deploy.json keeps it."""
+        return {"board": self.board.name, "framework": self.image.framework, "version": self.framework_version,
+                "image": self.image.tag, "image_bytes": self.image_bytes,
+                "sent_bytes": sum(t.sent for t in self.sent), "lacked_bytes": sum(t.lacked for t in self.sent),
+                "seconds": self.seconds, "items": [dataclasses.asdict(t) for t in self.sent]}
 
     def runner(self, conn: fabric.Connection, arm: Arm, timeout: float | None = None,
                watch: tuple[str, ...] = ()) -> Runner:
@@ -69,14 +96,15 @@ def host_dir(workdir: str) -> str:
     return posixpath.join(workdir, "host")
 
 
-def _copy_watcher(conn: fabric.Connection, board: Board, workdir: str) -> None:
+def _copy_watcher(conn: fabric.Connection, board: Board, workdir: str) -> list[Transfer]:
     """The board-side package for the sensor watcher on the host, unless this very copy is there."""
     stamp = posixpath.join(host_dir(workdir), bench.BOARD_PACKAGE, "DIGEST")
     have = remote(conn, ["cat", stamp], board=board.name, warn=True)
     if have.ok and have.stdout.strip() == bench.bundle_digest():
-        return
-    _copy_entrypoint(conn, board, host_dir(workdir))
+        return []
+    sent = _copy_entrypoint(conn, board, host_dir(workdir))
     conn.sftp().putfo(io.BytesIO(bench.bundle_digest().encode()), stamp)
+    return [dataclasses.replace(sent, what="watcher")]
 
 
 def prepare_workdir(conn: fabric.Connection, board: Board) -> str:
@@ -96,7 +124,7 @@ def docker_version(conn: fabric.Connection, board: Board) -> str:
     return r.stdout.strip()
 
 
-def _image_on_board(conn: fabric.Connection, board: Board, image_id: str) -> str | None:
+def image_on_board(conn: fabric.Connection, board: Board, image_id: str) -> str | None:
     """The id of `image_id` in the board's engine, None if it has no such image."""
     found = remote(conn, ["docker", "image", "inspect", "--format", "{{.Id}}", image_id], board=board.name, warn=True)
     return found.stdout.strip() if found.ok else None
@@ -119,22 +147,37 @@ def _check_space(conn: fabric.Connection, board: Board, where: str, size: int, w
 
 
 def _put(conn: fabric.Connection, board: Board, local: Path, dest: str, progress: Progress | None,
-         label: str) -> None:
+         label: str, resume: bool = False) -> int:
     """SFTP `local` to `dest`, checked and atomic: a file only gets its final name once its sha256 on the board is
-    the local one, and a cut or failed transfer leaves nothing behind."""
+    the local one, and a failed transfer leaves nothing behind. With `resume`, the bytes a cut transfer of these
+    same bytes left in `dest`.partial are kept and the rest appended (the sha256 check decides). The bytes sent."""
     mb, size = 2**20, local.stat().st_size
     where = posixpath.dirname(dest)
-    _check_space(conn, board, where, size, local.name)
-    task = progress.add_task(label, total=size / mb, unit="MB") if progress else None
     partial = dest + ".partial"
     sftp = conn.sftp()
     try:
-        sftp.put(str(local), partial,
-                 callback=(lambda done, total: progress.update(task, completed=done / mb)) if progress else None)
+        offset = sftp.stat(partial).st_size if resume else 0
+    except OSError:
+        offset = 0
+    offset = offset if offset <= size else 0  # longer than the file: not a cut copy of it
+    if offset:
+        console.print(f"{escape(board.name)}: resuming {escape(local.name)} at {offset / 1e6:.1f} of "
+                      f"{size / 1e6:.1f} MB (what a cut transfer left)")
+    _check_space(conn, board, where, size - offset, local.name)
+    task = progress.add_task(label, total=size / mb, completed=offset / mb, unit="MB") if progress else None
+    try:
+        with open(local, "rb") as src, sftp.open(partial, "ab" if offset else "wb") as out:
+            out.set_pipelined(True)
+            src.seek(offset)
+            for block in iter(lambda: src.read(1 << 15), b""):
+                out.write(block)
+                if progress:
+                    progress.advance(task, len(block) / mb)
     except (OSError, EOFError, paramiko.SSHException) as e:
         if not conn.is_connected or not conn.client.get_transport().is_active():
             raise ConnectionLost(f"board {board.name}: the connection was lost while sending {local.name}: {e}",
-                                 hint="check the board and its link; the next deploy sends it again") from e
+                                 hint="check the board and its link; the next deploy sends it again"
+                                      + (", from where it stopped" if resume else "")) from e
         remote(conn, ["rm", "-f", "--", partial], board=board.name, warn=True)
         if sftp.get_channel().closed:  # the board's SFTP server ended, not its disk: a new connection gets a new one
             raise ConnectionLost(f"board {board.name}: its SFTP server ended while receiving {local.name}: {e}",
@@ -149,18 +192,64 @@ def _put(conn: fabric.Connection, board: Board, local: Path, dest: str, progress
                          f"{got[0] if got else 'unreadable'}, not {file_sha256(local)})",
                          hint="deploy again; if it recurs, check the board's storage (SD card) and its link")
     sftp.posix_rename(partial, dest)
+    return size - offset
 
 
-def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Path,
+# The board's engine: its image store, then the layers of every image it holds, one JSON list per line
+_LAYERS_SCRIPT = r"""
+docker info --format 'store={{.Driver}} {{json .DriverStatus}}' || exit 1
+ids=$(docker image ls -aq --no-trunc | sort -u)
+[ -z "$ids" ] || docker image inspect --format '{{json .RootFS.Layers}}' $ids
+"""
+
+
+def board_layers(conn: fabric.Connection, board: Board) -> tuple[str, list[list[str]]]:
+    """The board engine's image store (`overlay2`..., or `containerd` for containerd's) and the layers of each
+    image it holds."""
+    r = remote(conn, sh(_LAYERS_SCRIPT), board=board.name)
+    lines = r.stdout.splitlines()
+    store = "containerd" if "io.containerd.snapshotter" in lines[0] else lines[0].removeprefix("store=").split()[0]
+    return store, [json.loads(line) for line in lines[1:] if line.startswith("[")]
+
+
+def first_to_send(conn: fabric.Connection, board: Board, layers: ImageLayers) -> int:
+    """The index of the image's first layer the board lacks; 0 on containerd's image store, whose `docker load` of
+    an archive without the layers it holds is not checked here: every layer goes there, as with docker save | load."""
+    store, held = board_layers(conn, board)
+    return 0 if store == "containerd" else first_missing(layers.diff_ids, held)
+
+
+def _send_image(conn: fabric.Connection, board: Board, layers: ImageLayers, workdir: str,
+                progress: Progress | None) -> Transfer:
+    """Load the image on the board from an archive of the layers it lacks, checked before it is loaded."""
+    start = first_to_send(conn, board, layers)
+    archive = images.layer_archive(layers, start, CODEC)
+    dest = posixpath.join(workdir, archive.name)
+    # with the board's lock held, a *.partial there is a cut transfer's: this archive's is resumed, others go
+    remote(conn, sh('for f in "$1"/*.partial; do [ "$f" = "$2" ] || rm -f -- "$f"; done', workdir, dest + ".partial"),
+           board=board.name)
+    sent = _put(conn, board, archive, dest, progress,
+                f"{board.name}: {layers.tag.split(':')[0]} {len(layers.diff_ids) - start}/{len(layers.diff_ids)} "
+                "layers", resume=True)
+    # the archive goes whether or not it loaded: a failed load tags nothing, and the next deploy sends it again
+    remote(conn, sh('docker load -i "$1"; status=$?; rm -f -- "$1"; exit $status', dest), board=board.name)
+    return Transfer(what="image", sent=sent, lacked=layers.bytes_from(start),
+                    layers=(len(layers.diff_ids) - start, len(layers.diff_ids)))
+
+
+def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: ImageLayers,
            progress: Progress | None = None, modes: tuple[str, ...] = MODES) -> Deployment:
-    """Make `image`'s framework ready on `board` in `modes` (both by default) and check their versions match."""
+    """Make `image`'s framework ready on `board` in `modes` (both by default) and check their versions match; only
+    what the board lacks is sent."""
+    started = time.monotonic()
     docker_version(conn, board)
     workdir = prepare_workdir(conn, board)
-    # the board's lock is held: a *.partial there is what a cut transfer left (the link was gone, so it stayed)
-    remote(conn, sh('rm -f -- "$1"/*.partial "$1"/models/*.partial', workdir), board=board.name)
-    _copy_watcher(conn, board, workdir)
+    # the board's lock is held: a model's *.partial there is what a cut transfer left (the link was gone, so it stayed)
+    remote(conn, sh('rm -f -- "$1"/models/*.partial', workdir), board=board.name)
+    watcher = _copy_watcher(conn, board, workdir)
+    sent: list[Transfer] = []
     bundle_dir = posixpath.join(workdir, f"{image.framework}-{image.version}")
-    remote_id = _image_on_board(conn, board, image.image_id)
+    remote_id = image_on_board(conn, board, image.image_id)
     old = remote(conn, ["cat", posixpath.join(bundle_dir, "manifest.json")], board=board.name, warn=True)
     try:
         remote_manifest = json.loads(old.stdout) if old.ok else None
@@ -170,30 +259,31 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Path
     steps = deploy_steps(remote_image_id=remote_id, image_id=image.image_id,
                          remote_manifest=remote_manifest, manifest=manifest, modes=modes)
     if "image" in steps:
-        dest = posixpath.join(workdir, export.name)
-        _put(conn, board, export, dest, progress, f"{board.name}: image {image.tag}")
-        # the archive goes whether or not it loaded: a failed load tags nothing, and the next deploy sends it again
-        remote(conn, sh('docker load -i "$1"; status=$?; rm -f -- "$1"; exit $status', dest), board=board.name)
-        if _image_on_board(conn, board, image.image_id) != image.image_id:
+        sent.append(_send_image(conn, board, export, workdir, progress))
+        if image_on_board(conn, board, image.image_id) != image.image_id:
             raise BoardError(f"board {board.name}: after docker load the image {image.tag} is missing",
                              hint="check free disk space on the board (docker system df)")
+    else:  # nothing of this image is being sent: what a cut transfer left goes
+        remote(conn, sh('rm -f -- "$1"/*.partial', workdir), board=board.name)
     if "bundle" in steps:
         _require_debian(conn, board, image)
-        _install_bundle(conn, board, image, bundle_dir)
-    elif "entrypoint" in steps:  # the installed wheels stay: only the entrypoint's files change
-        _copy_entrypoint(conn, board, bundle_dir)
+        sent.append(_install_bundle(conn, board, image, bundle_dir))
+    elif "entrypoint" in steps:  # the installed wheels stay: only the entrypoint's changed files go
+        sent.append(_copy_entrypoint(conn, board, bundle_dir))
     deployment = Deployment(board=board, image=image, workdir=workdir, bundle_dir=bundle_dir,
-                            transferred=tuple(steps), framework_version=image.version, modes=modes)
+                            framework_version=image.version, modes=modes,
+                            sent=(*sent, *watcher), image_bytes=export.size)
     if deployment.cache_dir:
         remote(conn, ["mkdir", "-p", "--", deployment.cache_dir], board=board.name)
     if not steps:  # this image and this bundle passed the check when they were deployed
-        return deployment
+        return dataclasses.replace(deployment, seconds=round(time.monotonic() - started, 2))
     version, notes = check_versions(conn, deployment)
     # Written last, and only after both modes agreed: its presence means "installed and checked".
     if "bare" in modes:
         conn.sftp().putfo(io.BytesIO(json.dumps(manifest, indent=1).encode()), posixpath.join(bundle_dir,
                                                                                                "manifest.json"))
-    return dataclasses.replace(deployment, framework_version=version, notes=notes)
+    return dataclasses.replace(deployment, framework_version=version, notes=notes,
+                               seconds=round(time.monotonic() - started, 2))
 
 
 # Ends what runs from directory $1 (its path as a regex, from _running_from), then waits (5 s at most) until it has
@@ -222,7 +312,7 @@ def _require_debian(conn: fabric.Connection, board: Board, image: ImageSpec) -> 
                          hint=f"on the board: sudo apt install {' '.join(missing)} (or run --mode docker)")
 
 
-def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bundle_dir: str) -> None:
+def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bundle_dir: str) -> Transfer:
     wheels = posixpath.join(bundle_dir, "wheels")
     # with the board's lock held, anything still running from the bundle is a lost attempt's install (pip is quiet, so
     # it never notices that its link went): it would write into the new bundle while it is made
@@ -235,11 +325,12 @@ def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bun
         remote(conn, ["rm", "-rf", "--", bundle_dir], board=board.name, warn=True)
         raise
     sftp = conn.sftp()
-    for wheel in sorted(image.bare_wheelhouse.iterdir()):
-        sftp.put(str(wheel), posixpath.join(wheels, wheel.name))
-    _copy_entrypoint(conn, board, bundle_dir)
+    size = 0
+    for wheel in (*sorted(image.bare_wheelhouse.iterdir()), INSTALL_SCRIPT):
+        sftp.put(str(wheel), posixpath.join(wheels if wheel != INSTALL_SCRIPT else bundle_dir, wheel.name))
+        size += wheel.stat().st_size
+    entrypoint = _copy_entrypoint(conn, board, bundle_dir)
     script = posixpath.join(bundle_dir, INSTALL_SCRIPT.name)
-    sftp.put(str(INSTALL_SCRIPT), script)
     # bounded: a `python:` that hangs must not hang the deploy (pip under QEMU takes minutes, never an hour)
     r = remote(conn, ["sh", script, bundle_dir, board.python], board=board.name, warn=True, timeout=INSTALL_TIMEOUT)
     if r.failed:
@@ -247,17 +338,33 @@ def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bun
                          f"metal failed: {(r.stderr or r.stdout).strip()[-400:]}",
                          hint=f"the board needs {board.python} with the venv module "
                               "(apt-get install python3-venv) and numpy (python3-numpy)")
+    return Transfer(what="bundle", sent=size + entrypoint.sent,
+                    lacked=size + entrypoint.lacked)
 
 
-def _copy_entrypoint(conn: fabric.Connection, board: Board, bundle_dir: str) -> None:
+# Each file under $1 with its sha256, as `./path` (Python's bytecode caches aside)
+_LIST_FILES = 'cd -- "$1" 2>/dev/null && find . -type f ! -path "*/__pycache__/*" -exec sha256sum -- {} + || true'
+
+
+def _copy_entrypoint(conn: fabric.Connection, board: Board, bundle_dir: str) -> Transfer:
+    """The board-side package into `bundle_dir`: the files that differ from the board's copy go, and a file the
+    package no longer has is removed (no stale module stays behind)."""
     package = posixpath.join(bundle_dir, bench.BOARD_PACKAGE)
-    files = bench.bundle_files()  # relative paths: the package's subpackages (adapters/) go as they are
-    subdirs = sorted({posixpath.join(package, p.parent.as_posix()) for p in files if p.parent.parts})
-    # no stale module stays behind
-    remote(conn, sh('rm -rf -- "$1" && mkdir -p -- "$@"', package, *subdirs), board=board.name)
+    local = Path(bench.__file__).parent
+    files = {p.as_posix(): file_sha256(local / p) for p in bench.bundle_files()}  # subpackages (adapters/) too
+    listed = remote(conn, sh(_LIST_FILES, package), board=board.name).stdout.splitlines()
+    have = {line.split(None, 1)[1].strip().removeprefix("./"): line.split()[0] for line in listed if "  " in line}
+    changed = [p for p, digest in files.items() if have.get(p) != digest]
+    stale = [posixpath.join(package, p) for p in have if p not in files]
+    subdirs = sorted({posixpath.join(package, posixpath.dirname(p)) for p in changed if "/" in p})
+    remote(conn, sh('mkdir -p -- "$@"', package, *subdirs), board=board.name)
+    if stale:
+        remote(conn, ["rm", "-f", "--", *stale], board=board.name)
     sftp = conn.sftp()
-    for path in files:
-        sftp.put(str(Path(bench.__file__).parent / path), posixpath.join(package, path.as_posix()))
+    for path in changed:
+        sftp.put(str(local / path), posixpath.join(package, path))
+    size = sum((local / p).stat().st_size for p in changed)
+    return Transfer(what="entrypoint", sent=size, lacked=size)
 
 
 VENDOR = "vendor"  # a recipe version meaning: whichever version the vendor's image or JetPack has (TensorRT)
@@ -423,3 +530,61 @@ def board_platform(conn: fabric.Connection, board: Board, limit: float = 60) -> 
                          hint="check `python:` of the board in the inventory (`invoke check --host "
                               f"{board.name}` shows what the board has), or install Python 3 there")
     return facts["platform"]
+
+
+# edgeorch's images on the board, one per line: id, creation time, labels
+_EDGEORCH_IMAGES = r"""
+ids=$(docker image ls -q --no-trunc --filter "label=$1" | sort -u)
+[ -z "$ids" ] || docker image inspect --format '{{.Id}}	{{.Created}}	{{json .Config.Labels}}' $ids
+"""
+
+# The filesystems of edgeorch's directory ($1) and of the board engine's data, each with its KB free, after `sync`
+_FREE_KB = 'sync; df -Pk -- "$1" "$(docker info --format "{{.DockerRootDir}}" 2>/dev/null || echo "$1")" | ' \
+           "awk 'NR>1 {print $1, $4}'"
+
+
+def _free_kb(conn: fabric.Connection, board: Board, workdir: str) -> dict[str, int]:
+    r = remote(conn, sh(_FREE_KB, workdir), board=board.name, warn=True)
+    return {fs: int(kb) for fs, kb in (line.rsplit(" ", 1) for line in r.stdout.splitlines() if " " in line)
+            if kb.isdigit()}
+
+
+def clean(conn: fabric.Connection, board: Board, targets: list, cached_models: set[str]) -> dict:
+    """Remove from the board edgeorch's images, bare bundles and models that no current recipe uses: images and
+    bundles not of `targets`' builds (of several images of one build, all but the newest), models whose bytes are
+    not among `cached_models` (sha256s of this host's current zoo files; any other is sent again when a bench needs
+    it), and what cut transfers left. What it removed, and the disk it freed."""
+    workdir = prepare_workdir(conn, board)
+    before = _free_kb(conn, board, workdir)
+    listed = remote(conn, sh(_EDGEORCH_IMAGES, images.LABEL), board=board.name).stdout.splitlines()
+    found = [{"id": i, "created": c, "labels": json.loads(labels)}
+             for i, c, labels in (line.split("\t", 2) for line in listed if line.count("\t") == 2)]
+    keep = images_to_keep(found, targets, images.LABEL)
+    removed = {"images": [], "bundles": [], "models": [], "partials": []}
+    for image in found:
+        if image["id"] not in keep and remote(conn, ["docker", "image", "rm", "--force", "--", image["id"]],
+                                              board=board.name, warn=True).ok:
+            removed["images"].append(f"{image['labels'].get(images.LABEL + '.framework', '?')} "
+                                     f"{image['id'].removeprefix('sha256:')[:12]}")
+    bundles = remote(conn, sh('cd -- "$1" && for d in */manifest.json */wheels; do [ -e "$d" ] && '
+                              'echo "${d%%/*}"; done | sort -u', workdir), board=board.name, warn=True)
+    wanted = {f"{t.framework}-{t.build.version}" for t in targets}
+    old_bundles = [d for d in bundles.stdout.split() if d not in wanted and d not in ("host", "models", "cache")]
+    if old_bundles:
+        remote(conn, ["rm", "-rf", "--", *(posixpath.join(workdir, d) for d in old_bundles)], board=board.name)
+    removed["bundles"] = old_bundles
+    models = remote(conn, sh(_LIST_FILES, posixpath.join(workdir, "models")), board=board.name).stdout.splitlines()
+    old_models = [line.split(None, 1)[1].removeprefix("./") for line in models
+                  if "  " in line and line.split()[0] not in cached_models]
+    if old_models:
+        remote(conn, ["rm", "-f", "--", *(posixpath.join(workdir, "models", m) for m in old_models)],
+               board=board.name)
+    removed["models"] = old_models
+    partials = remote(conn, sh('cd -- "$1" && ls -d -- *.partial 2>/dev/null || true', workdir),
+                      board=board.name).stdout.split()
+    if partials:
+        remote(conn, ["rm", "-f", "--", *(posixpath.join(workdir, p) for p in partials)], board=board.name)
+    removed["partials"] = partials
+    after = _free_kb(conn, board, workdir)
+    freed = sum(kb - before.get(fs, kb) for fs, kb in after.items()) * 1024  # the engine's disk may be edgeorch's
+    return {"removed": removed, "freed_bytes": max(freed, 0)}

@@ -5,11 +5,17 @@ The only user of the Docker SDK on the orchestrator side.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
+import io
+import json
 import os
 import shutil
 import sys
+import tarfile
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +25,7 @@ import docker.errors
 
 from . import bench
 from .arch import Arch, wheel_platforms
-from .cache import cache_dir, content_hash
+from .cache import cache_dir, content_hash, write_atomic
 from .console import console, echo, run_local
 from .errors import SetupError
 from .plan import Target
@@ -248,19 +254,153 @@ def copy_bundle(dest: Path) -> None:
         shutil.copyfile(Path(bench.__file__).parent / path, dest / path)
 
 
-def export_image(client: docker.DockerClient, spec: ImageSpec) -> Path:
-    """A gzipped `docker save` of the image, cached by image id (what `docker load` takes)."""
-    out = cache_dir() / "exports" / f"{spec.image_id.removeprefix('sha256:')[:24]}.tar.gz"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_suffix(".partial")
-    echo(f"docker save {spec.tag} | gzip > {out}")
-    with console.status(f"exporting {spec.tag}"), gzip.open(partial, "wb", compresslevel=3) as f:
-        for chunk in client.api.get_image(spec.tag):
-            f.write(chunk)
-    partial.rename(out)
+@dataclass(frozen=True, kw_only=True)
+class ImageLayers:
+    """An image as `docker load` takes it, kept on this host by content: its config and its layers' tars, each a
+    blob named by its sha256 (a layer's is its diff id), so that a base shared by several images is kept once."""
+    image_id: str
+    tag: str
+    config: str                  # the config blob's sha256 (the image id without "sha256:")
+    diff_ids: tuple[str, ...]    # "sha256:<hex>", bottom layer first
+    sizes: tuple[int, ...]       # each layer's tar, in bytes
+
+    @property
+    def size(self) -> int:
+        """The image's bytes as `docker save` has them: every layer's tar and its config."""
+        return self.bytes_from(0)
+
+    def bytes_from(self, start: int) -> int:
+        """The bytes of the layers from `start` on, and of the config: what a board holding those below lacks."""
+        return sum(self.sizes[start:]) + blob(self.config).stat().st_size
+
+
+def blob(digest: str) -> Path:
+    return cache_dir() / "blobs" / digest.removeprefix("sha256:")
+
+
+def _store_blob(source, size: int) -> str:
+    """Copy `size` bytes of `source` into the blob store under their sha256 (kept once); that sha256."""
+    directory = cache_dir() / "blobs"
+    directory.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".incoming-", delete=False) as tmp:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            h.update(block)
+            tmp.write(block)
+    if Path(tmp.name).stat().st_size != size:
+        Path(tmp.name).unlink()
+        raise SetupError(f"docker save ended early ({size} bytes expected)", hint="check free disk space, rerun")
+    os.replace(tmp.name, directory / h.hexdigest())
+    return h.hexdigest()
+
+
+def _index(image_id: str) -> Path:
+    return cache_dir() / "exports" / f"{image_id.removeprefix('sha256:')}.json"
+
+
+def _cached(image_id: str, tag: str) -> ImageLayers | None:
+    """The image's layers as exported before, if its blobs are all still here."""
+    if not _index(image_id).exists():
+        return None
+    doc = json.loads(_index(image_id).read_text())
+    if not all(blob(d).exists() for d in (doc["config"], *doc["diff_ids"])):
+        return None
+    return ImageLayers(image_id=image_id, tag=tag, config=doc["config"], diff_ids=tuple(doc["diff_ids"]),
+                       sizes=tuple(doc["sizes"]))
+
+
+def built_layers(client: docker.DockerClient, target: Target) -> ImageLayers | None:
+    """The layers of the newest image this host built and exported for `target`; None if there is none yet."""
+    labels = {"framework": target.framework, "framework-version": target.build.version, "arch": target.arch.value,
+              "suite": target.suite}
+    found = client.images.list(filters={"label": [f"{LABEL}.{k}={v}" for k, v in labels.items()]})
+    newest = max(found, key=lambda i: i.attrs["Created"], default=None)
+    return _cached(newest.id, (newest.tags or [""])[0]) if newest else None
+
+
+def export_image(client: docker.DockerClient, spec: ImageSpec) -> ImageLayers:
+    """The image's config and layers in the blob store, from one `docker save` (either of its layouts: Docker
+    20.10's `<id>/layer.tar` or the OCI `blobs/sha256/` of Docker 25 and later), remembered by image id."""
+    index = _index(spec.image_id)
+    if (cached := _cached(spec.image_id, spec.tag)) is not None:
+        return cached
+    index.parent.mkdir(parents=True, exist_ok=True)
+    echo(f"docker save {spec.tag}")
+    digests, manifest = {}, None
+    with console.status(f"exporting {spec.tag}"), tempfile.TemporaryFile(dir=index.parent) as saved:
+        for chunk in client.api.get_image(spec.image_id):
+            saved.write(chunk)
+        saved.seek(0)
+        with tarfile.open(fileobj=saved, mode="r:") as tar:
+            for member in tar:
+                if member.isfile() and member.name == "manifest.json":
+                    manifest = json.load(tar.extractfile(member))
+                elif member.isfile() and member.size:
+                    digests[member.name] = _store_blob(tar.extractfile(member), member.size)
+    if not manifest:
+        raise SetupError(f"docker save of {spec.tag} has no manifest.json", hint="check this machine's Docker engine")
+    config = digests[manifest[0]["Config"]]
+    diff_ids = tuple(json.loads(blob(config).read_bytes())["rootfs"]["diff_ids"])
+    stored = [digests[path] for path in manifest[0]["Layers"]]
+    if [f"sha256:{d}" for d in stored] != list(diff_ids):  # a store that saves compressed layers
+        raise SetupError(f"docker save of {spec.tag} gave layers that are not their diff ids (compressed?)",
+                         hint="use this machine's Docker engine with its classic image store (overlay2)")
+    layers = ImageLayers(image_id=spec.image_id, tag=spec.tag, config=config, diff_ids=diff_ids,
+                         sizes=tuple(blob(d).stat().st_size for d in diff_ids))
+    write_atomic(index, json.dumps({"config": config, "diff_ids": diff_ids, "sizes": layers.sizes}).encode())
+    return layers
+
+
+CODECS = ("gzip", "zstd", "none")
+SUFFIX = {"gzip": ".tar.gz", "zstd": ".tar.zst", "none": ".tar"}
+
+
+def layer_archive(layers: ImageLayers, start: int, codec: str = "gzip", level: int | None = None) -> Path:
+    """A `docker load` archive of the image whose layers from `start` on are in it and those below left out (the
+    board has them), compressed with `codec`. Its bytes depend only on what is in it, so a transfer cut mid-way can
+    be resumed by the next deploy; made once and cached."""
+    level = {"gzip": 1, "zstd": 3, "none": 0}[codec] if level is None else level
+    name = f"edgeorch-{content_hash(layers.image_id, str(start), codec, str(level), length=16)}{SUFFIX[codec]}"
+    out = cache_dir() / "exports" / name
+    with _ARCHIVES:  # boards deployed side by side that lack the same layers wait for one archive
+        if not out.exists():
+            _write_archive(layers, start, codec, level, out)
     return out
+
+
+_ARCHIVES = threading.Lock()
+
+
+def _write_archive(layers: ImageLayers, start: int, codec: str, level: int, out: Path) -> None:
+    manifest = [{"Config": f"{layers.config}.json", "RepoTags": [layers.tag],
+                 "Layers": [f"{d.removeprefix('sha256:')}/layer.tar" for d in layers.diff_ids]}]
+    entries = [("manifest.json", None, json.dumps(manifest).encode()), (f"{layers.config}.json", layers.config, None),
+               *[(f"{d.removeprefix('sha256:')}/layer.tar", d, None) for d in layers.diff_ids[start:]]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # another orchestrator on this host may make the same archive: each writes its own file, the same bytes
+    with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", delete=False) as raw:
+        try:
+            with _compressor(raw, codec, level) as f, \
+                    tarfile.open(fileobj=f, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
+                for path, digest, data in entries:
+                    info = tarfile.TarInfo(path)
+                    info.mode, info.mtime = 0o644, 0  # the same bytes whenever it is made
+                    info.size = len(data) if data is not None else blob(digest).stat().st_size
+                    with (io.BytesIO(data) if data is not None else open(blob(digest), "rb")) as src:
+                        tar.addfile(info, src)
+        except BaseException:
+            Path(raw.name).unlink()
+            raise
+    os.replace(raw.name, out)
+
+
+def _compressor(raw, codec: str, level: int):
+    if codec == "gzip":
+        return gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=level, mtime=0)
+    if codec == "zstd":
+        import zstandard
+        return zstandard.ZstdCompressor(level=level).stream_writer(raw, closefd=False)
+    return contextlib.nullcontext(raw)
 
 
 def ensure_image(client: docker.DockerClient, context: Path, *, tag: str, arch: Arch,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -12,15 +13,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import health, images, report, results, runners, stats
 from .bench.signature import InputError, check_inputs
 from .cache import cache_dir, file_sha256
 from .console import console
-from .deploy import Deployment, board_facts, board_platform, deploy, push_file
-from .errors import BoardError, ConfigError, ConnectionLost, EdgeorchError, RunError, Unreachable
+from .deploy import (
+    Deployment,
+    board_facts,
+    board_platform,
+    clean,
+    deploy,
+    first_to_send,
+    image_on_board,
+    push_file,
+)
+from .errors import BoardError, ConfigError, ConnectionLost, EdgeorchError, RunError, SetupError, Unreachable
 from .images import ImageSpec
 from .inventory import Board, Inventory
 from .models import EAGER, INT8, ModelSpec, resolve, zoo
@@ -48,11 +59,29 @@ from .runners import SESSION, Measures, entrypoint_args, kill_runs
 from .transport import GroupResult, Link, connect, fan_out
 
 
+class _Rate(ProgressColumn):
+    """A transfer's MB/s (nothing for the tasks that count runs)."""
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:.2f} MB/s" if task.fields.get("unit") == "MB" and task.speed else "")
+
+
 def _progress() -> Progress:
     # Tasks carry their unit: transfers count MB, run tasks count runs.
     return Progress(TextColumn("{task.description}"), BarColumn(),
-                    TextColumn("{task.completed:.1f}/{task.total:.1f} {task.fields[unit]}"),
+                    TextColumn("{task.completed:.1f}/{task.total:.1f} {task.fields[unit]}"), _Rate(),
                     TimeElapsedColumn(), console=console)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
+
+
+def _sent(d: Deployment) -> str:
+    """What a deploy sent, in bytes, or that the board had it all."""
+    if not d.sent:
+        return "sent nothing (already there)"
+    return "sent " + ", ".join(f"{t.label} {_mb(t.sent)}" + (f" of {_mb(t.lacked)} lacking" if t.lacked != t.sent
+                                                            else "") for t in d.sent)
 
 
 def _report_failures(group: GroupResult, what: str) -> None:
@@ -77,16 +106,31 @@ def check(inventory: Inventory, host: str) -> bool:
 
     bases, recipes = load_bases(), load_recipes()
 
+    try:
+        client = images.engine()
+    except SetupError:  # no engine here: what a deploy would send is not known, the rest is
+        client = None
+
     def one(board: Board) -> dict:
         with connect(board) as conn:
             row = board_facts(conn, board)
-        row["frameworks"] = []
-        for name in board.frameworks if row["platform"] and row["arch_ok"] else ():
-            try:  # what `deploy` would give the board, or why it cannot
-                target = plan_target(recipes[name], board, row["platform"], bases) if name in recipes else None
-                row["frameworks"].append(f"{name} {target.build.version}" if target else f"{name}: no recipe")
-            except ConfigError as e:
-                row["problems"].append(e.message.split(": ", 1)[-1])
+            row["frameworks"], row["needs"] = [], 0
+            for name in board.frameworks if row["platform"] and row["arch_ok"] else ():
+                try:  # what `deploy` would give the board, or why it cannot
+                    target = plan_target(recipes[name], board, row["platform"], bases) if name in recipes else None
+                    row["frameworks"].append(f"{name} {target.build.version}" if target else f"{name}: no recipe")
+                except ConfigError as e:
+                    row["problems"].append(e.message.split(": ", 1)[-1])
+                    continue
+                layers = images.built_layers(client, target) if client and target and row["docker"] else None
+                if layers is None or row["needs"] is None:
+                    row["needs"] = None  # not built here yet
+                elif image_on_board(conn, board, layers.image_id) is None:  # the archive, then the layers loaded
+                    row["needs"] += 2 * layers.bytes_from(first_to_send(conn, board, layers))
+        free = (row["disk_free_gb"] or 0) * 2**30
+        if row["needs"] and row["disk_free_gb"] is not None and row["needs"] > free:
+            row["problems"].append(f"{row['disk_free_gb']} GB free, a deploy of its frameworks needs "
+                                   f"{row['needs'] / 2**30:.1f} GB: free space (invoke clean --host {board.name})")
         return row
 
     group = fan_out(boards, one)
@@ -101,13 +145,25 @@ def check(inventory: Inventory, host: str) -> bool:
         r = group.succeeded[b.name]
         t.add_row(b.name, "ok", b.arch.value if r["arch_ok"] else f"[red]{r['arch_found']}[/]", r["os"] or "?",
                   r["docker"] or "[red]none[/]", r["python"] or "[red]none[/]", r["numpy"] or "-",
-                  f"{r['disk_free_gb']} GB" if r["disk_free_gb"] is not None else "?", r["sensors"],
-                  ", ".join(r["frameworks"]), "; ".join(r["problems"]) or "[green]none[/]")
+                  _disk(r), r["sensors"],
+                  ", ".join(r["frameworks"]),
+                  f"[red]{len(r['problems'])}: see below[/]" if r["problems"] else "[green]none[/]")
     console.print(t)
+    for b in boards:  # whole, not cut to a narrow terminal's column: each problem says its fix
+        for problem in group.succeeded.get(b.name, {}).get("problems", ()):
+            console.print(f"[red]{escape(b.name)}[/]: {escape(problem)}", soft_wrap=True)
     _report_failures(group, "check")
     health.record(inventory, {**{name: [str(e).splitlines()[0]] for name, e in group.failed.items()},
                               **{name: r["problems"] for name, r in group.succeeded.items()}})
     return not group.failed and not any(r["problems"] for r in group.succeeded.values())
+
+
+def _disk(row: dict) -> str:
+    """The board's free disk, and what a deploy of its frameworks would take of it (the layers it lacks, twice:
+    their archive, then the layers loaded); `?` where an image is not built here yet."""
+    free = f"{row['disk_free_gb']} GB" if row["disk_free_gb"] is not None else "?"
+    needs = "?" if row["needs"] is None else f"{row['needs'] / 2**30:.2f} GB"
+    return f"{free} (deploy needs {needs})"
 
 
 def healthy_boards(inventory: Inventory, host: str) -> list[Board]:
@@ -150,7 +206,7 @@ def plan_targets(recipes: list[Recipe], boards: list[Board], found: dict[str, Pl
 
 
 def build(targets: dict[tuple[str, str], Target],
-          base_image: str | None = None) -> dict[tuple[str, str], tuple[ImageSpec, Path]]:
+          base_image: str | None = None) -> dict[tuple[str, str], tuple[ImageSpec, images.ImageLayers]]:
     """Every image the targets need, built (or found) once each and exported for transfer."""
     client = images.engine()
     recipes = {f: get_recipe(f) for f, _ in targets}
@@ -160,7 +216,7 @@ def build(targets: dict[tuple[str, str], Target],
                          and not recipes[t.framework].base_image_from_user}, key=lambda a: a.value)
         if arches:
             images.ensure_base_images(client, arches, bases[suite])
-    made: dict[Target, tuple[ImageSpec, Path]] = {}
+    made: dict[Target, tuple[ImageSpec, images.ImageLayers]] = {}
     for target in sorted(set(targets.values()), key=lambda t: (t.framework, t.arch.value, t.suite, t.bare_python)):
         spec = images.ensure_framework_image(client, recipes[target.framework], target, base_image)
         made[target] = (spec, images.export_image(client, spec))
@@ -190,16 +246,50 @@ def deploy_boards(inventory: Inventory, host: str, frameworks: list[str] | None 
         group = fan_out(boards, one, parallel=parallel)
     for name, deps in group.succeeded.items():
         for d in deps:
-            sent = ", ".join(d.transferred) or "nothing (already there)"
             note = targets[(d.image.framework, name)].note
             console.print(f"[green]{name}[/]: {d.image.framework} {d.framework_version} (image on {d.image.based_on}) "
-                          f"ready in both modes; sent {sent}"
+                          f"ready in both modes; {_sent(d)} in {d.seconds:.1f} s"
                           + "".join(f"\n  note: {n}" for n in (*d.notes, *([note] if note else []))))
     _report_failures(group, "deploy")
     if group.failed:
         raise BoardError(f"deploy failed on {len(group.failed)} of {len(boards)} boards: "
                          f"{', '.join(group.failed)}", hint="fix what is reported above and rerun; "
                          "boards that succeeded are ready")
+    return group
+
+
+def clean_boards(inventory: Inventory, host: str) -> GroupResult[dict]:
+    """Remove from the boards what no current recipe uses (deploy.clean), and say what went and what it freed."""
+    boards = inventory.select(host)
+    found = platforms(boards)
+    bases, recipes = load_bases(), load_recipes()
+    cached = {file_sha256(p) for p in (cache_dir() / "models").glob("*") if p.is_file()}
+
+    def one(board: Board) -> dict:
+        if board.name in found.failed:
+            raise found.failed[board.name]
+        targets = []
+        for recipe in recipes.values():
+            try:
+                targets.append(plan_target(recipe, board, found.succeeded[board.name], bases))
+            except ConfigError:  # no build of it serves this board: none of its images is in use there
+                pass
+        with Link(board, token=SESSION, purpose="clean") as link:
+            return link.retrying(functools.partial(clean, board=board, targets=targets, cached_models=cached))[0]
+
+    group = fan_out(boards, one)
+    t = Table(title="Cleaned")
+    for col in ("board", "images", "bundles", "models", "freed"):
+        t.add_column(col)
+    for name, done in group.succeeded.items():
+        gone = done["removed"]
+        t.add_row(name, ", ".join(gone["images"]) or "-", ", ".join(gone["bundles"]) or "-",
+                  str(len(gone["models"])) if gone["models"] else "-", _mb(done["freed_bytes"]))
+    console.print(t)
+    _report_failures(group, "clean")
+    if group.failed:
+        raise BoardError(f"clean failed on {len(group.failed)} of {len(boards)} boards: {', '.join(group.failed)}",
+                         hint="fix what is reported above and rerun")
     return group
 
 
@@ -470,6 +560,8 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
         console.print(f"resuming {escape(str(run_dir))}: {len(stops)} of {len(cells)} cells were finished, "
                       f"{len(records)} runs are kept")
     lock = threading.Lock()
+    shipped = run_dir / "deploy.json"  # an earlier session's deploys stay in it
+    deploys: list[dict] = json.loads(shipped.read_text()) if shipped.exists() else []
 
     def done(run: RunSpec, doc: dict, tries: int) -> None:
         with lock:
@@ -498,6 +590,12 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
                     deployment, _ = link.retrying(functools.partial(
                         deploy, board=board, image=image, export=export, progress=progress,
                         modes=modes[recipe.framework]))
+                    if deployment.sent:
+                        console.print(f"{escape(board.name)}: {recipe.framework} {_sent(deployment)} "
+                                      f"in {deployment.seconds:.1f} s")
+                    with lock:  # what each board was sent for this run, beside its results
+                        deploys.append(deployment.summary())
+                        results.write_atomic(shipped, json.dumps(deploys, indent=1))
                     pushed: dict[str, list] = {}  # a model's sha256 -> its files on the board
                     for cell in mine:
                         spec, ref = sweep.spec(cell), refs.get((cell.model, cell.batch))

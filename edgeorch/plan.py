@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 
 from . import stats
@@ -207,6 +208,40 @@ def deploy_steps(*, remote_image_id: str | None, image_id: str, remote_manifest:
         installed = {**(remote_manifest or {}), "bench_sha256": manifest.get("bench_sha256")}
         steps.append("entrypoint" if installed == manifest else "bundle")
     return steps
+
+
+def chain_ids(diff_ids: list[str] | tuple[str, ...]) -> list[str]:
+    """The chain id of each layer of an image, as Docker names a layer together with all below it: the first is its
+    diff id, each next sha256("<chain below> <diff id>")."""
+    chains: list[str] = []
+    for diff_id in diff_ids:
+        chains.append(diff_id if not chains else
+                      "sha256:" + hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest())
+    return chains
+
+
+def first_missing(diff_ids: list[str] | tuple[str, ...], board_images: list[list[str]]) -> int:
+    """The index of the image's first layer the board lacks (its length if it lacks none): the layers from there on
+    are to be sent. A layer counts as present only with the same layers below it, as `docker load` sees it."""
+    held = {chain for layers in board_images for chain in chain_ids(layers)}
+    for i, chain in enumerate(chain_ids(diff_ids)):
+        if chain not in held:
+            return i
+    return len(diff_ids)
+
+
+def images_to_keep(found: list[dict], targets: list[Target], label: str) -> set[str]:
+    """Of edgeorch's images on a board (`id`, `created`, `labels`), those the current recipes use: per framework,
+    the newest image of the build its target names (framework, version, arch and Debian release, as labelled)."""
+    newest: dict[str, dict] = {}
+    for image in found:
+        tags = image["labels"] or {}
+        for t in targets:
+            if (tags.get(f"{label}.framework"), tags.get(f"{label}.framework-version"), tags.get(f"{label}.arch"),
+                    tags.get(f"{label}.suite")) == (t.framework, t.build.version, t.arch.value, t.suite):
+                if t.framework not in newest or image["created"] > newest[t.framework]["created"]:
+                    newest[t.framework] = image
+    return {image["id"] for image in newest.values()}
 
 
 @dataclass(frozen=True, kw_only=True)

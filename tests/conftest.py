@@ -6,6 +6,8 @@ import shutil
 import tempfile
 
 os.environ["EDGEORCH_RESULTS"] = tempfile.mkdtemp(prefix="edgeorch-test-results-")
+# The tasks' tables as a piped run prints them, whatever width the calling shell exports (CI's says 80).
+os.environ["COLUMNS"] = "160"
 
 
 def pytest_sessionfinish(session, exitstatus):

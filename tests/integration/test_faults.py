@@ -420,8 +420,9 @@ def deploy_(sb, tmp_path, before=None) -> F.Orchestrator:
 
 
 def image_gone(sb):
-    """Before the deploy: no image of the framework on the board, so that the deploy sends one."""
-    return lambda: F.remove_images(sb, "edgeorch/tflite")
+    """Before the deploy: no edgeorch image on the board, so that the deploy sends a whole one, base and all (a
+    transfer long enough to be cut)."""
+    return lambda: F.remove_images(sb, "edgeorch/*")
 
 
 def test_sshd_killed_mid_transfer_of_the_image_is_retried_and_leaves_nothing(x86, tmp_path):
@@ -436,6 +437,8 @@ def test_sshd_killed_mid_transfer_of_the_image_is_retried_and_leaves_nothing(x86
     out = F.flat(o.output)
     assert rc == 0, out[-3000:]
     assert "connection lost; reconnecting in 2 s" in out and "ready in both modes; sent image" in out
+    # the retry goes on from where the cut left the archive, and the whole is checked before it is loaded
+    assert re.search(r"x86: resuming edgeorch-\w+\.tar\.gz at [\d.]+ of [\d.]+ MB", out), out[-3000:]
     assert any(t.startswith("edgeorch/tflite:") for t in F.image_tags(x86))
     assert F.partials(F.workdir(x86)) == [] and not partial.with_suffix("").exists()  # loaded, then removed
 
@@ -504,14 +507,14 @@ def test_sshd_killed_while_the_bare_bundle_installs_is_retried_cleanly(x86, tmp_
 
 
 def test_a_full_disk_stops_the_image_before_it_is_sent(x86, tmp_path):
-    F.remove_images(x86, "edgeorch/tflite")
+    F.remove_images(x86, "edgeorch/*")
     with F.full_disk(x86, "2m") as full:
         inventory = F.write_inventory(tmp_path, {"name": "x86", "workdir": f"{full}/wd"})
         r = F.invoke_free(x86, "deploy", "--inventory", str(inventory), "--host", "x86", "--framework", "tflite",
                           check=False)
         out = F.flat(r.stdout)
         assert r.returncode == 5, out[-3000:]
-        assert re.search(rf"board x86: {full}/wd has \d+ MB free, \w+\.tar\.gz needs \d+ MB", out)
+        assert re.search(rf"board x86: {full}/wd has \d+ MB free, edgeorch-\w+\.tar\.gz needs \d+ MB", out)
         assert "free space on the board" in out and "then deploy again" in out
         assert F.partials(x86.rootfs / full.lstrip("/")) == []
         assert not any(t.startswith("edgeorch/tflite:") for t in F.image_tags(x86))

@@ -70,7 +70,7 @@ def as_user(home: Path, *args: str) -> subprocess.CompletedProcess:
 
 def check(home: Path, inv: Path) -> tuple[int, str]:
     """`invoke check` of the x86 board: its exit code, and its report with the wrapping undone (an unreached
-    board's error is printed under the table, the problems of a reached one in its last column)."""
+    board's error and the problems of a reached one are printed under the table)."""
     r = as_user(home, "check", "--host", "x86", "--inventory", str(inv))
     cells = [line.split("│")[-2].strip() for line in r.stdout.splitlines() if line.count("│") > 2]
     below = [line for line in r.stdout.splitlines() if "│" not in line and not line.startswith("+")]
