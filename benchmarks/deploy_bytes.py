@@ -3,6 +3,12 @@ deploy, the same again, a comment-only change of board-side code, and a second f
 the archive's compression: gzip, zstd and none side by side, each made here, sent to the board and loaded there.
 
     .venv/bin/python benchmarks/deploy_bytes.py [--host x86] [--frameworks tflite,onnxruntime] [--no-codecs]
+    .venv/bin/python benchmarks/deploy_bytes.py --first-deploy [--checkout DIR]
+
+--first-deploy times instead a first deploy of each framework of the shipped inventory (tflite, onnxruntime,
+opencv, litert) to the three bookworm boards (rpi3-bookworm, rpi4, x86), side by side where a framework runs on
+several, each board wiped first; with --checkout, by the code of another checkout (e.g. a worktree of an older
+commit), for a before/after comparison. Images are built first and not timed.
 
 It removes edgeorch's images and bundles from the board first (the board is the simulated one: `invoke sim.up`).
 The code-change case appends a comment to a board-side file of this checkout and takes it out again afterwards.
@@ -12,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -32,6 +39,18 @@ from edgeorch import pipeline
 from edgeorch.inventory import load_inventory
 group = pipeline.deploy_boards(load_inventory(sys.argv[1]), sys.argv[2], [sys.argv[3]])
 print("EDGEORCH-JSON " + json.dumps([d.summary() for ds in group.succeeded.values() for d in ds]))
+"""
+
+# Every image (and its export) the first deploys need, by the code on PYTHONPATH, so that they time deploys only
+BUILD = """
+import json, sys
+from edgeorch import pipeline
+from edgeorch.inventory import load_inventory
+from edgeorch.recipes import get_recipe
+fleet = load_inventory(sys.argv[1])
+for framework, host in json.loads(sys.argv[2]).items():
+    boards = fleet.select(host)
+    pipeline.build(pipeline.plan_targets([get_recipe(framework)], boards, pipeline.platforms(boards).succeeded))
 """
 
 EDITED = ROOT / "edgeorch" / "bench" / "adapters" / "base.py"
@@ -141,7 +160,8 @@ def codecs(board, framework: str) -> None:
                             board=board.name, warn=True)
             load = time.perf_counter() - t
         # over a link of `rate`: made once for the fleet, then the link, then the board's engine unpacking it
-        links = "".join(f"  {make + size / rate + load:>20.1f} s total" for rate in LINKS.values())
+        links = "".join(f"  {make + size / rate + load:>20.1f} s total" if loaded.ok else f"  {'-':>28}"
+                        for rate in LINKS.values())
         console.print(f"{codec + ' -' + str(level) if codec != 'none' else 'none':<10} {mb(size):>7} "
                       f"{layers.size / size:>6.2f} {make:>7.1f} {layers.size / 1e6 / max(make, 1e-9):>6.0f} "
                       f"{send:>7.1f} {load if loaded.ok else float('nan'):>7.1f}{links}"
@@ -152,14 +172,44 @@ def codecs(board, framework: str) -> None:
                   "unpacks more slowly, which only a real board shows.")
 
 
+FIRST = {"tflite": "rpi3-bookworm,rpi4,x86", "onnxruntime": "rpi4,x86", "opencv": "rpi4,x86", "litert": "rpi4,x86"}
+
+
+def first_deploy(inventory: Path, checkout: Path) -> None:
+    """Wall time of `invoke deploy` of each framework to wiped boards, by `checkout`'s code, images built first."""
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    invoke = [str(Path(sys.executable).parent / "invoke"), "-r", str(checkout)]
+    fleet = load_inventory(inventory)
+    subprocess.run([sys.executable, "-c", BUILD, str(inventory), json.dumps(FIRST)], env=env, check=True,
+                   timeout=7200)
+    total = 0.0
+    console.print(f"\n[bold]First deploy[/] by {checkout} (images built beforehand; boards wiped before each)")
+    for board in fleet.select("rpi3-bookworm,rpi4,x86"):
+        wipe(board, list(FIRST))
+    for framework, host in FIRST.items():
+        t = time.perf_counter()
+        r = subprocess.run([*invoke, "deploy", "--inventory", str(inventory), "--host", host, "--framework",
+                            framework], env=env, capture_output=True, text=True, timeout=7200)
+        took = time.perf_counter() - t
+        total += took
+        if r.returncode:
+            sys.exit(f"deploy of {framework} failed:\n{r.stdout[-3000:]}")
+        console.print(f"{framework:<12} to {host:<24} {took:>7.1f} s")
+    console.print(f"{'all':<12} {'':<27} {total:>7.1f} s")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--host", default="x86", help="a simulated board (default x86)")
     p.add_argument("--frameworks", default="tflite,onnxruntime", help="the first and the second framework")
     p.add_argument("--inventory", default=str(ROOT / "inventory.yaml"))
     p.add_argument("--no-codecs", action="store_true", help="skip the compression comparison")
+    p.add_argument("--first-deploy", action="store_true", help="time a first deploy of each framework instead")
+    p.add_argument("--checkout", default=str(ROOT), help="the checkout whose code --first-deploy runs")
     args = p.parse_args()
     inventory = Path(args.inventory).resolve()
+    if args.first_deploy:
+        return first_deploy(inventory, Path(args.checkout).resolve())
     [board] = load_inventory(inventory).select(args.host)
     first, second = args.frameworks.split(",")
     ok = print_cases(cases(inventory, board, first, second))

@@ -151,7 +151,7 @@ def _put(conn: fabric.Connection, board: Board, local: Path, dest: str, progress
     """SFTP `local` to `dest`, checked and atomic: a file only gets its final name once its sha256 on the board is
     the local one, and a failed transfer leaves nothing behind. With `resume`, the bytes a cut transfer of these
     same bytes left in `dest`.partial are kept and the rest appended (the sha256 check decides). The bytes sent."""
-    mb, size = 2**20, local.stat().st_size
+    mb, size = 1e6, local.stat().st_size
     where = posixpath.dirname(dest)
     partial = dest + ".partial"
     sftp = conn.sftp()
@@ -166,9 +166,10 @@ def _put(conn: fabric.Connection, board: Board, local: Path, dest: str, progress
     _check_space(conn, board, where, size - offset, local.name)
     task = progress.add_task(label, total=size / mb, completed=offset / mb, unit="MB") if progress else None
     try:
-        with open(local, "rb") as src, sftp.open(partial, "ab" if offset else "wb") as out:
+        with open(local, "rb") as src, sftp.open(partial, "r+b" if offset else "wb") as out:
             out.set_pipelined(True)
             src.seek(offset)
+            out.seek(offset)
             for block in iter(lambda: src.read(1 << 15), b""):
                 out.write(block)
                 if progress:

@@ -163,7 +163,7 @@ def _disk(row: dict) -> str:
     their archive, then the layers loaded); `?` where an image is not built here yet."""
     free = f"{row['disk_free_gb']} GB" if row["disk_free_gb"] is not None else "?"
     needs = "?" if row["needs"] is None else f"{row['needs'] / 2**30:.2f} GB"
-    return f"{free} (deploy needs {needs})"
+    return f"{free} (needs {needs})"
 
 
 def healthy_boards(inventory: Inventory, host: str) -> list[Board]:

@@ -64,7 +64,8 @@ def sim_boards(inventory: Inventory) -> list[SimBoard]:
 
 
 def _docker0() -> str:
-    out = subprocess.run(["ip", "-o", "addr", "show", "dev", "docker0"], capture_output=True, text=True)
+    # its IPv4 address: the IPv6 link-local one comes and goes as the main engine's containers attach to it
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", "docker0"], capture_output=True, text=True)
     return out.stdout.strip()
 
 

@@ -88,7 +88,7 @@ def test_clean_removes_what_no_recipe_uses_and_keeps_what_one_does(x86):
 def test_check_shows_the_free_disk_against_what_a_deploy_needs(x86):
     F.remove_images(x86, "edgeorch/tflite")
     r = invoke("check", "--host", "x86")
-    needs = re.search(r"GB \(deploy needs ([\d.]+) GB\)", F.flat(re.sub("[│┃]", " ", r.stdout)))
+    needs = re.search(r"GB \(needs ([\d.]+) GB\)", F.flat(re.sub("[│┃]", " ", r.stdout)))
     assert needs and float(needs[1]) > 0, r.stdout[-2000:]
     F.invoke_free(x86, "deploy", "--host", "x86", "--framework", "tflite")
-    assert "(deploy needs 0.00 GB)" in F.flat(re.sub("[│┃]", " ", invoke("check", "--host", "x86").stdout))
+    assert "(needs 0.00 GB)" in F.flat(re.sub("[│┃]", " ", invoke("check", "--host", "x86").stdout))

@@ -59,22 +59,54 @@ def assert_nothing_left(sb, run_dir: Path, *sessions: str) -> None:
 # --- transfers, in process: the test is the orchestrator ----------------------------------------------------------
 
 class CorruptingSftp:
-    """An SFTP client whose next upload arrives damaged, as a bad link or SD card would deliver it."""
+    """An SFTP client whose next upload arrives damaged, as a bad link or SD card would deliver it: one byte
+    flipped, or only its first half written."""
 
     def __init__(self, sftp, damage: str):
         self._sftp, self._damage, self.damaged = sftp, damage, []
 
     def put(self, local, remotepath, callback=None, confirm=True):
-        data = Path(local).read_bytes()
-        if self._damage == "truncated":
-            data = data[:len(data) // 2]
-        else:  # one flipped byte
-            data = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
-        self.damaged.append(remotepath)
-        return self._sftp.putfo(io.BytesIO(data), remotepath, confirm=False)
+        with open(local, "rb") as src, self.open(remotepath, "wb") as out:
+            out.write(src.read())
+
+    def open(self, path, mode="r", bufsize=-1):
+        f = self._sftp.open(path, mode, bufsize)
+        if "w" not in mode and "+" not in mode:
+            return f
+        self.damaged.append(path)
+        return DamagingFile(f, self._damage)
 
     def __getattr__(self, name):
         return getattr(self._sftp, name)
+
+
+class DamagingFile:
+    HALF = 3 * 2**20 // 2  # of the test's 3 MB files
+
+    def __init__(self, f, damage: str):
+        self._f, self._damage, self._at = f, damage, 0
+
+    def write(self, data: bytes) -> None:
+        start, self._at = self._at, self._at + len(data)
+        if self._damage == "truncated":
+            data = data[:max(0, self.HALF - start)]
+        elif start <= 100 < self._at:
+            data = data[:100 - start] + bytes([data[100 - start] ^ 0xFF]) + data[101 - start:]
+        if data:
+            self._f.write(data)
+
+    def seek(self, offset: int) -> None:
+        self._at = offset
+        self._f.seek(offset)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
 
 
 @pytest.fixture
