@@ -9,7 +9,6 @@ sweep: a sweep visits its boards one after the other, each with the board's lock
 for a condition (a raw file, a process on the board), bounded generously; no assertion depends on a timing."""
 
 import hashlib
-import io
 import json
 import os
 import re
