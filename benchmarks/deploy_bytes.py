@@ -175,18 +175,19 @@ def codecs(board, framework: str) -> None:
 FIRST = {"tflite": "rpi3-bookworm,rpi4,x86", "onnxruntime": "rpi4,x86", "opencv": "rpi4,x86", "litert": "rpi4,x86"}
 
 
-def first_deploy(inventory: Path, checkout: Path) -> None:
+def first_deploy(inventory: Path, checkout: Path, frameworks: list[str]) -> None:
     """Wall time of `invoke deploy` of each framework to wiped boards, by `checkout`'s code, images built first."""
+    first = {f: FIRST[f] for f in frameworks}
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     invoke = [str(Path(sys.executable).parent / "invoke"), "-r", str(checkout)]
     fleet = load_inventory(inventory)
-    subprocess.run([sys.executable, "-c", BUILD, str(inventory), json.dumps(FIRST)], env=env, check=True,
+    subprocess.run([sys.executable, "-c", BUILD, str(inventory), json.dumps(first)], env=env, check=True,
                    timeout=7200)
     total = 0.0
     console.print(f"\n[bold]First deploy[/] by {checkout} (images built beforehand; boards wiped before each)")
     for board in fleet.select("rpi3-bookworm,rpi4,x86"):
         wipe(board, list(FIRST))
-    for framework, host in FIRST.items():
+    for framework, host in first.items():
         t = time.perf_counter()
         r = subprocess.run([*invoke, "deploy", "--inventory", str(inventory), "--host", host, "--framework",
                             framework], env=env, capture_output=True, text=True, timeout=7200)
@@ -206,10 +207,11 @@ def main() -> None:
     p.add_argument("--no-codecs", action="store_true", help="skip the compression comparison")
     p.add_argument("--first-deploy", action="store_true", help="time a first deploy of each framework instead")
     p.add_argument("--checkout", default=str(ROOT), help="the checkout whose code --first-deploy runs")
+    p.add_argument("--first-frameworks", default=",".join(FIRST), help="the frameworks --first-deploy deploys")
     args = p.parse_args()
     inventory = Path(args.inventory).resolve()
     if args.first_deploy:
-        return first_deploy(inventory, Path(args.checkout).resolve())
+        return first_deploy(inventory, Path(args.checkout).resolve(), args.first_frameworks.split(","))
     [board] = load_inventory(inventory).select(args.host)
     first, second = args.frameworks.split(",")
     ok = print_cases(cases(inventory, board, first, second))
