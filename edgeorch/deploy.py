@@ -141,8 +141,8 @@ def _check_space(conn: fabric.Connection, board: Board, where: str, size: int, w
     """A BoardError saying so when `where` on the board has no room for `size` bytes of `what`."""
     free = remote(conn, sh('df -Pk -- "$1" | awk \'NR==2{print $4}\'', where), board=board.name, warn=True)
     if free.stdout.strip().isdigit() and int(free.stdout) * 1024 < size * 1.05:
-        raise BoardError(f"board {board.name}: {where} has {int(free.stdout) / 1024:.0f} MB free, {what} "
-                         f"needs {size / 2**20:.0f} MB", hint=f"free space on the board (df -h {where}; "
+        raise BoardError(f"board {board.name}: {where} has {int(free.stdout) * 1024 / 1e6:.0f} MB free, {what} "
+                         f"needs {size / 1e6:.0f} MB", hint=f"free space on the board (df -h {where}; "
                          "docker system prune removes unused images), then deploy again")
 
 
@@ -213,17 +213,17 @@ def board_layers(conn: fabric.Connection, board: Board) -> tuple[str, list[list[
     return store, [json.loads(line) for line in lines[1:] if line.startswith("[")]
 
 
-def first_to_send(conn: fabric.Connection, board: Board, layers: ImageLayers) -> int:
+def first_to_send(held: tuple[str, list[list[str]]], layers: ImageLayers) -> int:
     """The index of the image's first layer the board lacks; 0 on containerd's image store, whose `docker load` of
     an archive without the layers it holds is not checked here: every layer goes there, as with docker save | load."""
-    store, held = board_layers(conn, board)
-    return 0 if store == "containerd" else first_missing(layers.diff_ids, held)
+    store, images_held = held  # what board_layers read
+    return 0 if store == "containerd" else first_missing(layers.diff_ids, images_held)
 
 
 def _send_image(conn: fabric.Connection, board: Board, layers: ImageLayers, workdir: str,
                 progress: Progress | None) -> Transfer:
     """Load the image on the board from an archive of the layers it lacks, checked before it is loaded."""
-    start = first_to_send(conn, board, layers)
+    start = first_to_send(board_layers(conn, board), layers)
     archive = images.layer_archive(layers, start, CODEC)
     dest = posixpath.join(workdir, archive.name)
     # with the board's lock held, a *.partial there is a cut transfer's: this archive's is resumed, others go

@@ -24,6 +24,7 @@ from .console import console
 from .deploy import (
     Deployment,
     board_facts,
+    board_layers,
     board_platform,
     clean,
     deploy,
@@ -114,7 +115,7 @@ def check(inventory: Inventory, host: str) -> bool:
     def one(board: Board) -> dict:
         with connect(board) as conn:
             row = board_facts(conn, board)
-            row["frameworks"], row["needs"] = [], 0
+            row["frameworks"], row["needs"], held = [], 0, None
             for name in board.frameworks if row["platform"] and row["arch_ok"] else ():
                 try:  # what `deploy` would give the board, or why it cannot
                     target = plan_target(recipes[name], board, row["platform"], bases) if name in recipes else None
@@ -126,7 +127,8 @@ def check(inventory: Inventory, host: str) -> bool:
                 if layers is None or row["needs"] is None:
                     row["needs"] = None  # not built here yet
                 elif image_on_board(conn, board, layers.image_id) is None:  # the archive, then the layers loaded
-                    row["needs"] += 2 * layers.bytes_from(first_to_send(conn, board, layers))
+                    held = held or board_layers(conn, board)  # asked once per board
+                    row["needs"] += 2 * layers.bytes_from(first_to_send(held, layers))
         free = (row["disk_free_gb"] or 0) * 2**30
         if row["needs"] and row["disk_free_gb"] is not None and row["needs"] > free:
             row["problems"].append(f"{row['disk_free_gb']} GB free, a deploy of its frameworks needs "
