@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 
 import numpy as np
 import pandas as pd
 from rich import box
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 
 from .. import stats
@@ -17,6 +21,54 @@ from ..plan import variant
 from ..recipes import PYTHONS
 
 GROUP = ["board", "framework", "model"]
+
+
+class FitTable(Table):
+    """A table that fits the width it is printed at: a `fold` column whose rows all say the same goes to the caption,
+    then the least important columns (`drop`, in order) are left out, until it fits; no other column is ever cut."""
+
+    def __init__(self, *args, fold: tuple[str, ...] = (), drop: tuple[str, ...] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fold, self.drop = tuple(fold), tuple(drop)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield from Table.__rich_console__(self.fitted(console, options), console, options)
+
+    def fitted(self, console: Console, options: ConsoleOptions) -> Table:
+        """A copy of the table with the columns that fit `options.max_width`, the others named in its caption."""
+        wide = options.update_width(10_000)
+        t = copy.copy(self)
+        t.columns = [c if c.header in (*self.fold, *self.drop) else  # the verdict's: whole, never wrapped or cut
+                     dataclasses.replace(c, no_wrap=True, width=max(Measurement.get(console, wide, x).maximum
+                                                                    for x in (c.header, *c.cells)))
+                     for c in self.columns]
+        same = [c for c in t.columns if c.header in self.fold and len({str(x) for x in c.cells}) == 1]
+        folded, left_out = [], []
+        for column in [*same, *(c for h in self.drop for c in t.columns if c.header == h)]:
+            if Measurement.get(console, wide, t).maximum <= options.max_width:
+                break
+            t.columns = [c for c in t.columns if c is not column]
+            if column in same:
+                folded.append(f"{column.header} {next(iter(column.cells))}")
+            else:
+                left_out.append(str(column.header))
+        t.columns = [dataclasses.replace(c, _index=i) for i, c in enumerate(t.columns)]
+        t.caption = "\n".join([*([self.caption] if self.caption else []),
+                                *([f"every row: {', '.join(folded)}"] if folded else []),
+                                *([f"left out to fit: {', '.join(left_out)}"] if left_out else [])]) or None
+        return t
+
+
+def _table(title: str, columns: list[str], *, fold: tuple[str, ...] = (), drop: tuple[str, ...] = (),
+           right: tuple[str, ...] = ()) -> FitTable:
+    """A table of results that fits the terminal: no vertical rules, names folded only as a last resort."""
+    t = FitTable(title=title, box=box.SIMPLE, pad_edge=False, collapse_padding=True, show_edge=False,
+                 caption_justify="left", fold=fold, drop=drop)
+    for col in columns:
+        names = col in ("board", "framework", "model")
+        t.add_column(col, justify="right" if col in right else "left", no_wrap=not names,
+                     overflow="fold" if names else "ellipsis")
+    return t
 
 
 def label(model: str, threads, batch) -> str:
@@ -96,10 +148,11 @@ def _judge(key, cell, in_cell, per_arm, a, b, equivalence, max_spread, min_pairs
 
 
 def _ms(v) -> str:
-    """Milliseconds, or microseconds below one: a sub-millisecond model does not print 0.00 ms."""
+    """Milliseconds, or microseconds below one (a sub-millisecond model does not print 0.00 ms), or seconds from one
+    (a network under QEMU does not print 2512.19 ms)."""
     if v is None or pd.isna(v):
         return "-"
-    return f"{v * 1000:.0f} µs" if v < 1 else f"{v:.2f} ms"
+    return f"{v * 1000:.0f} µs" if v < 1 else f"{v:.2f} ms" if v < 1000 else f"{v / 1000:.3f} s"
 
 
 def _ci(r) -> str:
@@ -113,14 +166,10 @@ SHORT = {"slower": "slower {:+.1%}", "faster": "faster {:+.1%}", "equivalent": "
          "inconclusive", "too few pairs": "too few pairs", "too few runs": "too few runs"}
 
 
-def _verdicts(title: str, columns: list[str], right: tuple[str, ...] = ()) -> tuple[Table, list[str]]:
-    """A verdict table that fits 100 columns (no vertical rules) and its footnotes: why a row is INVALID."""
-    t = Table(title=title, box=box.SIMPLE, pad_edge=False, collapse_padding=True, caption_justify="left")
-    for col in columns:
-        names = col in ("board", "framework", "model")
-        t.add_column(col, justify="right" if col in right else "left", no_wrap=not names,
-                     overflow="fold" if names else "ellipsis")
-    return t, []
+def _verdicts(title: str, columns: list[str], *, fold: tuple[str, ...], drop: tuple[str, ...],
+              right: tuple[str, ...] = ()) -> tuple[FitTable, list[str]]:
+    """A verdict table that fits the terminal, its verdict always whole, and its footnotes: why a row is INVALID."""
+    return _table(title, columns, fold=fold, drop=drop, right=right), []
 
 
 def _short(r, notes: list[str]) -> str:
@@ -145,7 +194,9 @@ def mode_table(comparison: pd.DataFrame, title: str = "Docker vs bare metal: the
     a, b = next(iter(arms)) if one else ("A", "B")
     t, notes = _verdicts(f"{title} ({a} against {b})" if one and b else title,
                          ["board", "framework", "model", *([] if one else ["A", "B"]), f"{a} p50", f"{b or 'B'} p50",
-                          "95% CI", "pairs", "verdict"], right=(f"{a} p50", f"{b or 'B'} p50", "pairs"))
+                          "95% CI", "pairs", "verdict"], right=(f"{a} p50", f"{b or 'B'} p50", "pairs"),
+                         fold=("board", "framework", "model", "A", "B"),
+                         drop=("pairs", f"{b or 'B'} p50", f"{a} p50", "95% CI"))
     stopped: dict[str, list[str]] = {}
     for r in comparison.itertuples():
         t.add_row(r.board, r.framework, r.model, *([] if one else [r.a, r.b or "-"]), _ms(r.a_p50_ms),
@@ -161,7 +212,8 @@ def calibration_table(comparison: pd.DataFrame) -> Table:
     which must say equivalent or inconclusive (anything else is a false positive)."""
     t, notes = _verdicts("Calibration: each mode against itself (A/A)",
                          ["board", "framework", "model", "mode", "noise floor", "pairs", "CI ±", "timed min",
-                          "± after 1 min", "minutes to ±1%", "verdict"])
+                          "± after 1 min", "minutes to ±1%", "verdict"], fold=("board", "framework", "model", "mode"),
+                         drop=("timed min", "pairs", "CI ±", "± after 1 min", "noise floor", "minutes to ±1%"))
     for r in comparison.itertuples():
         if r.ci_low is None or pd.isna(r.ci_low):
             t.add_row(r.board, r.framework, r.model, r.a, "-", str(r.pairs), "-", "-", "-", "-", _short(r, notes))
@@ -180,7 +232,8 @@ def calibration_table(comparison: pd.DataFrame) -> Table:
 def explain_table(comparison: pd.DataFrame) -> Table:
     """Each Docker knob's ratio to bare metal with its interval, and how much of the default gap it closes."""
     t, notes = _verdicts("Why Docker differs: one knob changed at a time, each against bare metal",
-                         ["board", "docker run", "ratio to bare", "95% CI", "gap closed", "verdict"])
+                         ["board", "docker run", "ratio to bare", "95% CI", "gap closed", "verdict"],
+                         fold=("board",), drop=("ratio to bare", "gap closed", "95% CI"))
     for (board, _), grp in comparison.groupby(["board", "cell"], sort=False):
         default = grp[grp["a"] == "docker"]
         # a share of a gap only where there is one: Docker's defaults judged slower or faster than bare
@@ -282,10 +335,10 @@ def agreement(reference: np.ndarray, output: np.ndarray, *, precision: str = "fp
 
 def framework_table(runs: pd.DataFrame) -> Table:
     """Frameworks side by side per board and model: median latency per mode, and agreement with PyTorch."""
-    t = Table(title="Frameworks side by side: median of the runs' p50 latency, agreement with PyTorch")
-    for col in ("board", "model", "framework", "version", "precision", "docker p50", "bare p50",
-                "max |diff|", "top-1 = PyTorch"):
-        t.add_column(col, justify="right" if "p50" in col else "left")
+    t = _table("Frameworks side by side: median of the runs' p50 latency, agreement with PyTorch",
+               ["board", "model", "framework", "version", "precision", "docker p50", "bare p50", "max |diff|",
+                "top-1 = PyTorch"], right=("docker p50", "bare p50"), fold=("board", "model", "precision"),
+               drop=("max |diff|", "version"))
     for (board, model, framework, threads, batch), grp in runs.groupby(["board", "model", "framework", "threads",
                                                                          "batch"], sort=True):
         model = label(model, threads, batch)
@@ -306,10 +359,11 @@ def _num(value, fmt: str) -> str:
 def measures_table(runs: pd.DataFrame) -> Table:
     """Beside latency, per cell and mode (medians of the runs): throughput, CPU time and IPC per inference (perf),
     the timed phase's memory peak and the container's, energy per inference and power; '-' where not measured."""
-    t = Table(title="Beside latency: medians of the runs ('-': unavailable, reasons below)")
-    for col in ("board", "framework", "model", "mode", "p50", "images/s", "CPU ms/inf", "IPC", "peak RSS",
-                "cgroup peak", "mJ/inf", "W (idle)"):
-        t.add_column(col, justify="left" if col in ("board", "framework", "model", "mode") else "right")
+    columns = ["board", "framework", "model", "mode", "p50", "images/s", "CPU ms/inf", "IPC", "peak RSS", "cgroup peak",
+               "mJ/inf", "W (idle)"]
+    t = _table("Beside latency: medians of the runs ('-': unavailable, reasons below)", columns,
+               right=tuple(columns[4:]), fold=("board", "framework", "model"),
+               drop=("IPC", "W (idle)", "cgroup peak", "CPU ms/inf", "peak RSS", "mJ/inf", "images/s"))
     for (_, mode), grp in runs.groupby(["cell", "mode"], sort=False):
         r = grp.iloc[0]
         med = grp.median(numeric_only=True)
@@ -323,8 +377,9 @@ def measures_table(runs: pd.DataFrame) -> Table:
 
 
 def unavailable_notes(runs: pd.DataFrame) -> list[str]:
-    """Why a figure is missing, once per board and mode: perf's events the board lacks, the energy source."""
-    notes = []
+    """Why a figure is missing, once per board and mode (once for the boards that lack it alike): perf's events the
+    board lacks, the energy source."""
+    notes: dict[str, list[str]] = {}  # a note -> the boards (and modes) it holds for
     for board, runs_of in runs.groupby("board", sort=True):
         said: dict[str, list[str]] = {}  # a note -> the modes it holds for
         for mode, grp in runs_of.groupby("mode", sort=True):
@@ -338,16 +393,18 @@ def unavailable_notes(runs: pd.DataFrame) -> list[str]:
             for reason in sorted(set(grp["energy_unavailable"].dropna())):
                 said.setdefault(f"energy unavailable: {reason}", []).append(mode)
         modes = runs_of["mode"].nunique()
-        notes += [f"{board}{'' if len(m) == modes else ' ' + ', '.join(m)}: {note}" for note, m in said.items()]
-    return notes
+        for note, m in said.items():
+            notes.setdefault(note, []).append(f"{board}{'' if len(m) == modes else ' ' + ', '.join(m)}")
+    return [f"{', '.join(where)}: {note}" for note, where in notes.items()]
 
 
 def sweep_table(runs: pd.DataFrame) -> Table:
     """The latency-throughput trade-off (Hanhirova et al.): per board, framework, model and mode, each threads x
     batch cell's median p50 latency and throughput."""
-    t = Table(title="Sweep: latency against throughput (medians of the runs)")
-    for col in ("board", "framework", "model", "mode", "threads", "batch", "p50", "p99", "images/s"):
-        t.add_column(col, justify="left" if col in ("board", "framework", "model", "mode") else "right")
+    t = _table("Sweep: latency against throughput (medians of the runs)",
+               ["board", "framework", "model", "mode", "threads", "batch", "p50", "p99", "images/s"],
+               right=("threads", "batch", "p50", "p99", "images/s"), fold=("board", "framework", "model"),
+               drop=("p99",))
     keys = ["board", "framework", "model", "mode", "threads", "batch"]
     for (board, framework, model, mode, threads, batch), grp in runs.groupby(keys, sort=True):
         t.add_row(board, framework, model, mode, str(threads or "default"), str(batch), _ms(grp["p50_ms"].median()),
@@ -427,7 +484,9 @@ def change_table(changes: pd.DataFrame, before: str, after: str) -> Table:
     """results.compare in the terminal: each matched cell's change from one run to the other, with its verdict."""
     t, notes = _verdicts(f"From run {before} to run {after}: the run is the unit",
                          ["board", "framework", "model", "arm", "before p50", "after p50", "95% CI", "runs",
-                          "verdict"], right=("before p50", "after p50", "runs"))
+                          "verdict"], right=("before p50", "after p50", "runs"),
+                         fold=("board", "framework", "model", "arm"),
+                         drop=("runs", "before p50", "after p50", "95% CI"))
     for r in changes.itertuples():
         text = _short(r, notes)
         if r.valid and r.kind in ("slower", "faster"):
