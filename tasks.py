@@ -4,17 +4,19 @@ Each task parses its arguments and calls one library function; errors are report
 here, with the exit code of their kind.
 """
 
+import atexit
 import functools
 import os
 from pathlib import Path
 
-from invoke import Collection, Exit, task
+import invoke
+from invoke import Collection, Exit
 from rich.markup import escape
 
 from edgeorch import pipeline, runners, sim
 from edgeorch import report as tables
 from edgeorch import results as store
-from edgeorch.console import console
+from edgeorch.console import commands, console
 from edgeorch.errors import ConfigError, EdgeorchError
 from edgeorch.inventory import load_inventory
 from edgeorch.plan import parse_counts
@@ -23,6 +25,26 @@ from edgeorch.recipes import load_recipes
 INVENTORY = "inventory.yaml"
 INV_HELP = "inventory file (default: inventory.yaml)"
 RESULTS_HELP = "the directory of the runs (default: $EDGEORCH_RESULTS, else results/ of this checkout)"
+VERBOSE_HELP = "also show every external command on the console, with its duration and exit code, as it ends " \
+               "(all are logged in commands.log; EDGEORCH_VERBOSE=1 does the same)"
+
+
+class Task(invoke.Task):
+    """A task whose --verbose answers to -v too, whatever its other options are (-v is never another's)."""
+
+    def arg_opts(self, name, default, taken_names):
+        if name == "verbose":
+            return {**super().arg_opts(name, default, taken_names), "names": ["verbose", "v"]}
+        return super().arg_opts(name, default, {*taken_names, "v"})
+
+
+task = functools.partial(invoke.task, klass=Task)
+
+
+@atexit.register
+def _write_commands() -> None:
+    """The commands of tasks that made no run directory go to results/commands.log, when edgeorch ends."""
+    commands.close(store.root() / "commands.log")
 
 
 def _results_dir(path) -> None:
@@ -37,6 +59,9 @@ def reported(fn):
     """Turn an EdgeorchError into one red message and the exit code of its kind."""
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
+        commands.detach()  # this task's commands go to its own run directory, if it makes one
+        if kwargs.get("verbose"):
+            commands.verbose = True
         try:
             return fn(c, *args, **kwargs)
         except EdgeorchError as e:
@@ -64,9 +89,9 @@ def inventory(c, inventory=INVENTORY):
     console.print(pipeline.inventory_table(load_inventory(inventory)))
 
 
-@task(help={"host": "board, group, or comma list (default: all)", "inventory": INV_HELP})
+@task(help={"host": "board, group, or comma list (default: all)", "inventory": INV_HELP, "verbose": VERBOSE_HELP})
 @reported
-def check(c, host="all", inventory=INVENTORY):
+def check(c, host="all", inventory=INVENTORY, verbose=False):
     """Check each board: SSH, arch, Docker version, Python, free disk, thermal/frequency sensors."""
     if not pipeline.check(load_inventory(inventory), host):
         raise Exit(code=5)
@@ -109,16 +134,16 @@ BENCH_HELP = {
               "into it, with the arguments it was started with",
     "base_image": "the image to build FROM for frameworks that need the vendor's (tensorrt), e.g. "
                   "nvcr.io/nvidia/l4t-tensorrt:r8.5.2-runtime",
-    "results": RESULTS_HELP,
+    "results": RESULTS_HELP, "verbose": VERBOSE_HELP,
 }
 
 
 @task(help={"host": "board, group, or comma list",
             "framework": "framework to deploy (default: each board's `frameworks` list)",
             "serial": "deploy one board after another instead of side by side", "inventory": INV_HELP,
-            "base_image": BENCH_HELP["base_image"]})
+            "base_image": BENCH_HELP["base_image"], "verbose": VERBOSE_HELP})
 @reported
-def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False, base_image=None):
+def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False, base_image=None, verbose=False):
     """Build the framework image for each board's arch and deploy it (Docker image + bare-metal bundle)."""
     pipeline.deploy_boards(load_inventory(inventory), _hosts(c, host),
                            [framework] if framework else None, parallel=not serial, base_image=base_image)
@@ -126,9 +151,9 @@ def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False, base
 
 
 
-@task(help={"host": "board, group, or comma list", "inventory": INV_HELP})
+@task(help={"host": "board, group, or comma list", "inventory": INV_HELP, "verbose": VERBOSE_HELP})
 @reported
-def clean(c, host=None, inventory=INVENTORY):
+def clean(c, host=None, inventory=INVENTORY, verbose=False):
     """Remove from boards the edgeorch images, bare bundles and models that no current recipe uses; say what it
     freed."""
     pipeline.clean_boards(load_inventory(inventory), _hosts(c, host))
@@ -178,7 +203,7 @@ def bench(c, framework=None, host=None, model="mobilenet_v2", mode="both", itera
           min_pairs="5", max_pairs="40", precision="0.01", max_time="1800", min_time="5", equivalence="0.01",
           max_spread="0.10", cooldown="0", threads="0", batch="1", option=None, input_shape=None, input=None,
           parallel=False, dry_run=False, timeout="3600", base_image=None, resume=None, inventory=INVENTORY,
-          profile="0", counters=True, energy=True, results=None):
+          profile="0", counters=True, energy=True, results=None, verbose=False):
     """Benchmark a model in Docker and on bare metal, pair after pair until the verdict is known; results go to
     results/<run-id>/."""
     args, run_dir = _request(c, "bench", locals())
@@ -197,7 +222,7 @@ def _request(c, name: str, given: dict) -> tuple[dict, Path | None]:
     --resume RUN, the arguments that run was started with, whatever else is given."""
     resume = given.get("resume")
     _results_dir(given.get("results"))
-    given = {k: v for k, v in given.items() if k not in ("c", "resume", "results")}
+    given = {k: v for k, v in given.items() if k not in ("c", "resume", "results", "verbose")}
     if resume:
         run_dir = store.find_run(resume, "--resume")
         saved = store.read_manifest(run_dir).get("request") or {}
@@ -233,7 +258,7 @@ def _counts(args: dict) -> dict:
 @reported
 def compare(c, model, host=None, framework="all", mode="both", iterations="20", warmup="3", repeat="2", min_time="0",
             threads="0", batch="1", option=None, input_shape=None, input=None, parallel=False, dry_run=False,
-            timeout="3600", base_image=None, inventory=INVENTORY, results=None):
+            timeout="3600", base_image=None, inventory=INVENTORY, results=None, verbose=False):
     """Compare frameworks on one model: median latency side by side, each checked against PyTorch."""
     _results_dir(results)
     pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model, mode=mode,
@@ -252,7 +277,7 @@ def compare(c, model, host=None, framework="all", mode="both", iterations="20", 
 def calibrate(c, framework=None, host=None, model="mobilenet_v2", mode="both", iterations="50", warmup="5",
               repeat=None, min_pairs="5", max_pairs="40", precision="0.01", max_time="1800", min_time="5",
               equivalence="0.01", max_spread="0.10", cooldown="0", threads="0", timeout="3600", dry_run=False,
-              resume=None, inventory=INVENTORY, results=None):
+              resume=None, inventory=INVENTORY, results=None, verbose=False):
     """The A/A test: each mode against itself, interleaved like a real comparison; the board's noise floor, the
     interval width per minute of benchmarking, and a verdict that must be equivalent or inconclusive."""
     args, run_dir = _request(c, "calibrate", locals())
@@ -267,7 +292,7 @@ def calibrate(c, framework=None, host=None, model="mobilenet_v2", mode="both", i
 def explain(c, framework=None, host=None, model="mobilenet_v2", iterations="50", warmup="5", repeat=None, min_pairs="5",
             max_pairs="40", precision="0.01", max_time="1800", min_time="5", equivalence="0.01", max_spread="0.10",
             cooldown="0", threads="0", timeout="3600", dry_run=False, resume=None, inventory=INVENTORY,
-            results=None):
+            results=None, verbose=False):
     """Why Docker differs: Docker rerun with one knob changed at a time (seccomp unconfined, host network, host
     IPC, no CPU limits, the model on a bind mount), each against bare metal with its own interval."""
     args, run_dir = _request(c, "explain", locals())
@@ -278,9 +303,10 @@ def explain(c, framework=None, host=None, model="mobilenet_v2", iterations="50",
 
 
 @task(help={"host": "board, group, or comma list", "framework": "framework, comma list, or all (see `invoke matrix`)",
-            "model": "a zoo network (see `invoke zoo`)", "inventory": INV_HELP, "results": RESULTS_HELP})
+            "model": "a zoo network (see `invoke zoo`)", "inventory": INV_HELP, "results": RESULTS_HELP,
+            "verbose": VERBOSE_HELP})
 @reported
-def agree(c, framework, host=None, model="mobilenet_v2", inventory=INVENTORY, results=None):
+def agree(c, framework, host=None, model="mobilenet_v2", inventory=INVENTORY, results=None, verbose=False):
     """Check that frameworks reproduce PyTorch's output of a zoo network on the boards, in both modes."""
     _results_dir(results)
     pipeline.agree(load_inventory(inventory), _hosts(c, host), framework=framework, model=model)
@@ -301,12 +327,12 @@ def matrix(c):
 
 
 @task(name="up", help={"inventory": INV_HELP, "host": "only these sim boards: a board, a group or a comma list "
-                                                    "(default: every board with `sim: true`)"})
+                                                    "(default: every board with `sim: true`)",
+                         "verbose": VERBOSE_HELP})
 @reported
-def sim_up(c, inventory=INVENTORY, host=None):
+def sim_up(c, inventory=INVENTORY, host=None, verbose=False):
     """Start the simulated fleet (idempotent): sshd per board on loopback, own-arch userland, own dockerd."""
     sim.up(load_inventory(inventory), host)
-    sim_status(c, inventory)
 
 
 @task(name="status", help={"inventory": INV_HELP})
@@ -316,9 +342,9 @@ def sim_status(c, inventory=INVENTORY):
     console.print(sim.status_table(load_inventory(inventory)))
 
 
-@task(name="down", help={"inventory": INV_HELP})
+@task(name="down", help={"inventory": INV_HELP, "verbose": VERBOSE_HELP})
 @reported
-def sim_down(c, inventory=INVENTORY):
+def sim_down(c, inventory=INVENTORY, verbose=False):
     """Remove everything sim.up made (containers, private dockerds and stores, keys, board images)."""
     sim.down(load_inventory(inventory))
 

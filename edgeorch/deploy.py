@@ -19,7 +19,7 @@ from rich.progress import Progress
 from . import bench, images, results
 from .arch import Arch
 from .cache import file_sha256
-from .console import console
+from .console import console, recording, shell
 from .errors import BoardError, ConnectionLost, RunTimeout
 from .images import ImageLayers, ImageSpec
 from .inventory import Board
@@ -103,7 +103,9 @@ def _copy_watcher(conn: fabric.Connection, board: Board, workdir: str) -> list[T
     if have.ok and have.stdout.strip() == bench.bundle_digest():
         return []
     sent = _copy_entrypoint(conn, board, host_dir(workdir))
-    conn.sftp().putfo(io.BytesIO(bench.bundle_digest().encode()), stamp)
+    with recording(_sftp("-", stamp, len(bench.bundle_digest())), board.name) as rec:
+        conn.sftp().putfo(io.BytesIO(bench.bundle_digest().encode()), stamp)
+        rec.exit_code = 0
     return [dataclasses.replace(sent, what="watcher")]
 
 
@@ -146,6 +148,11 @@ def _check_space(conn: fabric.Connection, board: Board, where: str, size: int, w
                          "docker system prune removes unused images), then deploy again")
 
 
+def _sftp(local: Path | str, dest: str, size: int, offset: int = 0) -> str:
+    """How commands.log names an SFTP transfer."""
+    return shell(["sftp-put", local, dest]) + f"  # {size} bytes" + (f" from byte {offset}" if offset else "")
+
+
 def _put(conn: fabric.Connection, board: Board, local: Path, dest: str, progress: Progress | None,
          label: str, resume: bool = False) -> int:
     """SFTP `local` to `dest`, checked and atomic: a file only gets its final name once its sha256 on the board is
@@ -166,7 +173,8 @@ def _put(conn: fabric.Connection, board: Board, local: Path, dest: str, progress
     _check_space(conn, board, where, size - offset, local.name)
     task = progress.add_task(label, total=size / mb, completed=offset / mb, unit="MB") if progress else None
     try:
-        with open(local, "rb") as src, sftp.open(partial, "r+b" if offset else "wb") as out:
+        with recording(_sftp(local, partial, size - offset, offset), board.name) as rec, open(local, "rb") as src, \
+                sftp.open(partial, "r+b" if offset else "wb") as out:
             out.set_pipelined(True)
             src.seek(offset)
             out.seek(offset)
@@ -174,6 +182,7 @@ def _put(conn: fabric.Connection, board: Board, local: Path, dest: str, progress
                 out.write(block)
                 if progress:
                     progress.advance(task, len(block) / mb)
+            rec.exit_code = 0
     except (OSError, EOFError, paramiko.SSHException) as e:
         if not conn.is_connected or not conn.client.get_transport().is_active():
             raise ConnectionLost(f"board {board.name}: the connection was lost while sending {local.name}: {e}",
@@ -281,8 +290,10 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Imag
     version, notes = check_versions(conn, deployment)
     # Written last, and only after both modes agreed: its presence means "installed and checked".
     if "bare" in modes:
-        conn.sftp().putfo(io.BytesIO(json.dumps(manifest, indent=1).encode()), posixpath.join(bundle_dir,
-                                                                                               "manifest.json"))
+        text = json.dumps(manifest, indent=1).encode()
+        with recording(_sftp("-", posixpath.join(bundle_dir, "manifest.json"), len(text)), board.name) as rec:
+            conn.sftp().putfo(io.BytesIO(text), posixpath.join(bundle_dir, "manifest.json"))
+            rec.exit_code = 0
     return dataclasses.replace(deployment, framework_version=version, notes=notes,
                                seconds=round(time.monotonic() - started, 2))
 
@@ -328,15 +339,19 @@ def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bun
     sftp = conn.sftp()
     size = 0
     for wheel in (*sorted(image.bare_wheelhouse.iterdir()), INSTALL_SCRIPT):
-        sftp.put(str(wheel), posixpath.join(wheels if wheel != INSTALL_SCRIPT else bundle_dir, wheel.name))
+        dest = posixpath.join(wheels if wheel != INSTALL_SCRIPT else bundle_dir, wheel.name)
+        with recording(_sftp(wheel, dest, wheel.stat().st_size), board.name) as rec:
+            sftp.put(str(wheel), dest)
+            rec.exit_code = 0
         size += wheel.stat().st_size
     entrypoint = _copy_entrypoint(conn, board, bundle_dir)
     script = posixpath.join(bundle_dir, INSTALL_SCRIPT.name)
     # bounded: a `python:` that hangs must not hang the deploy (pip under QEMU takes minutes, never an hour)
-    r = remote(conn, ["sh", script, bundle_dir, board.python], board=board.name, warn=True, timeout=INSTALL_TIMEOUT)
+    install = ["sh", script, bundle_dir, board.python]
+    r = remote(conn, install, board=board.name, warn=True, timeout=INSTALL_TIMEOUT)
     if r.failed:
         raise BoardError(f"board {board.name}: installing {image.framework} {image.version} for bare "
-                         f"metal failed: {(r.stderr or r.stdout).strip()[-400:]}",
+                         f"metal failed (`{shell(install)}`, exit {r.exited}): {(r.stderr or r.stdout).strip()[-400:]}",
                          hint=f"the board needs {board.python} with the venv module "
                               "(apt-get install python3-venv) and numpy (python3-numpy)")
     return Transfer(what="bundle", sent=size + entrypoint.sent,
@@ -363,7 +378,10 @@ def _copy_entrypoint(conn: fabric.Connection, board: Board, bundle_dir: str) -> 
         remote(conn, ["rm", "-f", "--", *stale], board=board.name)
     sftp = conn.sftp()
     for path in changed:
-        sftp.put(str(local / path), posixpath.join(package, path))
+        with recording(_sftp(local / path, posixpath.join(package, path), (local / path).stat().st_size),
+                       board.name) as rec:
+            sftp.put(str(local / path), posixpath.join(package, path))
+            rec.exit_code = 0
     size = sum((local / p).stat().st_size for p in changed)
     return Transfer(what="entrypoint", sent=size, lacked=size)
 

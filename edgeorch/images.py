@@ -26,7 +26,7 @@ import docker.errors
 from . import bench
 from .arch import Arch, wheel_platforms
 from .cache import cache_dir, content_hash, write_atomic
-from .console import console, echo, run_local
+from .console import console, recording, run_local, shell, step, tail
 from .errors import SetupError
 from .plan import Target
 from .recipes import INSTALL_SCRIPT, PACKAGES_DOCKERFILE, BaseRecipe, Build, Recipe, load_bases
@@ -107,22 +107,27 @@ def _build(client: docker.DockerClient, context: Path, *, tag: str, arch: Arch,
            labels: dict[str, str] | None = None, buildargs: dict[str, str] | None = None,
            network_mode: str = "none") -> str:
     """docker build of `context` for `arch`; returns the image id. Shows the build's progress."""
-    echo(f"docker build --platform {arch.info.docker_platform} --network {network_mode} -t {tag} {context}")
     labels = {LABEL: "1", **(labels or {})}
     image_id = None
-    with console.status(f"building {tag}") as status:
+    command = shell(["docker", "build", "--platform", arch.info.docker_platform, "--network", network_mode,
+                     *(f"--build-arg={k}={v}" for k, v in (buildargs or {}).items()), "-t", tag, context])
+    with recording(command) as rec, console.status(f"building {tag}") as status:
         for chunk in client.api.build(path=str(context), tag=tag, platform=arch.info.docker_platform,
                                       labels=labels, buildargs=buildargs, network_mode=network_mode,
                                       rm=True, forcerm=True, decode=True):
             if "error" in chunk:
-                raise SetupError(f"building image {tag} failed: {chunk['error'].strip()}",
+                rec.exit_code, rec.output = 1, rec.output + chunk["error"]
+                raise SetupError(f"building image {tag} failed (`{command}`):\n{tail(rec.output)}",
                                  hint=f"see the recipe under {context.name}; rerun with the same "
                                       "command once fixed (finished steps are cached)")
-            line = (chunk.get("stream") or "").strip()
-            if line:
-                status.update(f"building {tag}: {line[:100]}")
+            line = chunk.get("stream") or ""
+            rec.output = (rec.output + line)[-20000:]
+            if line.strip():
+                status.update(f"building {tag}: {line.strip()[:100]}")
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
+        rec.exit_code = 0
+    step(f"built {tag} in {rec.seconds:.0f} s")
     return image_id or client.images.get(tag).id
 
 
@@ -325,11 +330,12 @@ def export_image(client: docker.DockerClient, spec: ImageSpec) -> ImageLayers:
     if (cached := _cached(spec.image_id, spec.tag)) is not None:
         return cached
     index.parent.mkdir(parents=True, exist_ok=True)
-    echo(f"docker save {spec.tag}")
     digests, manifest = {}, None
     with console.status(f"exporting {spec.tag}"), tempfile.TemporaryFile(dir=index.parent) as saved:
-        for chunk in client.api.get_image(spec.image_id):
-            saved.write(chunk)
+        with recording(shell(["docker", "save", spec.tag])) as rec:
+            for chunk in client.api.get_image(spec.image_id):
+                saved.write(chunk)
+            rec.exit_code = 0
         saved.seek(0)
         with tarfile.open(fileobj=saved, mode="r:") as tar:
             for member in tar:

@@ -13,14 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
 from . import health, images, report, results, runners, stats
 from .bench.signature import InputError, check_inputs
 from .cache import cache_dir, file_sha256
-from .console import console
+from .console import commands, console, progress, step
 from .deploy import (
     Deployment,
     board_facts,
@@ -58,19 +56,6 @@ from .releases import Platform
 from .report import page
 from .runners import SESSION, Measures, entrypoint_args, kill_runs
 from .transport import GroupResult, Link, connect, fan_out
-
-
-class _Rate(ProgressColumn):
-    """A transfer's MB/s (nothing for the tasks that count runs)."""
-    def render(self, task) -> Text:
-        return Text(f"{task.speed:.2f} MB/s" if task.fields.get("unit") == "MB" and task.speed else "")
-
-
-def _progress() -> Progress:
-    # Tasks carry their unit: transfers count MB, run tasks count runs.
-    return Progress(TextColumn("{task.description}"), BarColumn(),
-                    TextColumn("{task.completed:.1f}/{task.total:.1f} {task.fields[unit]}"), _Rate(),
-                    TimeElapsedColumn(), console=console)
 
 
 def _mb(n: int) -> str:
@@ -136,7 +121,20 @@ def check(inventory: Inventory, host: str) -> bool:
         return row
 
     group = fan_out(boards, one)
-    t = Table(title="Board check")
+    console.print(check_table(boards, group))
+    for b in boards:  # whole, not cut to a narrow terminal's column: each problem says its fix
+        for problem in group.succeeded.get(b.name, {}).get("problems", ()):
+            console.print(f"[red]{escape(b.name)}[/]: {escape(problem)}", soft_wrap=True)
+    _report_failures(group, "check")
+    health.record(inventory, {**{name: [str(e).splitlines()[0]] for name, e in group.failed.items()},
+                              **{name: r["problems"] for name, r in group.succeeded.items()}})
+    return not group.failed and not any(r["problems"] for r in group.succeeded.values())
+
+
+def check_table(boards: list[Board], group: GroupResult[dict]) -> report.FitTable:
+    """The check task's table: a row per board, its problems (the board's verdict) never cut."""
+    t = report.FitTable(title="Board check",
+                        drop=("sensors", "numpy", "os", "python", "docker", "frameworks", "ssh", "arch", "free disk"))
     for col in ("board", "ssh", "arch", "os", "docker", "python", "numpy", "free disk", "sensors", "frameworks",
                 "problems"):
         t.add_column(col)
@@ -150,14 +148,7 @@ def check(inventory: Inventory, host: str) -> bool:
                   _disk(r), r["sensors"],
                   ", ".join(r["frameworks"]),
                   f"[red]{len(r['problems'])}: see below[/]" if r["problems"] else "[green]none[/]")
-    console.print(t)
-    for b in boards:  # whole, not cut to a narrow terminal's column: each problem says its fix
-        for problem in group.succeeded.get(b.name, {}).get("problems", ()):
-            console.print(f"[red]{escape(b.name)}[/]: {escape(problem)}", soft_wrap=True)
-    _report_failures(group, "check")
-    health.record(inventory, {**{name: [str(e).splitlines()[0]] for name, e in group.failed.items()},
-                              **{name: r["problems"] for name, r in group.succeeded.items()}})
-    return not group.failed and not any(r["problems"] for r in group.succeeded.values())
+    return t
 
 
 def _disk(row: dict) -> str:
@@ -218,10 +209,16 @@ def build(targets: dict[tuple[str, str], Target],
                          and not recipes[t.framework].base_image_from_user}, key=lambda a: a.value)
         if arches:
             images.ensure_base_images(client, arches, bases[suite])
+    had = {i.id for i in client.images.list(filters={"label": f"{images.LABEL}.framework"})}
     made: dict[Target, tuple[ImageSpec, images.ImageLayers]] = {}
+    cached: dict[str, list[str]] = {}  # a framework build -> the arches whose image was built before
     for target in sorted(set(targets.values()), key=lambda t: (t.framework, t.arch.value, t.suite, t.bare_python)):
         spec = images.ensure_framework_image(client, recipes[target.framework], target, base_image)
         made[target] = (spec, images.export_image(client, spec))
+        if spec.image_id in had:
+            cached.setdefault(f"{spec.framework} {spec.version} ({spec.based_on})", []).append(target.arch.value)
+    for build_of, arches in cached.items():
+        step(f"{build_of} image for {', '.join(sorted(set(arches)))}: built before (cached)")
     return {key: made[target] for key, target in targets.items()}
 
 
@@ -241,10 +238,10 @@ def deploy_boards(inventory: Inventory, host: str, frameworks: list[str] | None 
             raise found.failed[board.name]
         with Link(board, token=SESSION, purpose="deploy") as link:  # a deploy spoils a neighbour's timings too
             return [link.retrying(functools.partial(deploy, board=board, image=built[(f, board.name)][0],
-                                                    export=built[(f, board.name)][1], progress=progress))[0]
+                                                    export=built[(f, board.name)][1], progress=bars))[0]
                     for f in wanted[board.name]]
 
-    with _progress() as progress:
+    with progress() as bars:
         group = fan_out(boards, one, parallel=parallel)
     for name, deps in group.succeeded.items():
         for d in deps:
@@ -542,10 +539,11 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
                                        for (f, b), (spec, _) in built.items()},
                                cells={c.key: {"arms": [a.label for a in c.arms], "stop": None, "pairs": 0}
                                       for c in cells})
-        console.print(f"results go to {escape(str(run_dir))}")
+        console.print(f"results go to {escape(str(run_dir))}", soft_wrap=True)
     else:
         run_dir = resume
         results.write_manifest(run_dir, complete=False)
+    commands.attach(run_dir / "commands.log")  # with what ran before (the platforms asked, the builds)
     manifest = results.read_manifest(run_dir)
     attempts: dict[str, int] = dict(manifest.get("attempts") or {})
     records: list[tuple[RunSpec, dict]] = []
@@ -581,7 +579,7 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
         failed: dict[str, EdgeorchError] = {}
         with Link(board, token=SESSION, purpose=f"run {run_dir.name}") as link:
             kill_runs(link.conn, board.name, session="")  # with the lock held, any edgeorch run there is an orphan
-            task = progress.add_task(f"{board.name}: pairs", unit="pairs",
+            task = bars.add_task(f"{board.name}: pairs", unit="pairs",
                                      total=sum(sweep.rule.max_pairs - len(earlier[c.key]) for c in todo))
             for recipe in sweep.recipes:
                 mine = [c for c in todo if c.framework == recipe.framework]
@@ -590,11 +588,10 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
                 try:
                     image, export = built[(recipe.framework, board.name)]
                     deployment, _ = link.retrying(functools.partial(
-                        deploy, board=board, image=image, export=export, progress=progress,
+                        deploy, board=board, image=image, export=export, progress=bars,
                         modes=modes[recipe.framework]))
-                    if deployment.sent:
-                        console.print(f"{escape(board.name)}: {recipe.framework} {_sent(deployment)} "
-                                      f"in {deployment.seconds:.1f} s")
+                    step(f"{recipe.framework} {deployment.framework_version} deployed: {_sent(deployment)} in "
+                         f"{deployment.seconds:.1f} s", board.name)
                     with lock:  # what each board was sent for this run, beside its results
                         deploys.append(deployment.summary())
                         results.write_atomic(shipped, json.dumps(deploys, indent=1))
@@ -604,11 +601,13 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
                         if spec.sha256 not in pushed:
                             pushed[spec.sha256], _ = link.retrying(functools.partial(
                                 _push_files, board=board, workdir=deployment.workdir, spec=spec, ref=ref,
-                                progress=progress, inputs=sweep.inputs))
+                                progress=bars, inputs=sweep.inputs))
                         files = pushed[spec.sha256]
                         stop = _run_cell(cell, sweep.rule, link, deployment, timeout, spec, files, run_dir, done,
-                                         lambda: progress.advance(task), earlier[cell.key], outputs=ref is not None,
+                                         lambda: bars.advance(task), earlier[cell.key], outputs=ref is not None,
                                          watch=measures.watch_args(board))
+                        step(f"{cell.key.split('/', 1)[1]}: {stop['pairs']} pairs, stopped by {stop['stop']}",
+                             board.name)
                         if sweep.profile:
                             _profile_cell(cell, sweep.profile, link, deployment, timeout, spec, files, run_dir)
                         with lock:
@@ -627,7 +626,7 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
         return len(todo)
 
     try:
-        with _progress() as progress:
+        with progress() as bars:
             group = fan_out(boards, one, parallel=parallel)
     except KeyboardInterrupt:
         results.write_manifest(run_dir, interrupted=True)
@@ -754,7 +753,7 @@ def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], cells: list[Cell
         console.print(report.mode_table(comparison(run_dir, judgement)))
         console.print(report.measures_table(runs))
         for note in report.unavailable_notes(runs):
-            console.print(f"  {escape(note)}")
+            console.print(f"  {escape(note)}", soft_wrap=True)  # one line to grep, however wide
         if runs.groupby(["board", "framework", "model"])[["threads", "batch"]].nunique().max(axis=None) > 1:
             console.print(report.sweep_table(runs))
         if refs or runs["framework"].nunique() > 1:
@@ -777,7 +776,8 @@ def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], cells: list[Cell
     results.write_manifest(run_dir, complete=not missing, missing=missing, interrupted=False,
                            failures={k: str(v) for k, v in group.failed.items()})
     if records:
-        console.print(f"results: {escape(str(run_dir))}/results.parquet (load with pandas.read_parquet)")
+        console.print(f"results: {escape(str(run_dir))}/results.parquet (load with pandas.read_parquet)",
+                      soft_wrap=True)
         try:
             write_report(run_dir)
         except Exception as e:  # noqa: BLE001 - the results are kept whatever the figures do
@@ -876,7 +876,7 @@ def write_report(run_dir: Path, against: Path | None = None, changes: pd.DataFra
                        macs=macs, why_no_macs=why, changes=changes, against=against.name if against else None)
     path = run_dir / "report.html"
     results.write_atomic(path, text)
-    console.print(f"report: {escape(str(path))} (opens offline in any browser)")
+    console.print(f"report: {escape(str(path))} (opens offline in any browser)", soft_wrap=True)
     return path
 
 

@@ -23,7 +23,7 @@ from rich.table import Table
 from . import images
 from .arch import Arch
 from .cache import content_hash
-from .console import console, echo, run_local
+from .console import console, recording, run_local, shell, step
 from .errors import SetupError
 from .inventory import Board, Inventory
 from .recipes import IMAGES, load_bases
@@ -65,7 +65,10 @@ def sim_boards(inventory: Inventory) -> list[SimBoard]:
 
 def _docker0() -> str:
     # its IPv4 address: the IPv6 link-local one comes and goes as the main engine's containers attach to it
-    out = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", "docker0"], capture_output=True, text=True)
+    argv = ["ip", "-o", "-4", "addr", "show", "dev", "docker0"]
+    with recording(shell(argv)) as rec:
+        out = subprocess.run(argv, capture_output=True, text=True)
+        rec.exit_code, rec.output = out.returncode, out.stderr
     return out.stdout.strip()
 
 
@@ -97,14 +100,15 @@ def _stop_dockerd(sb: SimBoard, why: str = "") -> None:
     proc = _dockerd(sb)
     if proc is None:
         return
-    echo(f"kill {proc.pid}  # dockerd of {sb.board.name} {why}")
-    try:
-        proc.terminate()
-        proc.wait(30)
-    except psutil.NoSuchProcess:
-        pass
-    except psutil.TimeoutExpired:
-        proc.kill()
+    with recording(f"kill {proc.pid}  # dockerd of {sb.board.name} {why}") as rec:
+        try:
+            proc.terminate()
+            proc.wait(30)
+        except psutil.NoSuchProcess:
+            pass
+        except psutil.TimeoutExpired:
+            proc.kill()
+        rec.exit_code = 0
 
 
 def _start_dockerd(sb: SimBoard) -> None:
@@ -126,12 +130,14 @@ def _start_dockerd(sb: SimBoard) -> None:
            "--host", f"unix://{sb.socket}", "--pidfile", sb.pidfile, "--bridge", "none",
            "--iptables=false", "--ip6tables=false", "--ip-masq=false",
            "--containerd-namespace", ns, "--containerd-plugins-namespace", f"{ns}-plugins"]
-    echo(cmd)
-    try:
-        with open(sb.state / "dockerd.log", "ab") as log:  # the engine keeps its own copy of the fd
-            subprocess.Popen([str(c) for c in cmd], stdout=log, stderr=log, start_new_session=True)
-    except FileNotFoundError as e:
-        raise SetupError("dockerd is not installed", hint="apt-get install docker.io, or ./setup.sh") from e
+    with recording(shell(cmd)) as rec:
+        try:
+            with open(sb.state / "dockerd.log", "ab") as log:  # the engine keeps its own copy of the fd
+                proc = subprocess.Popen([str(c) for c in cmd], stdout=log, stderr=log, start_new_session=True)
+        except FileNotFoundError as e:
+            rec.exit_code = 127
+            raise SetupError("dockerd is not installed", hint="apt-get install docker.io, or ./setup.sh") from e
+        rec.note = f"started in the background, pid {proc.pid} (log: {sb.state / 'dockerd.log'})"
     for _ in range(120):
         if sb.socket.exists():
             try:
@@ -196,17 +202,19 @@ def _unpack(client, sb: SimBoard, image: str) -> None:
     _stop_board(sb, "its userland changes")
     shutil.rmtree(sb.rootfs, ignore_errors=True)
     sb.rootfs.mkdir(parents=True)
-    echo(f"docker export $(docker create {image}) | tar -x -C {sb.rootfs}")
     container = client.containers.create(image, "true", platform=sb.board.arch.info.docker_platform,
                                          labels={images.LABEL: "1"})
+    untar = ["tar", "-x", "--numeric-owner", "-C", str(sb.rootfs)]
     try:
-        tar = subprocess.Popen(["tar", "-x", "--numeric-owner", "-C", str(sb.rootfs)], stdin=subprocess.PIPE)
-        for chunk in container.export():
-            tar.stdin.write(chunk)
-        tar.stdin.close()
-        if tar.wait():
-            raise SetupError(f"unpacking the userland of sim board {sb.board.name} failed",
-                             hint=f"check free disk space under {sb.state}")
+        with recording(f"docker export {container.id[:12]} | {shell(untar)}  # docker create {image}") as rec:
+            tar = subprocess.Popen(untar, stdin=subprocess.PIPE)
+            for chunk in container.export():
+                tar.stdin.write(chunk)
+            tar.stdin.close()
+            rec.exit_code = tar.wait()
+        if rec.exit_code:
+            raise SetupError(f"unpacking the userland of sim board {sb.board.name} failed (`{rec.text}`, exit "
+                             f"{rec.exit_code})", hint=f"check free disk space under {sb.state}")
     finally:
         container.remove(force=True)
     (sb.rootfs / ".dockerenv").unlink(missing_ok=True)  # what `docker create` adds: this userland is no container
@@ -243,14 +251,16 @@ def _sshd(sb: SimBoard) -> psutil.Process | None:
 
 def _stop_board(sb: SimBoard, why: str = "") -> None:
     procs = _board_processes(sb) if sb.rootfs.is_dir() else []
-    if procs:
-        echo(f"kill {' '.join(str(p.pid) for p in procs)}  # sim board {sb.board.name} {why}")
-    for proc in procs:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=10)
+    if not procs:
+        return
+    with recording(f"kill -KILL {' '.join(str(p.pid) for p in procs)}  # sim board {sb.board.name} {why}") as rec:
+        for proc in procs:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=10)
+        rec.exit_code = 0
 
 
 # Inside a mount namespace of its own (nothing shows on the host): the kernel's file systems and the three
@@ -280,11 +290,14 @@ def _start_board(client, sb: SimBoard) -> None:
         cmdline = " ".join(proc.info["cmdline"] or [])
         if (f"/usr/sbin/sshd -D -e -p {b.port} " in cmdline
                 and "HostKey=/etc/ssh/edgeorch/ssh_host_ed25519_key" in cmdline):
-            echo(f"kill {proc.pid}  # sshd of sim board {b.name} started from another checkout")
-            proc.kill()
+            with recording(f"kill -KILL {proc.pid}  # sshd of sim board {b.name} started from another checkout") as rec:
+                proc.kill()
+                rec.exit_code = 0
     try:  # the container an edgeorch before chroot boards ran this board in holds its port
-        client.containers.get(f"edgeorch-sim-{b.name}").remove(force=True)
-        echo(f"docker rm -f edgeorch-sim-{b.name}  # a board container of an older edgeorch")
+        old = client.containers.get(f"edgeorch-sim-{b.name}")
+        with recording(f"docker rm -f edgeorch-sim-{b.name}  # a board container of an older edgeorch") as rec:
+            old.remove(force=True)
+            rec.exit_code = 0
     except docker.errors.NotFound:
         pass
     cmd = ["/usr/sbin/sshd", "-D", "-e", "-p", str(b.port), "-o", f"ListenAddress={b.host}",
@@ -294,9 +307,9 @@ def _start_board(client, sb: SimBoard) -> None:
            "-o", "UsePAM=no"]
     argv = ["unshare", "--mount", "--uts", "--propagation", "private", "--", "sh", "-c", _CHROOT, "sh",
             str(sb.rootfs), str(sb.state / "ssh"), str(sb.socket.parent), b.name, str(sb.home), *cmd]
-    echo(argv)
-    with open(sb.state / "sshd.log", "ab") as log:
+    with recording(shell(argv)) as rec, open(sb.state / "sshd.log", "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
+        rec.note = f"started in the background, pid {proc.pid} (log: {sb.state / 'sshd.log'})"
     (sb.state / "sshd.pid").write_text(str(proc.pid))  # unshare, sh and chroot exec: this pid becomes sshd
 
 
@@ -327,6 +340,7 @@ def up(inventory: Inventory, host: str | None = None) -> list[SimBoard]:
         images.ensure_base_images(client, sorted({sb.board.arch for sb in boards if sb.board.sim_release == release},
                                                  key=lambda a: a.value), bases[release])
     for sb in boards:
+        clock = time.monotonic()
         with console.status(f"starting sim board {sb.board.name}"):
             line = _ensure_keys(sb)
             _pin_host_key(sb.board.known_hosts, line)
@@ -334,6 +348,8 @@ def up(inventory: Inventory, host: str | None = None) -> list[SimBoard]:
             _unpack(client, sb, board_image(client, sb.board.arch, sb.board.sim_release))
             _start_board(client, sb)
             _wait_for_ssh(sb.board)
+        step(f"up in {time.monotonic() - clock:.0f} s: {sb.board.arch.value} Debian {sb.board.sim_release}, sshd on "
+             f"{sb.board.address}, a dockerd of its own", sb.board.name)
     if _docker0() != before:
         raise SetupError("starting the simulated fleet changed the main engine's docker0",
                          hint=f"before: {before!r}; after: {_docker0()!r}; run `invoke sim.down`")
@@ -387,8 +403,9 @@ def down(inventory: Inventory) -> None:
         for tag in image.tags:
             if tag.split(":")[-1].split("-")[0] not in arches:
                 continue
-            echo(f"docker rmi {tag}")
             try:
-                client.images.remove(tag)
+                with recording(shell(["docker", "rmi", tag])) as rec:
+                    client.images.remove(tag)
+                    rec.exit_code = 0
             except docker.errors.APIError as e:  # still used by another inventory's sim board
                 console.print(f"[yellow]kept {tag}: {e.explanation}[/]")

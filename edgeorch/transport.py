@@ -1,4 +1,4 @@
-"""SSH to boards with Fabric, as OpenSSH would: ssh_config, ProxyJump, pinned host keys only; echoed commands,
+"""SSH to boards with Fabric, as OpenSSH would: ssh_config, ProxyJump, pinned host keys only; recorded commands,
 fan-out with per-board results."""
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import Generic, TypeVar
 import fabric
 import invoke
 import paramiko
+from rich.markup import escape
 
-from .console import echo
+from .console import console, recording
 from .errors import BoardBusy, BoardError, ConnectionLost, EdgeorchError, RunTimeout, Unreachable
 from .inventory import USER_KNOWN_HOSTS, Board, Hop
 
@@ -192,25 +193,30 @@ def sh(script: str, *args: str) -> list[str]:
 
 def remote(conn: fabric.Connection, argv: list[str], *, board: str, warn: bool = False,
            timeout: float | None = None) -> invoke.Result:
-    """Run `argv` on the board, each word quoted (the only way edgeorch runs anything there), echoed; a failure is a
-    BoardError unless `warn`, a dropped link a ConnectionLost, a run past `timeout` a RunTimeout."""
+    """Run `argv` on the board, each word quoted (the only way edgeorch runs anything there), recorded; a failure is
+    a BoardError unless `warn`, a dropped link a ConnectionLost, a run past `timeout` a RunTimeout."""
     command = shlex.join(argv)
-    lines = command.splitlines()
-    echo(f"[{board}] {lines[0]}" + (f" ... ({len(lines)} lines)" if len(lines) > 1 else ""))
     short = textwrap.shorten(command, 120)
-    try:
-        result = conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
-    except invoke.CommandTimedOut as e:
-        raise RunTimeout(f"board {board}: `{short}` did not finish within {timeout} s",
-                         hint="the board may be overloaded, hung or its link stalled; check it, then resume") from e
-    except (OSError, paramiko.SSHException, EOFError) as e:
-        raise ConnectionLost(f"board {board}: the SSH connection was lost during `{short}`: {e or type(e).__name__}",
-                             hint="check that the board is powered and reachable; finished runs are kept") from e
-    transport = conn.client.get_transport()
-    if result.exited == -1 and not (transport and transport.is_active()):
-        # a link that dies mid-command raises nothing here: its channel just closes without an exit status
-        raise ConnectionLost(f"board {board}: the SSH connection was lost during `{short}`",
-                             hint="check that the board is powered and reachable; finished runs are kept")
+    with recording(command, board) as rec:
+        try:
+            result = conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
+        except invoke.CommandTimedOut as e:
+            rec.note = f"timed out after {timeout:g} s"
+            raise RunTimeout(f"board {board}: `{short}` did not finish within {timeout} s",
+                             hint="the board may be overloaded, hung or its link stalled; check it, then resume") from e
+        except (OSError, paramiko.SSHException, EOFError) as e:
+            rec.note = "connection lost"
+            raise ConnectionLost(f"board {board}: the SSH connection was lost during `{short}`: "
+                                 f"{e or type(e).__name__}",
+                                 hint="check that the board is powered and reachable; finished runs are kept") from e
+        transport = conn.client.get_transport()
+        rec.output = result.stderr or result.stdout
+        if result.exited == -1 and not (transport and transport.is_active()):
+            # a link that dies mid-command raises nothing here: its channel just closes without an exit status
+            rec.note = "connection lost"
+            raise ConnectionLost(f"board {board}: the SSH connection was lost during `{short}`",
+                                 hint="check that the board is powered and reachable; finished runs are kept")
+        rec.exit_code = result.exited
     if result.failed and not warn:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-6:])
         raise BoardError(f"board {board}: `{short}` failed (exit {result.exited}):\n{tail}",
@@ -321,15 +327,17 @@ class Link:
         info = f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()} ({self.purpose}, since " \
                f"{time.strftime('%H:%M:%S')}) {self.token}"
         for _ in range(3):
-            chan = self.conn.client.get_transport().open_session()
-            chan.exec_command(shlex.join(sh(_LOCK_SCRIPT, info)))
-            first = chan.makefile("r").readline().strip()
-            if first == "locked":
-                self._lock = chan
-                return
-            holders = [first, *chan.makefile("r").read().splitlines()] if first else []
-            status, err = chan.recv_exit_status(), chan.makefile_stderr("r").read().strip()
-            chan.close()
+            with recording(shlex.join(sh(_LOCK_SCRIPT, info)), self.board.name) as rec:
+                chan = self.conn.client.get_transport().open_session()
+                chan.exec_command(rec.text)
+                first = chan.makefile("r").readline().strip()
+                if first == "locked":
+                    self._lock, rec.note = chan, "started: holds the lock until edgeorch ends"
+                    return
+                holders = [first, *chan.makefile("r").read().splitlines()] if first else []
+                status, err = chan.recv_exit_status(), chan.makefile_stderr("r").read().strip()
+                rec.exit_code, rec.output = status, err or "\n".join(holders)
+                chan.close()
             if status != 75:
                 raise BoardError(f"board {self.board.name}: taking its lock /tmp/edgeorch.lock failed (exit "
                                  f"{status}): {err or first or 'no output'}",
@@ -364,7 +372,8 @@ class Link:
                         raise
                     raise type(e)(f"{e.message} (gave up reconnecting after {attempt} attempts in "
                                   f"{time.monotonic() - started:.0f} s)", hint=e.hint) from e
-                echo(f"[{self.board.name}] {e.message.splitlines()[0]}; retrying in {wait:g} s")
+                console.print(f"[yellow]{escape(f'[{self.board.name}] {e.message.splitlines()[0]}')}; retrying in "
+                              f"{wait:g} s[/]", soft_wrap=True)
                 time.sleep(wait)
 
     def retrying(self, work: Callable[[fabric.Connection], T], *, before_retry: Callable | None = None
@@ -387,8 +396,8 @@ class Link:
                 if wait is None:
                     raise ConnectionLost(f"{e.message} (gave up after {attempt} attempts in "
                                          f"{time.monotonic() - started:.0f} s)", hint=e.hint) from e
-                echo(f"[{self.board.name}] connection lost; reconnecting in {wait:g} s (attempt {attempt + 1} of "
-                     f"{RETRIES})")
+                console.print(f"[yellow]{escape(f'[{self.board.name}]')} connection lost; reconnecting in {wait:g} s "
+                              f"(attempt {attempt + 1} of {RETRIES})[/]", soft_wrap=True)
                 time.sleep(wait)
                 self._reconnect()
                 if before_retry:

@@ -9,7 +9,10 @@ import pytest
 from rich.console import Console
 
 from edgeorch import pipeline, report, results
+from edgeorch.errors import Unreachable
+from edgeorch.inventory import Arch
 from edgeorch.plan import RunSpec
+from edgeorch.transport import GroupResult
 
 from .test_compare_runs import runs_of
 
@@ -139,3 +142,18 @@ def test_the_tables_beside_the_verdict_fit_too(quickstart, width):
         assert max(map(len, lines)) <= width, lines
         assert [line.split()[0] for line in rows(lines, BOARDS)] == sorted(2 * BOARDS) or table.title.startswith(
             ("Frameworks", "Beside")), lines
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_the_check_table_keeps_each_boards_problems_whole(width):
+    row = {"arch_ok": True, "os": "Debian GNU/Linux 12 (bookworm)", "docker": "20.10.24+dfsg1", "python": "3.11.2",
+           "numpy": "1.24.2", "disk_free_gb": 52.3, "needs": 0, "sensors": "thermal x1, cpufreq x4",
+           "frameworks": ["tflite 2.14.0", "onnxruntime 1.20.1"], "problems": []}
+    boards = [type("B", (), {"name": n, "arch": Arch.ARM64})() for n in BOARDS]
+    group = GroupResult(succeeded={"rpi3-bookworm": {**row, "problems": ["no working Docker engine"]}, "rpi4": row},
+                        failed={"x86": Unreachable("board x86 is unreachable")})
+    lines = render(pipeline.check_table(boards, group), width)
+    assert max(map(len, lines)) <= width
+    found = {line.split()[1]: line for line in lines if line.split()[1:2] and line.split()[1] in BOARDS}
+    assert "1: see below" in found["rpi3-bookworm"] and "none" in found["rpi4"]
+    assert "not reached: see below" in found["x86"]
