@@ -91,6 +91,7 @@ class CommandLog:
         self._pending: list[str] = []
         self._path: Path | None = None
         self._headed: set[Path] = set()
+        self._since = datetime.datetime.now().isoformat(sep=" ", timespec="seconds")  # this edgeorch's start
         self.verbose = os.environ.get("EDGEORCH_VERBOSE", "") not in ("", "0")
 
     @property
@@ -130,8 +131,7 @@ class CommandLog:
     def _write(self, path: Path, entries: list[str]) -> None:
         if path not in self._headed:  # who wrote what follows: several tasks may share results/commands.log
             argv = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
-            entries = [f"# {datetime.datetime.now().isoformat(sep=' ', timespec='seconds')} pid {os.getpid()}: "
-                       f"{argv.replace(chr(10), ' ')}\n", *entries]
+            entries = [f"# {self._since} pid {os.getpid()}: {argv.replace(chr(10), ' ')}\n", *entries]
             self._headed.add(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:

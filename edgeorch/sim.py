@@ -340,7 +340,7 @@ def up(inventory: Inventory, host: str | None = None) -> list[SimBoard]:
         images.ensure_base_images(client, sorted({sb.board.arch for sb in boards if sb.board.sim_release == release},
                                                  key=lambda a: a.value), bases[release])
     for sb in boards:
-        clock = time.monotonic()
+        clock, was = time.monotonic(), _sshd(sb)
         with console.status(f"starting sim board {sb.board.name}"):
             line = _ensure_keys(sb)
             _pin_host_key(sb.board.known_hosts, line)
@@ -348,8 +348,10 @@ def up(inventory: Inventory, host: str | None = None) -> list[SimBoard]:
             _unpack(client, sb, board_image(client, sb.board.arch, sb.board.sim_release))
             _start_board(client, sb)
             _wait_for_ssh(sb.board)
-        step(f"up in {time.monotonic() - clock:.0f} s: {sb.board.arch.value} Debian {sb.board.sim_release}, sshd on "
-             f"{sb.board.address}, a dockerd of its own", sb.board.name)
+        now = _sshd(sb)
+        how = "up already" if was and now and was.pid == now.pid else f"up in {time.monotonic() - clock:.0f} s"
+        step(f"{how}: {sb.board.arch.value} Debian {sb.board.sim_release}, sshd on {sb.board.address}, a dockerd of "
+             "its own", sb.board.name)
     if _docker0() != before:
         raise SetupError("starting the simulated fleet changed the main engine's docker0",
                          hint=f"before: {before!r}; after: {_docker0()!r}; run `invoke sim.down`")

@@ -203,6 +203,8 @@ def mode_table(comparison: pd.DataFrame, title: str = "Docker vs bare metal: the
                   _ms(r.b_p50_ms), _ci(r), str(r.pairs), _short(r, notes))
         if r.stop and r.stop != "-":
             stopped.setdefault(r.stop, []).append(r.cell)
+    if len(stopped) == 1 and len(next(iter(stopped.values()))) > 1:  # the story said each cell's end already
+        return _caption(t, notes, f"stopped by {next(iter(stopped))}: every cell")
     return _caption(t, notes, *(f"stopped by {stop}: " + (", ".join(cells) if len(cells) <= 4 else
                                                           f"{len(cells)} cells") for stop, cells in stopped.items()))
 
