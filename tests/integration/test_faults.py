@@ -409,8 +409,8 @@ def test_a_second_bench_or_deploy_on_a_busy_board_is_refused_and_the_first_is_un
         run_dir = F.wait_for(lambda: "results go to" in first.output and first.run_dir(), "run directory",
                              orchestrator=first)
         F.wait_for(lambda: F.watchers(x86, first.pid, TIMEOUT), "run on the board", orchestrator=first)
-        second = invoke("bench", "--host", "x86", *QUICK, "--min-time", "0", "--repeat", "1", check=False)
-        deploy_ = invoke("deploy", "--host", "x86", "--framework", "tflite", check=False)
+        second = invoke("bench", "--host", "x86", *QUICK, "--min-time", "0", "--repeat", "1", "-v", check=False)
+        deploy_ = invoke("deploy", "--host", "x86", "--framework", "tflite", "-v", check=False)  # what they ran
         assert first.proc.poll() is None  # the refusals came while the first one ran
         rc = first.wait()
     finally:
