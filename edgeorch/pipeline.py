@@ -395,7 +395,7 @@ def _specs(recipes: list[Recipe], models: tuple[str, ...], batches: tuple[int, .
         named: dict[str, str] = {}
         for model in models:
             for batch in batches:
-                spec = resolve(model, recipe.model_format, cache_dir=cache_dir(), log=console.print, batch=batch)
+                spec = resolve(model, recipe.model_format, cache_dir=cache_dir(), log=step, batch=batch)
                 if named.setdefault(spec.name, model) != model:
                     raise ConfigError(f"--model: {named[spec.name]} and {model} are both named {spec.name}",
                                       hint="rename one of the files: results name each model by its file's stem")
