@@ -133,8 +133,8 @@ def check(inventory: Inventory, host: str) -> bool:
 
 def check_table(boards: list[Board], group: GroupResult[dict]) -> report.FitTable:
     """The check task's table: a row per board, its problems (the board's verdict) never cut."""
-    t = report.FitTable(title="Board check",
-                        drop=("sensors", "numpy", "os", "python", "docker", "frameworks", "ssh", "arch", "free disk"))
+    t = report.FitTable(title="Board check", caption_justify="left",
+                        drop=("sensors", "numpy", "os", "frameworks", "docker", "python", "ssh", "arch", "free disk"))
     for col in ("board", "ssh", "arch", "os", "docker", "python", "numpy", "free disk", "sensors", "frameworks",
                 "problems"):
         t.add_column(col)
