@@ -59,9 +59,7 @@ def reported(fn):
     """Turn an EdgeorchError into one red message and the exit code of its kind."""
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
-        commands.detach()  # this task's commands go to its own run directory, if it makes one
-        if kwargs.get("verbose"):
-            commands.verbose = True
+        commands.begin(verbose=bool(kwargs.get("verbose")))  # to this task's run directory, if it makes one
         try:
             return fn(c, *args, **kwargs)
         except EdgeorchError as e:

@@ -84,12 +84,14 @@ class Command:
 
 
 class CommandLog:
-    """Where recorded commands go: a buffer until `attach` names the file (a run's commands.log), then that file."""
+    """Where recorded commands go: once a task has begun, a buffer until `attach` names the file (a run's
+    commands.log), then that file."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: list[str] = []
         self._path: Path | None = None
+        self._holding = False  # outside a task (edgeorch used as a library) nothing is held before `attach`
         self._headed: set[Path] = set()
         self._since = datetime.datetime.now().isoformat(sep=" ", timespec="seconds")  # this edgeorch's start
         self.verbose = os.environ.get("EDGEORCH_VERBOSE", "") not in ("", "0")
@@ -99,13 +101,19 @@ class CommandLog:
         """The file commands go to now; None while they are held in memory."""
         return self._path
 
+    def begin(self, *, verbose: bool = False) -> None:
+        """A task begins: its commands are held until its run directory is known (verbose: shown too)."""
+        with self._lock:
+            self._path, self._holding = None, True
+        self.verbose = self.verbose or verbose
+
     def add(self, command: Command) -> None:
         """Log a command that ended, and show it when verbose."""
         with self._lock:
-            if self._path is None:
-                self._pending.append(command.entry())
-            else:
+            if self._path is not None:
                 self._write(self._path, [command.entry()])
+            elif self._holding:
+                self._pending.append(command.entry())
         if self.verbose:
             command.show()
 
@@ -115,11 +123,6 @@ class CommandLog:
             self._path = path
             self._write(path, self._pending)
             self._pending = []
-
-    def detach(self) -> None:
-        """Hold commands in memory again (until the next `attach` or `close`)."""
-        with self._lock:
-            self._path = None
 
     def close(self, fallback: Path) -> None:
         """Write the commands still held to `fallback`: the log of a task that made no run directory."""

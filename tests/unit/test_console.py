@@ -18,9 +18,10 @@ ENTRY = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}  (\S+) +(\d+\.\d\d) 
 
 @pytest.fixture
 def log(monkeypatch):
-    """A fresh command log, not verbose, and the console it would print on, recording."""
+    """A fresh command log, as a task begins it (not verbose), and the console it would print on, recording."""
     fresh = con.CommandLog()
     fresh.verbose = False
+    fresh.begin()
     monkeypatch.setattr(con, "commands", fresh)
     monkeypatch.setattr(con, "console", Console(record=True, width=100))
     return fresh
@@ -52,7 +53,7 @@ def test_commands_are_held_until_the_run_directory_is_known_then_written_there(l
 
 def test_a_task_without_a_run_directory_writes_to_the_fallback_when_it_ends(log, tmp_path):
     log.attach(tmp_path / "a" / "commands.log")
-    log.detach()  # the next task's commands are its own
+    log.begin()  # the next task's commands are its own
     con.run_local(["true"], what="nothing", hint="-")
     assert len(entries(tmp_path / "a" / "commands.log")) == 0
     log.close(tmp_path / "commands.log")
@@ -109,6 +110,17 @@ def test_verbose_shows_a_failed_command_with_its_output_tail(log):
     assert "exit 1)" in out and "line10" in out and "line3" in out and "line2\n" not in out  # its last 8 lines
 
 
+def test_outside_a_task_nothing_is_held_before_a_run_directory(monkeypatch, tmp_path):
+    library = con.CommandLog()
+    monkeypatch.setattr(con, "commands", library)
+    con.run_local(["true"], what="nothing", hint="-")  # edgeorch used as a library: no task to end and write it
+    library.close(tmp_path / "commands.log")
+    assert not (tmp_path / "commands.log").exists()
+    library.attach(tmp_path / "run" / "commands.log")  # a bench it runs still logs its own commands
+    con.run_local(["true"], what="nothing", hint="-")
+    assert len(entries(tmp_path / "run" / "commands.log")) == 1
+
+
 def test_edgeorch_verbose_in_the_environment_turns_it_on(monkeypatch):
     monkeypatch.setenv("EDGEORCH_VERBOSE", "1")
     assert con.CommandLog().verbose
@@ -160,5 +172,8 @@ def test_a_task_given_verbose_turns_it_on_and_starts_its_own_log(log, monkeypatc
     log.attach(tmp_path / "an earlier run's commands.log")
     tasks.reported(lambda c, verbose=False: None)(None, verbose=False)
     assert not log.verbose and log.path is None  # what it runs is held until it makes a run directory
+    con.run_local(["true"], what="nothing", hint="-")
     tasks.reported(lambda c, verbose=False: None)(None, verbose=True)
     assert log.verbose
+    log.close(tmp_path / "commands.log")
+    assert len(entries(tmp_path / "commands.log")) == 1
