@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -335,17 +336,18 @@ def up(inventory: Inventory, host: str | None = None) -> list[SimBoard]:
                          hint="use the shipped inventory.yaml, which defines rpi3-bookworm, rpi4, x86, rpi5 and rpi3")
     client = images.engine()
     before = _docker0()
-    bases = load_bases()
-    for release in sorted({sb.board.sim_release for sb in boards} & set(bases)):  # debootstraps side by side
-        images.ensure_base_images(client, sorted({sb.board.arch for sb in boards if sb.board.sim_release == release},
-                                                 key=lambda a: a.value), bases[release])
+    # Every board image is built side by side, its release's debootstrap included: most of that time is spent
+    # waiting on the mirror, or in one dpkg under QEMU.
+    kinds = sorted({(sb.board.arch, sb.board.sim_release) for sb in boards}, key=lambda k: (k[0].value, k[1]))
+    with ThreadPoolExecutor(max_workers=len(kinds)) as pool:
+        built = dict(zip(kinds, pool.map(lambda kind: board_image(images.engine(), *kind), kinds)))
     for sb in boards:
         clock, was = time.monotonic(), _sshd(sb)
         with console.status(f"starting sim board {sb.board.name}"):
             line = _ensure_keys(sb)
             _pin_host_key(sb.board.known_hosts, line)
             _start_dockerd(sb)
-            _unpack(client, sb, board_image(client, sb.board.arch, sb.board.sim_release))
+            _unpack(client, sb, built[sb.board.arch, sb.board.sim_release])
             _start_board(client, sb)
             _wait_for_ssh(sb.board)
         now = _sshd(sb)

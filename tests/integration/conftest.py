@@ -56,3 +56,13 @@ def runs_started(before: set[Path], inventory: Path) -> list[Path]:
         if request.get("inventory") == str(inventory):
             started.append(run)
     return started
+
+
+# The zoo's networks whose layers a smaller one already has run in the exhaustive tier only: ResNet-50's bottlenecks
+# are ResNet-18's convs, BatchNorm and adds; VGG-16's convs, pools and dense head are AlexNet's.
+SAME_LAYERS = {"resnet50", "vgg16"}
+
+
+def networks(names) -> list:
+    """`names` as test parameters, those of SAME_LAYERS marked exhaustive."""
+    return [pytest.param(n, marks=pytest.mark.exhaustive) if n in SAME_LAYERS else n for n in names]

@@ -22,6 +22,8 @@ from edgeorch import bench  # noqa: E402
 from edgeorch.models import EXPORTERS  # noqa: E402
 from edgeorch.models.zoo import NETWORKS, reference_input, reference_output  # noqa: E402
 
+from .conftest import networks  # noqa: E402
+
 pytestmark = pytest.mark.integration
 
 BENCH = Path(__file__).resolve().parents[2] / "edgeorch" / "bench"
@@ -103,7 +105,7 @@ def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
-@pytest.mark.parametrize("name", CONVERTED)
+@pytest.mark.parametrize("name", networks(CONVERTED))
 def test_caffe_agrees_with_pytorch(caffe_python, cache_dir, name):
     x = reference_input(NETWORKS[name])
     result = run_in_caffe(caffe_python, CAFFE.export(name, 1, cache_dir), x)

@@ -57,7 +57,7 @@ def test_a_bench_writes_what_each_deploy_sent_to_deploy_json(x86):
     assert 0 < image["layers"][0] <= image["layers"][1] and 0 < image["sent"] <= 1.05 * image["lacked"]
     assert shipped["sent_bytes"] == sum(i["sent"] for i in shipped["items"]) and shipped["image_bytes"] >= \
         image["lacked"] and shipped["seconds"] > 0
-    assert "x86: tflite sent image (" in F.flat(r.stdout)
+    assert "x86: tflite 2.14.0 deployed: sent image (" in F.flat(r.stdout)
 
 
 def test_clean_removes_what_no_recipe_uses_and_keeps_what_one_does(x86):

@@ -1,8 +1,8 @@
 """Boards as they are today: the trixie boards of the simulated fleet (Raspberry Pi OS trixie: Python 3.13, numpy 2),
 each framework in both modes on the board's own release and Python, checked against PyTorch's output.
 
-PyTorch and TensorFlow on the arm64 trixie board take many minutes under QEMU (their imports alone): they run with
-EDGEORCH_SLOW=1.
+The default tier runs ONNX Runtime there; LiteRT, OpenCV, PyTorch and TensorFlow on the arm64 trixie board take many
+minutes more under QEMU (their installs and imports): they are in the exhaustive tier (./test.sh --all).
 """
 
 import os
@@ -19,8 +19,6 @@ from edgeorch.transport import connect
 from .conftest import invoke
 from .test_frameworks import ONE, table
 
-SLOW = pytest.mark.skipif(not os.environ.get("EDGEORCH_SLOW"), reason="minutes under QEMU: set EDGEORCH_SLOW=1")
-
 
 def test_check_reads_each_boards_release_python_and_what_it_would_get(trixie_fleet):
     r = invoke("check", "--host", "trixie", env={**os.environ, "COLUMNS": "300"})  # a table row on one line
@@ -28,18 +26,27 @@ def test_check_reads_each_boards_release_python_and_what_it_would_get(trixie_fle
     assert "litert 2.3.0" in r.stdout and "onnxruntime 1.21.0" in r.stdout  # rpi5's wheels, rpi3's Debian
 
 
-def test_litert_onnxruntime_and_opencv_at_their_current_versions_on_python_313(trixie_fleet):
-    df = table(invoke("bench", "--host", "rpi5", "--framework", "litert,onnxruntime,opencv", "--model",
-                      "squeezenet1_1", *ONE))
-    assert sorted(set(zip(df["framework"], df["mode"]))) == [
-        (f, m) for f in ("litert", "onnxruntime", "opencv") for m in ("bare", "docker")]
-    assert dict(zip(df["framework"], df["framework_version"])) == {
-        "litert": "2.3.0", "onnxruntime": "1.32.0", "opencv": "5.1.0.95"}
+def on_python_313(frameworks: dict[str, str]) -> None:
+    """Each of `frameworks` at its version, in both modes on rpi5, on the board's release, interpreter and numpy."""
+    df = table(invoke("bench", "--host", "rpi5", "--framework", ",".join(frameworks), "--model", "squeezenet1_1",
+                      *ONE))
+    assert sorted(set(zip(df["framework"], df["mode"]))) == [(f, m) for f in sorted(frameworks)
+                                                             for m in ("bare", "docker")]
+    assert dict(zip(df["framework"], df["framework_version"])) == frameworks
     # both modes run the board's release, interpreter and numpy: the image is trixie too
     assert set(df["os"]) == {"Debian GNU/Linux 13 (trixie)"} and set(df["machine"]) == {"aarch64"}
     assert {v.rsplit(".", 1)[0] for v in df["python"]} == {"3.13"} and df["python"].nunique() == 1
     assert {v.split(".")[0] for v in df["numpy"]} == {"2"}
     assert df["agrees"].all() and (df["max_abs_diff"] < 1e-3).all()
+
+
+def test_onnxruntime_at_its_current_version_on_python_313(trixie_fleet):
+    on_python_313({"onnxruntime": "1.32.0"})
+
+
+@pytest.mark.exhaustive  # two more images installed under QEMU
+def test_litert_and_opencv_at_their_current_versions_on_python_313(trixie_fleet):
+    on_python_313({"litert": "2.3.0", "opencv": "5.1.0.95"})
 
 
 def test_a_32bit_trixie_pi_runs_debians_onnxruntime_and_opencv_in_both_modes(trixie_fleet):
@@ -65,7 +72,7 @@ def test_tflite_on_python_313_is_refused_before_anything_is_built_and_runs_in_do
     assert set(df["os"]) == {"Debian GNU/Linux 12 (bookworm)"} and df["agrees"].all()
 
 
-@SLOW
+@pytest.mark.exhaustive  # PyTorch and TensorFlow installed and imported under QEMU: many minutes
 def test_pytorch_and_tensorflow_on_python_313(trixie_fleet):
     df = table(invoke("bench", "--host", "rpi5", "--framework", "pytorch,tensorflow", "--model", "squeezenet1_1",
                       *ONE))

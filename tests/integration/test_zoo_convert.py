@@ -12,6 +12,8 @@ from edgeorch.bench.adapters.tensorflow import TensorFlow  # noqa: E402
 from edgeorch.errors import ModelError  # noqa: E402
 from edgeorch.models import EXPORTERS, export_tf, zoo  # noqa: E402
 
+from .conftest import networks  # noqa: E402
+
 pytestmark = pytest.mark.integration
 
 # VGG-16 (550 MB in each format, minutes to convert on two cores) is left out: it uses no operator AlexNet does not.
@@ -57,7 +59,7 @@ def assert_agrees(got, name):
     assert got.argmax() == expected.argmax()
 
 
-@pytest.mark.parametrize("name", CONVERTED)
+@pytest.mark.parametrize("name", networks(CONVERTED))
 def test_tflite_agrees_with_pytorch(cache_dir, name):
     logged = []
     path = TFLITE.export(name, 1, cache_dir, logged.append)
@@ -70,7 +72,7 @@ def test_tflite_agrees_with_pytorch(cache_dir, name):
     assert len(logged) == 1  # a cache hit: not converted again
 
 
-@pytest.mark.parametrize("name", CONVERTED)
+@pytest.mark.parametrize("name", networks(CONVERTED))
 def test_tf_graph_agrees_with_pytorch(cache_dir, name):
     logged = []
     path = GRAPH.export(name, 1, cache_dir, logged.append)
