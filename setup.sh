@@ -35,7 +35,8 @@ if [ "$(cat "$qemu_dir/VERSION" 2>/dev/null)" != "$qemu_version" ]; then
             -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache")
   mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
   apt-get "${apt_opts[@]}" update >/dev/null
-  (cd "$tmp" && apt-get "${apt_opts[@]}" download "qemu-user=$qemu_version" 2>/dev/null)
+  (cd "$tmp" && apt-get "${apt_opts[@]}" download "qemu-user=$qemu_version" >"$tmp/download.log" 2>&1) \
+    || { cat "$tmp/download.log" >&2; echo "error: could not download qemu-user $qemu_version" >&2; exit 1; }
   dpkg-deb -x "$tmp"/qemu-user_*.deb "$tmp/x"
   mkdir -p "$qemu_dir"
   install -m 755 "$tmp/x/usr/bin/qemu-aarch64" "$tmp/x/usr/bin/qemu-arm" "$qemu_dir/"

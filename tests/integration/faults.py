@@ -191,7 +191,16 @@ def watchers(sb: sim.SimBoard, client_pid: int, deadline: float | None = None) -
             if deadline is not None and float(cmd[cmd.index("--deadline") + 1]) != deadline:
                 continue
             found.append(proc)
-    return found
+    # a watcher's child between fork and exec still carries the watcher's command line (seen on a loaded machine)
+    pids = {proc.pid for proc in found}
+    return [proc for proc in found if _ppid(proc) not in pids]
+
+
+def _ppid(proc: psutil.Process) -> int | None:
+    try:
+        return proc.ppid()
+    except psutil.Error:
+        return None
 
 
 def session_of(proc: psutil.Process) -> str:
