@@ -18,7 +18,7 @@ trap 'kill "$fleet" 2>/dev/null || true' EXIT
 if ! command -v chromium >/dev/null; then
   printf '+ apt-get install chromium\n'
   apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1
 fi
 .venv/bin/python -m pytest tests/unit "$@"
 started=$SECONDS
