@@ -41,8 +41,8 @@ class RunSpec:
     @property
     def key(self) -> str:
         kind = "profile" if self.profile else f"{self.pair:02d}"
-        return f"{self.board}/{self.framework}-{self.model}{variant(self.threads, self.batch)}-{self.arm or self.mode}" \
-               f"-{kind}"
+        where = f"{self.board}/{self.framework}-{self.model}{variant(self.threads, self.batch)}"
+        return f"{where}-{self.arm or self.mode}-{kind}"
 
 
 def variant(threads: int, batch: int) -> str:

@@ -81,8 +81,9 @@ def test_energy_per_inference_from_the_controlled_rail(swept):
     # power is sampled in the on-windows (2 s on, 2 s off) alone: a 1 s loop may fall wholly in an off-window, and
     # says so; a loop of the default --min-time (5 s) always overlaps an on-window
     short = df[df["energy_unavailable"].notna()]
-    assert short["energy_unavailable"].str.contains(
-        "[01] sample.* inside the timed phase of 1(?:\\.0\\d)? s .*a longer --min-time").all(), short["energy_unavailable"].tolist()
+    said = short["energy_unavailable"]
+    assert said.str.contains("[01] sample.* inside the timed phase of 1(?:\\.0\\d)? s .*a longer --min-time").all(), \
+        said.tolist()
     df = df[df["energy_unavailable"].isna()]
     assert len(df) >= 8 and set(df["framework"]) == set(FRAMEWORKS)
     assert df["avg_power_w"].tolist() == pytest.approx([RAIL_W] * len(df))
