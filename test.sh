@@ -8,12 +8,23 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ./setup.sh
-# The fleet starts in the background (debootstraps, apt under QEMU: mostly waiting) while the unit tests run.
-fleet_dir=$(mktemp -d -t edgeorch-sim-up.XXXXXX)
-fleet_log=$fleet_dir/sim-up.log  # its commands.log beside it
-EDGEORCH_RESULTS=$fleet_dir .venv/bin/invoke sim.up >"$fleet_log" 2>&1 </dev/null &
-fleet=$!
-trap 'kill "$fleet" 2>/dev/null || true' EXIT
+# The fleet starts in the background while the unit tests run, in three parts: the x86 board, which most
+# integration tests use and which they wait for; the bookworm Pis and the trixie boards (debootstraps and apt under
+# QEMU: CPU for many minutes) at a lower priority, on while the x86 tests run: the tests that use them run last.
+fleet_dir=$(mktemp -d -t edgeorch-sim-up.XXXXXX)  # a log per part, each with its commands.log beside it
+start_part() {  # PART NICENESS HOSTS
+  mkdir "$fleet_dir/$1"
+  EDGEORCH_RESULTS=$fleet_dir/$1 nice -n "$2" .venv/bin/invoke sim.up --host "$3" >"$fleet_dir/$1/sim-up.log" 2>&1 \
+    </dev/null &
+}
+start_part x86 0 x86; x86=$!
+start_part pi 10 pi; pi=$!
+start_part trixie 15 trixie; trixie=$!
+trap 'kill "$x86" "$pi" "$trixie" 2>/dev/null || true' EXIT
+part_failed() {  # PART
+  tail -n 40 "$fleet_dir/$1/sim-up.log"
+  echo "error: the sim boards of part $1 did not start (log: $fleet_dir/$1/sim-up.log)" >&2
+}
 # the tests open the HTML report in a real headless browser (Debian's Chromium)
 if ! command -v chromium >/dev/null; then
   printf '+ apt-get install chromium\n'
@@ -22,10 +33,11 @@ if ! command -v chromium >/dev/null; then
 fi
 .venv/bin/python -m pytest tests/unit "$@"
 started=$SECONDS
-if ! wait "$fleet"; then
-  tail -n 40 "$fleet_log"
-  echo "error: the simulated fleet did not start (log: $fleet_log)" >&2
-  exit 1
-fi
-printf 'the simulated fleet is up (%d s after the unit tests; log: %s)\n' $((SECONDS - started)) "$fleet_log"
-.venv/bin/python -m pytest tests/integration "$@"
+wait "$x86" || { part_failed x86; exit 1; }
+printf 'the x86 sim board is up (%d s after the unit tests; the ARM boards start on: %s)\n' $((SECONDS - started)) \
+  "$fleet_dir"
+status=0
+.venv/bin/python -m pytest tests/integration "$@" || status=$?
+wait "$pi" || { part_failed pi; status=1; }
+wait "$trixie" || { part_failed trixie; status=1; }
+exit "$status"

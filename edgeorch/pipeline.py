@@ -53,7 +53,6 @@ from .plan import (
 )
 from .recipes import Recipe, get_recipe, load_bases, load_recipes
 from .releases import Platform
-from .report import page
 from .runners import SESSION, Measures, entrypoint_args, kill_runs
 from .transport import GroupResult, Link, connect, fan_out
 
@@ -871,6 +870,7 @@ def write_report(run_dir: Path, against: Path | None = None, changes: pd.DataFra
     if against is not None and changes is None:
         changes = _changes(against, run_dir)
     macs, why = _macs(runs.loc[runs["batch"] == 1, "model"])
+    from .report import page  # matplotlib, imported by the one task step that draws: a refusal answers at once
     text = page.render(run_dir, manifest=manifest, runs=runs, samples=samples, sensors=sensors, ops=ops,
                        comparison=comparison(run_dir, _judgement(manifest)), notes=report.unavailable_notes(runs),
                        macs=macs, why_no_macs=why, changes=changes, against=against.name if against else None)

@@ -8,6 +8,8 @@ with a process that is not in one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import socket
@@ -23,7 +25,7 @@ from rich.table import Table
 
 from . import images
 from .arch import Arch
-from .cache import content_hash
+from .cache import cache_dir, content_hash
 from .console import console, recording, run_local, shell, step
 from .errors import SetupError
 from .inventory import Board, Inventory
@@ -62,6 +64,16 @@ def sim_boards(inventory: Inventory) -> list[SimBoard]:
     root = inventory.path.parent / ".sim"
     return [SimBoard(board=b, state=root / b.name, run=RUN_DIR / b.name)
             for b in inventory.boards if b.sim]
+
+
+@contextlib.contextmanager
+def _held(path: Path):
+    """An exclusive lock on `path`, waited for: two `sim.up`s at once (two terminals, or ./test.sh starting the
+    fleet's parts side by side) build each board image once and start each board once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def _docker0() -> str:
@@ -339,25 +351,35 @@ def up(inventory: Inventory, host: str | None = None) -> list[SimBoard]:
     # Every board image is built side by side, its release's debootstrap included: most of that time is spent
     # waiting on the mirror, or in one dpkg under QEMU.
     kinds = sorted({(sb.board.arch, sb.board.sim_release) for sb in boards}, key=lambda k: (k[0].value, k[1]))
+
+    def build(kind: tuple[Arch, str]) -> str:
+        with _held(cache_dir() / "locks" / f"sim-board-{kind[0].value}-{kind[1]}.lock"):
+            return board_image(images.engine(), *kind)
+
     with ThreadPoolExecutor(max_workers=len(kinds)) as pool:
-        built = dict(zip(kinds, pool.map(lambda kind: board_image(images.engine(), *kind), kinds)))
-    for sb in boards:
-        clock, was = time.monotonic(), _sshd(sb)
-        with console.status(f"starting sim board {sb.board.name}"):
-            line = _ensure_keys(sb)
-            _pin_host_key(sb.board.known_hosts, line)
-            _start_dockerd(sb)
-            _unpack(client, sb, built[sb.board.arch, sb.board.sim_release])
-            _start_board(client, sb)
-            _wait_for_ssh(sb.board)
-        now = _sshd(sb)
-        how = "up already" if was and now and was.pid == now.pid else f"up in {time.monotonic() - clock:.0f} s"
-        step(f"{how}: {sb.board.arch.value} Debian {sb.board.sim_release}, sshd on {sb.board.address}, a dockerd of "
-             "its own", sb.board.name)
+        built = dict(zip(kinds, pool.map(build, kinds)))
+    with _held(inventory.path.parent / ".sim" / "up.lock"):  # the fleet's key and known_hosts are shared
+        for sb in boards:
+            _start(client, sb, built[sb.board.arch, sb.board.sim_release])
     if _docker0() != before:
         raise SetupError("starting the simulated fleet changed the main engine's docker0",
                          hint=f"before: {before!r}; after: {_docker0()!r}; run `invoke sim.down`")
     return boards
+
+
+def _start(client, sb: SimBoard, image: str) -> None:
+    clock, was = time.monotonic(), _sshd(sb)
+    with console.status(f"starting sim board {sb.board.name}"):
+        line = _ensure_keys(sb)
+        _pin_host_key(sb.board.known_hosts, line)
+        _start_dockerd(sb)
+        _unpack(client, sb, image)
+        _start_board(client, sb)
+        _wait_for_ssh(sb.board)
+    now = _sshd(sb)
+    how = "up already" if was and now and was.pid == now.pid else f"up in {time.monotonic() - clock:.0f} s"
+    step(f"{how}: {sb.board.arch.value} Debian {sb.board.sim_release}, sshd on {sb.board.address}, a dockerd of its "
+         "own", sb.board.name)
 
 
 def status(inventory: Inventory) -> list[dict]:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import stats as _scipy_stats
 
 MIN_PAIRS = 5          # below this: no verdict, "too few pairs"
 EQUIVALENCE = 0.01     # +-1% band: criterion and pyperf treat <1% as noise
@@ -40,9 +39,15 @@ def pair_log_ratio(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.log(np.median(a)) - np.log(np.median(b)))
 
 
+def _t_quantile(confidence: float, df: float) -> float:
+    """Student's t quantile of a two-sided `confidence` interval."""
+    from scipy import stats  # a second's import, paid only by the tasks that judge pairs
+    return float(stats.t.ppf(0.5 + confidence / 2, df))
+
+
 @lru_cache(maxsize=1024)
 def _t(confidence: float, df: int) -> float:
-    return float(_scipy_stats.t.ppf(0.5 + confidence / 2, df)) if df >= 1 else math.inf
+    return _t_quantile(confidence, df) if df >= 1 else math.inf
 
 
 def _log_half_widths(d: np.ndarray, confidence: float, first_stage: int) -> tuple[np.ndarray, np.ndarray]:
@@ -151,7 +156,7 @@ def change(before, after, *, session: tuple[float, float] = (SESSION_SD, math.in
     se = math.sqrt(va + vb + vs)
     # Welch-Satterthwaite over the three parts; with no spread at all the interval is the point itself
     df = se**4 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1) + vs**2 / session[1]) if se else math.inf
-    half = float(_scipy_stats.t.ppf(0.5 + confidence / 2, df)) * se
+    half = _t_quantile(confidence, df) * se
     mean = float(a.mean() - b.mean())
     iv = Interval(ratio=math.exp(mean), low=math.exp(mean - half), high=math.exp(mean + half), n_pairs=n,
                   sd=float(math.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)), half_width=math.expm1(half))

@@ -97,6 +97,6 @@ def test_a_board_without_docker(fleet):
         assert r.returncode == 5
         assert "x86 has no working Docker engine" in r.stdout and "install Docker" in r.stdout
     finally:
-        sim.up(fleet, "sim")
+        sim.up(fleet, "x86")
     r = invoke("check", "--host", "x86")  # the board has its engine back
     assert "20.10" in r.stdout

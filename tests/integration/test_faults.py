@@ -39,7 +39,7 @@ def x86(fleet):
     a moment, and a board stopped by a failed test is started again."""
     sb = F.sim_board(fleet)
     if sim._sshd(sb) is None:
-        sim.up(fleet, "sim")
+        sim.up(fleet, "x86")
     F.wait_for(lambda: F.lock_free(sb), "free lock on the x86 board", timeout=600, every=0.5)
     return sb
 
@@ -258,7 +258,11 @@ def bench(sb, tmp_path, *args: str) -> F.Orchestrator:
     return F.start(sb, tmp_path, "bench", *QUICK, *args)
 
 
-@pytest.mark.parametrize("mode", ["docker", "bare"])
+# Docker's side in the default tier (the container outlives the dropped session), both with --all
+BOTH_MODES = ["docker", pytest.param("bare", marks=pytest.mark.exhaustive)]
+
+
+@pytest.mark.parametrize("mode", BOTH_MODES)
 def test_a_connection_dropped_during_a_run_is_retried_and_recorded(x86, tmp_path, mode):
     o = bench(x86, tmp_path, "--host", "x86", "--mode", mode, "--min-time", "2", "--repeat", "2",
               "--timeout", str(TIMEOUT))
@@ -317,7 +321,7 @@ def two_entries(tmp_path) -> Path:
     return F.write_inventory(tmp_path, {"name": "x86"}, {"name": "x86b", "groups": []})
 
 
-@pytest.mark.parametrize("mode", ["docker", "bare"])
+@pytest.mark.parametrize("mode", BOTH_MODES)
 def test_a_board_stopped_mid_run_keeps_every_finished_run_and_resumes(fleet, x86, tmp_path, mode):
     inventory = two_entries(tmp_path)
     o = bench(x86, tmp_path, "--inventory", str(inventory), "--host", "x86,x86b", "--mode", mode, "--min-time", "1",
@@ -332,7 +336,7 @@ def test_a_board_stopped_mid_run_keeps_every_finished_run_and_resumes(fleet, x86
         rc = o.wait()
     finally:
         o.stop()
-        sim.up(fleet, "sim")
+        sim.up(fleet, "x86")
     out = F.flat(o.output)
     assert rc == 6, out[-3000:]
     assert "[x86b] connection lost; reconnecting in 2 s" in out

@@ -38,7 +38,7 @@ def test_pytorch_opencv_and_onnxruntime_side_by_side_on_x86(fleet):
 
 
 @pytest.mark.exhaustive  # PyTorch installed and imported under QEMU: ten minutes
-def test_pytorch_opencv_and_onnxruntime_side_by_side_on_arm64_and_x86(fleet):
+def test_pytorch_opencv_and_onnxruntime_side_by_side_on_arm64_and_x86(pi_fleet):
     df = side_by_side(["rpi4", "x86"])
     versions = dict(zip(zip(df["board"], df["framework"]), df["framework_version"]))
     assert versions[("rpi4", "pytorch")].startswith("2.10.0") and versions[("x86", "pytorch")].startswith("2.13.0")
@@ -46,7 +46,7 @@ def test_pytorch_opencv_and_onnxruntime_side_by_side_on_arm64_and_x86(fleet):
     assert set(df.loc[df["board"] == "rpi4", "machine"]) == {"aarch64"}
 
 
-def test_tflite_runs_the_zoo_converted_from_pytorch_on_the_armv7_board(fleet):
+def test_tflite_runs_the_zoo_converted_from_pytorch_on_the_armv7_board(pi_fleet):
     df = table(invoke("bench", "--host", "rpi3-bookworm", "--framework", "tflite", "--model", "squeezenet1_1", *ONE))
     assert set(df["machine"]) == {"armv7l"} and df["agrees"].all()
     assert df["model"].tolist() == ["squeezenet1_1"] * 2 and set(df["precision"]) == {"fp32"}

@@ -21,7 +21,7 @@ def run_dir_of(output: str) -> Path:
     return Path(re.search(r"results go to (\S+)", output).group(1))
 
 
-def test_deploy_then_bench_on_the_armv7_board(fleet):
+def test_deploy_then_bench_on_the_armv7_board(pi_fleet):
     r = invoke("deploy", "--host", "rpi3-bookworm", "bench", "--framework", "tflite", "--model", "tiny",
                *FAST, "--repeat", "2")
     run_dir = run_dir_of(r.stdout)
@@ -53,7 +53,7 @@ def test_deploy_then_bench_on_the_armv7_board(fleet):
     assert "rpi3-bookworm" in shown.stdout and "tiny" in shown.stdout and "INCOMPLETE" not in shown.stdout
 
 
-def test_a_second_deploy_transfers_nothing(fleet):
+def test_a_second_deploy_transfers_nothing(pi_fleet):
     invoke("deploy", "--host", "rpi3-bookworm")
     r = invoke("deploy", "--host", "rpi3-bookworm", "--verbose")  # every command it ran, shown
     assert "sent nothing (already there)" in r.stdout and "+ [rpi3-bookworm] docker version" in r.stdout
@@ -61,7 +61,7 @@ def test_a_second_deploy_transfers_nothing(fleet):
     assert "--probe" not in r.stdout  # checked when installed, not again
 
 
-def test_quantized_model_on_arm64_and_x86(fleet):
+def test_quantized_model_on_arm64_and_x86(pi_fleet):
     r = invoke("bench", "--host", "rpi4,x86", "--framework", "tflite", "--model", "tiny_int8",
                *FAST, "--repeat", "1")
     run_dir = run_dir_of(r.stdout)
@@ -80,14 +80,14 @@ def test_a_user_model_file(fleet, tmp_path):
     assert list(df["model"]) == ["my_net"] and list(df["mode"]) == ["bare"]
 
 
-def test_a_framework_is_refused_where_it_cannot_run(fleet):
+def test_a_framework_is_refused_where_it_cannot_run(pi_fleet):
     r = invoke("bench", "--host", "rpi3-bookworm", "--framework", "onnxruntime", check=False)
     out = " ".join(r.stdout.split())  # the message as one line, however the console wrapped it
     assert r.returncode == 2 and "Debian trixie's python3-onnxruntime" in out and "invoke matrix" in out
     assert "--mode docker" in out and "results go to" not in out  # refused before anything was built
 
 
-def test_onnxruntime_reproduces_pytorch_on_both_modes(fleet):
+def test_onnxruntime_reproduces_pytorch_on_both_modes(pi_fleet):
     r = invoke("agree", "--host", "rpi4,x86", "--framework", "onnxruntime", "--model", "squeezenet1_1")
     df = pd.read_parquet(run_dir_of(r.stdout) / "results.parquet")
     assert sorted(zip(df["board"], df["mode"])) == [("rpi4", "bare"), ("rpi4", "docker"), ("x86", "bare"),

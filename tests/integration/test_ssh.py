@@ -20,7 +20,7 @@ SIM = ROOT / ".sim"
 
 
 @pytest.fixture
-def home(fleet, tmp_path):
+def home(pi_fleet, tmp_path):
     """A user's HOME: ~/.ssh with the sim client key (a copy), no known_hosts and no config yet."""
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True, mode=0o700)
