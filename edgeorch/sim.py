@@ -59,10 +59,14 @@ class SimBoard:
         return self.run / "dockerd.pid"
 
 
+def _fleet_state(inventory: Inventory) -> Path:
+    """Where the inventory's simulated fleet keeps its state: .sim beside the inventory file."""
+    return inventory.path.parent / ".sim"
+
+
 def sim_boards(inventory: Inventory) -> list[SimBoard]:
     """The inventory's boards marked `sim: true`, with their state locations."""
-    root = inventory.path.parent / ".sim"
-    return [SimBoard(board=b, state=root / b.name, run=RUN_DIR / b.name)
+    return [SimBoard(board=b, state=_fleet_state(inventory) / b.name, run=RUN_DIR / b.name)
             for b in inventory.boards if b.sim]
 
 
@@ -358,7 +362,7 @@ def up(inventory: Inventory, host: str | None = None) -> list[SimBoard]:
 
     with ThreadPoolExecutor(max_workers=len(kinds)) as pool:
         built = dict(zip(kinds, pool.map(build, kinds)))
-    with _held(inventory.path.parent / ".sim" / "up.lock"):  # the fleet's key and known_hosts are shared
+    with _held(_fleet_state(inventory) / "up.lock"):  # the fleet's key and known_hosts are shared
         for sb in boards:
             _start(client, sb, built[sb.board.arch, sb.board.sim_release])
     if _docker0() != before:
@@ -411,8 +415,8 @@ def status_table(inventory: Inventory) -> Table:
 
 
 def down(inventory: Inventory) -> None:
-    """Remove everything `up` made: board processes and userlands, private dockerds and their stores, keys, board
-    images."""
+    """Remove everything `up` made: board processes and userlands, private dockerds and their stores, keys, the
+    fleet's lock file, board images."""
     client = images.engine()
     for sb in sim_boards(inventory):
         _stop_board(sb, "going down")
@@ -424,6 +428,7 @@ def down(inventory: Inventory) -> None:
                 path.unlink(missing_ok=True)
         if sb.board.identity_file and sb.board.identity_file.parent.name == ".sim":
             sb.board.identity_file.with_suffix(".pub").unlink(missing_ok=True)
+    (_fleet_state(inventory) / "up.lock").unlink(missing_ok=True)
     arches = {sb.board.arch.value for sb in sim_boards(inventory)}
     for image in client.images.list(filters={"label": f"{SIM_LABEL}=board-image"}):
         for tag in image.tags:

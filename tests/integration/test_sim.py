@@ -91,6 +91,7 @@ def test_sim_down_removes_what_up_made(fleet, tmp_path):
     assert not sb.state.exists() and not sb.run.exists()
     assert not (tmp_path / ".sim" / "id_ed25519").exists()
     assert not (tmp_path / ".sim" / "known_hosts").exists()
+    assert not (tmp_path / ".sim" / "up.lock").exists()
     assert sim._docker0() == docker0
     # the shipped x86 board, which shares the board image, is untouched
     assert [r["sshd"] for r in sim.status(fleet) if r["board"] == "x86"] == [True]
