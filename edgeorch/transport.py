@@ -7,8 +7,10 @@ import getpass
 import logging
 import os
 import shlex
+import signal
 import socket
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +47,16 @@ def connect(board: Board) -> Iterator[fabric.Connection]:
         yield opened[-1]
     finally:
         for conn in reversed(opened):  # Fabric does not close a gateway with the connection through it
-            conn.close()
+            _close_quietly(conn.close)
+
+
+def _close_quietly(close: Callable[[], None]) -> None:
+    """Close a channel or connection whose link may be gone already (paramiko then raises on the goodbye it cannot
+    send): closed either way, and the error that ended the link is the one to report."""
+    try:
+        close()
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
 
 
 def _who(board: Board, hop: Hop) -> str:
@@ -231,8 +242,46 @@ class GroupResult(Generic[T]):
     failed: dict[str, EdgeorchError] = field(default_factory=dict)
 
 
+class Interrupted(BaseException):
+    """^C while boards work. Raised in KeyboardInterrupt's place: invoke's runner takes a KeyboardInterrupt that
+    arrives while a remote command runs for a ^C to send to that command, and swallows it, so a sweep would go on."""
+
+
+_stopping = threading.Event()  # set by ^C: no board thread starts another command or reconnects
+_links: set[Link] = set()  # the open links, closed by ^C so that the commands under way end at once
+_links_lock = threading.Lock()
+
+
+def _stop_links() -> None:
+    with _links_lock:
+        links = list(_links)
+    for link in links:
+        link.abort()
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """^C (SIGINT) in the block: every open link is closed and Interrupted raised in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupted(signum, frame):
+        _stopping.set()
+        threading.Thread(target=_stop_links, daemon=True).start()  # paramiko's locks: not from a signal handler
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _stopping.clear()
+
+
 def fan_out(boards: list[Board], work: Callable[[Board], T], *, parallel: bool = True) -> GroupResult[T]:
-    """Run `work` for every board (side by side if `parallel`), collecting results and errors per board."""
+    """Run `work` for every board (side by side if `parallel`), collecting results and errors per board. ^C ends
+    every board's work and raises KeyboardInterrupt, once the boards' threads have ended."""
     out: GroupResult[T] = GroupResult()
 
     def one(board: Board) -> None:
@@ -244,12 +293,16 @@ def fan_out(boards: list[Board], work: Callable[[Board], T], *, parallel: bool =
             out.failed[board.name] = BoardError(f"board {board.name}: {type(e).__name__}: {e}",
                                                 hint="this is a bug in edgeorch; please report it")
 
-    if parallel and len(boards) > 1:
-        with ThreadPoolExecutor(max_workers=len(boards)) as pool:
-            list(pool.map(one, boards))
-    else:
-        for board in boards:
-            one(board)
+    try:
+        with _interruptible():
+            if parallel and len(boards) > 1:
+                with ThreadPoolExecutor(max_workers=len(boards)) as pool:
+                    list(pool.map(one, boards))
+            else:
+                for board in boards:
+                    one(board)
+    except Interrupted:
+        raise KeyboardInterrupt from None
     return out
 
 
@@ -302,16 +355,29 @@ class Link:
     def __exit__(self, *exc) -> None:
         self._close()
 
+    def abort(self) -> None:
+        """Close the connection under whatever runs on it (from another thread): that command ends, its board's
+        processes with their session."""
+        transport = self.conn.client.get_transport() if self.conn is not None else None
+        if transport is not None:
+            _close_quietly(transport.close)
+
     def _close(self) -> None:
+        with _links_lock:
+            _links.discard(self)
         if self._lock is not None:
-            self._lock.close()
+            _close_quietly(self._lock.close)
         if self._context is not None:
             self._context.__exit__(None, None, None)
         self._context = self.conn = self._lock = None
 
     def _open(self) -> None:
+        if _stopping.is_set():
+            raise Interrupted
         self._context = connect(self.board)
         self.conn = self._context.__enter__()
+        with _links_lock:
+            _links.add(self)
         try:
             self._take_lock()
         except (BoardError, OSError, EOFError, paramiko.SSHException) as e:
@@ -386,6 +452,8 @@ class Link:
             try:
                 return work(self.conn), attempt
             except (ConnectionLost, OSError, EOFError, paramiko.SSHException) as e:
+                if _stopping.is_set():  # ^C closed the link
+                    raise Interrupted from e
                 if not isinstance(e, ConnectionLost):  # SFTP's own errors: a lost link, or the board refusing
                     if self.conn.is_connected and self.conn.client.get_transport().is_active():
                         raise BoardError(f"board {self.board.name}: a file transfer failed: {e}",
