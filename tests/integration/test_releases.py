@@ -1,8 +1,9 @@
 """Boards as they are today: the trixie boards of the simulated fleet (Raspberry Pi OS trixie: Python 3.13, numpy 2),
 each framework in both modes on the board's own release and Python, checked against PyTorch's output.
 
-The default tier runs ONNX Runtime there; LiteRT, OpenCV, PyTorch and TensorFlow on the arm64 trixie board take many
-minutes more under QEMU (their installs and imports): they are in the exhaustive tier (./test.sh --all).
+The default tier runs ONNX Runtime there; LiteRT, OpenCV, PyTorch and TensorFlow on the arm64 trixie board, and
+OpenCV on the 32-bit one, take many minutes more under QEMU (their installs and imports): they are in the exhaustive
+tier (./test.sh --all).
 """
 
 import os
@@ -49,6 +50,14 @@ def test_litert_and_opencv_at_their_current_versions_on_python_313(trixie_fleet)
     on_python_313({"litert": "2.3.0", "opencv": "5.1.0.95"})
 
 
+def test_a_32bit_trixie_pi_runs_debians_onnxruntime_in_both_modes(trixie_fleet):
+    df = table(invoke("bench", "--host", "rpi3", "--framework", "onnxruntime", "--model", "squeezenet1_1", *ONE))
+    assert sorted(df["mode"]) == ["bare", "docker"] and set(df["machine"]) == {"armv7l"}
+    assert set(df["os"]) == {"Debian GNU/Linux 13 (trixie)"} and set(df["framework_version"]) == {"1.21"}
+    assert df["agrees"].all()
+
+
+@pytest.mark.exhaustive  # OpenCV too, under QEMU
 def test_a_32bit_trixie_pi_runs_debians_onnxruntime_and_opencv_in_both_modes(trixie_fleet):
     # every framework that runs there: tflite (no cp313 wheels) and Caffe (bullseye only) are left out, saying why
     r = invoke("compare", "--host", "rpi3", "--model", "squeezenet1_1", *ONE)
