@@ -358,7 +358,8 @@ class Link:
     def abort(self) -> None:
         """Close the connection under whatever runs on it (from another thread): that command ends, its board's
         processes with their session."""
-        transport = self.conn.client.get_transport() if self.conn is not None else None
+        conn = self.conn  # read once: the board's own thread may be closing it
+        transport = conn.client.get_transport() if conn is not None else None
         if transport is not None:
             _close_quietly(transport.close)
 

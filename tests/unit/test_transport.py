@@ -1,8 +1,12 @@
 """edgeorch.transport, the parts without a network: the Connections connect() makes from a board's hops, which
 host keys they trust, and the errors (and fixes) it gives for each way an SSH connection fails."""
 
+import os
+import signal
 import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import paramiko
@@ -12,7 +16,7 @@ from paramiko.ssh_exception import NoValidConnectionsError
 from edgeorch.arch import Arch
 from edgeorch.errors import BoardError, ConnectionLost, Unreachable
 from edgeorch.inventory import load_inventory
-from edgeorch.transport import connect, connection, explain
+from edgeorch.transport import connect, connection, explain, fan_out
 
 CONFIG = """
 Host myboard
@@ -235,3 +239,22 @@ def test_boards_made_in_code_get_ssh_defaults(home):
     b = Board(name="x", host="10.0.0.1", user="pi", arch=Arch.ARM64)
     assert b.address == "pi@10.0.0.1:22" and b.ssh.known_hosts[0] == home / ".ssh" / "known_hosts"
     assert Path(b.ssh.known_hosts[0]).parent.is_dir()
+
+
+def test_ctrl_c_ends_the_boards_work_where_a_library_swallows_keyboardinterrupt(home):
+    from edgeorch.inventory import Board
+
+    def work(board):  # as invoke's runner waits on a remote command: a ^C is passed on, then swallowed
+        for _ in range(200):
+            try:
+                time.sleep(0.05)
+            except KeyboardInterrupt:
+                pass
+        return "went on to the end"
+
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    clock = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        fan_out([Board(name="x", host="10.0.0.1", user="pi", arch=Arch.ARM64)], work)
+    assert time.monotonic() - clock < 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler goes with the sweep
