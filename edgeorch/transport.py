@@ -261,8 +261,9 @@ def _stop_links() -> None:
 
 @contextmanager
 def _interruptible() -> Iterator[None]:
-    """^C (SIGINT) in the block: every open link is closed and Interrupted raised in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
+    """^C (SIGINT) in the block: every open link is closed and Interrupted raised in the main thread. Where SIGINT is
+    ignored (a job a script started with &), it stays ignored."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield
         return
 
