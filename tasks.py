@@ -22,8 +22,8 @@ from edgeorch.inventory import load_inventory
 from edgeorch.plan import parse_counts
 from edgeorch.recipes import load_recipes
 
-INVENTORY = "inventory.yaml"
-INV_HELP = "inventory file (default: inventory.yaml)"
+INVENTORY = os.environ.get("EDGEORCH_INVENTORY", "inventory.yaml")
+INV_HELP = "inventory file (default: $EDGEORCH_INVENTORY, else inventory.yaml)"
 RESULTS_HELP = "the directory of the runs (default: $EDGEORCH_RESULTS, else results/ of this checkout)"
 VERBOSE_HELP = "also show every external command on the console, with its duration and exit code, as it ends " \
                "(all are logged in commands.log; EDGEORCH_VERBOSE=1 does the same)"

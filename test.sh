@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test suite: unit tests (no Docker) while the simulated fleet starts, then integration tests against a
-# real Docker engine and that fleet (real sshd, QEMU-emulated ARM boards, real frameworks).
+# real Docker engine and that fleet (real sshd, QEMU-emulated ARM boards, real frameworks), in two parts side by side
+# (part b on an x86 sim board of its own; tests/integration/conftest.py says which tests each part has).
 #   ./test.sh           the default tier: every path once, on its smallest case
 #   ./test.sh --all     also the exhaustive tier (every network, every framework installed under QEMU on every ARM
 #                       board): run it after changing a recipe (images/), an adapter or an exporter
@@ -14,8 +15,8 @@ if [ "$free_gb" -lt 45 ]; then
        "caches are there): free space if tests fail with 'no space left on device'" >&2
 fi
 ./setup.sh
-# The fleet starts in the background while the unit tests run, in three parts: the x86 board, which most
-# integration tests use and which they wait for; the bookworm Pis and the trixie boards (debootstraps and apt under
+# The fleet starts in the background while the unit tests run, in four parts: the x86 board of each part of the
+# integration tests, which they wait for; the bookworm Pis and the trixie boards (debootstraps and apt under
 # QEMU: CPU for many minutes) at a lower priority, on while the x86 tests run: the tests that use them run last.
 fleet_dir=$(mktemp -d -t edgeorch-sim-up.XXXXXX)  # a log per part, each with its commands.log beside it
 start_part() {  # PART NICENESS HOSTS
@@ -24,9 +25,12 @@ start_part() {  # PART NICENESS HOSTS
     </dev/null &
 }
 start_part x86 0 x86; x86=$!
+part_b_inventory=$PWD/tests/integration/part_b/inventory.yaml
+EDGEORCH_INVENTORY=$part_b_inventory start_part x86-b 0 x86; x86_b=$!
 start_part pi 10 pi; pi=$!
 start_part trixie 15 trixie; trixie=$!
-trap 'kill "$x86" "$pi" "$trixie" 2>/dev/null || true' EXIT
+part_b=
+trap 'kill $part_b "$x86" "$x86_b" "$pi" "$trixie" 2>/dev/null || true' EXIT
 part_failed() {  # PART
   tail -n 40 "$fleet_dir/$1/sim-up.log"
   echo "error: the sim boards of part $1 did not start (log: $fleet_dir/$1/sim-up.log)" >&2
@@ -40,10 +44,19 @@ fi
 .venv/bin/python -m pytest tests/unit "$@"
 started=$SECONDS
 wait "$x86" || { part_failed x86; exit 1; }
-printf 'the x86 sim board is up (%d s after the unit tests; the ARM boards start on: %s)\n' $((SECONDS - started)) \
+wait "$x86_b" || { part_failed x86-b; exit 1; }
+printf 'the x86 sim boards are up (%d s after the unit tests; the ARM boards start on: %s)\n' $((SECONDS - started)) \
   "$fleet_dir"
+echo "integration tests, part a here and part b beside it (its output follows; log: $fleet_dir/part-b.log)"
+EDGEORCH_INVENTORY=$part_b_inventory .venv/bin/python -m pytest tests/integration --part b "$@" \
+  >"$fleet_dir/part-b.log" 2>&1 </dev/null &
+part_b=$!
 status=0
-.venv/bin/python -m pytest tests/integration "$@" || status=$?
+.venv/bin/python -m pytest tests/integration --part a "$@" || status=$?
+wait "$part_b" || status=1
+part_b=
+printf '\nintegration tests, part b:\n'
+cat "$fleet_dir/part-b.log"
 wait "$pi" || { part_failed pi; status=1; }
 wait "$trixie" || { part_failed trixie; status=1; }
 exit "$status"

@@ -1,9 +1,11 @@
 """Where expensive build products live, keyed by the hash of what made them."""
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import ModelError
@@ -16,6 +18,17 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("EDGEORCH_CACHE", "~/.cache/edgeorch")).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def held(name: str) -> Iterator[None]:
+    """An exclusive lock named `name` in the cache, waited for: two orchestrators on one host (two terminals, or the
+    test suite's parts side by side) that need the same build product make it once, and never write one file both."""
+    path = cache_dir() / "locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def content_hash(*parts: str | bytes | Path, length: int = 12) -> str:

@@ -25,7 +25,7 @@ import docker.errors
 
 from . import bench
 from .arch import Arch, wheel_platforms
-from .cache import cache_dir, content_hash, write_atomic
+from .cache import cache_dir, content_hash, held, write_atomic
 from .console import console, recording, run_local, shell, step, tail
 from .errors import SetupError
 from .plan import Target
@@ -74,8 +74,13 @@ def _require_emulation(arch: Arch) -> None:
 def rootfs_tarball(arch: Arch, base: BaseRecipe) -> Path:
     """A tar of a minimal Debian rootfs for `arch`, made once by debootstrap and cached."""
     out = cache_dir() / "rootfs" / f"{base.suite}-{arch.value}-{base.rootfs_key(arch)}.tar"
-    if out.exists():
-        return out
+    with held(f"rootfs-{out.stem}"):
+        if not out.exists():
+            _debootstrap(arch, base, out)
+    return out
+
+
+def _debootstrap(arch: Arch, base: BaseRecipe, out: Path) -> None:
     _require_emulation(arch)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix="debootstrap-") as tmp:
@@ -86,7 +91,6 @@ def rootfs_tarball(arch: Arch, base: BaseRecipe) -> Path:
                   hint=f"run ./setup.sh (debootstrap, QEMU's binfmt handlers), and check that {base.mirror} is "
                        "reachable")
         _pack(root, out)
-    return out
 
 
 def _pack(root: Path, out: Path) -> None:
@@ -107,6 +111,13 @@ def _build(client: docker.DockerClient, context: Path, *, tag: str, arch: Arch,
            labels: dict[str, str] | None = None, buildargs: dict[str, str] | None = None,
            network_mode: str = "none") -> str:
     """docker build of `context` for `arch`; returns the image id. Shows the build's progress."""
+    with held(f"image-{content_hash(tag)}"):  # another orchestrator on this host may be building it
+        return _image_id(client, tag) or _build_once(client, context, tag=tag, arch=arch, labels=labels,
+                                                     buildargs=buildargs, network_mode=network_mode)
+
+
+def _build_once(client: docker.DockerClient, context: Path, *, tag: str, arch: Arch,
+                labels: dict[str, str] | None, buildargs: dict[str, str] | None, network_mode: str) -> str:
     labels = {LABEL: "1", **(labels or {})}
     image_id = None
     command = shell(["docker", "build", "--platform", arch.info.docker_platform, "--network", network_mode,
@@ -175,8 +186,14 @@ def ensure_wheelhouse(recipe: Recipe, build: Build, arch: Arch, python: str, gli
     packages = recipe.packages_for(build, arch)
     key = content_hash(*packages, *platforms, python)
     out = cache_dir() / "wheels" / f"{recipe.framework}-{build.version}-{arch.value}-cp{python.replace('.', '')}-{key}"
-    if (out / "requirements.txt").exists():
-        return out
+    with held(f"wheels-{out.name}"):
+        if not (out / "requirements.txt").exists():
+            _download_wheels(recipe, packages, platforms, arch, python, glibc, out)
+    return out
+
+
+def _download_wheels(recipe: Recipe, packages: tuple[str, ...], platforms: list[str], arch: Arch, python: str,
+                     glibc: tuple[int, int], out: Path) -> None:
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -194,7 +211,6 @@ def ensure_wheelhouse(recipe: Recipe, build: Build, arch: Arch, python: str, gli
     (tmp / "requirements.txt").write_text("".join(f"{p}\n" for p in packages))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    return out
 
 
 def framework_tag(recipe: Recipe, target: Target, wheelhouse: Path, base: str) -> tuple[str, str]:

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from . import images
 from .arch import Arch
-from .cache import cache_dir, content_hash
+from .cache import content_hash
 from .console import console, recording, run_local, shell, step
 from .errors import SetupError
 from .inventory import Board, Inventory
@@ -66,14 +66,15 @@ def _fleet_state(inventory: Inventory) -> Path:
 
 def sim_boards(inventory: Inventory) -> list[SimBoard]:
     """The inventory's boards marked `sim: true`, with their state locations."""
-    return [SimBoard(board=b, state=_fleet_state(inventory) / b.name, run=RUN_DIR / b.name)
+    state = _fleet_state(inventory)
+    # the run directory names the fleet too: two inventories (the test suite's two parts) may each have an `x86`
+    return [SimBoard(board=b, state=state / b.name, run=RUN_DIR / f"{b.name}-{content_hash(str(state), length=8)}")
             for b in inventory.boards if b.sim]
 
 
 @contextlib.contextmanager
 def _held(path: Path):
-    """An exclusive lock on `path`, waited for: two `sim.up`s at once (two terminals, or ./test.sh starting the
-    fleet's parts side by side) build each board image once and start each board once."""
+    """An exclusive lock on `path`, waited for: two `sim.up`s of one inventory at once start each board once."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -357,8 +358,7 @@ def up(inventory: Inventory, host: str | None = None) -> list[SimBoard]:
     kinds = sorted({(sb.board.arch, sb.board.sim_release) for sb in boards}, key=lambda k: (k[0].value, k[1]))
 
     def build(kind: tuple[Arch, str]) -> str:
-        with _held(cache_dir() / "locks" / f"sim-board-{kind[0].value}-{kind[1]}.lock"):
-            return board_image(images.engine(), *kind)
+        return board_image(images.engine(), *kind)
 
     with ThreadPoolExecutor(max_workers=len(kinds)) as pool:
         built = dict(zip(kinds, pool.map(build, kinds)))

@@ -20,6 +20,8 @@ os.environ["COLUMNS"] = "160"
 def pytest_addoption(parser):
     parser.addoption("--all", action="store_true", dest="exhaustive",
                      help="also run the exhaustive tier (tests marked exhaustive)")
+    parser.addoption("--part", choices=("a", "b"),
+                     help="only the integration tests of this part (./test.sh runs the two side by side)")
 
 
 def pytest_collection_modifyitems(config, items):

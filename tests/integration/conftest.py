@@ -1,6 +1,7 @@
 """Integration tests use the real things: the Docker engine, the simulated fleet over SSH, TFLite."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +12,32 @@ from edgeorch import results, sim
 from edgeorch.inventory import load_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = ROOT / "inventory.yaml"
+# The inventory the tests use, and the tasks they run by default: the shipped one, or part b's (see below).
+INVENTORY = Path(os.environ.get("EDGEORCH_INVENTORY", ROOT / "inventory.yaml")).resolve()
+
+# ./test.sh runs the integration tests in two parts side by side, as one part leaves a core idle: waiting on SSH, on
+# QEMU's single-threaded ARM boards, on a board's Docker engine. Part b is these files' tests that need no ARM board,
+# on an x86 sim board of its own (part_b/inventory.yaml: the same board on another port, with its own state), since
+# two benchmarks on one board refuse each other. Part a is the rest: the ARM boards, and the tests that stop, restart
+# or name the shipped x86 board (faults, SSH set-ups, the fleet itself). The files are split by their time.
+PART_B = {"test_bad_input.py", "test_browser.py", "test_caffe_export.py", "test_deploy_layers.py", "test_errors.py",
+          "test_frameworks.py", "test_hostile_names.py", "test_measures.py", "test_model_inputs.py",
+          "test_models_build.py", "test_zoo_convert.py", "test_zoo_export.py"}
 
 
-def pytest_collection_modifyitems(items):
+def _part(item) -> str:
+    arm = {"pi_fleet", "trixie_fleet"} & set(item.fixturenames)
+    return "b" if item.path.name in PART_B and not arm else "a"
+
+
+def pytest_collection_modifyitems(config, items):
     """Every test here is marked integration. Those on the x86 board alone run first, then those on the bookworm
     Pis, then those on today's Raspberry Pi OS: ./test.sh starts the ARM boards (debootstraps and apt under QEMU:
     minutes) while the tests before them run."""
+    if part := config.getoption("part"):
+        other = [item for item in items if _part(item) != part]
+        config.hook.pytest_deselected(items=other)
+        items[:] = [item for item in items if _part(item) == part]
     for item in items:
         item.add_marker(pytest.mark.integration)
     # a stable sort: each part keeps the files' order

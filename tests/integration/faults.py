@@ -48,7 +48,9 @@ def flat(text: str) -> str:
 
 
 class Orchestrator:
-    """`invoke ARGS` running in the background as a user would start it, its output kept in a file."""
+    """`invoke ARGS` running in the background as a user would start it in a terminal, its output kept in a file.
+    Its SIGINT does what ^C does there even where this suite was started as a background job (as CI's script does),
+    whose commands inherit an ignored SIGINT."""
 
     def __init__(self, tmp_path: Path, *args: str):
         self.args = args
@@ -56,7 +58,8 @@ class Orchestrator:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen([str(Path(sys.executable).parent / "invoke"), *args], cwd=ROOT, env=env,
-                                         stdout=out, stderr=subprocess.STDOUT)
+                                         stdout=out, stderr=subprocess.STDOUT,
+                                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.pid = self.proc.pid
 
     @property
