@@ -91,25 +91,25 @@ def _docker0() -> str:
 
 
 def _dockerd(sb: SimBoard) -> psutil.Process | None:
-    """The running dockerd of this board's pidfile, if any (a zombie counts as gone)."""
-    try:
-        proc = psutil.Process(int(sb.pidfile.read_text().strip()))
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            proc.wait(0)  # our own child that exited: reap it
-            return None
-        # After a reboot the pid may belong to anything: only this board's dockerd counts.
-        if proc.name() == "dockerd" and f"unix://{sb.socket}" in proc.cmdline():
-            return proc
-    except (OSError, ValueError, psutil.Error):
-        pass
+    """The running dockerd of this board's store, if any, whatever run directory it was started with (an older
+    edgeorch's); a zombie counts as gone."""
+    store = str(sb.state / "docker")
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if proc.info["name"] == "dockerd" and store in (proc.info["cmdline"] or []):
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    return proc
+                proc.wait(0)  # our own child that exited: reap it
+        except psutil.Error:
+            continue
     return None
 
 
 def _dockerd_alive(sb: SimBoard) -> bool:
-    """This board's private engine runs, and keeps its store where this inventory says."""
+    """This board's private engine runs, and answers on this board's socket."""
     proc = _dockerd(sb)
     try:
-        return proc is not None and sb.socket.exists() and str(sb.state / "docker") in proc.cmdline()
+        return proc is not None and sb.socket.exists() and f"unix://{sb.socket}" in proc.cmdline()
     except psutil.Error:
         return False
 
@@ -132,9 +132,11 @@ def _stop_dockerd(sb: SimBoard, why: str = "") -> None:
 def _start_dockerd(sb: SimBoard) -> None:
     if _dockerd_alive(sb):
         return
-    _stop_dockerd(sb, "started from another inventory")  # same board name, other checkout
+    if _dockerd(sb) is not None:  # this store's engine, on a socket elsewhere (an older edgeorch's run directory)
+        _stop_board(sb, "its Docker engine moves")  # its userland has that socket's directory mounted
+        _stop_dockerd(sb, "of another run directory")
     # Leftovers of an engine that died; the sock/ directory itself stays, since the board
-    # container has it mounted and would not see a new one.
+    # userland has it mounted and would not see a new one.
     shutil.rmtree(sb.run / "exec", ignore_errors=True)
     for stale in (sb.socket, sb.pidfile):
         stale.unlink(missing_ok=True)
