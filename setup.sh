@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 say() { printf '+ %s\n' "$*"; }
+log=/var/log/edgeorch-setup.log  # apt's own chatter goes here; shown when a step fails
+quietly() { "$@" >>"$log" 2>&1 || { tail -n 20 "$log" >&2; echo "error: \`$*\` failed (log: $log)" >&2; exit 1; }; }
 
 need=()
 for pair in dockerd:docker.io qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support \
@@ -12,8 +14,8 @@ for pair in dockerd:docker.io qemu-aarch64-static:qemu-user-static update-binfmt
 done
 if ((${#need[@]})); then
   say "apt-get install ${need[*]}"
-  apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+  quietly apt-get update -q
+  quietly env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
 
 # ARM binaries run through QEMU's binfmt handlers (also inside containers and chroots).
@@ -34,7 +36,7 @@ if [ "$(cat "$qemu_dir/VERSION" 2>/dev/null)" != "$qemu_version" ]; then
   apt_opts=(-q -o "Dir::Etc::SourceList=$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
             -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache")
   mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
-  apt-get "${apt_opts[@]}" update >/dev/null
+  quietly apt-get "${apt_opts[@]}" update
   (cd "$tmp" && apt-get "${apt_opts[@]}" download "qemu-user=$qemu_version" >"$tmp/download.log" 2>&1) \
     || { cat "$tmp/download.log" >&2; echo "error: could not download qemu-user $qemu_version" >&2; exit 1; }
   dpkg-deb -x "$tmp"/qemu-user_*.deb "$tmp/x"

@@ -2,8 +2,8 @@
 run as a chroot with a real sshd on loopback, and a private dockerd on the host as the board's Docker engine.
 
 A chroot, not a container: bare-metal runs on a simulated board get no seccomp filter and no container cgroup,
-only the mount and hostname namespaces a chroot needs, so a Docker-vs-bare comparison there compares a container
-with a process that is not in one.
+only the mount, hostname and PID namespaces that a chroot and a process table of its own need, so a Docker-vs-bare
+comparison there compares a container with a process that is not in one.
 """
 
 from __future__ import annotations
@@ -260,10 +260,15 @@ def _board_processes(sb: SimBoard) -> list[psutil.Process]:
 
 
 def _sshd(sb: SimBoard) -> psutil.Process | None:
+    """The board's sshd: the child of the `unshare` in sshd.pid, once it runs in the board's userland (the first
+    process of the board's PID namespace)."""
     try:
-        proc = psutil.Process(int((sb.state / "sshd.pid").read_text()))
-        if proc.status() != psutil.STATUS_ZOMBIE and proc in _board_processes(sb):
-            return proc
+        board, unshare = _board_processes(sb), psutil.Process(int((sb.state / "sshd.pid").read_text()))
+        if unshare in board:  # an sshd an older edgeorch started without a PID namespace: started again
+            return None
+        for proc in unshare.children():
+            if proc.status() != psutil.STATUS_ZOMBIE and proc in board:
+                return proc
     except (OSError, ValueError, psutil.Error):
         pass
     return None
@@ -283,7 +288,7 @@ def _stop_board(sb: SimBoard, why: str = "") -> None:
         rec.exit_code = 0
 
 
-# Inside a mount namespace of its own (nothing shows on the host): the kernel's file systems and the three
+# Inside mount and PID namespaces of its own (nothing shows on the host): the kernel's file systems and the three
 # directories the board shares with the host, then the board's sshd as its root.
 _CHROOT = r"""set -e
 root=$1 keys=$2 sock=$3 name=$4 home=$5; shift 5
@@ -325,12 +330,13 @@ def _start_board(client, sb: SimBoard) -> None:
            "-o", "AuthorizedKeysFile=/etc/ssh/edgeorch/authorized_keys",
            "-o", "PasswordAuthentication=no", "-o", "PermitRootLogin=prohibit-password",
            "-o", "UsePAM=no"]
-    argv = ["unshare", "--mount", "--uts", "--propagation", "private", "--", "sh", "-c", _CHROOT, "sh",
-            str(sb.rootfs), str(sb.state / "ssh"), str(sb.socket.parent), b.name, str(sb.home), *cmd]
+    # A PID namespace of its own, as a real board has: its `pkill` and `ps` see its processes, not another board's
+    argv = ["unshare", "--mount", "--uts", "--pid", "--fork", "--propagation", "private", "--", "sh", "-c", _CHROOT,
+            "sh", str(sb.rootfs), str(sb.state / "ssh"), str(sb.socket.parent), b.name, str(sb.home), *cmd]
     with recording(shell(argv)) as rec, open(sb.state / "sshd.log", "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
         rec.note = f"started in the background, pid {proc.pid} (log: {sb.state / 'sshd.log'})"
-    (sb.state / "sshd.pid").write_text(str(proc.pid))  # unshare, sh and chroot exec: this pid becomes sshd
+    (sb.state / "sshd.pid").write_text(str(proc.pid))  # unshare: its child (sh, chroot exec) becomes sshd
 
 
 def _wait_for_ssh(b: Board, timeout: float = 60) -> None:
