@@ -105,12 +105,13 @@ def _dockerd(sb: SimBoard) -> psutil.Process | None:
     return None
 
 
-def _dockerd_alive(sb: SimBoard) -> bool:
-    """This board's private engine runs, and answers on this board's socket."""
+def _dockerd_alive(sb: SimBoard, sshd: psutil.Process) -> bool:
+    """This board's private engine runs among the board's processes (sshd's PID namespace), on this board's socket."""
     proc = _dockerd(sb)
     try:
-        return proc is not None and sb.socket.exists() and f"unix://{sb.socket}" in proc.cmdline()
-    except psutil.Error:
+        return (proc is not None and sb.socket.exists() and f"unix://{sb.socket}" in proc.cmdline()
+                and os.readlink(f"/proc/{proc.pid}/ns/pid") == os.readlink(f"/proc/{sshd.pid}/ns/pid"))
+    except (OSError, psutil.Error):
         return False
 
 
@@ -130,11 +131,15 @@ def _stop_dockerd(sb: SimBoard, why: str = "") -> None:
 
 
 def _start_dockerd(sb: SimBoard) -> None:
-    if _dockerd_alive(sb):
+    """The board's engine, started in the board's PID namespace (its sshd's), as a real board's engine runs among its
+    processes: the pid of a container's process that `docker inspect` gives is one the board sees, as perf needs.
+    It ends with the board."""
+    sshd = _sshd(sb)
+    if sshd is None:
+        raise SetupError(f"sim board {sb.board.name}: its sshd is not running", hint=f"read {sb.state / 'sshd.log'}")
+    if _dockerd_alive(sb, sshd):
         return
-    if _dockerd(sb) is not None:  # this store's engine, on a socket elsewhere (an older edgeorch's run directory)
-        _stop_board(sb, "its Docker engine moves")  # its userland has that socket's directory mounted
-        _stop_dockerd(sb, "of another run directory")
+    _stop_dockerd(sb, "not among the board's processes")  # an older edgeorch's, on a socket elsewhere
     # Leftovers of an engine that died; the sock/ directory itself stays, since the board
     # userland has it mounted and would not see a new one.
     shutil.rmtree(sb.run / "exec", ignore_errors=True)
@@ -146,7 +151,8 @@ def _start_dockerd(sb: SimBoard) -> None:
     # The private engine runs in a network namespace of its own: with --bridge none, dockerd
     # deletes any interface named docker0 it can see, which would cut off the main engine.
     # Its containers run with --network none anyway; the API is a unix socket.
-    cmd = ["unshare", "--net", "--", "dockerd", "--data-root", sb.state / "docker", "--exec-root", sb.run / "exec",
+    cmd = ["nsenter", "--target", str(sshd.pid), "--pid", "--", "unshare", "--net", "--",
+           "dockerd", "--data-root", sb.state / "docker", "--exec-root", sb.run / "exec",
            "--host", f"unix://{sb.socket}", "--pidfile", sb.pidfile, "--bridge", "none",
            "--iptables=false", "--ip6tables=false", "--ip-masq=false",
            "--containerd-namespace", ns, "--containerd-plugins-namespace", f"{ns}-plugins"]
@@ -309,6 +315,7 @@ def _start_board(client, sb: SimBoard) -> None:
     if _sshd(sb):
         return
     _stop_board(sb, "restarted")
+    (sb.run / "sock").mkdir(parents=True, exist_ok=True)  # where its engine's socket will be, mounted in the board
     # the same board started from another checkout holds the port: a sim sshd is told apart by its key directory
     # (an x86 sshd rewrites its command line into one string; an ARM one runs under QEMU's interpreter)
     for proc in psutil.process_iter(["cmdline"]):
@@ -384,10 +391,10 @@ def _start(client, sb: SimBoard, image: str) -> None:
     with console.status(f"starting sim board {sb.board.name}"):
         line = _ensure_keys(sb)
         _pin_host_key(sb.board.known_hosts, line)
-        _start_dockerd(sb)
         _unpack(client, sb, image)
         _start_board(client, sb)
         _wait_for_ssh(sb.board)
+        _start_dockerd(sb)
     now = _sshd(sb)
     how = "up already" if was and now and was.pid == now.pid else f"up in {time.monotonic() - clock:.0f} s"
     step(f"{how}: {sb.board.arch.value} Debian {sb.board.sim_release}, sshd on {sb.board.address}, a dockerd of its "
@@ -407,7 +414,7 @@ def status(inventory: Inventory) -> list[dict]:
             ssh = False
         rows.append({"board": sb.board.name, "arch": sb.board.arch.value,
                      "address": sb.board.address, "userland": state,
-                     "dockerd": _dockerd_alive(sb), "sshd": ssh})
+                     "dockerd": sshd is not None and _dockerd_alive(sb, sshd), "sshd": ssh})
     return rows
 
 
