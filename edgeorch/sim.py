@@ -151,7 +151,8 @@ def _start_dockerd(sb: SimBoard) -> None:
     # The private engine runs in a network namespace of its own: with --bridge none, dockerd
     # deletes any interface named docker0 it can see, which would cut off the main engine.
     # Its containers run with --network none anyway; the API is a unix socket.
-    cmd = ["nsenter", "--target", str(sshd.pid), "--pid", "--", "unshare", "--net", "--",
+    # (and a /proc of that PID namespace, in a mount namespace of its own: containerd reads its children's there)
+    cmd = ["nsenter", "--target", str(sshd.pid), "--pid", "--", "unshare", "--net", "--mount-proc", "--",
            "dockerd", "--data-root", sb.state / "docker", "--exec-root", sb.run / "exec",
            "--host", f"unix://{sb.socket}", "--pidfile", sb.pidfile, "--bridge", "none",
            "--iptables=false", "--ip6tables=false", "--ip-masq=false",
