@@ -81,7 +81,7 @@ def test_sim_down_removes_what_up_made(fleet, tmp_path):
     inventory = load_inventory(tmp_path / "inventory.yaml")
     docker0 = sim._docker0()
     [sb] = sim.up(inventory)
-    pids = [int(sb.pidfile.read_text()), sim._sshd(sb).pid]
+    pids = [sim._dockerd(sb).pid, sim._sshd(sb).pid]
     with connect(inventory.boards[0]) as conn:
         assert remote(conn, ["hostname"], board="simdown").stdout.strip() == "simdown"
     sim.down(inventory)
