@@ -8,10 +8,10 @@
 # Other arguments go to pytest (e.g. -q, -x, -k NAME).
 set -euo pipefail
 cd "$(dirname "$0")"
-# A fresh run writes about 50 GB: Docker images, the build cache (~/.cache/edgeorch), the sim boards' own engines
+# A fresh run writes about 41 GB: Docker images, the build cache (~/.cache/edgeorch), the sim boards' own engines
 free_gb=$(( $(df -Pk . | awk 'NR == 2 {print $4}') / 1048576 ))
-if [ "$free_gb" -lt 55 ]; then
-  echo "warning: $free_gb GB free here; a first run of the suite writes about 50 GB (fewer once its images and" \
+if [ "$free_gb" -lt 50 ]; then
+  echo "warning: $free_gb GB free here; a first run of the suite writes about 41 GB (fewer once its images and" \
        "caches are there): free space if tests fail with 'no space left on device'" >&2
 fi
 ./setup.sh
