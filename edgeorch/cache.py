@@ -21,14 +21,18 @@ def cache_dir() -> Path:
 
 
 @contextlib.contextmanager
-def held(name: str) -> Iterator[None]:
-    """An exclusive lock named `name` in the cache, waited for: two orchestrators on one host (two terminals, or the
-    test suite's parts side by side) that need the same build product make it once, and never write one file both."""
-    path = cache_dir() / "locks" / f"{name}.lock"
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on the file `path` (made if missing), waited for."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
+
+
+def held(name: str) -> contextlib.AbstractContextManager[None]:
+    """The lock named `name` in the cache: two orchestrators on one host (two terminals, or the test suite's parts
+    side by side) that need the same build product make it once, and never write one file both."""
+    return locked(cache_dir() / "locks" / f"{name}.lock")
 
 
 def content_hash(*parts: str | bytes | Path, length: int = 12) -> str:

@@ -8,8 +8,6 @@ comparison there compares a container with a process that is not in one.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shutil
 import socket
@@ -25,7 +23,7 @@ from rich.table import Table
 
 from . import images
 from .arch import Arch
-from .cache import content_hash
+from .cache import content_hash, locked
 from .console import console, recording, run_local, shell, step
 from .errors import SetupError
 from .inventory import Board, Inventory
@@ -70,15 +68,6 @@ def sim_boards(inventory: Inventory) -> list[SimBoard]:
     # the run directory names the fleet too: two inventories (the test suite's two parts) may each have an `x86`
     return [SimBoard(board=b, state=state / b.name, run=RUN_DIR / f"{b.name}-{content_hash(str(state), length=8)}")
             for b in inventory.boards if b.sim]
-
-
-@contextlib.contextmanager
-def _held(path: Path):
-    """An exclusive lock on `path`, waited for: two `sim.up`s of one inventory at once start each board once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
 
 
 def _docker0() -> str:
@@ -373,12 +362,10 @@ def up(inventory: Inventory, host: str | None = None) -> list[SimBoard]:
     # waiting on the mirror, or in one dpkg under QEMU.
     kinds = sorted({(sb.board.arch, sb.board.sim_release) for sb in boards}, key=lambda k: (k[0].value, k[1]))
 
-    def build(kind: tuple[Arch, str]) -> str:
-        return board_image(images.engine(), *kind)
-
     with ThreadPoolExecutor(max_workers=len(kinds)) as pool:
-        built = dict(zip(kinds, pool.map(build, kinds)))
-    with _held(_fleet_state(inventory) / "up.lock"):  # the fleet's key and known_hosts are shared
+        built = dict(zip(kinds, pool.map(lambda kind: board_image(images.engine(), *kind), kinds)))
+    # two `sim.up`s of one inventory at once start each board once; the fleet's key and known_hosts are shared
+    with locked(_fleet_state(inventory) / "up.lock"):
         for sb in boards:
             _start(client, sb, built[sb.board.arch, sb.board.sim_release])
     if _docker0() != before:
