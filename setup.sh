@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything edgeorch needs on this machine (Debian/Ubuntu, as root), idempotently:
-# Docker engine, QEMU user emulation for ARM, debootstrap, and a Python venv with edgeorch.
+# Docker engine, QEMU user emulation for ARM, mmdebstrap, and a Python venv with edgeorch.
 set -euo pipefail
 cd "$(dirname "$0")"
 say() { printf '+ %s\n' "$*"; }
@@ -8,8 +8,7 @@ log=/var/log/edgeorch-setup.log  # apt's own chatter goes here; shown when a ste
 quietly() { "$@" >>"$log" 2>&1 || { tail -n 20 "$log" >&2; echo "error: \`$*\` failed (log: $log)" >&2; exit 1; }; }
 
 need=()
-for pair in dockerd:docker.io qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support \
-            debootstrap:debootstrap ssh-keygen:openssh-client ip:iproute2; do
+for pair in dockerd:docker.io mmdebstrap:mmdebstrap ssh-keygen:openssh-client ip:iproute2; do
   command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 if ((${#need[@]})); then
@@ -23,8 +22,8 @@ if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
   say "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc"
   mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 fi
-# Debian's qemu-user-static (7.2 on bookworm) is installed for debootstrap's sake, and its handlers replaced by
-# QEMU 10 from Debian trixie: under 7.2 the cpuinfo library inside ONNX Runtime >= 1.23
+# QEMU 10 from Debian trixie, not bookworm's 7.2 (qemu-user-static, whose handlers are replaced where it is
+# installed): under 7.2 the cpuinfo library inside ONNX Runtime >= 1.23
 # and LiteRT 2.x crashes on the simulated arm64 board (README, "The simulated fleet"). Its static binaries are
 # unpacked under $qemu_dir and registered with the F flag, so chroots and containers need no copy of them.
 qemu_dir=/usr/local/lib/edgeorch/qemu

@@ -17,7 +17,7 @@ if [ "$free_gb" -lt 50 ]; then
 fi
 ./setup.sh
 # The fleet starts in the background while the unit tests run, in four parts: the x86 board of each part of the
-# integration tests, which they wait for; the bookworm Pis and the trixie boards (debootstraps and apt under
+# integration tests, which they wait for; the bookworm Pis and the trixie boards (mmdebstraps and apt under
 # QEMU: CPU for many minutes) at a lower priority, on while the x86 tests run: the tests that use them run last.
 fleet_dir=$(mktemp -d -t edgeorch-sim-up.XXXXXX)  # a log per part, each with its commands.log beside it
 start_part() {  # PART NICENESS HOSTS

@@ -22,7 +22,7 @@ class ConfigError(EdgeorchError):
 
 
 class SetupError(EdgeorchError):
-    """Something this machine needs is missing (Docker engine, QEMU, debootstrap, a build)."""
+    """Something this machine needs is missing (Docker engine, QEMU, mmdebstrap, a build)."""
 
     exit_code = 3
 

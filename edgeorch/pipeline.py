@@ -203,7 +203,7 @@ def build(targets: dict[tuple[str, str], Target],
     client = images.engine()
     recipes = {f: get_recipe(f) for f, _ in targets}
     bases = load_bases()
-    for suite in sorted({t.suite for t in targets.values()}):  # every arch's base first: debootstraps side by side
+    for suite in sorted({t.suite for t in targets.values()}):  # every arch's base first: mmdebstraps side by side
         arches = sorted({t.arch for t in targets.values() if t.suite == suite
                          and not recipes[t.framework].base_image_from_user}, key=lambda a: a.value)
         if arches:

@@ -20,7 +20,7 @@ PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13")  # the Python versions of the 
 
 @dataclass(frozen=True, kw_only=True)
 class BaseRecipe:
-    """A minimal Debian rootfs made with debootstrap: the base of every image of one release."""
+    """A minimal Debian rootfs made with mmdebstrap: the base of every image of one release."""
     suite: str
     mirror: str
     packages: tuple[str, ...]
@@ -42,8 +42,8 @@ class BaseRecipe:
                              if arch in b.arches and self.suite in b.releases for p in b.debian} - set(self.packages)))
 
     def rootfs_key(self, arch: Arch) -> str:
-        """What its debootstrap rootfs and plain image are made from: release, mirror, packages, Dockerfile."""
-        return content_hash(self.suite, self.mirror, *self.packages, self.dockerfile, arch.value)
+        """What its rootfs and plain image are made from: the tool, release, mirror, packages, Dockerfile."""
+        return content_hash("mmdebstrap", self.suite, self.mirror, *self.packages, self.dockerfile, arch.value)
 
     def key(self, arch: Arch) -> str:
         """The rootfs's key, and the extra packages installed on top of it where there are any."""

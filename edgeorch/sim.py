@@ -358,7 +358,7 @@ def up(inventory: Inventory, host: str | None = None) -> list[SimBoard]:
                          hint="use the shipped inventory.yaml, which defines rpi3-bookworm, rpi4, x86, rpi5 and rpi3")
     client = images.engine()
     before = _docker0()
-    # Every board image is built side by side, its release's debootstrap included: most of that time is spent
+    # Every board image is built side by side, its release's mmdebstrap included: most of that time is spent
     # waiting on the mirror, or in one dpkg under QEMU.
     kinds = sorted({(sb.board.arch, sb.board.sim_release) for sb in boards}, key=lambda k: (k[0].value, k[1]))
 

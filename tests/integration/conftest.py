@@ -32,7 +32,7 @@ def _part(item) -> str:
 
 def pytest_collection_modifyitems(config, items):
     """Every test here is marked integration. Those on the x86 board alone run first, then those on the bookworm
-    Pis, then those on today's Raspberry Pi OS: ./test.sh starts the ARM boards (debootstraps and apt under QEMU:
+    Pis, then those on today's Raspberry Pi OS: ./test.sh starts the ARM boards (mmdebstraps and apt under QEMU:
     minutes) while the tests before them run."""
     if part := config.getoption("part"):
         other = [item for item in items if _part(item) != part]
