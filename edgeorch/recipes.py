@@ -14,7 +14,6 @@ from .errors import ConfigError
 IMAGES = ROOT / "images"
 INSTALL_SCRIPT = IMAGES / "install-framework.sh"
 DEFAULT_DOCKERFILE = IMAGES / "framework.Dockerfile"
-PACKAGES_DOCKERFILE = IMAGES / "packages.Dockerfile"
 PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13")  # the Python versions of the boards the matrix shows
 
 
@@ -36,19 +35,15 @@ class BaseRecipe:
 
     def extra_packages(self, arch: Arch) -> tuple[str, ...]:
         """The Debian packages of the frameworks that come from Debian on this release and arch (ONNX Runtime and
-        OpenCV on 32-bit trixie): in the base, so that every image of theirs and the sim board that stands for an
-        owner who installed them share one copy."""
+        OpenCV on 32-bit trixie): in the base rootfs, so that every image of theirs and the sim board that stands for
+        an owner who installed them share one copy."""
         return tuple(sorted({p for r in load_recipes().values() for b in r.builds
                              if arch in b.arches and self.suite in b.releases for p in b.debian} - set(self.packages)))
 
-    def rootfs_key(self, arch: Arch) -> str:
-        """What its rootfs and plain image are made from: the tool, release, mirror, packages, Dockerfile."""
-        return content_hash("mmdebstrap", self.suite, self.mirror, *self.packages, self.dockerfile, arch.value)
-
     def key(self, arch: Arch) -> str:
-        """The rootfs's key, and the extra packages installed on top of it where there are any."""
-        extra = self.extra_packages(arch)
-        return content_hash(self.rootfs_key(arch), PACKAGES_DOCKERFILE, *extra) if extra else self.rootfs_key(arch)
+        """What its rootfs and image are made from: the tool, release, mirror, packages, Dockerfile."""
+        return content_hash("mmdebstrap", self.suite, self.mirror, *self.packages, *self.extra_packages(arch),
+                            self.dockerfile, arch.value)
 
 
 @dataclass(frozen=True, kw_only=True)
