@@ -89,8 +89,9 @@ def _mmdebstrap(arch: Arch, base: BaseRecipe, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix="mmdebstrap-") as tmp:
         root = Path(tmp) / "root"
+        packages = base.packages + base.extra_packages(arch)
         run_local(["mmdebstrap", "--quiet", "--mode=root", "--variant=minbase",
-                   f"--architectures={arch.info.debian_arch}", f"--include={','.join(base.packages + base.extra_packages(arch))}",
+                   f"--architectures={arch.info.debian_arch}", f"--include={','.join(packages)}",
                    base.suite, root, base.mirror],
                   what=f"mmdebstrap of a {base.suite} rootfs for {arch.value}",
                   hint=f"run ./setup.sh (mmdebstrap, QEMU's binfmt handlers), and check that {base.mirror} is "
