@@ -298,9 +298,10 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Imag
                                seconds=round(time.monotonic() - started, 2))
 
 
-# Ends what runs from directory $1 (its path as a regex, from _running_from), then waits (5 s at most) until it has
-_END_LEFTOVERS = 'pkill -KILL -f -- "$1"; i=0; while pgrep -f -- "$1" >/dev/null && [ $i -lt 50 ]; do sleep 0.1; ' \
-                 'i=$((i+1)); done; exit 0'
+# Ends what this login runs from directory $1 (its path as a regex, from _running_from), then waits (5 s at most)
+# until it has; another login's processes are never touched
+_END_LEFTOVERS = 'u=$(id -u); pkill -KILL -U "$u" -f -- "$1"; i=0; ' \
+                 'while pgrep -U "$u" -f -- "$1" >/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; exit 0'
 
 
 def _running_from(directory: str) -> str:
