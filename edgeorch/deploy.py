@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import posixpath
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,10 +110,70 @@ def _copy_watcher(conn: fabric.Connection, board: Board, workdir: str) -> list[T
     return [dataclasses.replace(sent, what="watcher")]
 
 
-def prepare_workdir(conn: fabric.Connection, board: Board) -> str:
-    """Create the board's working directory and return its absolute path."""
-    return remote(conn, sh('mkdir -p -- "$1" && cd -- "$1" && pwd -P', board.workdir),
-                  board=board.name).stdout.rstrip("\n")
+WORKDIR_MARK = ".edgeorch-workdir"      # in a workdir edgeorch made, holding WORKDIR_SCHEMA: only there it works
+WORKDIR_SCHEMA = "edgeorch-workdir/1"
+BUNDLE_MARK = ".edgeorch-bundle"         # in a bare-metal bundle from its first byte, holding BUNDLE_SCHEMA
+BUNDLE_SCHEMA = "edgeorch-bundle/1"
+MODELS_LIST = ".edgeorch-models"         # the files edgeorch sent into <workdir>/models, one name a line
+_SENT_NAME = re.compile(r"[0-9a-f]{16}(\.[A-Za-z0-9.]*)?")  # push_file's names: no user's file is ever one
+_BUNDLE_NAME = re.compile(r"[a-z0-9_]+-[A-Za-z0-9][A-Za-z0-9.+_~-]*")  # <framework>-<version>
+
+# The workdir ($1), made with its mark ($2 holding $3) when it is absent and $4 is `create`; its absolute path. A
+# directory that is there already is used only when it bears the mark, is empty (it gets the mark), or is what an
+# edgeorch before marks made ($5: its watcher's stamp there, and nothing edgeorch does not make): else `unmarked`.
+# Without `create`, `absent` when there is none.
+_WORKDIR_SCRIPT = r"""
+w=$1
+if [ "$4" = create ] && [ ! -e "$w" ] && [ ! -L "$w" ]; then
+  mkdir -p -- "$(dirname -- "$w")" && mkdir -- "$w" && printf '%s\n' "$3" >"$w/$2" || exit 1
+fi
+cd -- "$w" 2>/dev/null || { [ "$4" = create ] && exit 1; echo absent; exit 0; }
+[ -O . ] || { echo "not-owned $(ls -ld . 2>&1)"; exit 3; }
+old_edgeorch() {
+  [ -f "$5" ] && [ ! -L "$5" ] || return 1
+  for e in * .[!.]* ..?*; do
+    [ -e "$e" ] || [ -L "$e" ] || continue
+    case $e in host|models|cache|*.partial) continue ;; esac
+    case $e in *-*) [ -d "$e" ] && [ ! -L "$e" ] && { [ -f "$e/manifest.json" ] || [ -d "$e/wheels" ]; } &&
+      continue ;; esac
+    return 1
+  done
+}
+if [ -L "$2" ] || [ ! -f "$2" ] || [ "$(head -c 100 -- "$2")" != "$3" ]; then
+  [ "$4" = create ] && { [ -z "$(ls -A)" ] || old_edgeorch "$@"; } || { echo unmarked; exit 3; }
+  [ -d models ] && for f in models/*; do
+    [ -f "$f" ] && [ ! -L "$f" ] && printf '%s\n' "${f#models/}"
+  done | grep -E '^[0-9a-f]{16}(\.[A-Za-z0-9.]*)?$' >>"$6"
+  printf '%s\n' "$3" >"$2" || exit 1
+fi
+pwd -P
+"""
+
+
+def prepare_workdir(conn: fabric.Connection, board: Board, create: bool = True) -> str | None:
+    """The board's working directory, made (with edgeorch's mark) when absent: its absolute path; None when it is
+    absent and not `create`. A BoardError when it is another login's, or a directory edgeorch did not make."""
+    r = remote(conn, sh(_WORKDIR_SCRIPT, board.workdir, WORKDIR_MARK, WORKDIR_SCHEMA, "create" if create else "",
+                        posixpath.join("host", bench.BOARD_PACKAGE, "DIGEST"), MODELS_LIST), board=board.name,
+               warn=True)
+    said = r.stdout.strip()
+    if r.ok and said == "absent":
+        return None
+    if said.startswith("not-owned"):
+        raise BoardError(f"board {board.name}: its workdir {board.workdir} belongs to another login "
+                         f"({said.removeprefix('not-owned ')})",
+                         hint=f"set `workdir:` of {board.name} in the inventory to a folder of {board.user}'s own, "
+                              "e.g. ~/edgeorch")
+    if said == "unmarked":
+        raise BoardError(f"board {board.name}: its workdir {board.workdir} holds files edgeorch did not make (it has "
+                         f"no {WORKDIR_MARK}), so edgeorch neither works nor cleans there",
+                         hint=f"set `workdir:` of {board.name} in the inventory to a new folder, e.g. ~/edgeorch "
+                              "(edgeorch makes it and marks it as its own)")
+    if r.failed or not said.startswith("/"):
+        raise BoardError(f"board {board.name}: its workdir {board.workdir} cannot be made or used (exit {r.exited}): "
+                         f"{(r.stderr or r.stdout).strip()[-400:]}",
+                         hint=f"check that {board.user} may write there (ls -ld on the board)")
+    return said.splitlines()[-1]
 
 
 def docker_version(conn: fabric.Connection, board: Board) -> str:
@@ -298,9 +359,10 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Imag
                                seconds=round(time.monotonic() - started, 2))
 
 
-# Ends what runs from directory $1 (its path as a regex, from _running_from), then waits (5 s at most) until it has
-_END_LEFTOVERS = 'pkill -KILL -f -- "$1"; i=0; while pgrep -f -- "$1" >/dev/null && [ $i -lt 50 ]; do sleep 0.1; ' \
-                 'i=$((i+1)); done; exit 0'
+# Ends what this login runs from directory $1 (its path as a regex, from _running_from), then waits (5 s at most)
+# until it has; another login's processes are never touched
+_END_LEFTOVERS = 'u=$(id -u); pkill -KILL -U "$u" -f -- "$1"; i=0; ' \
+                 'while pgrep -U "$u" -f -- "$1" >/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; exit 0'
 
 
 def _running_from(directory: str) -> str:
@@ -329,7 +391,8 @@ def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bun
     # with the board's lock held, anything still running from the bundle is a lost attempt's install (pip is quiet, so
     # it never notices that its link went): it would write into the new bundle while it is made
     remote(conn, sh(_END_LEFTOVERS, _running_from(bundle_dir)), board=board.name)
-    remote(conn, sh('rm -rf -- "$1" && mkdir -p -- "$2"', bundle_dir, wheels), board=board.name)
+    remote(conn, sh('rm -rf -- "$1" && mkdir -p -- "$2" && printf "%s\\n" "$3" >"$1/$4"', bundle_dir, wheels,
+                    BUNDLE_SCHEMA, BUNDLE_MARK), board=board.name)
     try:  # the wheels go straight to their names (no manifest yet: nothing half-sent passes for installed)
         _check_space(conn, board, bundle_dir, sum(p.stat().st_size for p in image.bare_wheelhouse.iterdir()),
                      f"the bare-metal bundle of {image.framework}")
@@ -450,6 +513,9 @@ def push_file(conn: fabric.Connection, board: Board, workdir: str, path: Path, s
     if not (have.ok and have.stdout.split()[:1] == [sha256]):
         remote(conn, ["mkdir", "-p", "--", posixpath.dirname(dest)], board=board.name)
         _put(conn, board, path, dest, progress, f"{board.name}: {path.name}")
+        # what `clean` may remove from the models folder: the files edgeorch sent, and no other
+        remote(conn, sh('grep -qxF -- "$2" "$1" 2>/dev/null || printf "%s\\n" "$2" >>"$1"',
+                        posixpath.join(workdir, MODELS_LIST), posixpath.basename(dest)), board=board.name)
     return dest
 
 
@@ -568,13 +634,60 @@ def _free_kb(conn: fabric.Connection, board: Board, workdir: str) -> dict[str, i
             if kb.isdigit()}
 
 
+# The bundles in the workdir ($1), NUL-separated: `mark NAME` for one whose mark ($2 holding $3) says edgeorch made it
+# (an install may have stopped half-way), `manifest NAME TEXT` for one with a manifest. Never a link's.
+_BUNDLES = r"""
+cd -- "$1" || exit 1
+for d in */; do
+  d=${d%/}
+  [ -d "$d" ] && [ ! -L "$d" ] || continue
+  if [ -f "$d/$2" ] && [ ! -L "$d/$2" ] && [ "$(head -c 100 -- "$d/$2")" = "$3" ]; then
+    printf 'mark\0%s\0\0' "$d"
+  elif [ -f "$d/manifest.json" ] && [ ! -L "$d/manifest.json" ]; then
+    printf 'manifest\0%s\0' "$d"; head -c 100000 -- "$d/manifest.json" | tr -d '\000'; printf '\0'
+  fi
+done
+"""
+
+# What cut transfers left in the workdir ($1): its archives' and its models' *.partial (edgeorch's names only),
+# NUL-separated, relative to $1
+_PARTIALS = r"""
+cd -- "$1" || exit 1
+find . -maxdepth 1 -type f -name 'edgeorch-*.partial' -print0
+[ ! -d models ] || [ -L models ] || find models -maxdepth 1 -type f -name "$2" -print0
+"""
+
+
+def _is_bundle(kind: str, name: str, text: str) -> bool:
+    """Whether a folder of the workdir is a bare-metal bundle edgeorch made: its mark, or a manifest of exactly
+    bundle_manifest's fields whose framework and version are the folder's name."""
+    if not _BUNDLE_NAME.fullmatch(name):
+        return False
+    if kind == "mark":
+        return True
+    try:
+        manifest = json.loads(text)
+    except ValueError:
+        return False
+    fields = {"framework", "version", "arch", "bench_sha256", "install_sha256", "wheels"}
+    return (isinstance(manifest, dict) and set(manifest) == fields and isinstance(manifest["wheels"], dict)
+            and name == f"{manifest['framework']}-{manifest['version']}")
+
+
+def _records(text: str, width: int) -> list[list[str]]:
+    """NUL-separated output as records of `width` fields."""
+    fields = text.split("\0")[:-1]
+    return [fields[i:i + width] for i in range(0, len(fields) - width + 1, width)]
+
+
 def clean(conn: fabric.Connection, board: Board, targets: list, cached_models: set[str]) -> dict:
-    """Remove from the board edgeorch's images, bare bundles and models that no current recipe uses: images and
-    bundles not of `targets`' builds (of several images of one build, all but the newest), models whose bytes are
-    not among `cached_models` (sha256s of this host's current zoo files; any other is sent again when a bench needs
-    it), and what cut transfers left. What it removed, and the disk it freed."""
-    workdir = prepare_workdir(conn, board)
-    before = _free_kb(conn, board, workdir)
+    """Remove from the board what edgeorch made that no current recipe uses: its images (they carry its label) and
+    bare bundles (they carry its mark or manifest) not of `targets`' builds (of several images of one build, all but
+    the newest), the models it sent whose bytes are not among `cached_models` (sha256s of this host's current zoo
+    files; any other is sent again when a bench needs it), and what cut transfers left. Nothing else in the workdir,
+    and nothing in a workdir without edgeorch's mark. What it removed, and the disk it freed."""
+    workdir = prepare_workdir(conn, board, create=False)
+    before = _free_kb(conn, board, workdir or ".")
     listed = remote(conn, sh(_EDGEORCH_IMAGES, images.LABEL), board=board.name).stdout.splitlines()
     found = [{"id": i, "created": c, "labels": json.loads(labels)}
              for i, c, labels in (line.split("\t", 2) for line in listed if line.count("\t") == 2)]
@@ -585,25 +698,37 @@ def clean(conn: fabric.Connection, board: Board, targets: list, cached_models: s
                                               board=board.name, warn=True).ok:
             removed["images"].append(f"{image['labels'].get(images.LABEL + '.framework', '?')} "
                                      f"{image['id'].removeprefix('sha256:')[:12]}")
-    bundles = remote(conn, sh('cd -- "$1" && for d in */manifest.json */wheels; do [ -e "$d" ] && '
-                              'echo "${d%%/*}"; done | sort -u', workdir), board=board.name, warn=True)
+    if workdir is not None:
+        removed.update(_clean_workdir(conn, board, workdir, targets, cached_models))
+    after = _free_kb(conn, board, workdir or ".")
+    freed = sum(kb - before.get(fs, kb) for fs, kb in after.items()) * 1024  # the engine's disk may be edgeorch's
+    return {"removed": removed, "freed_bytes": max(freed, 0)}
+
+
+def _clean_workdir(conn: fabric.Connection, board: Board, workdir: str, targets: list,
+                   cached_models: set[str]) -> dict:
+    """clean's part in edgeorch's own (marked) workdir: old bundles, models it sent, cut transfers."""
     wanted = {f"{t.framework}-{t.build.version}" for t in targets}
-    old_bundles = [d for d in bundles.stdout.split() if d not in wanted and d not in ("host", "models", "cache")]
+    bundles = remote(conn, sh(_BUNDLES, workdir, BUNDLE_MARK, BUNDLE_SCHEMA), board=board.name).stdout
+    old_bundles = sorted({name for kind, name, text in _records(bundles, 3)
+                          if _is_bundle(kind, name, text) and name not in wanted})
     if old_bundles:
         remote(conn, ["rm", "-rf", "--", *(posixpath.join(workdir, d) for d in old_bundles)], board=board.name)
-    removed["bundles"] = old_bundles
-    models = remote(conn, sh(_LIST_FILES, posixpath.join(workdir, "models")), board=board.name).stdout.splitlines()
-    old_models = [line.split(None, 1)[1].removeprefix("./") for line in models
-                  if "  " in line and line.split()[0] not in cached_models]
+    listed = remote(conn, ["cat", "--", posixpath.join(workdir, MODELS_LIST)], board=board.name, warn=True)
+    sent = sorted({m for m in listed.stdout.splitlines() if _SENT_NAME.fullmatch(m)}) if listed.ok else []
+    hashes = remote(conn, sh('cd -- "$1"/models && shift && sha256sum -- "$@" 2>/dev/null; exit 0', workdir, *sent),
+                    board=board.name).stdout.splitlines() if sent else []
+    have = {name: digest for digest, name in (line.split("  ", 1) for line in hashes if "  " in line)}
+    old_models = sorted(m for m, digest in have.items() if digest not in cached_models)
     if old_models:
         remote(conn, ["rm", "-f", "--", *(posixpath.join(workdir, "models", m) for m in old_models)],
                board=board.name)
-    removed["models"] = old_models
-    partials = remote(conn, sh('cd -- "$1" && ls -d -- *.partial 2>/dev/null || true', workdir),
-                      board=board.name).stdout.split()
+    if listed.ok and (old_models or len(have) != len(sent)):  # the list keeps what is still there
+        remote(conn, sh('f=$1; shift; printf "%s\\n" "$@" >"$f.new" && mv -f -- "$f.new" "$f"',
+                        posixpath.join(workdir, MODELS_LIST), *(m for m in sent if m in have and m not in old_models)),
+               board=board.name)
+    cut = remote(conn, sh(_PARTIALS, workdir, "[0-9a-f]" * 16 + "*.partial"), board=board.name).stdout
+    partials = [p.removeprefix("./") for [p] in _records(cut, 1)]
     if partials:
         remote(conn, ["rm", "-f", "--", *(posixpath.join(workdir, p) for p in partials)], board=board.name)
-    removed["partials"] = partials
-    after = _free_kb(conn, board, workdir)
-    freed = sum(kb - before.get(fs, kb) for fs, kb in after.items()) * 1024  # the engine's disk may be edgeorch's
-    return {"removed": removed, "freed_bytes": max(freed, 0)}
+    return {"bundles": old_bundles, "models": old_models, "partials": partials}

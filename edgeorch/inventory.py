@@ -7,6 +7,8 @@ A board's SSH settings are layered as OpenSSH layers them: what the inventory gi
 from __future__ import annotations
 
 import getpass
+import posixpath
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -338,17 +340,54 @@ def _board(raw: dict, path: Path, index: int, ssh_config: tuple[paramiko.SSHConf
     )
 
 
+# Directories that hold others' files: a workdir there would have edgeorch create, and `clean` remove, beside them.
+# Any depth under these; the directory itself and its direct children under _SHARED_PARENTS (a home, /usr/local,
+# /var/lib, a mount point); and every top-level directory (/data, /opt, /tmp) and / itself.
+_SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys")
+_SHARED_PARENTS = ("/home", "/media", "/mnt", "/run", "/usr", "/var")
+
+
 def _workdir(value, bad) -> str:
-    """The board's `workdir:` as a path on the board, relative to the login's home unless absolute."""
+    """The board's `workdir:` as a path on the board, relative to the login's home unless absolute: a folder of
+    edgeorch's own, never a home, `.`, `/` or a system directory (`clean` removes what edgeorch made there)."""
     if not isinstance(value, (str, int)) or not str(value).strip():
         raise bad("workdir", f"{value!r} is not a directory", "write a path, e.g. `workdir: edgeorch`")
     workdir = str(value)
     if any(not c.isprintable() for c in workdir):  # a newline or tab in a path is a typo, and breaks `pwd` answers
         raise bad("workdir", f"{workdir!r} contains a control character",
                   "write the path without newlines, tabs or other control characters")
-    if workdir == "~" or workdir.startswith("~/"):  # no shell sees it, so `~` is not expanded on the board
-        return workdir[2:] or "."
-    if workdir.startswith("~"):
+    if workdir.startswith("~") and workdir != "~" and not workdir.startswith("~/"):
         raise bad("workdir", f"{workdir!r}: another user's ~ is not expanded on the board",
                   "write the absolute path, or one relative to the login's home")
-    return workdir
+    # no shell sees it, so `~` is not expanded on the board: ~/x is x, relative to the home
+    on_board = workdir[2:] if workdir.startswith("~/") else "" if workdir == "~" else workdir
+    shared = _shared_directory(on_board)
+    if shared:
+        suggestion = "~/edgeorch" if not on_board.startswith("/") or on_board.rstrip("/") in ("", "/root") \
+            or re.fullmatch(r"/home/[^/]+/*", on_board) else posixpath.join(posixpath.normpath(on_board), "edgeorch")
+        raise bad("workdir", f"{workdir!r} is {shared}: edgeorch would create files beside the ones there, and "
+                  "`invoke clean` would remove what it made among them",
+                  f"give edgeorch a folder of its own, e.g. `workdir: {suggestion}`")
+    return on_board
+
+
+def _shared_directory(path: str) -> str:
+    """What `path` on the board is when it holds others' files too (a home, the filesystem's root, a system
+    directory), else ''."""
+    normal = posixpath.normpath(path) if path else "."
+    parts = [p for p in normal.split("/") if p]
+    if not normal.startswith("/"):
+        if normal == ".":
+            return "the login's home"
+        return "outside the login's home" if parts[0] == ".." else ""
+    if "/".join(("", *parts[:1])) in _SYSTEM_TREES:
+        return "a system directory"
+    if not parts:
+        return "the filesystem's root"
+    if parts == ["root"] or (len(parts) == 2 and parts[0] == "home"):
+        return "a home directory"
+    if len(parts) == 1:
+        return "a top-level directory"
+    if len(parts) == 2 and "/" + parts[0] in _SHARED_PARENTS:
+        return "a system directory or a mount point"
+    return ""

@@ -101,8 +101,15 @@ def kill_runs(conn: fabric.Connection, board: str, session: str = SESSION) -> No
     """End every run of `session` on the board (all edgeorch runs with ""): after a dropped link the lost attempt
     may live on, and a killed orchestrator leaves its last run behind."""
     prefix = f"edgeorch-run-{session}-" if session else "edgeorch-run-"
-    _cleanup(conn, board, ["pkill", "-TERM", "-f", "--", f"[e]{prefix[1:]}"])  # a pattern no pkill shell matches
-    _cleanup(conn, board, sh('docker ps -aq --filter "name=$1" | xargs -r docker rm -f', prefix))
+    _cleanup(conn, board, end_own(f"[e]{prefix[1:]}"))  # a pattern no pkill shell matches
+    _cleanup(conn, board, sh('docker ps -aq --filter "name=$1" --filter "label=$2" | xargs -r docker rm -f', prefix,
+                             "org.edgeorch"))
+
+
+def end_own(pattern: str) -> list[str]:
+    """The argv that ends (SIGTERM) the processes of this login whose command line matches `pattern`: never another
+    login's, whatever its command line says (edgeorch often logs in as root)."""
+    return sh('exec pkill -TERM -U "$(id -u)" -f -- "$1"', pattern)
 
 
 # Seconds the orchestrator waits past a run's deadline before it gives up on the board's own kill
@@ -141,7 +148,7 @@ class BareRunner:
                        board=self.board, warn=True, timeout=self.timeout and self.timeout + GRACE_S)
         except RunTimeout:
             # the watcher ends its run; the pattern matches no shell that runs pkill
-            _cleanup(self.conn, self.board, ["pkill", "-TERM", "-f", "--", f"[{tag[0]}]{tag[1:]}"])
+            _cleanup(self.conn, self.board, end_own(f"[{tag[0]}]{tag[1:]}"))
             raise
         return Answer(r.stdout, r.stderr, r.exited)
 

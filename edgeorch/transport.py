@@ -307,23 +307,86 @@ def fan_out(boards: list[Board], work: Callable[[Board], T], *, parallel: bool =
     return out
 
 
-# The board's lock: one file in /tmp shared by every user of the board, held by a process whose stdin is the SSH
-# channel, so it is released when the orchestrator ends for any reason, SIGKILL included. The lock file is opened
-# read-only (flock needs no more), so another user's file in the sticky /tmp can be locked too.
-_LOCK_SCRIPT = r"""
-lock=/tmp/edgeorch.lock
-[ -e "$lock" ] || (umask 0; : >>"$lock") 2>/dev/null
-exec 9<"$lock" || { echo "cannot open $lock"; exit 70; }
-if ! flock -n 9; then
-  for f in /tmp/edgeorch-holder-*; do
-    read -r pid rest <"$f" 2>/dev/null && [ -d "/proc/$pid" ] && echo "$pid $rest"
+# The board's lock: one file in /tmp that every login of the board opens read-only and flocks (two benchmarks on one
+# board spoil both), held by a process whose stdin is the SSH channel, so it is released when the orchestrator ends
+# for any reason, SIGKILL included. Another login can create that file, or replace one it made: it is used only when
+# it is a regular file (never a link or a FIFO, looked at before and after it is opened, the open bounded in time),
+# and the wait for it is bounded. Who holds it is written into the holder's own directory, /tmp/edgeorch-UID (made
+# by that login, 0711, never a link): `note` (0644) names it to the other logins, `holder` (0600) keeps its pid,
+# start time and token, which alone can make edgeorch end a holder of its own (_RECLAIM_SCRIPT). Both go when it
+# lets go. $1: the note; $2: seconds to wait; $3: the shared directory (/tmp); stdin: the token, then nothing until
+# the orchestrator ends (the token stays out of the process list).
+_LOCK_SCRIPT = r"""# edgeorch board lock
+IFS= read -r token && [ -n "$token" ] || exit 64
+uid=$(id -u) lock=$3/edgeorch.lock
+mine=$3/edgeorch-$uid
+if [ ! -e "$lock" ] && [ ! -L "$lock" ]; then  # made aside, then linked in: nothing is written through a link
+  new=$(mktemp -- "$lock.XXXXXX") && chmod 0644 -- "$new" && ln -T -- "$new" "$lock" 2>/dev/null
+  [ -z "$new" ] || rm -f -- "$new"
+fi
+if [ -L "$lock" ] || [ ! -f "$lock" ]; then
+  echo "$lock is not a regular file: $(ls -ld -- "$lock" 2>&1)"; exit 71
+fi
+(sleep 10 </dev/null >/dev/null 2>&1
+ echo "$lock did not open within 10 s: $(ls -ld -- "$lock" 2>&1)"; kill -s KILL $$) &
+dog=$!
+command exec 9<"$lock"
+opened=$?
+kill "$dog" 2>/dev/null
+[ "$opened" = 0 ] || { echo "$lock cannot be opened: $(ls -ld -- "$lock" 2>&1)"; exit 72; }
+if [ ! -f "/proc/$$/fd/9" ] || [ "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" != "$(stat -c %d:%i -- "$lock")" ]; then
+  echo "$lock was replaced while it was opened: $(ls -ld -- "$lock" 2>&1)"; exit 71
+fi
+if ! flock -w "$2" 9; then
+  if [ -d "$mine" ] && [ ! -L "$mine" ] && [ -O "$mine" ] && [ -f "$mine/holder" ] && [ ! -L "$mine/holder" ] &&
+      read -r pid start held <"$mine/holder" && [ "$held" = "$token" ]; then
+    echo "ours $pid $start"
+  fi
+  for d in "$3"/edgeorch-[0-9]*; do
+    u=${d##*/edgeorch-}
+    case $u in *[!0-9]*) continue ;; esac
+    [ -d "$d" ] && [ ! -L "$d" ] && [ -f "$d/note" ] && [ ! -L "$d/note" ] || continue
+    [ "$(stat -c %u -- "$d")" = "$u" ] && [ "$(stat -c %u -- "$d/note")" = "$u" ] || continue
+    echo "held $u $(id -nu "$u" 2>/dev/null || echo "uid-$u") $(timeout 2 head -c 300 -- "$d/note" | head -n 1)"
+  done
+  for f in "$3"/edgeorch-holder-*; do  # an older edgeorch's: only its owner is to be believed
+    [ -f "$f" ] && [ ! -L "$f" ] && echo "held $(stat -c '%u %U' -- "$f") an older edgeorch"
   done
   exit 75
 fi
-echo "$$ $1" >"/tmp/edgeorch-holder-$(id -u)"
+mkdir -m 0711 -- "$mine" 2>/dev/null
+if [ -L "$mine" ] || [ ! -d "$mine" ] || [ ! -O "$mine" ]; then
+  echo "$mine is not this login's directory: $(ls -ld -- "$mine" 2>&1)"; exit 73
+fi
+chmod 0711 -- "$mine"
+start=$(sed 's/.*) //' "/proc/$$/stat" | cut -d ' ' -f 20)
+umask 077
+printf '%s %s %s\n' "$$" "$start" "$token" >"$mine/holder.new" && mv -f -- "$mine/holder.new" "$mine/holder" &&
+  printf '%s\n' "$1" >"$mine/note.new" && chmod 0644 -- "$mine/note.new" && mv -f -- "$mine/note.new" "$mine/note" ||
+  exit 74
 echo locked
-exec cat >/dev/null
+cat >/dev/null 9<&-
+rm -f -- "$mine/holder" "$mine/note"
+rmdir -- "$mine" 2>/dev/null
+exit 0
 """
+
+# Ends this login's own earlier holder of the board's lock (one a dropped connection left, whose sshd has not
+# noticed yet): $1 its pid and $2 its start time, as the lock script read them from the holder file its token is in.
+# Only when that file still names them, the process runs as this login, started then, and is the lock script.
+_RECLAIM_SCRIPT = r"""
+mine=$3/edgeorch-$(id -u)
+[ -d "$mine" ] && [ ! -L "$mine" ] && [ -O "$mine" ] && [ -f "$mine/holder" ] && [ ! -L "$mine/holder" ] || exit 3
+read -r pid start token <"$mine/holder" && [ "$pid" = "$1" ] && [ "$start" = "$2" ] || exit 3
+[ "$(stat -c %u -- "/proc/$1")" = "$(id -u)" ] || exit 3
+[ "$(sed 's/.*) //' "/proc/$1/stat" | cut -d ' ' -f 20)" = "$2" ] || exit 3
+tr '\0' '\n' <"/proc/$1/cmdline" | grep -qxF '# edgeorch board lock' || exit 3
+kill -TERM "$1"
+"""
+
+LOCK_DIR = "/tmp"    # the one directory every login of a board shares
+LOCK_WAIT_S = 3      # a lock attempt waits this long for its holder to let go (a lock just released passes)
+LOCK_ANSWER_S = 60   # the board must answer a lock attempt within this, whatever its /tmp holds
 
 RETRIES = 3           # attempts at a command whose connection dropped, and at reconnecting
 BACKOFF_S = 2.0       # the first wait; each next one doubles
@@ -392,37 +455,63 @@ class Link:
                                  hint="check that the board is powered and reachable") from e
 
     def _take_lock(self) -> None:
-        info = f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()} ({self.purpose}, since " \
-               f"{time.strftime('%H:%M:%S')}) {self.token}"
+        note = f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()} ({self.purpose}, since " \
+               f"{time.strftime('%H:%M:%S')})"
+        lock = f"{LOCK_DIR}/edgeorch.lock"
         for _ in range(3):
-            with recording(shlex.join(sh(_LOCK_SCRIPT, info)), self.board.name) as rec:
-                chan = self.conn.client.get_transport().open_session()
-                chan.exec_command(rec.text)
-                first = chan.makefile("r").readline().strip()
-                if first == "locked":
-                    self._lock, rec.note = chan, "started: holds the lock until edgeorch ends"
-                    return
-                holders = [first, *chan.makefile("r").read().splitlines()] if first else []
-                status, err = chan.recv_exit_status(), chan.makefile_stderr("r").read().strip()
-                rec.exit_code, rec.output = status, err or "\n".join(holders)
-                chan.close()
+            status, lines = self._try_lock(note)
+            if status is None:
+                return
             if status != 75:
-                raise BoardError(f"board {self.board.name}: taking its lock /tmp/edgeorch.lock failed (exit "
-                                 f"{status}): {err or first or 'no output'}",
-                                 hint="the board needs flock (util-linux) and a writable /tmp")
-            if not holders:  # its holder ended between flock and the look at who it was (a lock just let go)
-                time.sleep(0.5)
-                continue
-            ours = [h.split()[0] for h in holders if h.endswith(self.token)]
-            if not ours:  # held by someone else
+                said = "\n".join(lines) or "no output"
+                raise BoardError(f"board {self.board.name}: taking its lock {lock} failed ("
+                                 f"{f'exit {status}' if status >= 0 else 'ended by a signal'}): {said}",
+                                 hint={71: f"another login replaced {lock} (a FIFO, a link, a directory): have it or "
+                                           f"the board's admin remove it (sudo rm -r {lock}); edgeorch makes a new one",
+                                       72: f"another login made {lock} unreadable: have it or the board's admin remove "
+                                           f"it (sudo rm {lock}); edgeorch makes a new one",
+                                       73: f"another login made {LOCK_DIR}/edgeorch-UID, edgeorch's holder directory "
+                                           "for this login: have it or the board's admin remove it (sudo rm -r ...)"
+                                       }.get(status, "the board needs flock (util-linux) and a writable /tmp"))
+            ours = [line.split()[1:3] for line in lines if line.startswith("ours ") and len(line.split()) == 3]
+            if not ours:
                 break
-            # our own lock from before a dropped connection, whose sshd has not noticed yet: take it back
-            remote(self.conn, ["kill", *ours], board=self.board.name, warn=True)
+            # our own lock from before a dropped connection, whose sshd has not noticed yet: end it (verified there)
+            remote(self.conn, sh(_RECLAIM_SCRIPT, *ours[0], LOCK_DIR), board=self.board.name, warn=True, timeout=30)
             time.sleep(0.5)
-        who = "; ".join(h.split(" ", 1)[1].rsplit(" ", 1)[0] for h in holders if " " in h) or "another edgeorch"
+        holders = [line.split(" ", 3)[1:] for line in lines if line.startswith("held ") and len(line.split()) >= 3]
+        who = "; ".join(f"{rest[0] if rest else 'an edgeorch'}, logged in there as {login}"
+                        for _uid, login, *rest in holders) or "another login (it left no note saying who)"
         raise BoardBusy(f"board {self.board.name} is being benchmarked by {who}",
                         hint="wait for that run to end (two benchmarks on one board spoil both sets of timings), "
                              "or pick another board")
+
+    def _try_lock(self, note: str) -> tuple[int | None, list[str]]:
+        """One attempt at the board's lock: (None, []) once it is held, else the script's exit status and lines."""
+        with recording(shlex.join(sh(_LOCK_SCRIPT, note, str(LOCK_WAIT_S), LOCK_DIR)), self.board.name) as rec:
+            chan = self.conn.client.get_transport().open_session()
+            chan.settimeout(LOCK_ANSWER_S)
+            try:
+                chan.exec_command(rec.text)
+                chan.sendall(f"{self.token}\n".encode())
+                first = chan.makefile("r").readline().strip()
+                if first == "locked":
+                    chan.settimeout(None)
+                    self._lock, rec.note = chan, "started: holds the lock until edgeorch ends"
+                    return None, []
+                lines = [first, *chan.makefile("r").read().splitlines()] if first else []
+                lines += chan.makefile_stderr("r").read().strip().splitlines()
+            except TimeoutError as e:
+                _close_quietly(chan.close)
+                rec.note = f"no answer within {LOCK_ANSWER_S} s"
+                raise BoardError(f"board {self.board.name}: taking its lock {LOCK_DIR}/edgeorch.lock did not "
+                                 f"finish within {LOCK_ANSWER_S} s",
+                                 hint="the board may be overloaded; check its /tmp (ls -l /tmp/edgeorch.lock) and "
+                                      "retry") from e
+            status = chan.recv_exit_status()
+            rec.exit_code, rec.output = status, "\n".join(lines)
+            chan.close()
+        return status, lines
 
     def _reconnect(self, first: bool = False) -> None:
         self._close()

@@ -73,12 +73,20 @@ def test_clean_removes_what_no_recipe_uses_and_keeps_what_one_does(x86):
     old_bundle = F.workdir(x86) / "tflite-2.0.0"
     (old_bundle / "wheels").mkdir(parents=True, exist_ok=True)
     (old_bundle / "wheels" / "tflite_runtime-2.0.0.whl").write_bytes(b"\0" * 3_000_000)
+    current_manifest = json.loads((F.workdir(x86) / "tflite-2.14.0" / "manifest.json").read_text())
+    (old_bundle / "manifest.json").write_text(json.dumps({**current_manifest, "version": "2.0.0"}))
     old_model = F.workdir(x86) / "models" / "0123456789abcdef.tflite"
     old_model.parent.mkdir(exist_ok=True)
     old_model.write_bytes(b"an old model")
+    with open(F.workdir(x86) / ".edgeorch-models", "a") as sent:  # as push_file records what it sent
+        sent.write("0123456789abcdef.tflite\n")
+    users = F.workdir(x86) / "My Project" / "wheels" / "mine.whl"  # the user's own, in edgeorch's folder
+    users.parent.mkdir(parents=True, exist_ok=True)
+    users.write_bytes(b"mine")
     r = F.invoke_free(x86, "clean", "--host", "x86")
     out = F.flat(r.stdout)
     assert "edgeorch/tflite:old" not in F.image_tags(x86) and not old_bundle.exists() and not old_model.exists()
+    assert users.read_bytes() == b"mine"
     assert current <= set(F.image_tags(x86)) and (F.workdir(x86) / "tflite-2.14.0" / "manifest.json").exists()
     assert re.search(r"x86 .*tflite-2\.0\.0 .*\d+\.\d\d MB", out), out[-2000:]
     assert "sent nothing (already there)" in F.invoke_free(x86, "deploy", "--host", "x86", "--framework",

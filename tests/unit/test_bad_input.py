@@ -78,7 +78,26 @@ def test_a_workdir_that_cannot_work(tmp_path, workdir, problem):
     assert "field `workdir`" in err.message and problem in err.message
 
 
-@pytest.mark.parametrize("workdir, on_board", [("~/bench", "bench"), ("~", "."), ("/srv/edge orch", "/srv/edge orch")])
+@pytest.mark.parametrize("workdir, what, fix", [
+    ("~", "the login's home", "~/edgeorch"), ("~/", "the login's home", "~/edgeorch"),
+    (".", "the login's home", "~/edgeorch"), ("bench/..", "the login's home", "~/edgeorch"),
+    ("../other", "outside the login's home", "~/edgeorch"), ("/home/pi", "a home directory", "~/edgeorch"),
+    ("/home/pi/", "a home directory", "~/edgeorch"), ("/root", "a home directory", "~/edgeorch"),
+    ("/", "the filesystem's root", "~/edgeorch"), ("/data", "a top-level directory", "/data/edgeorch"),
+    ("/tmp", "a top-level directory", "/tmp/edgeorch"), ("/usr", "a top-level directory", "/usr/edgeorch"),
+    ("/etc/edgeorch", "a system directory", "/etc/edgeorch/edgeorch"),
+    ("/var/lib", "a system directory or a mount point", "/var/lib/edgeorch"),
+    ("/mnt/usb", "a system directory or a mount point", "/mnt/usb/edgeorch")])
+def test_a_workdir_that_holds_others_files_is_refused(tmp_path, workdir, what, fix):
+    """`clean` removes what edgeorch made in its workdir: a home or a system directory is never one."""
+    err = board_error(tmp_path, f"workdir: {json.dumps(workdir)}")
+    assert "board 'rpi'" in err.message and "field `workdir`" in err.message and repr(workdir) in err.message
+    assert what in err.message and f"workdir: {fix}" in err.hint
+
+
+@pytest.mark.parametrize("workdir, on_board", [("~/bench", "bench"), ("/srv/edge orch", "/srv/edge orch"),
+                                               ("/home/pi/edgeorch", "/home/pi/edgeorch"), ("/tmp/eo", "/tmp/eo"),
+                                               ("/var/lib/edgeorch", "/var/lib/edgeorch")])
 def test_a_workdir_under_the_home_is_relative_to_it(tmp_path, workdir, on_board):
     path = tmp_path / "inventory.yaml"
     path.write_text(f"boards:\n  - {{name: rpi, host: h, user: u, arch: arm64, workdir: {json.dumps(workdir)}}}\n")

@@ -5,8 +5,14 @@ import json
 import shlex
 import subprocess
 import sys
+import time
+
+import pytest
 
 from edgeorch.runners import mount_arg, watched
+from edgeorch.transport import sh
+
+from .localboard import can_switch_user
 
 
 def test_a_bind_mount_of_a_file_with_commas_and_quotes_parses_back_to_its_path():
@@ -60,3 +66,28 @@ def test_named_inputs_and_the_cache_dir_reach_the_entrypoint_in_both_modes(monke
     assert "type=bind,source=/w/cache,target=/w/cache" in create
     copied = [argv[2:] for argv in sent if argv[:2] == ["docker", "cp"]]
     assert [path for path, _ in copied] == ["/w/models/ab-m=1.onnx", "/w/models/cd-ids=x.npy"]
+
+
+@pytest.mark.skipif(not can_switch_user(), reason="needs root and setpriv to act as a second login")
+@pytest.mark.parametrize("how", ["kill_runs", "deploy's leftovers"])
+def test_a_cleanup_ends_this_logins_runs_and_never_another_logins(how):
+    """edgeorch often logs in as root: a process of another login that names itself like a run must live on."""
+    from edgeorch import deploy, runners
+
+    from .localboard import AS_NOBODY, LocalBoard
+
+    words = ["--tag", "edgeorch-run-5e55-0001", "/w/edgeorch/tflite-2.14.0/venv/bin/python"]
+    ours = subprocess.Popen(["sh", "-c", "sleep 60", *words])
+    theirs = subprocess.Popen([*AS_NOBODY, "sh", "-c", "sleep 60", *words])
+    try:
+        time.sleep(0.2)
+        if how == "kill_runs":
+            runners.kill_runs(LocalBoard(env={"PATH": "/nonexistent-docker:/usr/bin:/bin"}), "b", session="5e55")
+        else:
+            LocalBoard().run(shlex.join(sh(deploy._END_LEFTOVERS, deploy._running_from("/w/edgeorch/tflite-2.14.0"))))
+        assert ours.wait(timeout=10) != 0
+        assert theirs.poll() is None
+    finally:
+        for p in (ours, theirs):
+            p.kill()
+            p.wait()
