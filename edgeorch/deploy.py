@@ -28,7 +28,7 @@ from .plan import MODES, Arm, deploy_steps, first_missing, images_to_keep
 from .recipes import INSTALL_SCRIPT
 from .releases import Platform, parse_os_release
 from .runners import BareRunner, DockerRunner, Runner, probe_args
-from .transport import remote, sh
+from .transport import bounded_sftp, remote, sftp, sh, transfer_timeout
 
 CODEC = "gzip"  # what the image archive is compressed with: benchmarks/deploy_bytes.py measures the choice
 PROBE_TIMEOUT = 600  # s: importing a big framework under QEMU is slow, but a hang must end
@@ -70,10 +70,9 @@ class Deployment:
                 "sent_bytes": sum(t.sent for t in self.sent), "lacked_bytes": sum(t.lacked for t in self.sent),
                 "seconds": self.seconds, "items": [dataclasses.asdict(t) for t in self.sent]}
 
-    def runner(self, conn: fabric.Connection, arm: Arm, timeout: float | None = None,
-               watch: tuple[str, ...] = ()) -> Runner:
-        """The runner of one arm: bare, or Docker with the board's options and the arm's; `watch`: what the
-        watcher measures beside latency (runners.Measures)."""
+    def runner(self, conn: fabric.Connection, arm: Arm, timeout: float, watch: tuple[str, ...] = ()) -> Runner:
+        """The runner of one arm, whose runs may take `timeout` s: bare, or Docker with the board's options and the
+        arm's; `watch`: what the watcher measures beside latency (runners.Measures)."""
         where = {"python": self.board.python, "host_dir": host_dir(self.workdir), "cache_dir": self.cache_dir,
                  "watch": watch}
         if arm.mode == "bare":
@@ -104,8 +103,9 @@ def _copy_watcher(conn: fabric.Connection, board: Board, workdir: str) -> list[T
     if have.ok and have.stdout.strip() == bench.bundle_digest():
         return []
     sent = _copy_entrypoint(conn, board, host_dir(workdir))
-    with recording(_sftp("-", stamp, len(bench.bundle_digest())), board.name) as rec:
-        conn.sftp().putfo(io.BytesIO(bench.bundle_digest().encode()), stamp)
+    with recording(_sftp("-", stamp, len(bench.bundle_digest())), board.name) as rec, \
+            bounded_sftp(conn, board.name, len(bench.bundle_digest()), stamp) as (client, check):
+        client.putfo(io.BytesIO(bench.bundle_digest().encode()), stamp, callback=check)
         rec.exit_code = 0
     return [dataclasses.replace(sent, what="watcher")]
 
@@ -222,9 +222,9 @@ def _put(conn: fabric.Connection, board: Board, local: Path, dest: str, progress
     mb, size = 1e6, local.stat().st_size
     where = posixpath.dirname(dest)
     partial = dest + ".partial"
-    sftp = conn.sftp()
+    session = sftp(conn)
     try:
-        offset = sftp.stat(partial).st_size if resume else 0
+        offset = session.stat(partial).st_size if resume else 0
     except OSError:
         offset = 0
     offset = offset if offset <= size else 0  # longer than the file: not a cut copy of it
@@ -235,11 +235,13 @@ def _put(conn: fabric.Connection, board: Board, local: Path, dest: str, progress
     task = progress.add_task(label, total=size / mb, completed=offset / mb, unit="MB") if progress else None
     try:
         with recording(_sftp(local, partial, size - offset, offset), board.name) as rec, open(local, "rb") as src, \
-                sftp.open(partial, "r+b" if offset else "wb") as out:
+                bounded_sftp(conn, board.name, size - offset, local.name) as (client, check), \
+                client.open(partial, "r+b" if offset else "wb") as out:
             out.set_pipelined(True)
             src.seek(offset)
             out.seek(offset)
             for block in iter(lambda: src.read(1 << 15), b""):
+                check()
                 out.write(block)
                 if progress:
                     progress.advance(task, len(block) / mb)
@@ -250,19 +252,20 @@ def _put(conn: fabric.Connection, board: Board, local: Path, dest: str, progress
                                  hint="check the board and its link; the next deploy sends it again"
                                       + (", from where it stopped" if resume else "")) from e
         remote(conn, ["rm", "-f", "--", partial], board=board.name, warn=True)
-        if sftp.get_channel().closed:  # the board's SFTP server ended, not its disk: a new connection gets a new one
+        if session.get_channel().closed:  # the board's SFTP server ended, not its disk: a new connection gets a new one
             raise ConnectionLost(f"board {board.name}: its SFTP server ended while receiving {local.name}: {e}",
                                  hint="check the board's sshd (its sftp subsystem) and its memory; the next "
                                       "deploy sends it again") from e
         raise BoardError(f"board {board.name}: sending {local.name} to {where} failed: {e}",
                          hint=f"check the free disk on the board (df -h {where}) and that it is writable") from e
-    got = remote(conn, ["sha256sum", "--", partial], board=board.name, warn=True).stdout.split()[:1]
+    got = remote(conn, ["sha256sum", "--", partial], board=board.name, warn=True,
+                 timeout=transfer_timeout(size)).stdout.split()[:1]
     if got != [file_sha256(local)]:
         remote(conn, ["rm", "-f", "--", partial], board=board.name, warn=True)
         raise BoardError(f"board {board.name}: {local.name} arrived corrupted (its sha256 there is "
                          f"{got[0] if got else 'unreadable'}, not {file_sha256(local)})",
                          hint="deploy again; if it recurs, check the board's storage (SD card) and its link")
-    sftp.posix_rename(partial, dest)
+    session.posix_rename(partial, dest)
     return size - offset
 
 
@@ -303,7 +306,8 @@ def _send_image(conn: fabric.Connection, board: Board, layers: ImageLayers, work
                 f"{board.name}: {layers.tag.split(':')[0]} {len(layers.diff_ids) - start}/{len(layers.diff_ids)} "
                 "layers", resume=True)
     # the archive goes whether or not it loaded: a failed load tags nothing, and the next deploy sends it again
-    remote(conn, sh('docker load -i "$1"; status=$?; rm -f -- "$1"; exit $status', dest), board=board.name)
+    remote(conn, sh('docker load -i "$1"; status=$?; rm -f -- "$1"; exit $status', dest), board=board.name,
+           timeout=transfer_timeout(layers.bytes_from(start)))  # it writes the layers out: their bytes, unpacked
     return Transfer(what="image", sent=sent, lacked=layers.bytes_from(start),
                     layers=(len(layers.diff_ids) - start, len(layers.diff_ids)))
 
@@ -352,8 +356,9 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Imag
     # Written last, and only after both modes agreed: its presence means "installed and checked".
     if "bare" in modes:
         text = json.dumps(manifest, indent=1).encode()
-        with recording(_sftp("-", posixpath.join(bundle_dir, "manifest.json"), len(text)), board.name) as rec:
-            conn.sftp().putfo(io.BytesIO(text), posixpath.join(bundle_dir, "manifest.json"))
+        with recording(_sftp("-", posixpath.join(bundle_dir, "manifest.json"), len(text)), board.name) as rec, \
+                bounded_sftp(conn, board.name, len(text), "manifest.json") as (client, check):
+            client.putfo(io.BytesIO(text), posixpath.join(bundle_dir, "manifest.json"), callback=check)
             rec.exit_code = 0
     return dataclasses.replace(deployment, framework_version=version, notes=notes,
                                seconds=round(time.monotonic() - started, 2))
@@ -399,12 +404,12 @@ def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bun
     except BoardError:
         remote(conn, ["rm", "-rf", "--", bundle_dir], board=board.name, warn=True)
         raise
-    sftp = conn.sftp()
     size = 0
     for wheel in (*sorted(image.bare_wheelhouse.iterdir()), INSTALL_SCRIPT):
         dest = posixpath.join(wheels if wheel != INSTALL_SCRIPT else bundle_dir, wheel.name)
-        with recording(_sftp(wheel, dest, wheel.stat().st_size), board.name) as rec:
-            sftp.put(str(wheel), dest)
+        with recording(_sftp(wheel, dest, wheel.stat().st_size), board.name) as rec, \
+                bounded_sftp(conn, board.name, wheel.stat().st_size, wheel.name) as (client, check):
+            client.put(str(wheel), dest, callback=check)
             rec.exit_code = 0
         size += wheel.stat().st_size
     entrypoint = _copy_entrypoint(conn, board, bundle_dir)
@@ -439,11 +444,11 @@ def _copy_entrypoint(conn: fabric.Connection, board: Board, bundle_dir: str) -> 
     remote(conn, sh('mkdir -p -- "$@"', package, *subdirs), board=board.name)
     if stale:
         remote(conn, ["rm", "-f", "--", *stale], board=board.name)
-    sftp = conn.sftp()
     for path in changed:
         with recording(_sftp(local / path, posixpath.join(package, path), (local / path).stat().st_size),
-                       board.name) as rec:
-            sftp.put(str(local / path), posixpath.join(package, path))
+                       board.name) as rec, \
+                bounded_sftp(conn, board.name, (local / path).stat().st_size, path) as (client, check):
+            client.put(str(local / path), posixpath.join(package, path), callback=check)
             rec.exit_code = 0
     size = sum((local / p).stat().st_size for p in changed)
     return Transfer(what="entrypoint", sent=size, lacked=size)
@@ -509,7 +514,8 @@ def push_file(conn: fabric.Connection, board: Board, workdir: str, path: Path, s
     # named by content, not by the user's file name: any name works, and none reaches a command line on the board
     suffix = "".join(c for c in path.suffix if c.isascii() and (c.isalnum() or c == "."))
     dest = posixpath.join(workdir, "models", sha256[:16] + suffix)
-    have = remote(conn, ["sha256sum", "--", dest], board=board.name, warn=True)
+    have = remote(conn, ["sha256sum", "--", dest], board=board.name, warn=True,
+                  timeout=transfer_timeout(path.stat().st_size))
     if not (have.ok and have.stdout.split()[:1] == [sha256]):
         remote(conn, ["mkdir", "-p", "--", posixpath.dirname(dest)], board=board.name)
         _put(conn, board, path, dest, progress, f"{board.name}: {path.name}")

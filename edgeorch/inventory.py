@@ -6,6 +6,7 @@ A board's SSH settings are layered as OpenSSH layers them: what the inventory gi
 
 from __future__ import annotations
 
+import copy
 import getpass
 import posixpath
 import re
@@ -26,6 +27,15 @@ _KNOWN = {"name", "host", "port", "user", "arch", "identity_file", "known_hosts"
 SSH_CONFIGS = ("~/.ssh/config", "/etc/ssh/ssh_config")  # read in this order; as in ssh, the first value wins
 USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
 GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+# SSH keepalive when ssh_config sets none: a board that disappears is noticed within about a minute (ssh's own
+# default is none at all, and TCP takes 15 minutes to give up on a dead link)
+ALIVE_INTERVAL_S = 15
+ALIVE_COUNT_MAX = 3
+
+# What OpenSSH (misc.c valid_hostname, valid_ruser; 9.6 on) refuses in a host or user name it is given: a
+# ProxyCommand run by a shell would take them as shell syntax, since %h, %n and %r put the names in unquoted
+HOST_REFUSED = "'`\"$\\;&<>|(){},"
+USER_REFUSED = "'`\";&<>|(){}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,7 +52,9 @@ class Hop:
     known_hosts_from: str = ""
     from_config: tuple[str, ...] = ()      # the ssh_config keywords that applied: ("HostName", "Port", ...)
     config_file: str = "~/.ssh/config"
-    proxy_command: str | None = None       # ssh_config's ProxyCommand, when there is no ProxyJump
+    proxy_command: str | None = None       # ssh_config's ProxyCommand (its %h, %p... substituted), when no ProxyJump
+    alive_interval: int = ALIVE_INTERVAL_S  # ssh_config's ServerAliveInterval: seconds between keepalives, 0 none
+    alive_count_max: int = ALIVE_COUNT_MAX  # ServerAliveCountMax: keepalives unanswered before the link counts as lost
 
     @property
     def address(self) -> str:
@@ -75,7 +87,7 @@ def resolve_hop(host: str, config: paramiko.SSHConfig, *, port: int | None = Non
                 given_in: str = "the inventory", config_file: str = SSH_CONFIGS[0]) -> Hop:
     """How ssh would connect to `host`: the values given here win, then `config`'s entry for it, then ssh's
     defaults (port 22, the local user, ssh-agent and ~/.ssh/id_*, ~/.ssh/known_hosts)."""
-    entry = config.lookup(host)
+    entry = _as_written(config).lookup(host)
     used = []
     hostname = entry.get("hostname", host)
     if hostname != host:
@@ -106,21 +118,84 @@ def resolve_hop(host: str, config: paramiko.SSHConfig, *, port: int | None = Non
         used.append("UserKnownHostsFile")
     else:
         pinned, pinned_from = (Path(USER_KNOWN_HOSTS).expanduser(), Path(GLOBAL_KNOWN_HOSTS)), "ssh's default"
-    command = entry.get("proxycommand")
-    if command and command.lower() != "none" and "proxyjump" not in entry:
-        used.append("ProxyCommand")
-    else:
-        command = None
     if user is None:
         try:
             user = getpass.getuser()
         except (OSError, KeyError):  # no login name and no passwd entry: a bare container
             raise ConfigError(f"no user for {host}: none in the inventory or {config_file}, and no local login name",
                               hint="add `user:` to the board") from None
-    return Hop(host=host, hostname=hostname, port=22 if port is None else port, user=user,
+    port = 22 if port is None else port
+    command = entry.get("proxycommand")
+    if command and command.lower() != "none" and "proxyjump" not in entry:
+        used.append("ProxyCommand")
+        tokens = {"h": hostname, "n": host, "p": str(port), "r": user, "k": entry.get("hostkeyalias", host)}
+        try:
+            command = percent_expand(command, tokens)
+        except ValueError as e:
+            raise ConfigError(f"{config_file}, Host {host}: ProxyCommand {e}",
+                              hint="use %h, %n, %p, %r or %k, and %% for a % itself (as ssh does)") from None
+    else:
+        command = None
+    interval = _config_number(entry, "ServerAliveInterval", host, config_file, ALIVE_INTERVAL_S, seconds=True)
+    count_max = _config_number(entry, "ServerAliveCountMax", host, config_file, ALIVE_COUNT_MAX)
+    return Hop(host=host, hostname=hostname, port=port, user=user,
                identity_files=identities, identity_from=identity_from, known_hosts=pinned,
                known_hosts_from=pinned_from, from_config=tuple(used), config_file=config_file,
-               proxy_command=command)
+               proxy_command=command, alive_interval=interval, alive_count_max=count_max)
+
+
+def _as_written(config: paramiko.SSHConfig) -> paramiko.SSHConfig:
+    """`config` whose lookups leave ProxyCommand's %-tokens alone for percent_expand: paramiko's substitution is not
+    ssh's (`%%h` comes out as `%` and the host, then its `%r` is substituted too; `%n` is left; the inventory's
+    `user:` and `port:` are not what %r and %p give)."""
+    written = copy.copy(config)  # shares the parsed entries; only which keys are tokenized differs
+    written.TOKENS_BY_CONFIG_KEY = {k: v for k, v in config.TOKENS_BY_CONFIG_KEY.items() if k != "proxycommand"}
+    return written
+
+
+def percent_expand(text: str, tokens: dict[str, str]) -> str:
+    """`text` with each %x replaced by tokens["x"] and %% by one %, in one pass from the left as OpenSSH's
+    percent_expand does: what a token puts in is never read again. ValueError for a %x with no token, or a lone %."""
+    def one(m: re.Match) -> str:
+        key = m.group(1)
+        if key == "%":
+            return "%"
+        if key not in tokens:
+            raise ValueError(f"{m.group(0)!r} is not a token ssh knows there" if key else "ends with a lone %")
+        return tokens[key]
+
+    return re.sub(r"%(.?)", one, text, flags=re.DOTALL)
+
+
+def _config_number(entry: dict, keyword: str, host: str, config_file: str, default: int, seconds: bool = False) -> int:
+    """ssh_config's `keyword` for `host` as a whole number (seconds, with ssh's s/m/h suffixes, if `seconds`), or
+    `default` when it is not set."""
+    value = entry.get(keyword.lower())
+    if value is None:
+        return default
+    text = value.strip().lower()
+    if not re.fullmatch(r"(\d+[smhdw]?)+" if seconds else r"\d+", text):
+        raise ConfigError(f"{config_file}, Host {host}: {keyword} {value!r} is not a whole number"
+                          + (" of seconds" if seconds else ""), hint=f"fix the {keyword} line")
+    units = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smhdw]?)", text))
+
+
+def refused_character(value: str, *, user: bool = False) -> str | None:
+    """What OpenSSH refuses in `value` as a host name (or, with `user`, a user name), described; None when it
+    takes it."""
+    if value.startswith("-"):
+        return "a leading `-` (ssh would take it for an option)"
+    for i, c in enumerate(value):
+        if ord(c) < 32 or ord(c) == 127:
+            return f"the control character {c!r}"
+        if c in (USER_REFUSED if user else HOST_REFUSED):
+            return f"`{c}`"
+        if c.isspace() and (not user or value[i + 1:i + 2] == "-"):
+            return "a space" if c == " " else f"the white space {c!r}"
+        if user and c == "\\" and i == len(value) - 1:
+            return "a `\\` at the end"
+    return None
 
 
 def parse_jump(spec: str) -> tuple[str | None, str, int | None]:
@@ -300,6 +375,15 @@ def _board(raw: dict, path: Path, index: int, ssh_config: tuple[paramiko.SSHConf
             raise bad(key, f"{value!r} is not a {'host name or address' if key == 'host' else 'user name'}",
                       "write it without spaces" + (", or leave it out (ssh_config's User, else yours)"
                                                    if key == "user" else ""))
+        # as ssh refuses them: a ProxyCommand that a shell runs would run what follows (`host: x;touch /tmp/p`)
+        refused = None if value is None else refused_character(str(value), user=key == "user")
+        if refused:
+            raise bad(key, f"{value!r} contains {refused}, which ssh refuses in a "
+                           f"{'host' if key == 'host' else 'user'} name (a ProxyCommand would hand it to a shell)",
+                      "write the board's address or a Host alias of ~/.ssh/config, which takes no quotes, $, ;, &, "
+                      "|, <, >, (, ), braces or commas" if key == "host" else
+                      "write the login name as the board knows it (no quotes, ;, &, |, <, >, (, ) or braces), or "
+                      "leave it out (ssh_config's User, else yours)")
     groups = raw.get("groups", [])
     frameworks = raw.get("frameworks", ["tflite"])
     docker_args = raw.get("docker_args", [])

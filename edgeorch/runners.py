@@ -15,7 +15,7 @@ import fabric
 from .bench import BOARD_PACKAGE, signature
 from .errors import BoardError, RunTimeout
 from .plan import RunSpec
-from .transport import remote, sh
+from .transport import COMMAND_TIMEOUT, remote, sh
 
 CONTAINER_DIR = "/opt/edgeorch"  # where the framework image keeps venv, bundle and models
 
@@ -129,7 +129,7 @@ class BareRunner:
 
     mode = "bare"
 
-    def __init__(self, conn: fabric.Connection, board: str, bundle_dir: str, timeout: float | None = None, *,
+    def __init__(self, conn: fabric.Connection, board: str, bundle_dir: str, timeout: float, *,
                  python: str = "python3", host_dir: str = "", cache_dir: str | None = None,
                  watch: tuple[str, ...] = ()):
         self.conn, self.board, self.dir, self.timeout = conn, board, bundle_dir, timeout
@@ -145,7 +145,7 @@ class BareRunner:
         try:
             r = remote(self.conn, watched(self.python, self.host_dir, argv, tag=tag, deadline=self.timeout,
                                           cwd=self.dir, watch=self.watch),
-                       board=self.board, warn=True, timeout=self.timeout and self.timeout + GRACE_S)
+                       board=self.board, warn=True, timeout=self.timeout + GRACE_S)
         except RunTimeout:
             # the watcher ends its run; the pattern matches no shell that runs pkill
             _cleanup(self.conn, self.board, end_own(f"[{tag[0]}]{tag[1:]}"))
@@ -167,7 +167,7 @@ class DockerRunner:
 
     mode = "docker"
 
-    def __init__(self, conn: fabric.Connection, board: str, image_id: str, timeout: float | None = None,
+    def __init__(self, conn: fabric.Connection, board: str, image_id: str, timeout: float,
                  docker_args: tuple[str, ...] = (), *, python: str = "python3", host_dir: str = "",
                  bind_files: bool = False, cache_dir: str | None = None, watch: tuple[str, ...] = ()):
         self.conn, self.board, self.image_id, self.timeout = conn, board, image_id, timeout
@@ -194,10 +194,11 @@ class DockerRunner:
                            *self.docker_args, self.image_id, *argv], board=self.board)
         try:
             for path, target in inner.items() if not self.bind_files else ():
-                remote(self.conn, ["docker", "cp", path, f"{tag}:{target}"], board=self.board)
+                remote(self.conn, ["docker", "cp", path, f"{tag}:{target}"], board=self.board,
+                       timeout=max(self.timeout, COMMAND_TIMEOUT))  # a model of any size: the run's own time
             r = remote(self.conn, watched(self.python, self.host_dir, ["docker", "start", "-a", tag], tag=tag,
                                           deadline=self.timeout, container=True, watch=self.watch),
-                       board=self.board, warn=True, timeout=self.timeout and self.timeout + GRACE_S)
+                       board=self.board, warn=True, timeout=self.timeout + GRACE_S)
             return Answer(r.stdout, r.stderr, r.exited)
         finally:
             _cleanup(self.conn, self.board, ["docker", "rm", "-f", tag])

@@ -12,6 +12,7 @@ import socket
 import textwrap
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -32,6 +33,14 @@ T = TypeVar("T")
 
 
 CONNECT_TIMEOUT = 10  # seconds for the TCP connection to each hop, as ssh's ConnectTimeout
+# Every wait on a board is bounded. A command gets COMMAND_TIMEOUT unless its caller gives it its own (a run: its
+# --timeout; an install: an hour); a transfer, and a command that reads or loads what was sent, transfer_timeout().
+COMMAND_TIMEOUT = 300  # s: generous for any command that neither moves nor runs much (docker image rm, sync)
+SLOW_LINK_BPS = 1_000_000  # bytes/s: a transfer slower than this is reported, not waited on
+TRANSFER_FLOOR_S = 60  # s on top of the bytes: a busy board, latency, small files
+# s a board has to answer a keepalive once a command or transfer ran out of time: a lost link, or a slow board? The
+# answer queues behind what is in flight (an SFTP window of 2 MB: 2 s at SLOW_LINK_BPS, 15 s at 140 KB/s)
+ANSWER_WAIT_S = 15
 # paramiko logs what it then raises (e.g. "Secsh channel 0 open FAILED"); edgeorch reports each failure itself
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
@@ -57,6 +66,118 @@ def _close_quietly(close: Callable[[], None]) -> None:
         close()
     except (OSError, EOFError, paramiko.SSHException):
         pass
+
+
+def transfer_timeout(size: int) -> float:
+    """Seconds that moving `size` bytes may take (sending them, or reading or loading them on the board): the floor
+    plus the bytes at SLOW_LINK_BPS."""
+    return TRANSFER_FLOOR_S + size / SLOW_LINK_BPS
+
+
+_lost: weakref.WeakKeyDictionary[paramiko.Transport, str] = weakref.WeakKeyDictionary()  # why keepalive closed one
+
+
+def answers(transport: paramiko.Transport, within: float) -> bool:
+    """Whether the far end of `transport` answers an SSH keepalive (the request ssh's ServerAliveInterval sends)
+    within `within` seconds; any answer counts, a refusal included."""
+    answered = threading.Event()
+
+    def ask() -> None:
+        try:
+            transport.global_request("keepalive@openssh.com", wait=True)  # returns early if the transport closes
+        except (OSError, EOFError, paramiko.SSHException):
+            return
+        answered.set()
+
+    threading.Thread(target=ask, name="edgeorch-keepalive-ask", daemon=True).start()
+    return answered.wait(within) and transport.is_active()
+
+
+def keep_alive(transport: paramiko.Transport, hop: Hop, who: str) -> None:
+    """As ssh's ServerAliveInterval and ServerAliveCountMax: ask every `hop.alive_interval` s whether the far end is
+    there, and close the connection once it has not answered for alive_count_max intervals, so that whatever waits
+    on it ends as a lost connection within about a minute (TCP alone would wait some 15 minutes). paramiko's own
+    keepalive wants no answer, so it never notices a board that is gone."""
+    interval, count = hop.alive_interval, max(hop.alive_count_max, 1)
+    if interval <= 0:  # ServerAliveInterval 0: none, as with ssh (commands and transfers keep their deadlines)
+        return
+
+    def watch() -> None:
+        while _idle(transport, interval):
+            if not answers(transport, interval * count):
+                if transport.is_active():
+                    _lost[transport] = (f"{who} did not answer SSH keepalives for {interval * count} s "
+                                        f"(ServerAliveInterval {interval} x ServerAliveCountMax {count})")
+                    _close_quietly(transport.close)
+                return
+
+    threading.Thread(target=watch, name=f"edgeorch-keepalive {who}", daemon=True).start()
+
+
+def _idle(transport: paramiko.Transport, seconds: float) -> bool:
+    """Wait `seconds`, or less if `transport` closes; whether it is still open."""
+    ends = time.monotonic() + seconds
+    while transport.is_active() and time.monotonic() < ends:
+        time.sleep(min(1.0, ends - time.monotonic()))
+    return transport.is_active()
+
+
+def _why_lost(conn: fabric.Connection) -> str:
+    """What keepalive found about `conn`'s link or a jump host's on its way, as `: ...`; '' when nothing."""
+    while isinstance(conn, fabric.Connection):
+        transport = conn.client.get_transport()
+        if transport is not None and transport in _lost:
+            return f": {_lost[transport]}"
+        conn = conn.gateway
+    return ""
+
+
+def timed_out(conn: fabric.Connection, board: str, what: str, seconds: float, hint: str) -> BoardError:
+    """The error for `what` on `board` past its `seconds`: a ConnectionLost when the board no longer answers over
+    SSH (the link is gone: reconnecting may help), else a RunTimeout with `hint` (the board is there but slow)."""
+    transport = conn.client.get_transport()
+    if transport is None or not answers(transport, ANSWER_WAIT_S):
+        return ConnectionLost(f"board {board}: the SSH connection was lost during {what} (no answer for "
+                              f"{seconds:.0f} s, nor to a keepalive after it){_why_lost(conn)}",
+                              hint="check that the board is powered and on the network; finished runs are kept")
+    return RunTimeout(f"board {board}: {what} did not finish within {seconds:.0f} s", hint=hint)
+
+
+@contextmanager
+def bounded_sftp(conn: fabric.Connection, board: str, size: int, what: str
+                 ) -> Iterator[tuple[paramiko.SFTPClient, Callable[..., None]]]:
+    """The board's SFTP session for moving `size` bytes of `what`, with transfer_timeout(size) for all of it: no
+    wait on the link outlasts that, and `check` (call it between blocks; it takes put's callback arguments) ends the
+    transfer once it has passed, as a RunTimeout, or a ConnectionLost when the board no longer answers."""
+    client = sftp(conn)
+    channel = client.get_channel()
+    seconds = transfer_timeout(size)
+    ends = time.monotonic() + seconds
+
+    def check(*_) -> None:
+        left = ends - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"past {seconds:.0f} s")
+        channel.settimeout(left)  # each read or write on the link waits at most until the deadline
+
+    try:
+        check()
+        yield client, check
+    except TimeoutError as e:  # socket.timeout too
+        _close_quietly(client.close)  # its requests and answers are out of step now: nothing more goes through it
+        raise timed_out(conn, board, f"sending {what} ({size / 1e6:.1f} MB)", seconds,
+                        hint=f"the link moved less than {SLOW_LINK_BPS / 1e6:g} MB/s: check the board's network (a "
+                             "weak Wi-Fi?) and its load, then deploy again") from e
+    finally:
+        channel.settimeout(COMMAND_TIMEOUT)
+
+
+def sftp(conn: fabric.Connection) -> paramiko.SFTPClient:
+    """`conn`'s SFTP session (Fabric keeps one), none of whose waits on the link outlasts COMMAND_TIMEOUT."""
+    client = conn.sftp()
+    if client.get_channel().gettimeout() is None:
+        client.get_channel().settimeout(COMMAND_TIMEOUT)
+    return client
 
 
 def _who(board: Board, hop: Hop) -> str:
@@ -107,6 +228,7 @@ def _open(board: Board, hop: Hop, gateway: fabric.Connection | None) -> fabric.C
         if error is None:
             raise
         raise error from e
+    keep_alive(conn.client.get_transport(), hop, _who(board, hop))
     return conn
 
 
@@ -203,30 +325,40 @@ def sh(script: str, *args: str) -> list[str]:
 
 
 def remote(conn: fabric.Connection, argv: list[str], *, board: str, warn: bool = False,
-           timeout: float | None = None) -> invoke.Result:
+           timeout: float = COMMAND_TIMEOUT) -> invoke.Result:
     """Run `argv` on the board, each word quoted (the only way edgeorch runs anything there), recorded; a failure is
-    a BoardError unless `warn`, a dropped link a ConnectionLost, a run past `timeout` a RunTimeout."""
+    a BoardError unless `warn`, a dropped link a ConnectionLost, a run past `timeout` a RunTimeout (a ConnectionLost
+    if the board no longer answers then)."""
     command = shlex.join(argv)
     short = textwrap.shorten(command, 120)
     with recording(command, board) as rec:
+
+        def ran_out() -> BoardError:
+            error = timed_out(conn, board, f"`{short}`", timeout,
+                              hint="the board may be overloaded or hung; check it, then resume")
+            rec.note = "connection lost" if isinstance(error, ConnectionLost) else f"timed out after {timeout:g} s"
+            return error
+
+        started = time.monotonic()
         try:
             result = conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
         except invoke.CommandTimedOut as e:
-            rec.note = f"timed out after {timeout:g} s"
-            raise RunTimeout(f"board {board}: `{short}` did not finish within {timeout} s",
-                             hint="the board may be overloaded, hung or its link stalled; check it, then resume") from e
+            raise ran_out() from e
         except (OSError, paramiko.SSHException, EOFError) as e:
             rec.note = "connection lost"
             raise ConnectionLost(f"board {board}: the SSH connection was lost during `{short}`: "
-                                 f"{e or type(e).__name__}",
+                                 f"{e or type(e).__name__}{_why_lost(conn)}",
                                  hint="check that the board is powered and reachable; finished runs are kept") from e
         transport = conn.client.get_transport()
         rec.output = result.stderr or result.stdout
         if result.exited == -1 and not (transport and transport.is_active()):
             # a link that dies mid-command raises nothing here: its channel just closes without an exit status
             rec.note = "connection lost"
-            raise ConnectionLost(f"board {board}: the SSH connection was lost during `{short}`",
+            raise ConnectionLost(f"board {board}: the SSH connection was lost during `{short}`{_why_lost(conn)}",
                                  hint="check that the board is powered and reachable; finished runs are kept")
+        if result.exited == -1 and time.monotonic() - started >= timeout:
+            # invoke's timer closed the channel, but invoke checked the timer before it was done: no CommandTimedOut
+            raise ran_out()
         rec.exit_code = result.exited
     if result.failed and not warn:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-6:])

@@ -356,3 +356,91 @@ def test_an_unreadable_ssh_config_is_a_config_error(tmp_path, home):
 def test_bad_host_or_user(tmp_path, fields, field):
     err = load_error(tmp_path, f"boards:\n  - {{name: rpi, arch: arm64, {fields}}}\n")
     assert "board 'rpi'" in err.message and field in err.message
+
+
+# --- names ssh refuses, and ProxyCommand's %-tokens as ssh substitutes them ------------------------------------------
+
+@pytest.mark.parametrize("field, value, shown", [
+    ("host", "x;touch${IFS}/tmp/p;", "`;`"),        # the finding: a shell-wrapped ProxyCommand would run touch
+    ("host", "a$(id)", "`$`"),
+    ("host", "a`id`", "`` ` ``"),
+    ("host", "-oProxyCommand=x", "a leading `-`"),
+    ("host", "a|b", "`|`"),
+    ("host", "a,b", "`,`"),
+    ("user", "pi;reboot", "`;`"),
+    ("user", "pi$(id)", "`(`"),
+    ("user", "-l", "a leading `-`"),
+    ("user", "pi\\", "a `\\` at the end"),
+])
+def test_a_name_ssh_refuses_names_board_field_and_character(tmp_path, field, value, shown):
+    fields = {"host": "h", "user": "u", field: value}
+    quoted = ", ".join(f"{k}: '{v}'" for k, v in fields.items())
+    err = load_error(tmp_path, f"boards:\n  - {{name: rpi, arch: arm64, {quoted}}}\n")
+    assert f"board 'rpi', field `{field}`" in err.message
+    assert f"contains {shown.replace('`` ` ``', '`' * 3)}" in err.message and "ssh refuses" in err.message
+    assert "ProxyCommand" in err.message
+    assert ("Host alias" if field == "host" else "login name") in err.hint
+
+
+@pytest.mark.parametrize("fields", ["host: 'fe80::1%eth0', user: pi", "host: pi4.lab_x, user: 'host$'",
+                                    "host: 192.0.2.1, user: first.last@corp"])
+def test_names_ssh_takes_are_taken(tmp_path, fields):
+    path = write_inventory(tmp_path, f"boards:\n  - {{name: rpi, arch: arm64, {fields}}}\n")
+    assert load_inventory(path).boards[0].name == "rpi"
+
+
+PROXIED = """
+Host relay
+    HostName real.example
+    User cfguser
+    Port 2222
+    ProxyCommand sh -c "echo %h %p %r %n %%h %%%n 100%% > {out}"
+Host relay-bad
+    ProxyCommand nc %x %p
+Host relay-lone
+    ProxyCommand nc %h %
+"""
+
+
+def test_proxy_command_tokens_are_substituted_as_ssh_does(tmp_path):
+    out = tmp_path / "proxy-said"
+    config = PROXIED.format(out=out)
+    from_config = board_at(tmp_path, "host: relay", config)
+    # %h the HostName, %n the host as given, %% one % that is not read again (paramiko gives `%real.example`, then
+    # substitutes its %r too)
+    assert from_config.ssh.proxy_command == f'sh -c "echo real.example 2222 cfguser relay %h %relay 100% > {out}"'
+    given = board_at(tmp_path, "host: relay, user: bob, port: 2022", config)  # like ssh -p 2022 bob@relay
+    assert given.ssh.proxy_command.startswith('sh -c "echo real.example 2022 bob relay %h')
+    # what a connection runs: paramiko's ProxyCommand, with a shell
+    paramiko.ProxyCommand(given.ssh.proxy_command).process.wait(timeout=10)
+    assert out.read_text() == "real.example 2022 bob relay %h %relay 100%\n"
+
+
+def test_a_proxy_command_with_a_token_ssh_lacks_is_a_config_error(tmp_path):
+    for host, said in (("relay-bad", "'%x' is not a token"), ("relay-lone", "lone %")):
+        with pytest.raises(ConfigError) as e:
+            board_at(tmp_path, f"host: {host}, user: u", PROXIED)
+        assert f"Host {host}: ProxyCommand" in e.value.message and said in e.value.message
+        assert "%%" in e.value.hint
+
+
+def test_percent_expand_is_one_pass_from_the_left():
+    from edgeorch.inventory import percent_expand
+    tokens = {"h": "%r", "r": "root"}
+    assert percent_expand("%h %r %%h %%%h %%%%", tokens) == "%r root %h %%r %%"
+    assert percent_expand("no tokens", tokens) == "no tokens"
+
+
+def test_keepalive_comes_from_ssh_config_else_15_s_three_times(tmp_path):
+    config = ("Host quick\n  ServerAliveInterval 5\n  ServerAliveCountMax 2\nHost slow\n  ServerAliveInterval 1m30s\n"
+              "Host silent\n  ServerAliveInterval 0\nHost bad\n  ServerAliveInterval soon\n")
+    assert (board_at(tmp_path, "host: plain, user: u", config).ssh.alive_interval,
+            board_at(tmp_path, "host: plain, user: u", config).ssh.alive_count_max) == (15, 3)
+    quick = board_at(tmp_path, "host: quick, user: u", config).ssh
+    assert (quick.alive_interval, quick.alive_count_max) == (5, 2)
+    assert board_at(tmp_path, "host: slow, user: u", config).ssh.alive_interval == 90
+    assert board_at(tmp_path, "host: silent, user: u", config).ssh.alive_interval == 0  # as ssh: none sent
+    with pytest.raises(ConfigError) as e:
+        board_at(tmp_path, "host: bad, user: u", config)
+    assert "Host bad: ServerAliveInterval 'soon' is not a whole number of seconds" in e.value.message
+    assert Board(name="x", host="10.0.0.1", user="pi", arch=Arch.ARM64).ssh.alive_interval == 15

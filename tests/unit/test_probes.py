@@ -159,8 +159,11 @@ def test_the_bare_bundle_is_copied_with_its_subpackages(tmp_path, monkeypatch):
         return subprocess.run(argv, check=True, capture_output=True, text=True)
 
     class Sftp:
-        def put(self, local, dest):
+        def put(self, local, dest, callback=None):
             shutil.copyfile(local, dest)
+
+        def get_channel(self):  # each transfer sets how long its waits on the link may take
+            return SimpleNamespace(settimeout=lambda seconds: None, gettimeout=lambda: 60)
 
     monkeypatch.setattr(deploy, "remote", remote)
     (tmp_path / "bundle" / "edgeorch_bench").mkdir(parents=True)

@@ -52,13 +52,14 @@ def test_named_inputs_and_the_cache_dir_reach_the_entrypoint_in_both_modes(monke
     monkeypatch.setattr(runners, "remote", lambda conn, argv, **kw: sent.append(argv) or SimpleNamespace(
         stdout="", stderr="", exited=0))
     files = [("--model", "/w/models/ab-m=1.onnx"), ("--input", "ids=/w/models/cd-ids=x.npy")]
-    runners.BareRunner(None, "b", "/w/onnxruntime", cache_dir="/w/cache").execute(["--framework", "onnxruntime"], files)
+    runners.BareRunner(None, "b", "/w/onnxruntime", 60, cache_dir="/w/cache").execute(["--framework", "onnxruntime"],
+                                                                                       files)
     bare = sent[-1]
     assert bare[bare.index("--model") + 1] == "/w/models/ab-m=1.onnx"
     assert bare[bare.index("--input") + 1] == "ids=/w/models/cd-ids=x.npy"  # NAME= stays, the path is the board's
     assert bare[bare.index("--cache-dir") + 1] == "/w/cache"
     sent.clear()
-    runners.DockerRunner(None, "b", "sha256:1", cache_dir="/w/cache").execute(["--framework", "onnxruntime"], files)
+    runners.DockerRunner(None, "b", "sha256:1", 60, cache_dir="/w/cache").execute(["--framework", "onnxruntime"], files)
     create = next(argv for argv in sent if argv[:2] == ["docker", "create"])
     assert create[create.index("--input") + 1] == "ids=/opt/edgeorch/models/cd-ids=x.npy"
     assert create[create.index("--cache-dir") + 1] == "/w/cache"
