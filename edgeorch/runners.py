@@ -190,8 +190,10 @@ class DockerRunner:
             mounts += ["--mount", mount_arg(self.cache_dir, self.cache_dir, readonly=False)]
             argv += ["--cache-dir", self.cache_dir]
         tag = run_tag()
-        remote(self.conn, ["docker", "create", "--name", tag, *network, *mounts, "--label", "org.edgeorch=1",
-                           *self.docker_args, self.image_id, *argv], board=self.board)
+        # as the login, as the bare run is: the same files readable and writable in both modes (a compiled cache),
+        # and the container's process one the login's perf may count
+        remote(self.conn, sh('exec docker create --user "$(id -u):$(id -g)" "$@"', "--name", tag, *network, *mounts,
+                             "--label", "org.edgeorch=1", *self.docker_args, self.image_id, *argv), board=self.board)
         try:
             for path, target in inner.items() if not self.bind_files else ():
                 remote(self.conn, ["docker", "cp", path, f"{tag}:{target}"], board=self.board,

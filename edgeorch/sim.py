@@ -29,6 +29,7 @@ from .errors import SetupError
 from .inventory import Board, Inventory
 from .recipes import IMAGES, load_bases
 
+LOGINS = ("root", "pi", "lab")  # the sim board image's logins: the inventory's `user:` is one (pi by default)
 RUN_DIR = Path("/run/edgeorch-sim")  # sockets: short paths (unix sockets are limited to 108 bytes)
 SIM_LABEL = f"{images.LABEL}.sim"
 
@@ -45,8 +46,16 @@ class SimBoard:
         return self.state / "rootfs"
 
     @property
-    def home(self) -> Path:
+    def homes(self) -> Path:
+        """The board's logins' homes (root's, pi's, lab's), at the same path inside the board as on this host, where the
+        board's Docker engine runs: a bind mount of a file in a workdir then names the same file for both, as on a
+        real board."""
         return self.state / "home"
+
+    @property
+    def home(self) -> Path:
+        """The home of the login the inventory names."""
+        return self.homes / self.board.user
 
     @property
     def socket(self) -> Path:
@@ -137,13 +146,15 @@ def _start_dockerd(sb: SimBoard) -> None:
     for d in (sb.run / "sock", sb.run / "exec", sb.state / "docker"):
         d.mkdir(parents=True, exist_ok=True)
     ns = f"edgeorch-sim-{sb.board.name}"
+    # its socket belongs to the board's group docker, as a board's own engine's does: its logins in that group use it
+    gid = _entries(sb.rootfs / "etc" / "group")["docker"][2]
     # The private engine runs in a network namespace of its own: with --bridge none, dockerd
     # deletes any interface named docker0 it can see, which would cut off the main engine.
     # Its containers run with --network none anyway; the API is a unix socket.
     # (and a /proc of that PID namespace, in a mount namespace of its own: containerd reads its children's there)
     cmd = ["nsenter", "--target", str(sshd.pid), "--pid", "--", "unshare", "--net", "--mount-proc", "--",
            "dockerd", "--data-root", sb.state / "docker", "--exec-root", sb.run / "exec",
-           "--host", f"unix://{sb.socket}", "--pidfile", sb.pidfile, "--bridge", "none",
+           "--host", f"unix://{sb.socket}", "--group", gid, "--pidfile", sb.pidfile, "--bridge", "none",
            "--iptables=false", "--ip6tables=false", "--ip-masq=false",
            "--containerd-namespace", ns, "--containerd-plugins-namespace", f"{ns}-plugins"]
     with recording(shell(cmd)) as rec:
@@ -183,7 +194,7 @@ def _ensure_keys(sb: SimBoard) -> str:
         run_local(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", b.name, "-f", hostkey],
                   what=f"making the host key of sim board {b.name}", hint="apt-get install openssh-client")
     shutil.copyfile(b.identity_file.with_suffix(".pub"), keys / "authorized_keys")
-    os.chmod(keys / "authorized_keys", 0o600)
+    os.chmod(keys / "authorized_keys", 0o644)  # sshd reads it as the login, root or not
     kind, key = hostkey.with_suffix(".pub").read_text().split()[:2]
     return f"[{b.host}]:{b.port} {kind} {key}"
 
@@ -234,13 +245,21 @@ def _unpack(client, sb: SimBoard, image: str) -> None:
     finally:
         container.remove(force=True)
     (sb.rootfs / ".dockerenv").unlink(missing_ok=True)  # what `docker create` adds: this userland is no container
-    # root's home has the same path inside the board as on this host, where the board's Docker engine runs: a
-    # bind mount of a file in the board's workdir then names the same file for both, as on a real board
     passwd = sb.rootfs / "etc" / "passwd"
     passwd.write_text("".join(
-        ":".join([*fields[:5], str(sb.home), *fields[6:]]) if fields[0] == "root" else line
+        ":".join([*fields[:5], str(sb.homes / fields[0]), *fields[6:]]) if fields[0] in LOGINS else line
         for line in passwd.read_text().splitlines(keepends=True) for fields in [line.split(":")]))
+    for name in LOGINS:
+        uid, gid = map(int, _entries(passwd)[name][2:4])
+        home = sb.homes / name
+        home.mkdir(parents=True, exist_ok=True, mode=0o700 if uid == 0 else 0o755)
+        os.chown(home, uid, gid)
     stamp.write_text(image)
+
+
+def _entries(path: Path) -> dict[str, list[str]]:
+    """The lines of a passwd or group file by name, as their fields."""
+    return {fields[0]: fields for line in path.read_text().splitlines() for fields in [line.split(":")]}
 
 
 def _board_processes(sb: SimBoard) -> list[psutil.Process]:
@@ -329,7 +348,7 @@ def _start_board(client, sb: SimBoard) -> None:
            "-o", "UsePAM=no"]
     # A PID namespace of its own, as a real board has: its `pkill` and `ps` see its processes, not another board's
     argv = ["unshare", "--mount", "--uts", "--pid", "--fork", "--propagation", "private", "--", "sh", "-c", _CHROOT,
-            "sh", str(sb.rootfs), str(sb.state / "ssh"), str(sb.socket.parent), b.name, str(sb.home), *cmd]
+            "sh", str(sb.rootfs), str(sb.state / "ssh"), str(sb.socket.parent), b.name, str(sb.homes), *cmd]
     with recording(shell(argv)) as rec, open(sb.state / "sshd.log", "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
         rec.note = f"started in the background, pid {proc.pid} (log: {sb.state / 'sshd.log'})"

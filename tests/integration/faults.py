@@ -94,7 +94,8 @@ BUSY = "is being benchmarked by"  # another edgeorch holds the board: in this tr
 def holds_lock(sb: sim.SimBoard, pid: int) -> bool:
     """Orchestrator `pid` holds the board's lock (it names itself in its login's note once it has it)."""
     try:
-        holder = (sb.rootfs / "tmp" / "edgeorch-0" / "note").read_text()
+        uid = sim._entries(sb.rootfs / "etc" / "passwd")[sb.board.user][2]
+        holder = (sb.rootfs / "tmp" / f"edgeorch-{uid}" / "note").read_text()
     except OSError:
         return False
     return f" pid {pid} (" in holder and not lock_free(sb)

@@ -204,7 +204,7 @@ def test_a_board_unreachable_from_the_start_loses_nothing_and_resumes_once_fixed
                "--repeat", "1", "--timeout", str(TIMEOUT), check=False)
     out = F.flat(r.stdout)
     assert r.returncode == 6, out[-3000:]
-    assert f"board ghost (root@127.0.0.1:{port}) is unreachable: Connection refused" in out
+    assert f"board ghost (pi@127.0.0.1:{port}) is unreachable: Connection refused" in out
     assert "INCOMPLETE: 1 of 2 cells did not finish (ghost)" in out and "invoke bench --resume" in out
     run_dir = Path(out.split("results go to ")[1].split()[0])
     kept = F.raw_files(run_dir)
@@ -249,7 +249,7 @@ def test_a_board_whose_sshd_drops_every_handshake_is_retried_then_reported(x86, 
     out = F.flat(r.stdout)
     assert r.returncode == 6, out[-3000:]
     assert "retrying in 2 s" in out and "retrying in 4 s" in out  # backoff, then it gives up
-    assert f"board flaky (root@127.0.0.1:{port}): SSH failed" in out and "check that sshd runs" in out
+    assert f"board flaky (pi@127.0.0.1:{port}): SSH failed" in out and "check that sshd runs" in out
     assert "invoke bench --resume" in out
 
 
@@ -340,7 +340,7 @@ def test_a_board_stopped_mid_run_keeps_every_finished_run_and_resumes(fleet, x86
     out = F.flat(o.output)
     assert rc == 6, out[-3000:]
     assert "[x86b] connection lost; reconnecting in 2 s" in out
-    assert "board x86b (root@127.0.0.1:2203) is unreachable: Connection refused (gave up reconnecting" in out
+    assert "board x86b (pi@127.0.0.1:2203) is unreachable: Connection refused (gave up reconnecting" in out
     assert "INCOMPLETE: 1 of 2 cells did not finish (x86b); the 3 runs that did are in" in out
     assert f"invoke bench --resume {run_dir}" in out
     kept = F.raw_files(run_dir)

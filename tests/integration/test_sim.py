@@ -75,7 +75,7 @@ def test_a_board_is_a_chroot_not_a_container(pi_fleet):
 
 def test_sim_down_removes_what_up_made(fleet, tmp_path):
     (tmp_path / "inventory.yaml").write_text(yaml.safe_dump({
-        "defaults": {"user": "root", "host": "127.0.0.1", "identity_file": ".sim/id_ed25519",
+        "defaults": {"user": "pi", "host": "127.0.0.1", "identity_file": ".sim/id_ed25519",
                      "known_hosts": ".sim/known_hosts"},
         "boards": [{"name": "simdown", "port": 2299, "arch": "amd64", "sim": True}]}))
     inventory = load_inventory(tmp_path / "inventory.yaml")

@@ -40,18 +40,18 @@ def write_config(home: Path) -> None:
 Host myboard
     HostName 127.0.0.1
     Port 2203
-    User root
+    User pi
     IdentityFile ~/.ssh/id_sim
 Host behind
     HostName 127.0.0.1
     Port 2203
-    User root
+    User pi
     IdentityFile ~/.ssh/id_sim
     ProxyJump jump
 Host jump
     HostName 127.0.0.1
     Port 2202
-    User root
+    User pi
     IdentityFile ~/.ssh/id_sim
 """)
 
@@ -79,7 +79,7 @@ def check(home: Path, inv: Path) -> tuple[int, str]:
 
 def test_a_board_pinned_in_the_users_known_hosts_connects(home, tmp_path):
     (home / ".ssh" / "known_hosts").write_text(pinned(2203))
-    inv = inventory(tmp_path, f"host: 127.0.0.1, port: 2203, user: root, identity_file: {home}/.ssh/id_sim")
+    inv = inventory(tmp_path, f"host: 127.0.0.1, port: 2203, user: pi, identity_file: {home}/.ssh/id_sim")
     code, out = check(home, inv)
     assert code == 0, out
 
@@ -89,7 +89,7 @@ def test_a_hashed_known_hosts_entry_is_matched(home, tmp_path):
     known.write_text(pinned(2201) + pinned(2203))
     subprocess.run(["ssh-keygen", "-H", "-f", known], check=True, capture_output=True)
     assert all(line.startswith("|1|") for line in known.read_text().splitlines())
-    code, out = check(home, inventory(tmp_path, f"host: 127.0.0.1, port: 2203, user: root, "
+    code, out = check(home, inventory(tmp_path, f"host: 127.0.0.1, port: 2203, user: pi, "
                                                 f"identity_file: {home}/.ssh/id_sim"))
     assert code == 0, out
 
@@ -101,7 +101,7 @@ def test_an_alias_of_ssh_config_needs_no_port_nor_user_in_the_inventory(home, tm
     code, out = check(home, inv)
     assert code == 0, out
     listed = as_user(home, "inventory", "--inventory", str(inv))
-    assert "root@127.0.0.1:2203" in listed.stdout, listed.stdout + listed.stderr
+    assert "pi@127.0.0.1:2203" in listed.stdout, listed.stdout + listed.stderr
 
 
 def test_a_board_behind_a_jump_host(home, tmp_path):
@@ -111,12 +111,12 @@ def test_a_board_behind_a_jump_host(home, tmp_path):
     code, out = check(home, inv)
     assert code == 0, out
     listed = as_user(home, "inventory", "--inventory", str(inv))
-    assert "root@127.0.0.1:2203 via root@127.0.0.1:2202" in " ".join(listed.stdout.split()), listed.stdout
+    assert "pi@127.0.0.1:2203 via pi@127.0.0.1:2202" in " ".join(listed.stdout.split()), listed.stdout
 
 
 def test_a_proxy_command_of_ssh_config_is_used_and_the_key_still_checked(home, tmp_path):
     (home / ".ssh" / "known_hosts").write_text(pinned(2203))
-    (home / ".ssh" / "config").write_text("Host viacommand\n  HostName 127.0.0.1\n  Port 2203\n  User root\n"
+    (home / ".ssh" / "config").write_text("Host viacommand\n  HostName 127.0.0.1\n  Port 2203\n  User pi\n"
                                           "  IdentityFile ~/.ssh/id_sim\n"
                                           "  ProxyCommand bash -c 'exec 3<>/dev/tcp/%h/%p; cat <&3 & exec cat >&3'\n")
     inv = inventory(tmp_path, "host: viacommand")
@@ -124,7 +124,7 @@ def test_a_proxy_command_of_ssh_config_is_used_and_the_key_still_checked(home, t
     assert code == 0, out
     (home / ".ssh" / "known_hosts").write_text(pinned(2202))  # the command reaches x86, whose key is not pinned
     code, out = check(home, inv)
-    assert code == 5 and "board x86 (root@127.0.0.1:2203 via its ProxyCommand): its host key is not pinned" in out, out
+    assert code == 5 and "board x86 (pi@127.0.0.1:2203 via its ProxyCommand): its host key is not pinned" in out, out
 
 
 def test_an_unknown_host_key_is_refused_and_the_fix_given_works(home, tmp_path):
@@ -134,7 +134,7 @@ def test_an_unknown_host_key_is_refused_and_the_fix_given_works(home, tmp_path):
     inv = inventory(tmp_path, "host: myboard")
     code, out = check(home, inv)
     assert code == 5, out
-    assert f"board x86 (root@127.0.0.1:2203): its host key is not pinned in {known}" in out
+    assert f"board x86 (pi@127.0.0.1:2203): its host key is not pinned in {known}" in out
     fix = f"ssh-keyscan -p 2203 127.0.0.1 >> {known}"
     assert fix in out and "fingerprint" in out
     assert known.read_text() == pinned(2201), "an unknown key is never added"
@@ -163,7 +163,7 @@ def test_the_jump_hosts_key_is_checked_like_the_boards(home, tmp_path, jump_pin)
     write_config(home)
     code, out = check(home, inventory(tmp_path, "host: behind"))
     assert code == 5, out
-    jump = "jump host jump (root@127.0.0.1:2202) of board x86"
+    jump = "jump host jump (pi@127.0.0.1:2202) of board x86"
     if jump_pin == "changed":
         assert f"{jump} presented a host key different from the pinned one in {known}" in out
         assert f"ssh-keygen -R '[127.0.0.1]:2202' -f {known}" in out
@@ -179,7 +179,7 @@ def test_the_inventory_wins_over_ssh_config(home, tmp_path):
     # like `ssh -p 2201 myboard`: the alias's HostName and User, the inventory's port
     inv = inventory(tmp_path, "host: myboard, port: 2201")
     listed = as_user(home, "inventory", "--inventory", str(inv))
-    assert "root@127.0.0.1:2201" in listed.stdout, listed.stdout + listed.stderr
+    assert "pi@127.0.0.1:2201" in listed.stdout, listed.stdout + listed.stderr
 
 
 def test_a_missing_identity_file_of_ssh_config_is_named(home, tmp_path):
@@ -199,9 +199,9 @@ def test_a_key_the_board_does_not_accept_is_named_with_the_command_that_authoriz
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", home / ".ssh" / "id_sim"], check=True)
     code, out = check(home, inventory(tmp_path, "host: myboard"))
     assert code == 5, out
-    assert f"board x86 (root@127.0.0.1:2203) rejected the key {home}/.ssh/id_sim (from IdentityFile in " \
-           "~/.ssh/config (Host myboard)) for user root" in out
-    assert f"ssh-copy-id -i {home}/.ssh/id_sim -p 2203 root@127.0.0.1" in out
+    assert f"board x86 (pi@127.0.0.1:2203) rejected the key {home}/.ssh/id_sim (from IdentityFile in " \
+           "~/.ssh/config (Host myboard)) for user pi" in out
+    assert f"ssh-copy-id -i {home}/.ssh/id_sim -p 2203 pi@127.0.0.1" in out
 
 
 def test_a_jump_host_that_cannot_reach_the_board_is_named(home, tmp_path):
@@ -210,4 +210,4 @@ def test_a_jump_host_that_cannot_reach_the_board_is_named(home, tmp_path):
     inv = inventory(tmp_path, "host: behind, port: 2299")  # nothing listens there
     code, out = check(home, inv)
     assert code == 5, out
-    assert "jump host jump (root@127.0.0.1:2202) of board x86 could not reach 127.0.0.1:2299" in out
+    assert "jump host jump (pi@127.0.0.1:2202) of board x86 could not reach 127.0.0.1:2299" in out
