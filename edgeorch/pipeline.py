@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import json
 import threading
 import time
@@ -320,7 +321,9 @@ def reference(model: str, batch: int = 1) -> Reference | None:
     if network not in zoo.NETWORKS:
         return None
     path = cache_dir() / "models" / f"{zoo.file_stem(network, batch)}-input-seed{zoo.SEED}.npy"
-    np.save(path, zoo.reference_input(network, batch=batch))
+    buf = io.BytesIO()  # whole or absent: two edgeorchs may write it at once, and its hash is taken at once
+    np.save(buf, zoo.reference_input(network, batch=batch))
+    results.write_atomic(path, buf.getvalue())
     return Reference(network=network, input_path=path, input_sha256=file_sha256(path),
                      output=zoo.reference_output(network, batch))
 
@@ -335,6 +338,7 @@ class Judgement:
 
 DEFAULTS = Judgement()
 DEFAULT_RULE = StopRule()
+DEFAULT_MEASURES = Measures()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -441,7 +445,7 @@ def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: 
           options: tuple[str, ...] = (), parallel: bool = False, dry_run: bool = False, timeout: float = 3600,
           base_image: str | None = None, request: dict | None = None, resume: Path | None = None,
           input_shapes: tuple[str, ...] = (), inputs: tuple[str, ...] = (), profile: int = 0,
-          measures: Measures = Measures()) -> Path | None:
+          measures: Measures = DEFAULT_MEASURES) -> Path | None:
     """Benchmark each model of `model` with each framework of `framework` (comma lists), at each of `threads` and
     `batch`, on the boards, Docker against bare metal pair after pair until the stopping rule is met; returns
     results/<run-id>/.
@@ -506,7 +510,7 @@ def explain(inventory: Inventory, host: str, *, framework: str, model: str, iter
 
 def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAULTS, parallel: bool = False,
               dry_run: bool = False, timeout: float = 3600, base_image: str | None = None,
-              request: dict | None = None, resume: Path | None = None, measures: Measures = Measures()
+              request: dict | None = None, resume: Path | None = None, measures: Measures = DEFAULT_MEASURES
               ) -> Path | None:
     """Execute a planned sweep: build, deploy, run every cell pair after pair until its stopping rule says
     enough, then normalize and judge what came back. With `resume`, the cells that run did not finish are run into

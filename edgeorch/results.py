@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import stats
 from .bench import RESULT_SCHEMA
-from .cache import ROOT
+from .cache import ROOT, write_atomic  # results.write_atomic: the one atomic writer
 from .errors import BoardError, ConfigError, RunError
 from .plan import RunSpec
 
@@ -97,16 +97,6 @@ def parse_answer(answer, *, board: str, what: str, schema: str = RESULT_SCHEMA) 
                        if err.get("kind") == "timeout" else "see the message above; the board's stderr is kept under "
                                                             "results/")
     return doc
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write `path` so that it is whole or absent, whenever the writer is killed (a temporary, then a rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def raw_path(run_dir: Path, spec: RunSpec) -> Path:
