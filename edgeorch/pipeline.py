@@ -529,115 +529,115 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
         cells = [cell for board_cells in sweep.cells.values() for cell in board_cells]
     targets = plan_targets(sweep.recipes, boards, found.succeeded, modes)
     built = build(targets, base_image)
-    if resume is None:
-        run_dir = results.new_run_dir()
-        results.write_manifest(run_dir, complete=False, request=request,
-                               frameworks=[r.framework for r in sweep.recipes], model=sweep.model,
-                               batch=list(sweep.batches), options=list(sweep.options),
-                               models={f"{f}/{m}" + variant(0, n): {"name": s.name, "sha256": s.sha256}
-                                       for (f, m, n), s in sweep.specs.items()},
-                               boards=[b.name for b in boards], rule=dataclasses.asdict(sweep.rule),
-                               images={f"{b}/{f}": {"tag": spec.tag, "based_on": spec.based_on,
-                                                    "note": targets[(f, b)].note}
-                                       for (f, b), (spec, _) in built.items()},
-                               cells={c.key: {"arms": [a.label for a in c.arms], "stop": None, "pairs": 0}
-                                      for c in cells})
-        console.print(f"results go to {escape(str(run_dir))}", soft_wrap=True)
-    else:
-        run_dir = resume
-        results.write_manifest(run_dir, complete=False)
-    commands.attach(run_dir / "commands.log")  # with what ran before (the platforms asked, the builds)
-    manifest = results.read_manifest(run_dir)
-    attempts: dict[str, int] = dict(manifest.get("attempts") or {})
-    records: list[tuple[RunSpec, dict]] = []
-    stops: dict[str, dict] = {}
-    earlier: dict[str, list] = {}
-    for cell in cells:  # what an earlier session of this run finished stays, and is not run again
-        state = (manifest.get("cells") or {}).get(cell.key) or {}
-        earlier[cell.key] = results.finished_pairs(run_dir, lambda p, c=cell: c.runs(p) if p < sweep.rule.max_pairs
-                                                   else None)
-        records += [rec for pair in earlier[cell.key] for rec in pair]
-        if state.get("stop"):
-            stops[cell.key] = {"stop": state["stop"], "pairs": state["pairs"]}
-    if resume is not None:
-        console.print(f"resuming {escape(str(run_dir))}: {len(stops)} of {len(cells)} cells were finished, "
-                      f"{len(records)} runs are kept")
-    lock = threading.Lock()
-    shipped = run_dir / "deploy.json"  # an earlier session's deploys stay in it
-    deploys: list[dict] = json.loads(shipped.read_text()) if shipped.exists() else []
+    run_dir = results.new_run_dir() if resume is None else resume
+    with results.locked_run(run_dir):  # a second --resume of this run is refused while this one writes it
+        if resume is None:
+            results.write_manifest(run_dir, complete=False, request=request,
+                                   frameworks=[r.framework for r in sweep.recipes], model=sweep.model,
+                                   batch=list(sweep.batches), options=list(sweep.options),
+                                   models={f"{f}/{m}" + variant(0, n): {"name": s.name, "sha256": s.sha256}
+                                           for (f, m, n), s in sweep.specs.items()},
+                                   boards=[b.name for b in boards], rule=dataclasses.asdict(sweep.rule),
+                                   images={f"{b}/{f}": {"tag": spec.tag, "based_on": spec.based_on,
+                                                        "note": targets[(f, b)].note}
+                                           for (f, b), (spec, _) in built.items()},
+                                   cells={c.key: {"arms": [a.label for a in c.arms], "stop": None, "pairs": 0}
+                                          for c in cells})
+            console.print(f"results go to {escape(str(run_dir))}", soft_wrap=True)
+        else:
+            results.write_manifest(run_dir, complete=False)
+        commands.attach(run_dir / "commands.log")  # with what ran before (the platforms asked, the builds)
+        manifest = results.read_manifest(run_dir)
+        attempts: dict[str, int] = dict(manifest.get("attempts") or {})
+        records: list[tuple[RunSpec, dict]] = []
+        stops: dict[str, dict] = {}
+        earlier: dict[str, list] = {}
+        for cell in cells:  # what an earlier session of this run finished stays, and is not run again
+            state = (manifest.get("cells") or {}).get(cell.key) or {}
+            earlier[cell.key] = results.finished_pairs(run_dir, lambda p, c=cell: c.runs(p) if p < sweep.rule.max_pairs
+                                                       else None)
+            records += [rec for pair in earlier[cell.key] for rec in pair]
+            if state.get("stop"):
+                stops[cell.key] = {"stop": state["stop"], "pairs": state["pairs"]}
+        if resume is not None:
+            console.print(f"resuming {escape(str(run_dir))}: {len(stops)} of {len(cells)} cells were finished, "
+                          f"{len(records)} runs are kept")
+        lock = threading.Lock()
+        shipped = run_dir / "deploy.json"  # an earlier session's deploys stay in it
+        deploys: list[dict] = json.loads(shipped.read_text()) if shipped.exists() else []
 
-    def done(run: RunSpec, doc: dict, tries: int) -> None:
-        with lock:
-            records.append((run, doc))
-            if tries > 1:
-                attempts[run.key] = tries
-                results.write_manifest(run_dir, attempts=attempts)
+        def done(run: RunSpec, doc: dict, tries: int) -> None:
+            with lock:
+                records.append((run, doc))
+                if tries > 1:
+                    attempts[run.key] = tries
+                    results.write_manifest(run_dir, attempts=attempts)
 
-    def one(board: Board) -> int:
-        todo = [c for c in sweep.cells[board.name] if c.key not in stops]
-        if not todo:
-            return 0
-        if board.name in found.failed:
-            raise found.failed[board.name]
-        failed: dict[str, EdgeorchError] = {}
-        with Link(board, token=SESSION, purpose=f"run {run_dir.name}") as link:
-            kill_runs(link.conn, board.name, session="")  # with the lock held, any edgeorch run there is an orphan
-            task = bars.add_task(f"{board.name}: pairs", unit="pairs",
-                                     total=sum(sweep.rule.max_pairs - len(earlier[c.key]) for c in todo))
-            for recipe in sweep.recipes:
-                mine = [c for c in todo if c.framework == recipe.framework]
-                if not mine:
-                    continue
-                try:
-                    image, export = built[(recipe.framework, board.name)]
-                    deployment, _ = link.retrying(functools.partial(
-                        deploy, board=board, image=image, export=export, progress=bars,
-                        modes=modes[recipe.framework]))
-                    step(f"{recipe.framework} {deployment.framework_version} deployed: {_sent(deployment)} in "
-                         f"{deployment.seconds:.1f} s", board.name)
-                    with lock:  # what each board was sent for this run, beside its results
-                        deploys.append(deployment.summary())
-                        results.write_atomic(shipped, json.dumps(deploys, indent=1))
-                    pushed: dict[str, list] = {}  # a model's sha256 -> its files on the board
-                    for cell in mine:
-                        spec, ref = sweep.spec(cell), refs.get((cell.model, cell.batch))
-                        if spec.sha256 not in pushed:
-                            pushed[spec.sha256], _ = link.retrying(functools.partial(
-                                _push_files, board=board, workdir=deployment.workdir, spec=spec, ref=ref,
-                                progress=bars, inputs=sweep.inputs))
-                        files = pushed[spec.sha256]
-                        stop = _run_cell(cell, sweep.rule, link, deployment, timeout, spec, files, run_dir, done,
-                                         lambda: bars.advance(task), earlier[cell.key], outputs=ref is not None,
-                                         watch=measures.watch_args(board))
-                        step(f"{cell.key.split('/', 1)[1]}: {stop['pairs']} pairs, stopped by {stop['stop']}",
-                             board.name)
-                        if sweep.profile:
-                            _profile_cell(cell, sweep.profile, link, deployment, timeout, spec, files, run_dir)
-                        with lock:
-                            stops[cell.key] = stop
-                except (BoardError, RunError) as e:  # the board's other frameworks still run, if it answers
-                    failed[recipe.framework] = e
-                    for cell in mine:
-                        if cell.key not in stops:
-                            results.update_cell(run_dir, cell.key, failure=e.message)
-                    if isinstance(e, (ConnectionLost, Unreachable)):
-                        break
-        if failed:
-            raise type(next(iter(failed.values())))(
-                "; ".join(f"{f}: {e.message}" for f, e in failed.items()),
-                hint="; ".join(sorted({e.hint for e in failed.values() if e.hint})))
-        return len(todo)
+        def one(board: Board) -> int:
+            todo = [c for c in sweep.cells[board.name] if c.key not in stops]
+            if not todo:
+                return 0
+            if board.name in found.failed:
+                raise found.failed[board.name]
+            failed: dict[str, EdgeorchError] = {}
+            with Link(board, token=SESSION, purpose=f"run {run_dir.name}") as link:
+                kill_runs(link.conn, board.name, session="")  # with the lock held, any edgeorch run there is an orphan
+                task = bars.add_task(f"{board.name}: pairs", unit="pairs",
+                                         total=sum(sweep.rule.max_pairs - len(earlier[c.key]) for c in todo))
+                for recipe in sweep.recipes:
+                    mine = [c for c in todo if c.framework == recipe.framework]
+                    if not mine:
+                        continue
+                    try:
+                        image, export = built[(recipe.framework, board.name)]
+                        deployment, _ = link.retrying(functools.partial(
+                            deploy, board=board, image=image, export=export, progress=bars,
+                            modes=modes[recipe.framework]))
+                        step(f"{recipe.framework} {deployment.framework_version} deployed: {_sent(deployment)} in "
+                             f"{deployment.seconds:.1f} s", board.name)
+                        with lock:  # what each board was sent for this run, beside its results
+                            deploys.append(deployment.summary())
+                            results.write_atomic(shipped, json.dumps(deploys, indent=1))
+                        pushed: dict[str, list] = {}  # a model's sha256 -> its files on the board
+                        for cell in mine:
+                            spec, ref = sweep.spec(cell), refs.get((cell.model, cell.batch))
+                            if spec.sha256 not in pushed:
+                                pushed[spec.sha256], _ = link.retrying(functools.partial(
+                                    _push_files, board=board, workdir=deployment.workdir, spec=spec, ref=ref,
+                                    progress=bars, inputs=sweep.inputs))
+                            files = pushed[spec.sha256]
+                            stop = _run_cell(cell, sweep.rule, link, deployment, timeout, spec, files, run_dir, done,
+                                             lambda: bars.advance(task), earlier[cell.key], outputs=ref is not None,
+                                             watch=measures.watch_args(board))
+                            step(f"{cell.key.split('/', 1)[1]}: {stop['pairs']} pairs, stopped by {stop['stop']}",
+                                 board.name)
+                            if sweep.profile:
+                                _profile_cell(cell, sweep.profile, link, deployment, timeout, spec, files, run_dir)
+                            with lock:
+                                stops[cell.key] = stop
+                    except (BoardError, RunError) as e:  # the board's other frameworks still run, if it answers
+                        failed[recipe.framework] = e
+                        for cell in mine:
+                            if cell.key not in stops:
+                                results.update_cell(run_dir, cell.key, failure=e.message)
+                        if isinstance(e, (ConnectionLost, Unreachable)):
+                            break
+            if failed:
+                raise type(next(iter(failed.values())))(
+                    "; ".join(f"{f}: {e.message}" for f, e in failed.items()),
+                    hint="; ".join(sorted({e.hint for e in failed.values() if e.hint})))
+            return len(todo)
 
-    try:
-        with progress() as bars:
-            group = fan_out(boards, one, parallel=parallel)
-    except KeyboardInterrupt:
-        results.write_manifest(run_dir, interrupted=True)
-        where = escape(str(run_dir))
-        console.print(f"[bold red]interrupted[/]: every finished run is kept in {where}; go on with "
-                      f"`invoke bench --resume {where}`")
-        raise
-    return collect(run_dir, records, cells, stops, group, boards, refs, judgement, attempts, sweep.profile)
+        try:
+            with progress() as bars:
+                group = fan_out(boards, one, parallel=parallel)
+        except KeyboardInterrupt:
+            results.write_manifest(run_dir, interrupted=True)
+            where = escape(str(run_dir))
+            console.print(f"[bold red]interrupted[/]: every finished run is kept in {where}; go on with "
+                          f"`invoke bench --resume {where}`")
+            raise
+        return collect(run_dir, records, cells, stops, group, boards, refs, judgement, attempts, sweep.profile)
 
 
 def _runnable(sweep: Sweep, boards: list[Board], found: dict[str, Platform], modes: dict) -> Sweep:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import secrets
+import socket
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -55,11 +60,55 @@ COLUMNS = [
 
 
 def new_run_dir() -> Path:
-    """A fresh results/<run-id>/ directory; run ids sort by time."""
+    """A fresh results/<run-id>/ directory, made by this call alone (never one that was there); run ids sort by
+    time."""
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = root() / f"{stamp}-{secrets.token_hex(2)}"
-    (path / "raw").mkdir(parents=True)
-    return path
+    root().mkdir(parents=True, exist_ok=True)
+    for _ in range(16):
+        path = root() / f"{stamp}-{secrets.token_hex(2)}"
+        try:
+            path.mkdir()  # exclusive: a run directory that exists (another run's, or planted) is never taken over
+        except FileExistsError:
+            continue
+        (path / "raw").mkdir()
+        return path
+    raise RunError(f"no new run directory could be made under {root()}: every id tried for {stamp} exists",
+                   hint="remove what is not a run under that directory, or pass another one with --results DIR")
+
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def locked_run(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory for this process alone while it writes a session of the run into it: a second
+    `--resume` of the run (another terminal) is refused at once, naming this process, instead of interleaving its
+    manifest updates with ours. The lock is the kernel's (flock): it goes when the process does, however it ends."""
+    path = run_dir / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise RunError(f"cannot open the lock of {run_dir} ({path}): {e.strerror}",
+                       hint=f"{path} must be a plain file this login can write (not a link): remove it") from e
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 1000, 0).decode(errors="replace").strip() or "a process that has not said which"
+            pid = holder.split()[1] if holder.startswith("pid ") else "PID"
+            raise RunError(f"{run_dir} is in use by another edgeorch: {holder}",
+                           hint=f"wait for it to end (its results are kept in the same directory), or stop it "
+                                f"(kill {pid}) and run `invoke bench --resume {run_dir}` again") from None
+        argv = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
+        since = datetime.datetime.now().isoformat(sep=" ", timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}: {argv}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # whoever reads it next finds no holder named
+    finally:
+        os.close(fd)
 
 
 def parse_answer(answer, *, board: str, what: str, schema: str = RESULT_SCHEMA) -> dict:
