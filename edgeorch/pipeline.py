@@ -72,17 +72,17 @@ def _sent(d: Deployment) -> str:
 
 def _report_failures(group: GroupResult, what: str) -> None:
     for name, err in group.failed.items():
-        console.print(f"[bold red]{name}: {what} failed[/]\n{escape(str(err))}")
+        console.print(f"[bold red]{escape(name)}: {what} failed[/]\n{escape(str(err))}")
 
 
 def inventory_table(inventory: Inventory) -> Table:
     """The boards of the inventory, one row each."""
-    t = Table(title=f"Boards in {inventory.path}")
+    t = Table(title=f"Boards in {escape(str(inventory.path))}")
     for col in ("name", "address", "arch", "groups", "frameworks", "workdir", "sim"):
         t.add_column(col)
     for b in inventory.boards:
-        t.add_row(b.name, b.address, b.arch.value, ", ".join(b.groups), ", ".join(b.frameworks),
-                  b.workdir, "yes" if b.sim else "")
+        t.add_row(*map(escape, (b.name, b.address, b.arch.value, ", ".join(b.groups), ", ".join(b.frameworks),
+                                b.workdir)), "yes" if b.sim else "")
     return t
 
 
@@ -140,13 +140,13 @@ def check_table(boards: list[Board], group: GroupResult[dict]) -> report.FitTabl
         t.add_column(col)
     for b in boards:
         if b.name in group.failed:  # its error, whole, under the table
-            t.add_row(b.name, "[red]no[/]", b.arch.value, *[""] * 7, "[red]not reached: see below[/]")
+            t.add_row(escape(b.name), "[red]no[/]", b.arch.value, *[""] * 7, "[red]not reached: see below[/]")
             continue
-        r = group.succeeded[b.name]
-        t.add_row(b.name, "ok", b.arch.value if r["arch_ok"] else f"[red]{r['arch_found']}[/]", r["os"] or "?",
+        r = {k: escape(v) if isinstance(v, str) else v for k, v in group.succeeded[b.name].items()}  # the board's
+        t.add_row(escape(b.name), "ok", b.arch.value if r["arch_ok"] else f"[red]{r['arch_found']}[/]", r["os"] or "?",
                   r["docker"] or "[red]none[/]", r["python"] or "[red]none[/]", r["numpy"] or "-",
                   _disk(r), r["sensors"],
-                  ", ".join(r["frameworks"]),
+                  escape(", ".join(group.succeeded[b.name]["frameworks"])),
                   f"[red]{len(r['problems'])}: see below[/]" if r["problems"] else "[green]none[/]")
     return t
 
@@ -167,9 +167,10 @@ def healthy_boards(inventory: Inventory, host: str) -> list[Board]:
     for board in inventory.select(host):
         found = None if board.name in named else health.problems(inventory, board)
         if found and found[0]:
-            console.print(f"[yellow]skipping {board.name}[/]: unhealthy at its last check "
-                          f"{health.age(time.time() - found[1])} ago ({'; '.join(found[0])}); fix it and run "
-                          f"`invoke check --host {board.name}`, or name it to try anyway: --host {board.name}")
+            name = escape(board.name)
+            console.print(f"[yellow]skipping {name}[/]: unhealthy at its last check "
+                          f"{health.age(time.time() - found[1])} ago ({escape('; '.join(found[0]))}); fix it and run "
+                          f"`invoke check --host {name}`, or name it to try anyway: --host {name}", soft_wrap=True)
             continue
         boards.append(board)
     if not boards:
@@ -246,9 +247,10 @@ def deploy_boards(inventory: Inventory, host: str, frameworks: list[str] | None 
     for name, deps in group.succeeded.items():
         for d in deps:
             note = targets[(d.image.framework, name)].note
-            console.print(f"[green]{name}[/]: {d.image.framework} {d.framework_version} (image on {d.image.based_on}) "
-                          f"ready in both modes; {_sent(d)} in {d.seconds:.1f} s"
-                          + "".join(f"\n  note: {n}" for n in (*d.notes, *([note] if note else []))))
+            console.print(f"[green]{escape(name)}[/]: " + escape(
+                f"{d.image.framework} {d.framework_version} (image on {d.image.based_on}) ready in both modes; "
+                f"{_sent(d)} in {d.seconds:.1f} s" + "".join(f"\n  note: {n}" for n in (*d.notes,
+                                                                                      *([note] if note else [])))))
     _report_failures(group, "deploy")
     if group.failed:
         raise BoardError(f"deploy failed on {len(group.failed)} of {len(boards)} boards: "
@@ -282,7 +284,7 @@ def clean_boards(inventory: Inventory, host: str) -> GroupResult[dict]:
         t.add_column(col)
     for name, done in group.succeeded.items():
         gone = done["removed"]
-        t.add_row(name, ", ".join(gone["images"]) or "-", ", ".join(gone["bundles"]) or "-",
+        t.add_row(escape(name), escape(", ".join(gone["images"])) or "-", escape(", ".join(gone["bundles"])) or "-",
                   str(len(gone["models"])) if gone["models"] else "-", _mb(done["freed_bytes"]))
     console.print(t)
     _report_failures(group, "clean")
@@ -733,7 +735,8 @@ def _run(runner, run: RunSpec, model: ModelSpec, files: list[tuple[str, str]], r
     answer = runner.execute(args + (["--outputs"] if outputs else []), files)
     results.save_raw(run_dir, run, answer)
     what = f"{run.framework} {run.arm} " + ("profiling pass" if run.profile else f"run #{run.pair}")
-    return results.parse_answer(answer, board=run.board, what=what)
+    return results.check_run(results.parse_answer(answer, board=run.board, what=what), board=run.board, what=what,
+                             key=run.key, profile=bool(run.profile))
 
 
 def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], cells: list[Cell], stops: dict[str, dict],
@@ -766,13 +769,16 @@ def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], cells: list[Cell
             console.print(f"sensor sampler cost: median {cost.median():+.2%} of latency over {len(cost)} runs"
                           + (" [bold red](above 0.5%)[/]" if cost.median() > 0.005 else ""))
         for r in runs[runs["attempts"] > 1].itertuples():
-            console.print(f"note: {r.board} {r.arm} run #{r.pair} took {r.attempts} attempts (the connection dropped)")
+            console.print(escape(f"note: {r.board} {r.arm} run #{r.pair} took {r.attempts} attempts (the connection "
+                                 "dropped)"), soft_wrap=True)
         for r in runs[runs["throttled"].fillna(False)].itertuples():
-            console.print(f"[bold red]warning:[/] {r.board} {r.arm} run #{r.pair} was throttled "
-                          f"({r.throttle_evidence}); its cell is invalid")
+            console.print("[bold red]warning:[/] " + escape(f"{r.board} {r.arm} run #{r.pair} was throttled "
+                                                            f"({r.throttle_evidence}); its cell is invalid"),
+                          soft_wrap=True)
         for r in runs[runs["agrees"].eq(False).fillna(False)].itertuples():
-            console.print(f"[bold red]warning:[/] {r.board} {r.framework} {r.mode} does not reproduce PyTorch's "
-                          f"{r.model}: max |diff| {r.max_abs_diff:.3g}, top-1 {r.top1} (PyTorch {r.top1_ref})")
+            console.print("[bold red]warning:[/] " + escape(
+                f"{r.board} {r.framework} {r.mode} does not reproduce PyTorch's {r.model}: max |diff| "
+                f"{r.max_abs_diff:.3g}, top-1 {r.top1} (PyTorch {r.top1_ref})"), soft_wrap=True)
     if profile:
         _collect_profiles(run_dir, cells, profile)
     _report_failures(group, "benchmark")
@@ -804,8 +810,8 @@ def _collect_profiles(run_dir: Path, cells: list[Cell], inferences: int) -> None
     results.write_atomic(run_dir / "ops.parquet", ops.to_parquet(index=False))
     if len(ops):
         console.print(report.ops_top(ops))
-    for reason in sorted({f"{spec.framework}: {doc['profile']['reason']}" for spec, doc in found
-                          if doc["profile"]["reason"]}):
+    for reason in sorted({f"{spec.framework}: {doc['profile'].get('reason')}" for spec, doc in found
+                          if doc["profile"].get("reason")}):
         console.print(f"  no operator profile from {escape(reason)}")
 
 
@@ -900,7 +906,7 @@ def show_results(run_dir: Path) -> None:
     manifest = results.read_manifest(run_dir)
     console.print(report.mode_table(comparison(run_dir, _judgement(manifest))))
     if not manifest.get("complete"):
-        console.print(f"[bold red]INCOMPLETE[/]: missing cells {manifest.get('missing')}")
+        console.print(f"[bold red]INCOMPLETE[/]: missing cells {escape(str(manifest.get('missing')))}")
 
 
 def agree(inventory: Inventory, host: str, *, framework: str, model: str) -> Path:

@@ -148,6 +148,61 @@ def parse_answer(answer, *, board: str, what: str, schema: str = RESULT_SCHEMA) 
     return doc
 
 
+_NUMBER = (int, float)
+# What normalize() reads of a timed run's document, and of a profiling pass's: where each must be and what it is
+_TIMED = {("timing", "latencies_ns"): list, ("timing", "wall_ns"): _NUMBER, ("timing", "load_ns"): _NUMBER,
+          ("timing", "first_inference_ns"): _NUMBER, ("facts", "machine"): str, ("facts", "cpu_model"): str,
+          ("facts", "cores"): int, ("facts", "kernel"): str, ("facts", "os"): str, ("facts", "python"): str,
+          ("facts", "numpy"): str, ("framework", "name"): str, ("framework", "version"): str,
+          ("params", "warmup"): int, ("params", "threads"): int, ("model", "sha256"): str, ("run", "mode"): str,
+          ("resources", "cpu_percent"): _NUMBER, ("resources", "peak_rss_bytes"): _NUMBER, ("bench", "sha256"): str,
+          ("started_at",): str}
+_OPTIONAL = ("sensors", "energy", "counters", "memory")  # absent, null or an object
+
+
+def malformed(doc: dict, *, profile: bool = False) -> str | None:
+    """What is wrong with the shape of a run's document (the first thing found), or None when normalize() and the
+    tables can read it: a board's answer is the board's, and one odd run must not end the collection of all."""
+    if profile:
+        found = doc.get("profile")
+        ops = found.get("ops") if isinstance(found, dict) else None
+        if not isinstance(ops, list) or not all(
+                isinstance(op, dict) and isinstance(op.get("op_type"), str) and isinstance(op.get("op_name"), str)
+                and isinstance(op.get("time_ns"), _NUMBER) and not isinstance(op.get("time_ns"), bool) for op in ops):
+            return "profile.ops is not a list of {op_type, op_name, time_ns}"
+        return None
+    for path, kind in _TIMED.items():
+        value = doc
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"{'.'.join(path)} is {type(value).__name__ if value is not None else 'missing'}, not " \
+                   f"{'a number' if kind is _NUMBER else kind.__name__}"
+    latencies = doc["timing"]["latencies_ns"]
+    if not latencies or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in latencies):
+        return "timing.latencies_ns is not a list of one or more whole nanoseconds"
+    if doc["timing"]["wall_ns"] <= 0:
+        return "timing.wall_ns is not above 0"
+    for key in _OPTIONAL:
+        if doc.get(key) is not None and not isinstance(doc[key], dict):
+            return f"{key} is {type(doc[key]).__name__}, not an object"
+    inputs = doc["model"].get("inputs") or []
+    if not isinstance(inputs, list) or not all(isinstance(i, dict) and "name" in i and "shape" in i for i in inputs):
+        return "model.inputs is not a list of {name, shape}"
+    return None
+
+
+def check_run(doc: dict, *, board: str, what: str, key: str, profile: bool = False) -> dict:
+    """`doc` if its shape is one the tables read; else a BoardError that names the run (the answer stays in raw/)."""
+    problem = malformed(doc, profile=profile)
+    if problem:
+        raise BoardError(f"board {board}: the {what} answered a document of the wrong shape ({problem}); it is kept "
+                         f"as raw/{key}.json and left out of the results",
+                         hint="the board's edgeorch differs from this one: redeploy it (invoke deploy --host "
+                              f"{board}), then resume the run")
+    return doc
+
+
 def raw_path(run_dir: Path, spec: RunSpec) -> Path:
     return run_dir / "raw" / f"{spec.key}.json"
 
@@ -209,7 +264,7 @@ def finished_pairs(run_dir: Path, runs_of) -> list[list[tuple[RunSpec, dict]]]:
                 doc = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
                 break
-            if not isinstance(doc, dict) or doc.get("status") != "ok" or "timing" not in doc:
+            if not isinstance(doc, dict) or doc.get("status") != "ok" or malformed(doc):
                 break
             docs.append((spec, doc))
         if len(docs) < len(specs):
@@ -407,7 +462,7 @@ def profiles(run_dir: Path, runs: list[RunSpec]) -> list[tuple[RunSpec, dict]]:
             doc = json.loads(raw_path(run_dir, spec).read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if isinstance(doc, dict) and doc.get("status") == "ok" and "profile" in doc:
+        if isinstance(doc, dict) and doc.get("status") == "ok" and not malformed(doc, profile=True):
             found.append((spec, doc))
     return found
 
