@@ -55,17 +55,36 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash never leaves a half-written file under that name."""
+def write_atomic(path: Path, data: str | bytes, *, mode: int = 0o644) -> None:
+    """Write `path` so that it is whole or absent whenever the writer is killed, and never through a link: the one
+    way edgeorch writes a result, manifest, cache entry or health file.
+
+    The bytes go to a temporary of a unique name beside it (mkstemp: O_EXCL, so a link or file someone left there is
+    never written through), fsynced, renamed over `path` (which replaces a link there, never follows it), then the
+    directory is fsynced so that the rename survives a power cut; a failure removes the temporary."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; containers running as another user must read it
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)  # mkstemp makes it 0600; containers running as another user must read it
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the names in directory `path` (a rename, a new file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def cached_file(path: Path, make: Callable[[], bytes], check: Callable[[Path], None],

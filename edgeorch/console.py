@@ -137,7 +137,9 @@ class CommandLog:
             entries = [f"# {self._since} pid {os.getpid()}: {argv.replace(chr(10), ' ')}\n", *entries]
             self._headed.add(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
+        # appended, never through a link left at its name (O_NOFOLLOW: a link there is an error, not a redirection)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with open(fd, "a", encoding="utf-8") as f:
             f.writelines(entries)
 
 

@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from .cache import cache_dir
+from .cache import cache_dir, locked, write_atomic
 from .inventory import Board, Inventory
 
 
@@ -19,27 +19,40 @@ def _key(inventory: Inventory, board: Board) -> str:
     return f"{inventory.path}::{board.name}::{board.address}"
 
 
+def _read(path: Path) -> dict:
+    """health.json as a dict; one that is unreadable or not a JSON object (another program's, a broken disk) is
+    treated as empty: the boards count as never checked, and the next check writes it anew."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def record(inventory: Inventory, found: dict[str, list[str]]) -> None:
     """Store what a check found: board name -> its problems (none: healthy)."""
     path = _path()
-    doc = json.loads(path.read_text()) if path.exists() else {}
-    now = time.time()
-    for board in inventory.boards:
-        if board.name in found:
-            doc[_key(inventory, board)] = {"problems": found[board.name], "checked_at": now}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(path)
+    # two checks at once (two terminals): each adds its boards to what the other wrote, none is lost
+    with locked(cache_dir() / "locks" / "health.lock"):
+        doc = _read(path)
+        now = time.time()
+        for board in inventory.boards:
+            if board.name in found:
+                doc[_key(inventory, board)] = {"problems": [str(p) for p in found[board.name]], "checked_at": now}
+        write_atomic(path, json.dumps(doc, indent=1))
 
 
 def problems(inventory: Inventory, board: Board) -> tuple[list[str], float] | None:
-    """The problems the last check found on `board` and when (epoch seconds), or None if it was never checked."""
-    path = _path()
-    try:
-        entry = json.loads(path.read_text()).get(_key(inventory, board))
-    except (OSError, json.JSONDecodeError):
+    """The problems the last check found on `board` and when (epoch seconds), or None if it was never checked (or
+    its entry is not one a check writes)."""
+    entry = _read(_path()).get(_key(inventory, board))
+    if not isinstance(entry, dict):
         return None
-    return (entry["problems"], entry["checked_at"]) if entry else None
+    found, when = entry.get("problems"), entry.get("checked_at")
+    if not isinstance(found, list) or not all(isinstance(p, str) for p in found) \
+            or not isinstance(when, (int, float)) or isinstance(when, bool):
+        return None
+    return found, float(when)
 
 
 def age(seconds: float) -> str:

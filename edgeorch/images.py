@@ -107,10 +107,18 @@ def _pack(root: Path, out: Path) -> None:
                 child.unlink()
             elif child.is_dir() and child.name != "partial":
                 shutil.rmtree(child)
-    partial = out.with_suffix(".tar.partial")
-    run_local(["tar", "--numeric-owner", "-C", root, "-cf", partial, "."],
-              what=f"packing the rootfs {root}", hint="check free disk space")
-    partial.rename(out)
+    # a name of its own (another edgeorch may pack the same rootfs), renamed only once tar has ended well: a cut
+    # pack never stands under the name that is trusted by its existence
+    fd, partial = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
+    os.close(fd)
+    try:
+        run_local(["tar", "--numeric-owner", "-C", root, "-cf", partial, "."],
+                  what=f"packing the rootfs {root}", hint="check free disk space")
+        os.chmod(partial, 0o644)
+        os.replace(partial, out)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
 
 
 def _build(client: docker.DockerClient, context: Path, *, tag: str, arch: Arch,
@@ -191,9 +199,21 @@ def ensure_wheelhouse(recipe: Recipe, build: Build, arch: Arch, python: str, gli
 
 def _download_wheels(recipe: Recipe, packages: tuple[str, ...], platforms: list[str], arch: Arch, python: str,
                      glibc: tuple[int, int], out: Path) -> None:
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # a directory of its own, renamed to `out` once whole: requirements.txt in `out` is what marks a wheelhouse done
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
+    try:
+        tmp.chmod(0o755)
+        _fill_wheelhouse(recipe, packages, platforms, arch, python, glibc, tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _fill_wheelhouse(recipe: Recipe, packages: tuple[str, ...], platforms: list[str], arch: Arch, python: str,
+                     glibc: tuple[int, int], tmp: Path) -> None:
     abi = f"cp{python.replace('.', '')}"
     # --no-deps: the recipe pins every package (numpy comes from the base image's Debian package).
     # A framework that comes from Debian (Caffe, ONNX Runtime on armv7: in the base image) or the vendor's image
@@ -205,9 +225,7 @@ def _download_wheels(recipe: Recipe, packages: tuple[str, ...], platforms: list[
                   what=f"downloading {' '.join(packages)} wheels for {arch.value} ({abi})",
                   hint=f"check that PyPI has a {abi} {arch.info.wheel_machine} wheel of {', '.join(packages)} for "
                        f"glibc {glibc[0]}.{glibc[1]}, or change the builds in {recipe.directory}/recipe.toml")
-    (tmp / "requirements.txt").write_text("".join(f"{p}\n" for p in packages))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    (tmp / "requirements.txt").write_text("".join(f"{p}\n" for p in packages))  # in a directory only this one writes
 
 
 def framework_tag(recipe: Recipe, target: Target, wheelhouse: Path, base: str) -> tuple[str, str]:

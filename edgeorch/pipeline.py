@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import json
 import threading
 import time
@@ -16,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import health, images, report, results, runners, stats
+from .bench import power
 from .bench.signature import InputError, check_inputs
 from .cache import cache_dir, file_sha256
 from .console import commands, console, progress, step
@@ -71,17 +73,17 @@ def _sent(d: Deployment) -> str:
 
 def _report_failures(group: GroupResult, what: str) -> None:
     for name, err in group.failed.items():
-        console.print(f"[bold red]{name}: {what} failed[/]\n{escape(str(err))}")
+        console.print(f"[bold red]{escape(name)}: {what} failed[/]\n{escape(str(err))}")
 
 
 def inventory_table(inventory: Inventory) -> Table:
     """The boards of the inventory, one row each."""
-    t = Table(title=f"Boards in {inventory.path}")
+    t = Table(title=f"Boards in {escape(str(inventory.path))}")
     for col in ("name", "address", "arch", "groups", "frameworks", "workdir", "sim"):
         t.add_column(col)
     for b in inventory.boards:
-        t.add_row(b.name, b.address, b.arch.value, ", ".join(b.groups), ", ".join(b.frameworks),
-                  b.workdir, "yes" if b.sim else "")
+        t.add_row(*map(escape, (b.name, b.address, b.arch.value, ", ".join(b.groups), ", ".join(b.frameworks),
+                                b.workdir)), "yes" if b.sim else "")
     return t
 
 
@@ -139,13 +141,13 @@ def check_table(boards: list[Board], group: GroupResult[dict]) -> report.FitTabl
         t.add_column(col)
     for b in boards:
         if b.name in group.failed:  # its error, whole, under the table
-            t.add_row(b.name, "[red]no[/]", b.arch.value, *[""] * 7, "[red]not reached: see below[/]")
+            t.add_row(escape(b.name), "[red]no[/]", b.arch.value, *[""] * 7, "[red]not reached: see below[/]")
             continue
-        r = group.succeeded[b.name]
-        t.add_row(b.name, "ok", b.arch.value if r["arch_ok"] else f"[red]{r['arch_found']}[/]", r["os"] or "?",
+        r = {k: escape(v) if isinstance(v, str) else v for k, v in group.succeeded[b.name].items()}  # the board's
+        t.add_row(escape(b.name), "ok", b.arch.value if r["arch_ok"] else f"[red]{r['arch_found']}[/]", r["os"] or "?",
                   r["docker"] or "[red]none[/]", r["python"] or "[red]none[/]", r["numpy"] or "-",
                   _disk(r), r["sensors"],
-                  ", ".join(r["frameworks"]),
+                  escape(", ".join(group.succeeded[b.name]["frameworks"])),
                   f"[red]{len(r['problems'])}: see below[/]" if r["problems"] else "[green]none[/]")
     return t
 
@@ -166,9 +168,10 @@ def healthy_boards(inventory: Inventory, host: str) -> list[Board]:
     for board in inventory.select(host):
         found = None if board.name in named else health.problems(inventory, board)
         if found and found[0]:
-            console.print(f"[yellow]skipping {board.name}[/]: unhealthy at its last check "
-                          f"{health.age(time.time() - found[1])} ago ({'; '.join(found[0])}); fix it and run "
-                          f"`invoke check --host {board.name}`, or name it to try anyway: --host {board.name}")
+            name = escape(board.name)
+            console.print(f"[yellow]skipping {name}[/]: unhealthy at its last check "
+                          f"{health.age(time.time() - found[1])} ago ({escape('; '.join(found[0]))}); fix it and run "
+                          f"`invoke check --host {name}`, or name it to try anyway: --host {name}", soft_wrap=True)
             continue
         boards.append(board)
     if not boards:
@@ -245,9 +248,10 @@ def deploy_boards(inventory: Inventory, host: str, frameworks: list[str] | None 
     for name, deps in group.succeeded.items():
         for d in deps:
             note = targets[(d.image.framework, name)].note
-            console.print(f"[green]{name}[/]: {d.image.framework} {d.framework_version} (image on {d.image.based_on}) "
-                          f"ready in both modes; {_sent(d)} in {d.seconds:.1f} s"
-                          + "".join(f"\n  note: {n}" for n in (*d.notes, *([note] if note else []))))
+            console.print(f"[green]{escape(name)}[/]: " + escape(
+                f"{d.image.framework} {d.framework_version} (image on {d.image.based_on}) ready in both modes; "
+                f"{_sent(d)} in {d.seconds:.1f} s" + "".join(f"\n  note: {n}" for n in (*d.notes,
+                                                                                      *([note] if note else [])))))
     _report_failures(group, "deploy")
     if group.failed:
         raise BoardError(f"deploy failed on {len(group.failed)} of {len(boards)} boards: "
@@ -281,7 +285,7 @@ def clean_boards(inventory: Inventory, host: str) -> GroupResult[dict]:
         t.add_column(col)
     for name, done in group.succeeded.items():
         gone = done["removed"]
-        t.add_row(name, ", ".join(gone["images"]) or "-", ", ".join(gone["bundles"]) or "-",
+        t.add_row(escape(name), escape(", ".join(gone["images"])) or "-", escape(", ".join(gone["bundles"])) or "-",
                   str(len(gone["models"])) if gone["models"] else "-", _mb(done["freed_bytes"]))
     console.print(t)
     _report_failures(group, "clean")
@@ -320,7 +324,9 @@ def reference(model: str, batch: int = 1) -> Reference | None:
     if network not in zoo.NETWORKS:
         return None
     path = cache_dir() / "models" / f"{zoo.file_stem(network, batch)}-input-seed{zoo.SEED}.npy"
-    np.save(path, zoo.reference_input(network, batch=batch))
+    buf = io.BytesIO()  # whole or absent: two edgeorchs may write it at once, and its hash is taken at once
+    np.save(buf, zoo.reference_input(network, batch=batch))
+    results.write_atomic(path, buf.getvalue())
     return Reference(network=network, input_path=path, input_sha256=file_sha256(path),
                      output=zoo.reference_output(network, batch))
 
@@ -335,6 +341,7 @@ class Judgement:
 
 DEFAULTS = Judgement()
 DEFAULT_RULE = StopRule()
+DEFAULT_MEASURES = Measures()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -441,7 +448,7 @@ def bench(inventory: Inventory, host: str, *, framework: str, model: str, mode: 
           options: tuple[str, ...] = (), parallel: bool = False, dry_run: bool = False, timeout: float = 3600,
           base_image: str | None = None, request: dict | None = None, resume: Path | None = None,
           input_shapes: tuple[str, ...] = (), inputs: tuple[str, ...] = (), profile: int = 0,
-          measures: Measures = Measures()) -> Path | None:
+          measures: Measures = DEFAULT_MEASURES) -> Path | None:
     """Benchmark each model of `model` with each framework of `framework` (comma lists), at each of `threads` and
     `batch`, on the boards, Docker against bare metal pair after pair until the stopping rule is met; returns
     results/<run-id>/.
@@ -506,12 +513,14 @@ def explain(inventory: Inventory, host: str, *, framework: str, model: str, iter
 
 def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAULTS, parallel: bool = False,
               dry_run: bool = False, timeout: float = 3600, base_image: str | None = None,
-              request: dict | None = None, resume: Path | None = None, measures: Measures = Measures()
+              request: dict | None = None, resume: Path | None = None, measures: Measures = DEFAULT_MEASURES
               ) -> Path | None:
     """Execute a planned sweep: build, deploy, run every cell pair after pair until its stopping rule says
     enough, then normalize and judge what came back. With `resume`, the cells that run did not finish are run into
     its directory, continuing after their last whole pair."""
     cells = [cell for board_cells in sweep.cells.values() for cell in board_cells]
+    if measures.energy:
+        _check_meters(boards)
     if dry_run:
         for line in describe(cells, sweep.rule):
             console.print(escape(line))  # a model named like [/x] is text, not markup
@@ -525,115 +534,131 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
         cells = [cell for board_cells in sweep.cells.values() for cell in board_cells]
     targets = plan_targets(sweep.recipes, boards, found.succeeded, modes)
     built = build(targets, base_image)
-    if resume is None:
-        run_dir = results.new_run_dir()
-        results.write_manifest(run_dir, complete=False, request=request,
-                               frameworks=[r.framework for r in sweep.recipes], model=sweep.model,
-                               batch=list(sweep.batches), options=list(sweep.options),
-                               models={f"{f}/{m}" + variant(0, n): {"name": s.name, "sha256": s.sha256}
-                                       for (f, m, n), s in sweep.specs.items()},
-                               boards=[b.name for b in boards], rule=dataclasses.asdict(sweep.rule),
-                               images={f"{b}/{f}": {"tag": spec.tag, "based_on": spec.based_on,
-                                                    "note": targets[(f, b)].note}
-                                       for (f, b), (spec, _) in built.items()},
-                               cells={c.key: {"arms": [a.label for a in c.arms], "stop": None, "pairs": 0}
-                                      for c in cells})
-        console.print(f"results go to {escape(str(run_dir))}", soft_wrap=True)
-    else:
-        run_dir = resume
-        results.write_manifest(run_dir, complete=False)
-    commands.attach(run_dir / "commands.log")  # with what ran before (the platforms asked, the builds)
-    manifest = results.read_manifest(run_dir)
-    attempts: dict[str, int] = dict(manifest.get("attempts") or {})
-    records: list[tuple[RunSpec, dict]] = []
-    stops: dict[str, dict] = {}
-    earlier: dict[str, list] = {}
-    for cell in cells:  # what an earlier session of this run finished stays, and is not run again
-        state = (manifest.get("cells") or {}).get(cell.key) or {}
-        earlier[cell.key] = results.finished_pairs(run_dir, lambda p, c=cell: c.runs(p) if p < sweep.rule.max_pairs
-                                                   else None)
-        records += [rec for pair in earlier[cell.key] for rec in pair]
-        if state.get("stop"):
-            stops[cell.key] = {"stop": state["stop"], "pairs": state["pairs"]}
-    if resume is not None:
-        console.print(f"resuming {escape(str(run_dir))}: {len(stops)} of {len(cells)} cells were finished, "
-                      f"{len(records)} runs are kept")
-    lock = threading.Lock()
-    shipped = run_dir / "deploy.json"  # an earlier session's deploys stay in it
-    deploys: list[dict] = json.loads(shipped.read_text()) if shipped.exists() else []
+    run_dir = results.new_run_dir() if resume is None else resume
+    with results.locked_run(run_dir):  # a second --resume of this run is refused while this one writes it
+        if resume is None:
+            results.write_manifest(run_dir, complete=False, request=request,
+                                   frameworks=[r.framework for r in sweep.recipes], model=sweep.model,
+                                   batch=list(sweep.batches), options=list(sweep.options),
+                                   models={f"{f}/{m}" + variant(0, n): {"name": s.name, "sha256": s.sha256}
+                                           for (f, m, n), s in sweep.specs.items()},
+                                   boards=[b.name for b in boards], rule=dataclasses.asdict(sweep.rule),
+                                   images={f"{b}/{f}": {"tag": spec.tag, "based_on": spec.based_on,
+                                                        "note": targets[(f, b)].note}
+                                           for (f, b), (spec, _) in built.items()},
+                                   cells={c.key: {"arms": [a.label for a in c.arms], "stop": None, "pairs": 0}
+                                          for c in cells})
+            console.print(f"results go to {escape(str(run_dir))}", soft_wrap=True)
+        else:
+            results.write_manifest(run_dir, complete=False)
+        commands.attach(run_dir / "commands.log")  # with what ran before (the platforms asked, the builds)
+        manifest = results.read_manifest(run_dir)
+        attempts: dict[str, int] = dict(manifest.get("attempts") or {})
+        records: list[tuple[RunSpec, dict]] = []
+        stops: dict[str, dict] = {}
+        earlier: dict[str, list] = {}
+        for cell in cells:  # what an earlier session of this run finished stays, and is not run again
+            state = (manifest.get("cells") or {}).get(cell.key) or {}
+            earlier[cell.key] = results.finished_pairs(run_dir, lambda p, c=cell: c.runs(p) if p < sweep.rule.max_pairs
+                                                       else None)
+            records += [rec for pair in earlier[cell.key] for rec in pair]
+            if state.get("stop"):
+                stops[cell.key] = {"stop": state["stop"], "pairs": state["pairs"]}
+        if resume is not None:
+            console.print(f"resuming {escape(str(run_dir))}: {len(stops)} of {len(cells)} cells were finished, "
+                          f"{len(records)} runs are kept")
+        lock = threading.Lock()
+        shipped = run_dir / "deploy.json"  # an earlier session's deploys stay in it
+        deploys: list[dict] = json.loads(shipped.read_text()) if shipped.exists() else []
 
-    def done(run: RunSpec, doc: dict, tries: int) -> None:
-        with lock:
-            records.append((run, doc))
-            if tries > 1:
-                attempts[run.key] = tries
-                results.write_manifest(run_dir, attempts=attempts)
+        def done(run: RunSpec, doc: dict, tries: int) -> None:
+            with lock:
+                records.append((run, doc))
+                if tries > 1:
+                    attempts[run.key] = tries
+                    results.write_manifest(run_dir, attempts=attempts)
 
-    def one(board: Board) -> int:
-        todo = [c for c in sweep.cells[board.name] if c.key not in stops]
-        if not todo:
-            return 0
-        if board.name in found.failed:
-            raise found.failed[board.name]
-        failed: dict[str, EdgeorchError] = {}
-        with Link(board, token=SESSION, purpose=f"run {run_dir.name}") as link:
-            kill_runs(link.conn, board.name, session="")  # with the lock held, any edgeorch run there is an orphan
-            task = bars.add_task(f"{board.name}: pairs", unit="pairs",
-                                     total=sum(sweep.rule.max_pairs - len(earlier[c.key]) for c in todo))
-            for recipe in sweep.recipes:
-                mine = [c for c in todo if c.framework == recipe.framework]
-                if not mine:
-                    continue
-                try:
-                    image, export = built[(recipe.framework, board.name)]
-                    deployment, _ = link.retrying(functools.partial(
-                        deploy, board=board, image=image, export=export, progress=bars,
-                        modes=modes[recipe.framework]))
-                    step(f"{recipe.framework} {deployment.framework_version} deployed: {_sent(deployment)} in "
-                         f"{deployment.seconds:.1f} s", board.name)
-                    with lock:  # what each board was sent for this run, beside its results
-                        deploys.append(deployment.summary())
-                        results.write_atomic(shipped, json.dumps(deploys, indent=1))
-                    pushed: dict[str, list] = {}  # a model's sha256 -> its files on the board
-                    for cell in mine:
-                        spec, ref = sweep.spec(cell), refs.get((cell.model, cell.batch))
-                        if spec.sha256 not in pushed:
-                            pushed[spec.sha256], _ = link.retrying(functools.partial(
-                                _push_files, board=board, workdir=deployment.workdir, spec=spec, ref=ref,
-                                progress=bars, inputs=sweep.inputs))
-                        files = pushed[spec.sha256]
-                        stop = _run_cell(cell, sweep.rule, link, deployment, timeout, spec, files, run_dir, done,
-                                         lambda: bars.advance(task), earlier[cell.key], outputs=ref is not None,
-                                         watch=measures.watch_args(board))
-                        step(f"{cell.key.split('/', 1)[1]}: {stop['pairs']} pairs, stopped by {stop['stop']}",
-                             board.name)
-                        if sweep.profile:
-                            _profile_cell(cell, sweep.profile, link, deployment, timeout, spec, files, run_dir)
-                        with lock:
-                            stops[cell.key] = stop
-                except (BoardError, RunError) as e:  # the board's other frameworks still run, if it answers
-                    failed[recipe.framework] = e
-                    for cell in mine:
-                        if cell.key not in stops:
-                            results.update_cell(run_dir, cell.key, failure=e.message)
-                    if isinstance(e, (ConnectionLost, Unreachable)):
-                        break
-        if failed:
-            raise type(next(iter(failed.values())))(
-                "; ".join(f"{f}: {e.message}" for f, e in failed.items()),
-                hint="; ".join(sorted({e.hint for e in failed.values() if e.hint})))
-        return len(todo)
+        def one(board: Board) -> int:
+            todo = [c for c in sweep.cells[board.name] if c.key not in stops]
+            if not todo:
+                return 0
+            if board.name in found.failed:
+                raise found.failed[board.name]
+            failed: dict[str, EdgeorchError] = {}
+            with Link(board, token=SESSION, purpose=f"run {run_dir.name}") as link:
+                kill_runs(link.conn, board.name, session="")  # with the lock held, any edgeorch run there is an orphan
+                task = bars.add_task(f"{board.name}: pairs", unit="pairs",
+                                         total=sum(sweep.rule.max_pairs - len(earlier[c.key]) for c in todo))
+                for recipe in sweep.recipes:
+                    mine = [c for c in todo if c.framework == recipe.framework]
+                    if not mine:
+                        continue
+                    try:
+                        image, export = built[(recipe.framework, board.name)]
+                        deployment, _ = link.retrying(functools.partial(
+                            deploy, board=board, image=image, export=export, progress=bars,
+                            modes=modes[recipe.framework]))
+                        step(f"{recipe.framework} {deployment.framework_version} deployed: {_sent(deployment)} in "
+                             f"{deployment.seconds:.1f} s", board.name)
+                        with lock:  # what each board was sent for this run, beside its results
+                            deploys.append(deployment.summary())
+                            results.write_atomic(shipped, json.dumps(deploys, indent=1))
+                        pushed: dict[str, list] = {}  # a model's sha256 -> its files on the board
+                        for cell in mine:
+                            spec, ref = sweep.spec(cell), refs.get((cell.model, cell.batch))
+                            if spec.sha256 not in pushed:
+                                pushed[spec.sha256], _ = link.retrying(functools.partial(
+                                    _push_files, board=board, workdir=deployment.workdir, spec=spec, ref=ref,
+                                    progress=bars, inputs=sweep.inputs))
+                            files = pushed[spec.sha256]
+                            stop = _run_cell(cell, sweep.rule, link, deployment, timeout, spec, files, run_dir, done,
+                                             lambda: bars.advance(task), earlier[cell.key], outputs=ref is not None,
+                                             watch=measures.watch_args(board))
+                            step(f"{cell.key.split('/', 1)[1]}: {stop['pairs']} pairs, stopped by {stop['stop']}",
+                                 board.name)
+                            if sweep.profile:
+                                _profile_cell(cell, sweep.profile, link, deployment, timeout, spec, files, run_dir)
+                            with lock:
+                                stops[cell.key] = stop
+                    except (BoardError, RunError) as e:  # the board's other frameworks still run, if it answers
+                        failed[recipe.framework] = e
+                        for cell in mine:
+                            if cell.key not in stops:
+                                results.update_cell(run_dir, cell.key, failure=e.message)
+                        if isinstance(e, (ConnectionLost, Unreachable)):
+                            break
+            if failed:
+                raise type(next(iter(failed.values())))(
+                    "; ".join(f"{f}: {e.message}" for f, e in failed.items()),
+                    hint="; ".join(sorted({e.hint for e in failed.values() if e.hint})))
+            return len(todo)
 
-    try:
-        with progress() as bars:
-            group = fan_out(boards, one, parallel=parallel)
-    except KeyboardInterrupt:
-        results.write_manifest(run_dir, interrupted=True)
-        where = escape(str(run_dir))
-        console.print(f"[bold red]interrupted[/]: every finished run is kept in {where}; go on with "
-                      f"`invoke bench --resume {where}`")
-        raise
-    return collect(run_dir, records, cells, stops, group, boards, refs, judgement, attempts, sweep.profile)
+        try:
+            with progress() as bars:
+                group = fan_out(boards, one, parallel=parallel)
+        except KeyboardInterrupt:
+            results.write_manifest(run_dir, interrupted=True)
+            where = escape(str(run_dir))
+            console.print(f"[bold red]interrupted[/]: every finished run is kept in {where}; go on with "
+                          f"`invoke bench --resume {where}`")
+            raise
+        return collect(run_dir, records, cells, stops, group, boards, refs, judgement, attempts, sweep.profile)
+
+
+def _check_meters(boards: list[Board]) -> None:
+    """ConfigError, before anything runs, for a `power_meter:` that is a command with arguments: its words would be on
+    the board's command line (its `ps`), in commands.log and in the results, and a meter's may hold a token."""
+    for board in boards:
+        if board.power_meter and power.meter_reference(board.power_meter) is None:
+            raise ConfigError(
+                f"board {board.name}: its inventory `power_meter:` is a command with arguments (program "
+                f"{Path(board.power_meter[0]).name}); edgeorch no longer puts a meter's words on a command line, where "
+                "the board's `ps`, commands.log and the results would show them",
+                hint="put the command in a file on the board that only its login can write (chmod 600), and write "
+                     "`power_meter: ['@/home/LOGIN/.config/edgeorch-meter']` (the file holds its words, or JSON "
+                     '{"command": [...], "env": {"TOKEN": "..."}} to hand the meter a token in its environment); or '
+                     "set it in an environment variable of the board's login and write `power_meter: ['env:NAME']`; "
+                     "a program alone, without arguments, is taken as before")
 
 
 def _runnable(sweep: Sweep, boards: list[Board], found: dict[str, Platform], modes: dict) -> Sweep:
@@ -729,7 +754,8 @@ def _run(runner, run: RunSpec, model: ModelSpec, files: list[tuple[str, str]], r
     answer = runner.execute(args + (["--outputs"] if outputs else []), files)
     results.save_raw(run_dir, run, answer)
     what = f"{run.framework} {run.arm} " + ("profiling pass" if run.profile else f"run #{run.pair}")
-    return results.parse_answer(answer, board=run.board, what=what)
+    return results.check_run(results.parse_answer(answer, board=run.board, what=what), board=run.board, what=what,
+                             key=run.key, profile=bool(run.profile))
 
 
 def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], cells: list[Cell], stops: dict[str, dict],
@@ -762,13 +788,16 @@ def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], cells: list[Cell
             console.print(f"sensor sampler cost: median {cost.median():+.2%} of latency over {len(cost)} runs"
                           + (" [bold red](above 0.5%)[/]" if cost.median() > 0.005 else ""))
         for r in runs[runs["attempts"] > 1].itertuples():
-            console.print(f"note: {r.board} {r.arm} run #{r.pair} took {r.attempts} attempts (the connection dropped)")
+            console.print(escape(f"note: {r.board} {r.arm} run #{r.pair} took {r.attempts} attempts (the connection "
+                                 "dropped)"), soft_wrap=True)
         for r in runs[runs["throttled"].fillna(False)].itertuples():
-            console.print(f"[bold red]warning:[/] {r.board} {r.arm} run #{r.pair} was throttled "
-                          f"({r.throttle_evidence}); its cell is invalid")
+            console.print("[bold red]warning:[/] " + escape(f"{r.board} {r.arm} run #{r.pair} was throttled "
+                                                            f"({r.throttle_evidence}); its cell is invalid"),
+                          soft_wrap=True)
         for r in runs[runs["agrees"].eq(False).fillna(False)].itertuples():
-            console.print(f"[bold red]warning:[/] {r.board} {r.framework} {r.mode} does not reproduce PyTorch's "
-                          f"{r.model}: max |diff| {r.max_abs_diff:.3g}, top-1 {r.top1} (PyTorch {r.top1_ref})")
+            console.print("[bold red]warning:[/] " + escape(
+                f"{r.board} {r.framework} {r.mode} does not reproduce PyTorch's {r.model}: max |diff| "
+                f"{r.max_abs_diff:.3g}, top-1 {r.top1} (PyTorch {r.top1_ref})"), soft_wrap=True)
     if profile:
         _collect_profiles(run_dir, cells, profile)
     _report_failures(group, "benchmark")
@@ -800,8 +829,8 @@ def _collect_profiles(run_dir: Path, cells: list[Cell], inferences: int) -> None
     results.write_atomic(run_dir / "ops.parquet", ops.to_parquet(index=False))
     if len(ops):
         console.print(report.ops_top(ops))
-    for reason in sorted({f"{spec.framework}: {doc['profile']['reason']}" for spec, doc in found
-                          if doc["profile"]["reason"]}):
+    for reason in sorted({f"{spec.framework}: {doc['profile'].get('reason')}" for spec, doc in found
+                          if doc["profile"].get("reason")}):
         console.print(f"  no operator profile from {escape(reason)}")
 
 
@@ -896,7 +925,7 @@ def show_results(run_dir: Path) -> None:
     manifest = results.read_manifest(run_dir)
     console.print(report.mode_table(comparison(run_dir, _judgement(manifest))))
     if not manifest.get("complete"):
-        console.print(f"[bold red]INCOMPLETE[/]: missing cells {manifest.get('missing')}")
+        console.print(f"[bold red]INCOMPLETE[/]: missing cells {escape(str(manifest.get('missing')))}")
 
 
 def agree(inventory: Inventory, host: str, *, framework: str, model: str) -> Path:

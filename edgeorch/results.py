@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import secrets
+import socket
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +19,7 @@ import pandas as pd
 
 from . import stats
 from .bench import RESULT_SCHEMA
-from .cache import ROOT
+from .cache import ROOT, write_atomic  # results.write_atomic: the one atomic writer
 from .errors import BoardError, ConfigError, RunError
 from .plan import RunSpec
 
@@ -55,11 +60,55 @@ COLUMNS = [
 
 
 def new_run_dir() -> Path:
-    """A fresh results/<run-id>/ directory; run ids sort by time."""
+    """A fresh results/<run-id>/ directory, made by this call alone (never one that was there); run ids sort by
+    time."""
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = root() / f"{stamp}-{secrets.token_hex(2)}"
-    (path / "raw").mkdir(parents=True)
-    return path
+    root().mkdir(parents=True, exist_ok=True)
+    for _ in range(16):
+        path = root() / f"{stamp}-{secrets.token_hex(2)}"
+        try:
+            path.mkdir()  # exclusive: a run directory that exists (another run's, or planted) is never taken over
+        except FileExistsError:
+            continue
+        (path / "raw").mkdir()
+        return path
+    raise RunError(f"no new run directory could be made under {root()}: every id tried for {stamp} exists",
+                   hint="remove what is not a run under that directory, or pass another one with --results DIR")
+
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def locked_run(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory for this process alone while it writes a session of the run into it: a second
+    `--resume` of the run (another terminal) is refused at once, naming this process, instead of interleaving its
+    manifest updates with ours. The lock is the kernel's (flock): it goes when the process does, however it ends."""
+    path = run_dir / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise RunError(f"cannot open the lock of {run_dir} ({path}): {e.strerror}",
+                       hint=f"{path} must be a plain file this login can write (not a link): remove it") from e
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 1000, 0).decode(errors="replace").strip() or "a process that has not said which"
+            pid = holder.split()[1] if holder.startswith("pid ") else "PID"
+            raise RunError(f"{run_dir} is in use by another edgeorch: {holder}",
+                           hint=f"wait for it to end (its results are kept in the same directory), or stop it "
+                                f"(kill {pid}) and run `invoke bench --resume {run_dir}` again") from None
+        argv = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
+        since = datetime.datetime.now().isoformat(sep=" ", timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}: {argv}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # whoever reads it next finds no holder named
+    finally:
+        os.close(fd)
 
 
 def parse_answer(answer, *, board: str, what: str, schema: str = RESULT_SCHEMA) -> dict:
@@ -99,14 +148,59 @@ def parse_answer(answer, *, board: str, what: str, schema: str = RESULT_SCHEMA) 
     return doc
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write `path` so that it is whole or absent, whenever the writer is killed (a temporary, then a rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+_NUMBER = (int, float)
+# What normalize() reads of a timed run's document, and of a profiling pass's: where each must be and what it is
+_TIMED = {("timing", "latencies_ns"): list, ("timing", "wall_ns"): _NUMBER, ("timing", "load_ns"): _NUMBER,
+          ("timing", "first_inference_ns"): _NUMBER, ("facts", "machine"): str, ("facts", "cpu_model"): str,
+          ("facts", "cores"): int, ("facts", "kernel"): str, ("facts", "os"): str, ("facts", "python"): str,
+          ("facts", "numpy"): str, ("framework", "name"): str, ("framework", "version"): str,
+          ("params", "warmup"): int, ("params", "threads"): int, ("model", "sha256"): str, ("run", "mode"): str,
+          ("resources", "cpu_percent"): _NUMBER, ("resources", "peak_rss_bytes"): _NUMBER, ("bench", "sha256"): str,
+          ("started_at",): str}
+_OPTIONAL = ("sensors", "energy", "counters", "memory")  # absent, null or an object
+
+
+def malformed(doc: dict, *, profile: bool = False) -> str | None:
+    """What is wrong with the shape of a run's document (the first thing found), or None when normalize() and the
+    tables can read it: a board's answer is the board's, and one odd run must not end the collection of all."""
+    if profile:
+        found = doc.get("profile")
+        ops = found.get("ops") if isinstance(found, dict) else None
+        if not isinstance(ops, list) or not all(
+                isinstance(op, dict) and isinstance(op.get("op_type"), str) and isinstance(op.get("op_name"), str)
+                and isinstance(op.get("time_ns"), _NUMBER) and not isinstance(op.get("time_ns"), bool) for op in ops):
+            return "profile.ops is not a list of {op_type, op_name, time_ns}"
+        return None
+    for path, kind in _TIMED.items():
+        value = doc
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"{'.'.join(path)} is {type(value).__name__ if value is not None else 'missing'}, not " \
+                   f"{'a number' if kind is _NUMBER else kind.__name__}"
+    latencies = doc["timing"]["latencies_ns"]
+    if not latencies or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in latencies):
+        return "timing.latencies_ns is not a list of one or more whole nanoseconds"
+    if doc["timing"]["wall_ns"] <= 0:
+        return "timing.wall_ns is not above 0"
+    for key in _OPTIONAL:
+        if doc.get(key) is not None and not isinstance(doc[key], dict):
+            return f"{key} is {type(doc[key]).__name__}, not an object"
+    inputs = doc["model"].get("inputs") or []
+    if not isinstance(inputs, list) or not all(isinstance(i, dict) and "name" in i and "shape" in i for i in inputs):
+        return "model.inputs is not a list of {name, shape}"
+    return None
+
+
+def check_run(doc: dict, *, board: str, what: str, key: str, profile: bool = False) -> dict:
+    """`doc` if its shape is one the tables read; else a BoardError that names the run (the answer stays in raw/)."""
+    problem = malformed(doc, profile=profile)
+    if problem:
+        raise BoardError(f"board {board}: the {what} answered a document of the wrong shape ({problem}); it is kept "
+                         f"as raw/{key}.json and left out of the results",
+                         hint="the board's edgeorch differs from this one: redeploy it (invoke deploy --host "
+                              f"{board}), then resume the run")
+    return doc
 
 
 def raw_path(run_dir: Path, spec: RunSpec) -> Path:
@@ -170,7 +264,7 @@ def finished_pairs(run_dir: Path, runs_of) -> list[list[tuple[RunSpec, dict]]]:
                 doc = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
                 break
-            if not isinstance(doc, dict) or doc.get("status") != "ok" or "timing" not in doc:
+            if not isinstance(doc, dict) or doc.get("status") != "ok" or malformed(doc):
                 break
             docs.append((spec, doc))
         if len(docs) < len(specs):
@@ -368,7 +462,7 @@ def profiles(run_dir: Path, runs: list[RunSpec]) -> list[tuple[RunSpec, dict]]:
             doc = json.loads(raw_path(run_dir, spec).read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if isinstance(doc, dict) and doc.get("status") == "ok" and "profile" in doc:
+        if isinstance(doc, dict) and doc.get("status") == "ok" and not malformed(doc, profile=True):
             found.append((spec, doc))
     return found
 

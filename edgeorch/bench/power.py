@@ -8,11 +8,14 @@ inference. Standard library only: this file runs on the boards.
 """
 
 import glob
+import hashlib
+import json
 import os
 import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import time
 
@@ -292,28 +295,132 @@ def parse_watts(text):
     return found[0][0] if found else None
 
 
+# A meter's command may hold a secret (a smart plug's token, a lab PDU's password): the inventory names where it is on
+# the board, never the command itself, so that it is on no command line edgeorch makes (the board's `ps`), in no
+# commands.log, and in no result; results name the meter by its program and a hash of its command
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def meter_reference(words):
+    """What kind of `power_meter:` the inventory gives: "env" (env:NAME, a variable of the watcher's environment on
+    the board), "file" (@/path, a file on the board), "program" (one word: a program run without arguments, which
+    holds no secret), or None for a command with arguments (refused: its words would show everywhere)."""
+    words = [words] if isinstance(words, str) else list(words)
+    if len(words) != 1:
+        return None
+    word = words[0]
+    if word.startswith("env:"):
+        return "env" if _ENV_NAME.fullmatch(word[4:]) else None
+    if word.startswith("@"):
+        return "file" if word[1:].startswith("/") else None
+    return "program"
+
+
+def _parse_meter(text, origin):
+    """(argv, env) from what a reference holds: a JSON list of words, a JSON object {"command": [...], "env": {...}}
+    (the env given to the meter alone: a token it reads from there is not even in the meter's own `ps` line), or
+    words as a shell would split them (# starts a comment)."""
+    text = text.strip()
+    try:
+        found = json.loads(text) if text[:1] in "[{" else None
+    except ValueError as e:
+        raise SourceError(f"{origin} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    if isinstance(found, dict):
+        argv, env = found.get("command"), found.get("env") or {}
+    else:
+        argv, env = found, {}
+        if found is None:
+            try:
+                argv = shlex.split(text, comments=True)
+            except ValueError as e:
+                raise SourceError(f"{origin} cannot be split into words: {e}") from None
+    if not isinstance(argv, list) or not argv or not all(isinstance(w, str) for w in argv):
+        raise SourceError(f"{origin} holds no command: write its words, e.g. `ina260 --bus 1`, or JSON "
+                          '{"command": ["tool", "--token-from-env"], "env": {"TOKEN": "..."}}')
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise SourceError(f"{origin}: its \"env\" must map names to strings")
+    return argv, env
+
+
+def _private_file(path):
+    """The text of a meter file on the board, only if no other login can have written it: a plain file (not a link),
+    owned by this login or root, writable by its owner alone."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as e:
+        raise SourceError(f"cannot read @{path} on the board: {e.strerror} (a link is refused: name the file itself)"
+                          ) from None
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise SourceError(f"@{path} is not a plain file")
+        if st.st_uid not in (os.getuid(), 0) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise SourceError(f"@{path} could have been written by another login (owner uid {st.st_uid}, mode "
+                              f"{stat.S_IMODE(st.st_mode):o}): its command would run as this one; make it this "
+                              f"login's, mode 600: chmod 600 {path}")
+        return f.read(65536)
+
+
+def resolve_meter(meter, environ=None):
+    """(argv, env, origin): the meter's command from the inventory's `power_meter:` as the board has it: env:NAME,
+    @/path, or the words themselves (origin "" then)."""
+    words = [meter] if isinstance(meter, str) else list(meter)
+    kind = meter_reference(words)
+    if kind == "env":
+        name = words[0][4:]
+        value = (os.environ if environ is None else environ).get(name)
+        if not value:
+            raise SourceError(f"env:{name} is not set in the environment edgeorch's watcher gets on the board (its "
+                              "login's non-interactive SSH environment: /etc/environment, or ~/.ssh/environment "
+                              "with PermitUserEnvironment)")
+        return (*_parse_meter(value, f"env:{name}"), f"env:{name}")
+    if kind == "file":
+        return (*_parse_meter(_private_file(words[0][1:]), words[0]), words[0])
+    argv = shlex.split(meter) if isinstance(meter, str) else list(meter)
+    return argv, {}, ""
+
+
 class MeterSource:
-    """Watts printed by a command (a USB meter's tool, an INA219/INA260 reader), run without a shell."""
+    """Watts printed by a command (a USB meter's tool, an INA219/INA260 reader, a smart plug's client), run without a
+    shell. Its name, and every message about it, show its program and a hash of its command, never its arguments or
+    environment: they may hold a token."""
 
     kind = "power"
     wrap = None
     scope = "what the meter measures"
 
-    def __init__(self, argv, timeout=5.0):
+    def __init__(self, argv, timeout=5.0, env=None, origin=""):
         self.argv = shlex.split(argv) if isinstance(argv, str) else list(argv)
         if not self.argv:
             raise ValueError("a meter command needs at least a program")
-        self.name = f"meter:{self.argv[0]}"
+        self.env = dict(env or {})
+        digest = hashlib.sha256(json.dumps([self.argv, sorted(self.env.items())]).encode()).hexdigest()[:12]
+        program = os.path.basename(self.argv[0])
+        self.name = f"meter:{program}#{digest}"
+        self.shown = f"meter {program} (#{digest}{', from ' + origin if origin else ''})"
         self.timeout = timeout
+        # what a message must never repeat, should the meter print it back (a URL with its token, in an error)
+        self._secrets = sorted({w for w in [*self.argv[1:], *self.env.values()] if len(w) >= 4}, key=len,
+                               reverse=True)
+
+    @classmethod
+    def from_reference(cls, meter, timeout=5.0, environ=None):
+        argv, env, origin = resolve_meter(meter, environ)
+        return cls(argv, timeout=timeout, env=env, origin=origin)
+
+    def _scrub(self, text):
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text[:200]
 
     def read(self):
-        cmd = shlex.join(self.argv)
         try:
             # its own session: a timeout ends the meter and anything it started, never left polling the bus
             proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    errors="replace", start_new_session=True)
+                                    errors="replace", start_new_session=True,
+                                    env={**os.environ, **self.env} if self.env else None)
         except OSError as e:
-            raise SourceError(f"meter `{cmd}` cannot run: {e}") from e
+            raise SourceError(f"{self.shown} cannot run: {e.strerror or type(e).__name__}") from None
         try:
             out, err = proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
@@ -322,13 +429,14 @@ class MeterSource:
             except ProcessLookupError:
                 pass
             out, err = proc.communicate()
-            raise SourceError(f"meter `{cmd}` gave no answer within {self.timeout:g} s; it printed "
-                              f"{(out + err).strip()[:200]!r}") from None
+            raise SourceError(f"{self.shown} gave no answer within {self.timeout:g} s; it printed "
+                              f"{self._scrub((out + err).strip())!r}") from None
         if proc.returncode != 0:
-            raise SourceError(f"meter `{cmd}` exited {proc.returncode}; it printed {(out + err).strip()[:200]!r}")
+            raise SourceError(f"{self.shown} exited {proc.returncode}; it printed "
+                              f"{self._scrub((out + err).strip())!r}")
         watts = parse_watts(out)
         if watts is None:
-            raise SourceError(f"meter `{cmd}` printed no number of watts: {(out + err).strip()[:200]!r}")
+            raise SourceError(f"{self.shown} printed no number of watts: {self._scrub((out + err).strip())!r}")
         return watts
 
 
@@ -339,8 +447,8 @@ def find_source(meter=None, root="/", vcgencmd=None):
     read(); the notes say what was looked for and why each was not used. `root` prefixes every sysfs path."""
     notes = []
     if meter:
-        source = MeterSource(meter)
         try:
+            source = MeterSource.from_reference(meter)
             source.read()
             return source, notes
         except SourceError as e:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from rich import box
 from rich.console import Console, ConsoleOptions, RenderResult
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
@@ -21,6 +22,12 @@ from ..plan import variant
 from ..recipes import PYTHONS
 
 GROUP = ["board", "framework", "model"]
+
+
+def _s(value) -> str:
+    """A value from a board, a model or the user as table text: printed as it is, never read as rich markup (a board
+    named `[/x]` would end the collection with a MarkupError, one named `[bold]` would restyle the table)."""
+    return escape(str(value))
 
 
 class FitTable(Table):
@@ -178,12 +185,12 @@ def _short(r, notes: list[str]) -> str:
         notes.append(r.why_invalid)
         return f"[bold red]INVALID ({len(notes)})[/]"
     if r.kind not in SHORT:
-        return r.verdict
+        return _s(r.verdict)
     return SHORT[r.kind].format(r.ratio - 1) if r.kind in ("slower", "faster") else SHORT[r.kind]
 
 
 def _caption(t: Table, notes: list[str], *lines: str) -> Table:
-    t.caption = "\n".join([*lines, *(f"({n}) {why}" for n, why in enumerate(notes, 1))]) or None
+    t.caption = "\n".join([*lines, *(f"({n}) {_s(why)}" for n, why in enumerate(notes, 1))]) or None
     return t
 
 
@@ -192,6 +199,7 @@ def mode_table(comparison: pd.DataFrame, title: str = "Docker vs bare metal: the
     arms = {(r.a, r.b) for r in comparison.itertuples()}
     one = len(arms) == 1  # A and B said once, in the title, when every row compares the same two
     a, b = next(iter(arms)) if one else ("A", "B")
+    a, b = _s(a), _s(b) if b else b
     t, notes = _verdicts(f"{title} ({a} against {b})" if one and b else title,
                          ["board", "framework", "model", *([] if one else ["A", "B"]), f"{a} p50", f"{b or 'B'} p50",
                           "95% CI", "pairs", "verdict"], right=(f"{a} p50", f"{b or 'B'} p50", "pairs"),
@@ -199,14 +207,16 @@ def mode_table(comparison: pd.DataFrame, title: str = "Docker vs bare metal: the
                          drop=("pairs", f"{b or 'B'} p50", f"{a} p50", "95% CI"))
     stopped: dict[str, list[str]] = {}
     for r in comparison.itertuples():
-        t.add_row(r.board, r.framework, r.model, *([] if one else [r.a, r.b or "-"]), _ms(r.a_p50_ms),
+        t.add_row(_s(r.board), _s(r.framework), _s(r.model), *([] if one else [_s(r.a), _s(r.b or "-")]),
+                  _ms(r.a_p50_ms),
                   _ms(r.b_p50_ms), _ci(r), str(r.pairs), _short(r, notes))
         if r.stop and r.stop != "-":
             stopped.setdefault(r.stop, []).append(r.cell)
     if len(stopped) == 1 and len(next(iter(stopped.values()))) > 1:  # the story said each cell's end already
-        return _caption(t, notes, f"stopped by {next(iter(stopped))}: every cell")
-    return _caption(t, notes, *(f"stopped by {stop}: " + (", ".join(cells) if len(cells) <= 4 else
-                                                          f"{len(cells)} cells") for stop, cells in stopped.items()))
+        return _caption(t, notes, f"stopped by {_s(next(iter(stopped)))}: every cell")
+    return _caption(t, notes, *(f"stopped by {_s(stop)}: "
+                                + (_s(", ".join(cells)) if len(cells) <= 4 else f"{len(cells)} cells")
+                                for stop, cells in stopped.items()))
 
 
 def calibration_table(comparison: pd.DataFrame) -> Table:
@@ -218,7 +228,8 @@ def calibration_table(comparison: pd.DataFrame) -> Table:
                          drop=("timed min", "pairs", "CI ±", "± after 1 min", "noise floor", "minutes to ±1%"))
     for r in comparison.itertuples():
         if r.ci_low is None or pd.isna(r.ci_low):
-            t.add_row(r.board, r.framework, r.model, r.a, "-", str(r.pairs), "-", "-", "-", "-", _short(r, notes))
+            t.add_row(_s(r.board), _s(r.framework), _s(r.model), _s(r.a), "-", str(r.pairs), "-", "-", "-", "-",
+                      _short(r, notes))
             continue
         half = r.half_width
         minutes = r.timed_s / 60
@@ -226,7 +237,8 @@ def calibration_table(comparison: pd.DataFrame) -> Table:
         text = _short(r, notes)
         if r.valid and r.kind not in ("equivalent", "inconclusive"):
             text = f"[bold red]{text}[/]"
-        t.add_row(r.board, r.framework, r.model, r.a.removesuffix("-A"), f"{r.noise:.2%}", str(r.pairs),
+        t.add_row(_s(r.board), _s(r.framework), _s(r.model), _s(r.a.removesuffix("-A")), f"{r.noise:.2%}",
+                  str(r.pairs),
                   f"±{half:.2%}", f"{minutes:.1f}", f"±{per_minute:.2%}", f"{(per_minute / 0.01) ** 2:.1f}", text)
     return _caption(t, notes)
 
@@ -246,7 +258,7 @@ def explain_table(comparison: pd.DataFrame) -> Table:
             if r.a != "docker" and gap and r.ratio is not None and not pd.isna(r.ratio):
                 closed = f"{1 - np.log(r.ratio) / gap:.0%}"
             ratio = "-" if r.ratio is None or pd.isna(r.ratio) else f"{r.ratio:.3f}"
-            t.add_row(board, r.a, ratio, _ci(r), closed, _short(r, notes))
+            t.add_row(_s(board), _s(r.a), ratio, _ci(r), closed, _short(r, notes))
     return _caption(t, notes)
 
 
@@ -348,9 +360,10 @@ def framework_table(runs: pd.DataFrame) -> Table:
         checked = grp["agrees"].dropna()
         agree = "-" if checked.empty else ("[green]yes[/]" if checked.all() else "[bold red]NO[/]")
         diff = grp["max_abs_diff"].max()
-        t.add_row(board, model, framework, str(grp["framework_version"].iloc[0]), str(grp["precision"].iloc[0]),
-                  _ms(p50.get("docker")), _ms(p50.get("bare")), "-" if pd.isna(diff) else f"{diff:.2e}",
-                  agree if checked.empty or checked.all() else f"{agree} ({', '.join(map(str, grp['top1']))})")
+        t.add_row(_s(board), _s(model), _s(framework), _s(grp["framework_version"].iloc[0]),
+                  _s(grp["precision"].iloc[0]), _ms(p50.get("docker")), _ms(p50.get("bare")),
+                  "-" if pd.isna(diff) else f"{diff:.2e}",
+                  agree if checked.empty or checked.all() else f"{agree} ({_s(', '.join(map(str, grp['top1'])))})")
     return t
 
 
@@ -370,7 +383,7 @@ def measures_table(runs: pd.DataFrame) -> Table:
         r = grp.iloc[0]
         med = grp.median(numeric_only=True)
         power = "-" if pd.isna(med["avg_power_w"]) else f"{med['avg_power_w']:.2f} ({_num(med['idle_power_w'], '.2f')})"
-        t.add_row(r.board, r.framework, label(r.model, r.threads, r.batch), mode,
+        t.add_row(_s(r.board), _s(r.framework), _s(label(r.model, r.threads, r.batch)), _s(mode),
                   _ms(med["p50_ms"]), _num(med["throughput_ips"], ".1f"), _num(med["cpu_ms_per_inf"], ".3f"),
                   _num(med["ipc"], ".2f"), _num(med["peak_rss_timed_mb"], ".0f") + " MB",
                   _num(med["cgroup_peak_mb"], ".0f") + (" MB" if not pd.isna(med["cgroup_peak_mb"]) else ""),
@@ -409,7 +422,8 @@ def sweep_table(runs: pd.DataFrame) -> Table:
                drop=("p99",))
     keys = ["board", "framework", "model", "mode", "threads", "batch"]
     for (board, framework, model, mode, threads, batch), grp in runs.groupby(keys, sort=True):
-        t.add_row(board, framework, model, mode, str(threads or "default"), str(batch), _ms(grp["p50_ms"].median()),
+        t.add_row(_s(board), _s(framework), _s(model), _s(mode), str(threads or "default"), str(batch),
+                  _ms(grp["p50_ms"].median()),
                   _ms(grp["p99_ms"].median()), f"{grp['throughput_ips'].median():.1f}")
     return t
 
@@ -421,7 +435,8 @@ def ops_top(ops: pd.DataFrame, top: int = 5) -> Table:
         t.add_column(col, justify="right" if col in ("ms/inf", "share") else "left")
     for _, grp in ops[ops["rank"] <= top].groupby(["cell", "mode"], sort=False):
         for r in grp.sort_values("rank").itertuples():
-            t.add_row(r.board, r.framework, label(r.model, r.threads, r.batch), r.mode, r.op_type, r.op_name,
+            t.add_row(_s(r.board), _s(r.framework), _s(label(r.model, r.threads, r.batch)), _s(r.mode),
+                      _s(r.op_type), _s(r.op_name),
                       f"{r.time_ms:.3f}", f"{r.share:.1%}")
     return t
 
@@ -484,7 +499,7 @@ def _one(values: pd.Series) -> str:
 
 def change_table(changes: pd.DataFrame, before: str, after: str) -> Table:
     """results.compare in the terminal: each matched cell's change from one run to the other, with its verdict."""
-    t, notes = _verdicts(f"From run {before} to run {after}: the run is the unit",
+    t, notes = _verdicts(f"From run {_s(before)} to run {_s(after)}: the run is the unit",
                          ["board", "framework", "model", "arm", "before p50", "after p50", "95% CI", "runs",
                           "verdict"], right=("before p50", "after p50", "runs"),
                          fold=("board", "framework", "model", "arm"),
@@ -493,9 +508,10 @@ def change_table(changes: pd.DataFrame, before: str, after: str) -> Table:
         text = _short(r, notes)
         if r.valid and r.kind in ("slower", "faster"):
             text = ("[bold red]regression[/] " if r.kind == "slower" else "[green]improvement[/] ") + text.split()[1]
-        t.add_row(r.board, r.framework, r.model, r.arm, _ms(r.before_p50_ms), _ms(r.after_p50_ms), _ci(r),
+        t.add_row(_s(r.board), _s(r.framework), _s(r.model), _s(r.arm), _ms(r.before_p50_ms), _ms(r.after_p50_ms),
+                  _ci(r),
                   f"{r.runs_before}/{r.runs_after}", text)
     differs = sorted({d for d in changes["differs"] if d})
     shifts = sorted({f"±{r.session_sd:.1%} {r.session_from}" for r in changes.itertuples()})
     return _caption(t, notes, f"a run's own shift as a whole (in every interval): {', '.join(shifts)}",
-                    *(f"what differs: {d}" for d in differs))
+                    *(f"what differs: {_s(d)}" for d in differs))

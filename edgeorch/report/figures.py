@@ -1,20 +1,25 @@
 """The figures of the HTML report, drawn with matplotlib from the normalized frames; None where nothing to draw.
 
 Figures are `matplotlib.figure.Figure` objects, never pyplot's: no global state, no backend to choose, and a report
-may be drawn inside a program that already uses pyplot."""
+may be drawn inside a program that already uses pyplot. Their text is never math text nor TeX: the names in them
+(boards, models, arms, operators) are the user's and the boards', and a model named `net$\\x$` is a name, not a formula
+to typeset (or to fail on)."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
 import zlib
 
 import numpy as np
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.text import Text
 from matplotlib.ticker import EngFormatter, MultipleLocator
 from scipy.stats import linregress
 
@@ -32,6 +37,23 @@ MEMORY = {"rss_before_load_mb": "before load", "rss_after_load_mb": "after load"
           "cgroup_peak_mb": "cgroup peak"}
 COUNTERS = {"ipc": "instructions per cycle", "cache_misses_per_inf": "cache misses per inference",
             "cpu_ms_per_inf": "CPU time per inference (ms)"}
+
+
+LITERAL = {"text.parse_math": False, "text.usetex": False}  # every text of a figure as it is written
+
+
+def _literal(draw):
+    """A figure function whose texts are all literal: made under LITERAL (tick labels made as it draws too), and
+    each text of the figure it returns told so again, whatever rcParams the program around it has."""
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        with rc_context(LITERAL):
+            fig = draw(*args, **kwargs)
+        for text in fig.findobj(Text) if fig is not None else ():
+            text.set_parse_math(False)
+            text.set_usetex(False)
+        return fig
+    return drawn
 
 
 def arm_colour(arm: str) -> str:
@@ -92,7 +114,8 @@ def _legend(fig: Figure, axes, extra=(), **kw):
 def _note(ax, text: str) -> None:
     """A centred note in place of an empty plot: the reader learns why it is empty."""
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4", fontsize=9)
-    ax.set_yticks([])
+    if len(ax.get_shared_y_axes().get_siblings(ax)) == 1:  # shared ticks are a sibling's labels: the cells' names
+        ax.set_yticks([])
 
 
 def _numeric(runs: pd.DataFrame, columns) -> pd.DataFrame:
@@ -124,6 +147,7 @@ def _bars_height(rows: int, bars: int) -> float:
     return min(9.0, 1.3 + rows * (0.16 * bars + 0.12))
 
 
+@_literal
 def latency_ecdf(samples: pd.DataFrame, cell: str) -> Figure | None:
     """ECDF of every timed inference's latency of each arm of `cell`, with each arm's median marked."""
     mine = samples[_cells(samples) == cell] if len(samples) else samples
@@ -184,6 +208,7 @@ def _offsets(cell_runs: pd.DataFrame, per_run: dict) -> dict:
     return out
 
 
+@_literal
 def latency_over_time(runs: pd.DataFrame, samples: pd.DataFrame, sensors: pd.DataFrame, cell: str) -> Figure | None:
     """Latency, temperature and CPU clock of a cell's runs on one time axis, throttled runs shaded (after
     Velasco-Montero et al., figure 1)."""
@@ -244,6 +269,7 @@ def latency_over_time(runs: pd.DataFrame, samples: pd.DataFrame, sensors: pd.Dat
     return fig
 
 
+@_literal
 def frameworks(runs: pd.DataFrame, board: str, model: str) -> Figure | None:
     """The frameworks side by side for one board and model: median latency per mode with its 95% interval across
     runs, and whether each framework's output agrees with PyTorch's; one panel per threads x batch."""
@@ -302,6 +328,7 @@ def _variant(threads: int, batch: int) -> str:
     return f"t{threads or '-'} b{batch}"
 
 
+@_literal
 def sweep(runs: pd.DataFrame) -> Figure | None:
     """Latency against throughput over a threads x batch sweep, one line over batch per threads value (after
     Hanhirova et al.); 't-' is the framework's default threads."""
@@ -334,6 +361,7 @@ def sweep(runs: pd.DataFrame) -> Figure | None:
     return fig
 
 
+@_literal
 def energy(runs: pd.DataFrame) -> Figure | None:
     """Energy per inference per cell and arm, split into its idle and above-idle parts; average against idle power."""
     if "energy_mj" not in runs or not pd.to_numeric(runs["energy_mj"], errors="coerce").notna().any():
@@ -370,6 +398,7 @@ def energy(runs: pd.DataFrame) -> Figure | None:
     return fig
 
 
+@_literal
 def memory(runs: pd.DataFrame) -> Figure | None:
     """Resident memory per cell and arm, at each stage of a run: before and after load, after the first inference,
     at its peak while timed, and the container's cgroup peak."""
@@ -393,6 +422,7 @@ def memory(runs: pd.DataFrame) -> Figure | None:
     return fig
 
 
+@_literal
 def counters(runs: pd.DataFrame) -> Figure | None:
     """Hardware counters per cell and arm: instructions per cycle, cache misses and CPU time per inference."""
     med = _medians(runs, COUNTERS)
@@ -419,6 +449,7 @@ def _shorten(text: str, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+@_literal
 def operators(ops: pd.DataFrame, top: int = 10) -> Figure | None:
     """Where the time goes: each profiling pass's `top` operators by time per inference, with their share."""
     from . import label
@@ -446,6 +477,7 @@ def operators(ops: pd.DataFrame, top: int = 10) -> Figure | None:
     return fig
 
 
+@_literal
 def throughput_vs_cpu(runs: pd.DataFrame) -> Figure | None:
     """Throughput against CPU utilisation of every run, per board: who turns cores into images (after
     Velasco-Montero et al.)."""
@@ -478,6 +510,7 @@ def throughput_vs_cpu(runs: pd.DataFrame) -> Figure | None:
     return fig
 
 
+@_literal
 def macs_fit(runs: pd.DataFrame, macs: dict[str, int]) -> Figure | None:
     """Latency and energy per inference against the MACs an inference computes, with a least-squares line per
     board, framework and mode (after SyNERGY)."""
@@ -522,5 +555,6 @@ def macs_fit(runs: pd.DataFrame, macs: dict[str, int]) -> Figure | None:
 def png(fig: Figure, dpi: int = DPI) -> str:
     """The figure as a data: URI for an <img src> of an offline HTML page."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    with rc_context(LITERAL):  # the tick labels that drawing makes are literal too
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

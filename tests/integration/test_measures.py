@@ -17,6 +17,15 @@ RAIL_W = 3.25  # what the controlled rail reads, in watts
 FRAMEWORKS = ("onnxruntime", "opencv")
 
 
+def _meter(home, rail):
+    """A meter program on the board that reads the rail: a program alone (a command with arguments is refused,
+    its words would show in the board's `ps`)."""
+    meter = home / "rail-meter"
+    meter.write_text(f"#!/bin/sh\nexec cat {rail}\n")
+    meter.chmod(0o755)
+    return meter
+
+
 @pytest.fixture(scope="module")
 def swept(fleet, tmp_path_factory):
     """One bench: ONNX Runtime and OpenCV x threads 1,2 x batch 1,2, both modes, a profiling pass per cell, energy
@@ -25,7 +34,7 @@ def swept(fleet, tmp_path_factory):
     x86 = F.sim_board(fleet)
     rail = x86.home / "rail-watts"  # the board's home has the same path inside it
     rail.write_text(f"{RAIL_W}\n")
-    inventory = F.write_inventory(tmp, {"name": "x86", "power_meter": ["cat", str(rail)]})
+    inventory = F.write_inventory(tmp, {"name": "x86", "power_meter": [str(_meter(x86.home, rail))]})
     F.wait_for(lambda: F.lock_free(x86), "free lock on the x86 board", timeout=600, every=0.5)
     r = invoke("bench", "--inventory", str(inventory), "--host", "x86", "--framework", ",".join(FRAMEWORKS),
                "--model", "squeezenet1_1", "--threads", "1,2", "--batch", "1,2", "--repeat", "1", "--iterations", "3",
@@ -77,7 +86,8 @@ def test_memory_at_each_stage_and_the_containers_cgroup_peak(swept):
 
 def test_energy_per_inference_from_the_controlled_rail(swept):
     _, run_dir, df = swept
-    assert set(df["power_source"]) == {"meter:cat"}
+    [source] = set(df["power_source"])
+    assert source.startswith("meter:rail-meter#")  # its program and a hash, never its words
     # power is sampled in the on-windows (2 s on, 2 s off) alone: a 1 s loop may fall wholly in an off-window, and
     # says so; a loop of the default --min-time (5 s) always overlaps an on-window
     short = df[df["energy_unavailable"].notna()]
@@ -103,7 +113,7 @@ def test_the_cost_of_sampling_power_is_measured_in_the_run_itself(fleet, tmp_pat
     x86 = F.sim_board(fleet)
     rail = x86.home / "rail-watts"
     rail.write_text(f"{RAIL_W}\n")
-    inventory = F.write_inventory(tmp_path, {"name": "x86", "power_meter": ["cat", str(rail)]})
+    inventory = F.write_inventory(tmp_path, {"name": "x86", "power_meter": [str(_meter(x86.home, rail))]})
     F.wait_for(lambda: F.lock_free(x86), "free lock on the x86 board", timeout=600, every=0.5)
     r = invoke("bench", "--inventory", str(inventory), "--host", "x86", "--framework", "onnxruntime", "--model",
                "squeezenet1_1", "--mode", "bare", "--repeat", "1", "--iterations", "3", "--min-time", "7",
