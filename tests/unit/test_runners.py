@@ -60,7 +60,8 @@ def test_named_inputs_and_the_cache_dir_reach_the_entrypoint_in_both_modes(monke
     assert bare[bare.index("--cache-dir") + 1] == "/w/cache"
     sent.clear()
     runners.DockerRunner(None, "b", "sha256:1", 60, cache_dir="/w/cache").execute(["--framework", "onnxruntime"], files)
-    create = next(argv for argv in sent if argv[:2] == ["docker", "create"])
+    create = next(argv for argv in sent if "docker create" in " ".join(argv[:3]))
+    assert '--user "$(id -u):$(id -g)"' in create[2]  # as the login, as the bare run is
     assert create[create.index("--input") + 1] == "ids=/opt/edgeorch/models/cd-ids=x.npy"
     assert create[create.index("--cache-dir") + 1] == "/w/cache"
     # the engine cache is the board's directory, writable, at the same path in the container
