@@ -17,6 +17,7 @@ import paramiko
 import yaml
 
 from .arch import Arch
+from .bench.power import meter_reference
 from .errors import ConfigError
 
 _REQUIRED = ("name", "host", "arch")
@@ -392,8 +393,17 @@ def _board(raw: dict, path: Path, index: int, ssh_config: tuple[paramiko.SSHConf
                        ("power_meter", power_meter)):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad(key, f"{value!r} is not a list of " + ("words" if key == "power_meter" else "names"),
-                      "write the command as its words (run without a shell), e.g. `power_meter: [ina260, --bus, '1']`"
+                      "write where the meter's command is on the board: `power_meter: ['@/path']` or `['env:NAME']`"
                       if key == "power_meter" else f"write `{key}: [a, b]`")
+    if power_meter and meter_reference(power_meter) is None:
+        raise bad("power_meter", f"is a command with arguments (program {posixpath.basename(power_meter[0])}): its "
+                  "words would be on the board's command line (its `ps`), in commands.log and in the results, and a "
+                  "meter's may hold a token",
+                  "put the command in a file on the board that only its login can write (chmod 600), and write "
+                  "`power_meter: ['@/home/LOGIN/.config/edgeorch-meter']` (the file holds its words, or JSON "
+                  '{"command": [...], "env": {"TOKEN": "..."}} to hand the meter a token in its environment); or set '
+                  "it in an environment variable of the board's login and write `power_meter: ['env:NAME']`; a "
+                  "program alone, without arguments, may be written as it is")
     if "all" in groups:
         raise bad("groups", "`all` is reserved for every board", "pick another group name")
 

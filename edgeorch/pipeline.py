@@ -17,7 +17,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import health, images, report, results, runners, stats
-from .bench import power
 from .bench.signature import InputError, check_inputs
 from .cache import cache_dir, file_sha256
 from .console import commands, console, progress, step
@@ -519,8 +518,6 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
     enough, then normalize and judge what came back. With `resume`, the cells that run did not finish are run into
     its directory, continuing after their last whole pair."""
     cells = [cell for board_cells in sweep.cells.values() for cell in board_cells]
-    if measures.energy:
-        _check_meters(boards)
     if dry_run:
         for line in describe(cells, sweep.rule):
             console.print(escape(line))  # a model named like [/x] is text, not markup
@@ -643,22 +640,6 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
                           f"`invoke bench --resume {where}`")
             raise
         return collect(run_dir, records, cells, stops, group, boards, refs, judgement, attempts, sweep.profile)
-
-
-def _check_meters(boards: list[Board]) -> None:
-    """ConfigError, before anything runs, for a `power_meter:` that is a command with arguments: its words would be on
-    the board's command line (its `ps`), in commands.log and in the results, and a meter's may hold a token."""
-    for board in boards:
-        if board.power_meter and power.meter_reference(board.power_meter) is None:
-            raise ConfigError(
-                f"board {board.name}: its inventory `power_meter:` is a command with arguments (program "
-                f"{Path(board.power_meter[0]).name}); edgeorch no longer puts a meter's words on a command line, where "
-                "the board's `ps`, commands.log and the results would show them",
-                hint="put the command in a file on the board that only its login can write (chmod 600), and write "
-                     "`power_meter: ['@/home/LOGIN/.config/edgeorch-meter']` (the file holds its words, or JSON "
-                     '{"command": [...], "env": {"TOKEN": "..."}} to hand the meter a token in its environment); or '
-                     "set it in an environment variable of the board's login and write `power_meter: ['env:NAME']`; "
-                     "a program alone, without arguments, is taken as before")
 
 
 def _runnable(sweep: Sweep, boards: list[Board], found: dict[str, Platform], modes: dict) -> Sweep:

@@ -58,7 +58,7 @@ def test_shipped_inventory_is_the_simulated_fleet():
     assert [b.name for b in inv.select("pi")] == ["rpi3-bookworm", "rpi4"]
     assert [b.name for b in inv.select("trixie")] == ["rpi5", "rpi3"]
     for b in inv.boards:
-        assert (b.user, b.host, b.sim) == ("root", "127.0.0.1", True)
+        assert (b.user, b.host, b.sim) == ("pi", "127.0.0.1", True)
         # Relative to the inventory file, not to the working directory of whoever runs a task.
         assert b.identity_file == SHIPPED.parent / ".sim" / "id_ed25519"
         assert b.known_hosts == SHIPPED.parent / ".sim" / "known_hosts"

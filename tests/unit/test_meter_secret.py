@@ -12,10 +12,12 @@ from types import SimpleNamespace
 
 import psutil
 import pytest
+import yaml
 
-from edgeorch import pipeline, runners
+from edgeorch import runners
 from edgeorch.bench.power import MeterSource, SourceError, find_source, meter_reference, resolve_meter
 from edgeorch.errors import ConfigError
+from edgeorch.inventory import load_inventory
 
 from .test_watch import CHILD
 
@@ -107,10 +109,17 @@ def _board(meter: list[str]):
     return SimpleNamespace(name="pi4", power_meter=tuple(meter))
 
 
-def test_a_command_with_arguments_in_the_inventory_is_refused_before_anything_runs():
-    with pytest.raises(ConfigError, match=r"board pi4: its inventory `power_meter:` is a command with arguments "
+def _inventory(tmp_path, meter: list[str]):
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump({"boards": [{"name": "pi4", "host": "10.0.0.4", "user": "pi", "arch": "arm64",
+                                                "power_meter": meter}]}))
+    return load_inventory(path)
+
+
+def test_a_command_with_arguments_in_the_inventory_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(ConfigError, match=r"board 'pi4', field `power_meter`: is a command with arguments "
                                           r"\(program plug\)") as e:
-        pipeline._check_meters([_board(["/usr/bin/plug", "--token", TOKEN])])
+        _inventory(tmp_path, ["/usr/bin/plug", "--token", TOKEN])
     assert TOKEN not in str(e.value) and "@/" in e.value.hint and "env:NAME" in e.value.hint
     assert "chmod 600" in e.value.hint
 
@@ -118,9 +127,9 @@ def test_a_command_with_arguments_in_the_inventory_is_refused_before_anything_ru
 @pytest.mark.parametrize("words, kind", [(["env:PLUG"], "env"), (["@/etc/edgeorch/meter"], "file"),
                                          (["/usr/local/bin/read-meter"], "program"), (["ina260", "--bus", "1"], None),
                                          (["env:1BAD"], None), (["@relative"], None)])
-def test_what_the_inventory_may_give_and_what_reaches_the_boards_command_line(words, kind):
+def test_what_the_inventory_may_give_and_what_reaches_the_boards_command_line(tmp_path, words, kind):
     assert meter_reference(words) == kind
     if kind:
-        pipeline._check_meters([_board(words)])  # taken
+        _inventory(tmp_path, words)  # taken
         line = " ".join(runners.Measures().watch_args(_board(words)))
         assert json.dumps(words) in line  # the reference itself, as the board resolves it
