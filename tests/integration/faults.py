@@ -249,6 +249,14 @@ def workdir(sb: sim.SimBoard, name: str = "edgeorch") -> Path:
     return sb.home / name
 
 
+def own(sb: sim.SimBoard, *paths: Path) -> None:
+    """Files this host wrote into the board made the board login's, as if that login had written them (recursively)."""
+    uid, gid = map(int, sim._entries(sb.rootfs / "etc" / "passwd")[sb.board.user][2:4])
+    for path in paths:
+        for p in (path, *(path.rglob("*") if path.is_dir() else ())):
+            os.chown(p, uid, gid)
+
+
 def lock_free(sb: sim.SimBoard) -> bool:
     """Nobody holds the board's lock: the board's /tmp is its userland's, so this host can try it too."""
     path = sb.rootfs / "tmp" / "edgeorch.lock"

@@ -83,10 +83,18 @@ def test_clean_removes_what_no_recipe_uses_and_keeps_what_one_does(x86):
     users = F.workdir(x86) / "My Project" / "wheels" / "mine.whl"  # the user's own, in edgeorch's folder
     users.parent.mkdir(parents=True, exist_ok=True)
     users.write_bytes(b"mine")
+    # and the login's home beside the workdir, with what looks like edgeorch's: a manifest, wheels, models
+    home = {x86.home / "webapp" / "manifest.json": b"{}", x86.home / "My Project" / "wheels" / "a.whl": b"a",
+            x86.home / "models" / "my-own.onnx": b"onnx", x86.home / "tflite-2.0.0" / "manifest.json": b"{}"}
+    for path, data in home.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    F.own(x86, old_bundle, old_model, F.workdir(x86) / ".edgeorch-models", F.workdir(x86) / "My Project",
+          *{x86.home / path.relative_to(x86.home).parts[0] for path in home})
     r = F.invoke_free(x86, "clean", "--host", "x86")
     out = F.flat(r.stdout)
     assert "edgeorch/tflite:old" not in F.image_tags(x86) and not old_bundle.exists() and not old_model.exists()
-    assert users.read_bytes() == b"mine"
+    assert users.read_bytes() == b"mine" and all(path.read_bytes() == data for path, data in home.items())
     assert current <= set(F.image_tags(x86)) and (F.workdir(x86) / "tflite-2.14.0" / "manifest.json").exists()
     assert re.search(r"x86 .*tflite-2\.0\.0 .*\d+\.\d\d MB", out), out[-2000:]
     assert "sent nothing (already there)" in F.invoke_free(x86, "deploy", "--host", "x86", "--framework",
