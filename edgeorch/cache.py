@@ -24,9 +24,12 @@ def cache_dir() -> Path:
 def locked(path: Path) -> Iterator[None]:
     """An exclusive lock on the file `path` (made if missing), waited for."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)  # never through a link
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
 
 
 def held(name: str) -> contextlib.AbstractContextManager[None]:
