@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from edgeorch import deploy, images, pipeline  # noqa: E402
 from edgeorch.console import console  # noqa: E402
 from edgeorch.inventory import load_inventory  # noqa: E402
-from edgeorch.transport import connect, remote, sh  # noqa: E402
+from edgeorch.transport import connect, remote, sh, transfer_timeout  # noqa: E402
 
 # A deploy in a process of its own, so that a change of the board-side code is seen as a user's next command sees it
 DEPLOY = """
@@ -157,7 +157,7 @@ def codecs(board, framework: str) -> None:
             send = time.perf_counter() - t
             t = time.perf_counter()
             loaded = remote(conn, sh('docker load -i "$1"; s=$?; rm -f -- "$1"; exit $s', f"{workdir}/{archive.name}"),
-                            board=board.name, warn=True)
+                            board=board.name, warn=True, timeout=transfer_timeout(4 * size))  # unpacked: larger
             load = time.perf_counter() - t
         # over a link of `rate`: made once for the fleet, then the link, then the board's engine unpacking it
         links = "".join(f"  {make + size / rate + load:>20.1f} s total" if loaded.ok else f"  {'-':>28}"
