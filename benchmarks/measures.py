@@ -1,8 +1,8 @@
 """What the watcher's extras cost the measured loop, side by side in one run: the same child (an ONNX Runtime
 inference of a small convolutional model, or a numpy loop without ONNX Runtime) run under the watcher plain, with
 perf attached (--counters) and with a power meter sampled (--energy, a command run 10 times a second in the
-on-windows), interleaved and rotated (ABC BCA CAB ...) so drift falls on all alike. Prints each one's median latency over
-the plain one's, with the spread of those ratios over the rounds.
+on-windows), interleaved and rotated (ABC BCA CAB ...) so drift falls on all alike. Prints each one's median latency
+over the plain one's, with the spread of those ratios over the rounds.
 
     .venv/bin/python benchmarks/measures.py [--rounds N] [--seconds S]
 """
