@@ -60,9 +60,10 @@ def test_each_threads_and_batch_value_is_a_cell_with_latency_and_throughput(swep
 def test_software_counters_per_inference_in_both_modes_and_no_fake_zeros(swept):
     _, _, df = swept
     for r in df.itertuples():
-        # one thread busy through an inference: its CPU time is about its latency
+        # one thread busy through an inference: its CPU time is at most about its latency, and in ms (not s or µs);
+        # on this machine's two cores shared with the fleet and the other part's tests, a run may get a quarter of one
         if r.threads == 1:
-            assert 0.3 < r.cpu_ms_per_inf / r.mean_ms < 3, (r.mode, r.framework, r.cpu_ms_per_inf, r.mean_ms)
+            assert 0.1 < r.cpu_ms_per_inf / r.mean_ms < 3, (r.mode, r.framework, r.cpu_ms_per_inf, r.mean_ms)
         assert r.context_switches_per_inf >= 0 and r.page_faults_per_inf >= 0
         unavailable = json.loads(r.counters_unavailable)
         for event, column in (("cycles", "cycles_per_inf"), ("instructions", "instructions_per_inf")):
