@@ -157,7 +157,8 @@ def _tcp(proc: psutil.Process) -> list:
 
 
 def connections(sb: sim.SimBoard, client_pid: int) -> list[psutil.Process]:
-    """The board's per-connection sshd processes serving the SSH connections of process `client_pid`."""
+    """The board's per-connection sshd processes serving the SSH connections of process `client_pid`: for a login
+    other than root, the privileged monitor and the login's own sshd under it, which holds the connection too."""
     try:
         ports = {c.laddr.port for c in _tcp(psutil.Process(client_pid))
                  if c.raddr and c.raddr.port == sb.board.port}
@@ -166,7 +167,7 @@ def connections(sb: sim.SimBoard, client_pid: int) -> list[psutil.Process]:
     listener = sim._sshd(sb)
     if listener is None or not ports:
         return []
-    return [child for child in listener.children()
+    return [child for child in listener.children(recursive=True)
             if any(c.raddr and c.raddr.port in ports for c in _tcp(child))]
 
 

@@ -64,10 +64,12 @@ def test_software_counters_per_inference_in_both_modes_and_no_fake_zeros(swept):
         # on this machine's two cores shared with the fleet and the other part's tests, a run may get a quarter of one
         if r.threads == 1:
             assert 0.1 < r.cpu_ms_per_inf / r.mean_ms < 3, (r.mode, r.framework, r.cpu_ms_per_inf, r.mean_ms)
-        assert r.context_switches_per_inf >= 0 and r.page_faults_per_inf >= 0
+        assert r.page_faults_per_inf >= 0
         unavailable = json.loads(r.counters_unavailable)
-        for event, column in (("cycles", "cycles_per_inf"), ("instructions", "instructions_per_inf")):
-            # this VM has no hardware PMU: perf says so, and the column is empty, never 0
+        for event, column in (("cycles", "cycles_per_inf"), ("instructions", "instructions_per_inf"),
+                              ("context-switches", "context_switches_per_inf")):
+            # this VM has no hardware PMU, and the board's login `pi` counts user space only (perf_event_paranoid
+            # 2, where a kernel-side event reads 0): each says so, and the column is empty, never 0
             assert (event in unavailable and pd.isna(getattr(r, column))) or getattr(r, column) > 0
     assert set(df["mode"]) == {"docker", "bare"} and df["cpu_ms_per_inf"].notna().all()
 
