@@ -195,7 +195,8 @@ def watchers(sb: sim.SimBoard, client_pid: int, deadline: float | None = None) -
                 continue
             if deadline is not None and float(cmd[cmd.index("--deadline") + 1]) != deadline:
                 continue
-            found.append(proc)
+            if proc not in found:  # a login's connection is two sshd processes, one under the other
+                found.append(proc)
     # a watcher's child between fork and exec still carries the watcher's command line (seen on a loaded machine)
     pids = {proc.pid for proc in found}
     return [proc for proc in found if _ppid(proc) not in pids]
