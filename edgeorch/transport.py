@@ -446,12 +446,13 @@ def fan_out(boards: list[Board], work: Callable[[Board], T], *, parallel: bool =
 # and the wait for it is bounded. Who holds it is written into the holder's own directory, /tmp/edgeorch-UID (made
 # by that login, 0711, never a link): `note` (0644) names it to the other logins, `holder` (0600) keeps its pid,
 # start time and token, which alone can make edgeorch end a holder of its own (_RECLAIM_SCRIPT). Both go when it
-# lets go. $1: the note; $2: seconds to wait; $3: the shared directory (/tmp); stdin: the token, then nothing until
-# the orchestrator ends (the token stays out of the process list).
+# lets go. $1: seconds to wait; $2: the shared directory (/tmp); stdin: the token and the note, a line each, then
+# nothing until the orchestrator ends (neither shows in `ps`: the token is a secret, and the note names the run,
+# which the lock's holder is no part of).
 _LOCK_SCRIPT = r"""# edgeorch board lock
-IFS= read -r token && [ -n "$token" ] || exit 64
-uid=$(id -u) lock=$3/edgeorch.lock
-mine=$3/edgeorch-$uid
+IFS= read -r token && [ -n "$token" ] && IFS= read -r note || exit 64
+uid=$(id -u) lock=$2/edgeorch.lock
+mine=$2/edgeorch-$uid
 if [ ! -e "$lock" ] && [ ! -L "$lock" ]; then  # made aside, then linked in: nothing is written through a link
   new=$(mktemp -- "$lock.XXXXXX") && chmod 0644 -- "$new" && ln -T -- "$new" "$lock" 2>/dev/null
   [ -z "$new" ] || rm -f -- "$new"
@@ -469,19 +470,19 @@ kill "$dog" 2>/dev/null
 if [ ! -f "/proc/$$/fd/9" ] || [ "$(stat -L -c %d:%i -- "/proc/$$/fd/9")" != "$(stat -c %d:%i -- "$lock")" ]; then
   echo "$lock was replaced while it was opened: $(ls -ld -- "$lock" 2>&1)"; exit 71
 fi
-if ! flock -w "$2" 9; then
+if ! flock -w "$1" 9; then
   if [ -d "$mine" ] && [ ! -L "$mine" ] && [ -O "$mine" ] && [ -f "$mine/holder" ] && [ ! -L "$mine/holder" ] &&
       read -r pid start held <"$mine/holder" && [ "$held" = "$token" ]; then
     echo "ours $pid $start"
   fi
-  for d in "$3"/edgeorch-[0-9]*; do
+  for d in "$2"/edgeorch-[0-9]*; do
     u=${d##*/edgeorch-}
     case $u in *[!0-9]*) continue ;; esac
     [ -d "$d" ] && [ ! -L "$d" ] && [ -f "$d/note" ] && [ ! -L "$d/note" ] || continue
     [ "$(stat -c %u -- "$d")" = "$u" ] && [ "$(stat -c %u -- "$d/note")" = "$u" ] || continue
     echo "held $u $(id -nu "$u" 2>/dev/null || echo "uid-$u") $(timeout 2 head -c 300 -- "$d/note" | head -n 1)"
   done
-  for f in "$3"/edgeorch-holder-*; do  # an older edgeorch's: only its owner is to be believed
+  for f in "$2"/edgeorch-holder-*; do  # an older edgeorch's: only its owner is to be believed
     [ -f "$f" ] && [ ! -L "$f" ] && echo "held $(stat -c '%u %U' -- "$f") an older edgeorch"
   done
   exit 75
@@ -494,7 +495,7 @@ chmod 0711 -- "$mine"
 start=$(sed 's/.*) //' "/proc/$$/stat" | cut -d ' ' -f 20)
 umask 077
 printf '%s %s %s\n' "$$" "$start" "$token" >"$mine/holder.new" && mv -f -- "$mine/holder.new" "$mine/holder" &&
-  printf '%s\n' "$1" >"$mine/note.new" && chmod 0644 -- "$mine/note.new" && mv -f -- "$mine/note.new" "$mine/note" ||
+  printf '%s\n' "$note" >"$mine/note.new" && chmod 0644 -- "$mine/note.new" && mv -f -- "$mine/note.new" "$mine/note" ||
   exit 74
 echo locked
 cat >/dev/null 9<&-
@@ -588,7 +589,7 @@ class Link:
 
     def _take_lock(self) -> None:
         note = f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()} ({self.purpose}, since " \
-               f"{time.strftime('%H:%M:%S')})"
+               f"{time.strftime('%H:%M:%S')})".replace("\n", " ")  # one line of the lock script's stdin
         lock = f"{LOCK_DIR}/edgeorch.lock"
         for _ in range(3):
             status, lines = self._try_lock(note)
@@ -620,12 +621,12 @@ class Link:
 
     def _try_lock(self, note: str) -> tuple[int | None, list[str]]:
         """One attempt at the board's lock: (None, []) once it is held, else the script's exit status and lines."""
-        with recording(shlex.join(sh(_LOCK_SCRIPT, note, str(LOCK_WAIT_S), LOCK_DIR)), self.board.name) as rec:
+        with recording(shlex.join(sh(_LOCK_SCRIPT, str(LOCK_WAIT_S), LOCK_DIR)), self.board.name) as rec:
             chan = self.conn.client.get_transport().open_session()
             chan.settimeout(LOCK_ANSWER_S)
             try:
                 chan.exec_command(rec.text)
-                chan.sendall(f"{self.token}\n".encode())
+                chan.sendall(f"{self.token}\n{note}\n".encode())
                 first = chan.makefile("r").readline().strip()
                 if first == "locked":
                     chan.settimeout(None)

@@ -139,8 +139,9 @@ def test_the_reclaim_ends_only_a_verified_lock_holder_of_this_login(tmp):
         return subprocess.run(["sh", "-c", _RECLAIM_SCRIPT, "sh", str(proc.pid), start, str(tmp)]).returncode
 
     plain = subprocess.Popen(["sh", "-c", "sleep 60", "sh"])  # ours, but not the lock script
-    other = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "sh", "-c",
-                              _LOCK_SCRIPT.replace("IFS= read", "sleep 60; read"), "sh", "n", "1", "/nonexistent"])
+    waits = _LOCK_SCRIPT.replace("IFS= read -r token", "sleep 60; read -r token")
+    other = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "sh", "-c", waits,
+                              "sh", "1", "/nonexistent"])
     try:
         time.sleep(0.2)
         assert reclaim(plain) == 3 and reclaim(other) == 3
