@@ -207,7 +207,8 @@ def bench(c, framework=None, host=None, model="mobilenet_v2", mode="both", itera
     args, run_dir = _request(c, "bench", locals())
     pipeline.bench(load_inventory(args["inventory"]), args["host"], framework=args["framework"], model=args["model"],
                    mode=args["mode"], iterations=args["iterations"], warmup=args["warmup"],
-                   threads=tuple(args["threads"]), batch=tuple(args["batch"]), **_stopping(*(args[k] for k in STOPPING)),
+                   threads=tuple(args["threads"]), batch=tuple(args["batch"]),
+                   **_stopping(*(args[k] for k in STOPPING)),
                    options=tuple(args["option"] or ()), input_shapes=tuple(args.get("input_shape") or ()),
                    inputs=tuple(args.get("input") or ()), parallel=args["parallel"], dry_run=args["dry_run"],
                    timeout=args["timeout"], base_image=args["base_image"], request=args, resume=run_dir,
