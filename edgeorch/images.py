@@ -84,7 +84,7 @@ def _mmdebstrap(arch: Arch, base: BaseRecipe, out: Path) -> None:
     """mmdebstrap, not debootstrap: apt resolves and downloads on this machine, at its own speed, and installs a
     dependency tree of any size (the frameworks' Debian packages of 32-bit trixie too), so that under QEMU only
     dpkg and the packages' scripts run. Trixie armhf here, alone: 2 min 25 s against debootstrap's 2 min 49 s;
-    with ONNX Runtime and OpenCV 6 min 25 s, against 8 min 2 s for debootstrap then apt in a docker build."""
+    with ONNX Runtime and OpenCV 6 min 25 s, against 8 min 20 s for debootstrap then apt in a docker build."""
     _require_emulation(arch)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix="mmdebstrap-") as tmp:
