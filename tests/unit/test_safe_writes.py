@@ -5,13 +5,11 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from edgeorch import cache, health, images, results
-from edgeorch.inventory import load_inventory
+from edgeorch import cache, images
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +24,7 @@ def test_a_link_at_the_name_is_replaced_never_written_through(tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("someone else's file")
     (tmp_path / "manifest.json").symlink_to(victim)
-    results.write_atomic(tmp_path / "manifest.json", '{"complete": true}')
+    cache.write_atomic(tmp_path / "manifest.json", '{"complete": true}')
     assert victim.read_text() == "someone else's file"
     assert not (tmp_path / "manifest.json").is_symlink()
     assert json.loads((tmp_path / "manifest.json").read_text()) == {"complete": True}
@@ -36,7 +34,7 @@ def test_a_link_left_at_the_old_predictable_temporary_name_is_never_followed(tmp
     victim = tmp_path / "victim"
     victim.write_text("someone else's file")
     (tmp_path / f".manifest.json.{os.getpid()}.tmp").symlink_to(victim)  # where the old write_atomic wrote
-    results.write_atomic(tmp_path / "manifest.json", "new")
+    cache.write_atomic(tmp_path / "manifest.json", "new")
     assert victim.read_text() == "someone else's file"
     assert (tmp_path / "manifest.json").read_text() == "new"
 
@@ -49,55 +47,22 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(OSError, match="No space"):
-        results.write_atomic(target, "new" * 1000)
+        cache.write_atomic(target, "new" * 1000)
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]
 
 
 def test_processes_writing_one_file_at_once_leave_one_of_them_whole(tmp_path):
     target = tmp_path / "manifest.json"
-    code = ("from pathlib import Path; from edgeorch import results\n"
+    code = ("from pathlib import Path; from edgeorch import cache\n"
             "for _ in range(30):\n"
-            "    results.write_atomic(Path(sys.argv[1]), sys.argv[2] * 200_000)\n")
+            "    cache.write_atomic(Path(sys.argv[1]), sys.argv[2] * 200_000)\n")
     procs = [_python(code, str(target), letter) for letter in "abcd"]
     for p in procs:
         assert p.wait(60) == 0, p.stderr.read()
     text = target.read_text()
     assert len(text) == 200_000 and len(set(text)) == 1  # one writer's bytes, all of them
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]  # no temporary left behind
-
-
-@pytest.fixture
-def inventory(tmp_path, monkeypatch):
-    monkeypatch.setenv("EDGEORCH_CACHE", str(tmp_path / "cache"))
-    path = tmp_path / "inventory.yaml"
-    path.write_text(textwrap.dedent("""
-        boards:
-    """) + "".join(f"      - {{name: b{i}, host: 10.0.0.{i}, port: 22, user: pi, arch: arm64}}\n" for i in range(8)))
-    return path
-
-
-def test_two_checks_at_once_keep_each_others_boards(inventory, tmp_path):
-    code = ("from edgeorch import health; from edgeorch.inventory import load_inventory\n"
-            "inv = load_inventory(sys.argv[1])\n"
-            "for _ in range(20):\n"
-            "    health.record(inv, {sys.argv[2]: ['broken ' + sys.argv[2]]})\n")
-    procs = [_python(code, str(inventory), f"b{i}") for i in range(8)]
-    for p in procs:
-        assert p.wait(60) == 0, p.stderr.read()
-    inv = load_inventory(inventory)
-    assert [health.problems(inv, b)[0] for b in inv.boards] == [[f"broken b{i}"] for i in range(8)]
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["health.json", "locks"]
-
-
-@pytest.mark.parametrize("content", ["{\"half", "[1, 2]", json.dumps({"x::b0": {"problems": "no list"}})])
-def test_a_health_file_that_is_not_one_a_check_wrote_is_not_trusted(inventory, tmp_path, content):
-    inv = load_inventory(inventory)
-    (tmp_path / "cache").mkdir(exist_ok=True)
-    (tmp_path / "cache" / "health.json").write_text(content.replace("x", str(inv.path)))
-    assert health.problems(inv, inv.boards[0]) is None  # as if never checked: the board runs
-    health.record(inv, {"b1": ["no Docker"]})  # and the next check writes it anew
-    assert health.problems(inv, inv.boards[1])[0] == ["no Docker"]
 
 
 def test_a_rootfs_pack_never_writes_through_the_old_fixed_partial_name(tmp_path):
@@ -122,7 +87,3 @@ def test_a_failed_rootfs_pack_leaves_neither_the_tarball_nor_a_temporary(tmp_pat
     with pytest.raises(Exception, match="packing the rootfs"):
         images._pack(tmp_path / "no-such-root", out)
     assert list(out.parent.iterdir()) == []
-
-
-def test_the_cache_writer_is_the_results_writer():
-    assert results.write_atomic is cache.write_atomic
