@@ -249,8 +249,9 @@ def _unpack(client, sb: SimBoard, image: str) -> None:
     passwd.write_text("".join(
         ":".join([*fields[:5], str(sb.homes / fields[0]), *fields[6:]]) if fields[0] in LOGINS else line
         for line in passwd.read_text().splitlines(keepends=True) for fields in [line.split(":")]))
+    users = _entries(passwd)
     for name in LOGINS:
-        uid, gid = map(int, _entries(passwd)[name][2:4])
+        uid, gid = map(int, users[name][2:4])
         home = sb.homes / name
         home.mkdir(parents=True, exist_ok=True, mode=0o700 if uid == 0 else 0o755)
         os.chown(home, uid, gid)
