@@ -7,6 +7,7 @@ here, with the exit code of their kind.
 import atexit
 import functools
 import os
+import sys
 from pathlib import Path
 
 import invoke
@@ -19,7 +20,7 @@ from edgeorch import results as store
 from edgeorch.console import commands, console
 from edgeorch.errors import ConfigError, EdgeorchError
 from edgeorch.inventory import load_inventory
-from edgeorch.plan import parse_counts
+from edgeorch.plan import parse_counts, parse_modes
 from edgeorch.recipes import load_recipes
 
 INVENTORY = os.environ.get("EDGEORCH_INVENTORY", "inventory.yaml")
@@ -100,7 +101,8 @@ BENCH_HELP = {
     "framework": "framework, comma list of them, or all (see `invoke matrix`)",
     "model": "a zoo network or builtin of the framework's format (see `invoke matrix`), or the path of your own "
              "file; a comma list sweeps several",
-    "mode": "docker, bare or both",
+    "mode": "docker (a container of the framework image), bare (the image's userland without the container), "
+            "native (the board's own Python with the framework's wheels), a comma list, both (docker,bare) or all",
     "iterations": "timed inferences per run",
     "warmup": "untimed inferences before them",
     "repeat": "exactly K pairs, no stopping rule (below --min-pairs there is no verdict)",
@@ -137,16 +139,41 @@ BENCH_HELP = {
 
 
 @task(help={"host": "board, group, or comma list",
-            "framework": "framework to deploy (default: each board's `frameworks` list)",
+            "framework": "framework or comma list of them to deploy (default: what a bench, calibrate or explain "
+                         "after it on the command line runs, else each board's `frameworks` list)",
+            "mode": "docker, bare, native, a comma list of them, both (docker,bare) or all (default: the following "
+                    "task's, else both)",
             "serial": "deploy one board after another instead of side by side", "inventory": INV_HELP,
             "base_image": BENCH_HELP["base_image"], "verbose": VERBOSE_HELP})
 @reported
-def deploy(c, host=None, framework=None, inventory=INVENTORY, serial=False, base_image=None, verbose=False):
-    """Build the framework image for each board's arch and deploy it (Docker image + bare-metal bundle)."""
-    pipeline.deploy_boards(load_inventory(inventory), _hosts(c, host),
-                           [framework] if framework else None, parallel=not serial, base_image=base_image)
+def deploy(c, host=None, framework=None, mode=None, inventory=INVENTORY, serial=False, base_image=None,
+           verbose=False):
+    """Build the framework image for each board's arch and deploy it: the image (docker), its userland out of the
+    container (bare), the wheels for the board's own Python (native)."""
+    chained = _chained_options()
+    framework = framework or chained.get("framework")
+    frameworks = None if framework in (None, "all") else [f.strip() for f in framework.split(",") if f.strip()]
+    pipeline.deploy_boards(load_inventory(inventory), _hosts(c, host), frameworks, parallel=not serial,
+                           base_image=base_image, modes=parse_modes(mode or chained.get("mode") or "both"))
 
 
+SWEEPS = ("bench", "calibrate", "explain")
+
+
+def _chained_options() -> dict[str, str]:
+    """The --framework and --mode of the sweep task that follows `deploy` on this command line (invoke deploy
+    --host rpi3 bench --framework tflite): a chained deploy sends what that task will run, not every framework the
+    boards list."""
+    words = sys.argv[1:]
+    after = next((i for i, w in enumerate(words) if w in SWEEPS and i > 0 and words[:i].count("deploy")), None)
+    found = {}
+    for i, word in enumerate(words[after + 1:] if after is not None else [], start=(after or 0) + 1):
+        for name in ("framework", "mode"):
+            if word.startswith(f"--{name}="):
+                found[name] = word.split("=", 1)[1]
+            elif word == f"--{name}" and i + 1 < len(words):
+                found[name] = words[i + 1]
+    return found
 
 
 @task(help={"host": "board, group, or comma list", "inventory": INV_HELP, "verbose": VERBOSE_HELP})
@@ -165,7 +192,8 @@ COMPARE_HELP = {k: v for k, v in BENCH_HELP.items()
 CALIBRATE_HELP = {**{k: v for k, v in BENCH_HELP.items()
                      if k not in ("batch", "option", "parallel", "base_image", "input_shape", "input", "profile",
                                   "counters", "energy")},
-                  "mode": "docker, bare or both: each mode is run against itself"}
+                  "mode": "docker, bare, native, a comma list, both (docker,bare) or all: each mode is run against "
+                          "itself"}
 EXPLAIN_HELP = {k: v for k, v in CALIBRATE_HELP.items() if k != "mode"}
 
 
@@ -224,10 +252,15 @@ def _request(c, name: str, given: dict) -> tuple[dict, Path | None]:
     given = {k: v for k, v in given.items() if k not in ("c", "resume", "results", "verbose")}
     if resume:
         run_dir = store.find_run(resume, "--resume")
-        saved = store.read_manifest(run_dir).get("request") or {}
+        manifest = store.read_manifest(run_dir)
+        saved = manifest.get("request") or {}
         if saved.get("task") != name:
             raise ConfigError(f"--resume {resume}: that run was not started by `invoke {name}` of this edgeorch",
                               hint="resume it with the task that made it, or start a new run")
+        if store.legacy_modes(manifest) and saved.get("mode") != "docker":
+            raise ConfigError(f"--resume {resume}: that run's bare mode was the board's own Python, which is native "
+                              "mode now (bare is the image's userland without a container): its pairs cannot go on "
+                              "with today's arms", hint="start a new run; `invoke report` still reads the old one")
         console.print(f"resuming {escape(str(run_dir))} with the arguments it was started with")
         return _counts(saved), run_dir
     if not given.get("framework"):

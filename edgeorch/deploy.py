@@ -1,5 +1,5 @@
-"""Put what a framework needs onto a board: its image (docker mode) and the same wheels and
-entrypoint in a directory of their own (bare mode); skip what the board already has."""
+"""Put what a framework needs onto a board: its image (docker mode), the image's userland out of its container (bare
+mode), the same wheels for the board's own Python (native mode); skip what the board already has."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import paramiko
 from rich.markup import escape
 from rich.progress import Progress
 
-from . import bench, images, results
+from . import bench, images, results, userland
 from .arch import Arch
 from .cache import file_sha256
 from .console import console, recording, shell
@@ -27,12 +27,13 @@ from .inventory import Board
 from .plan import MODES, Arm, deploy_steps, first_missing, images_to_keep
 from .recipes import INSTALL_SCRIPT
 from .releases import Platform, parse_os_release
-from .runners import BareRunner, DockerRunner, Runner, probe_args
+from .runners import CONTAINER_DIR, BareRunner, DockerRunner, NativeRunner, Runner, probe_args
 from .transport import bounded_sftp, remote, sftp, sh, transfer_timeout
+from .userland import Userland
 
 CODEC = "gzip"  # what the image archive is compressed with: benchmarks/deploy_bytes.py measures the choice
 PROBE_TIMEOUT = 600  # s: importing a big framework under QEMU is slow, but a hang must end
-INSTALL_TIMEOUT = 3600  # s: the bare-metal bundle's install
+INSTALL_TIMEOUT = 3600  # s: the native bundle's install
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +44,8 @@ class Transfer:
     sent: int
     lacked: int
     layers: tuple[int, int] | None = None  # an image's: how many of its layers went, of how many
+    unpacked: int = 0                      # the bare bundle's: its bytes once unpacked on the board
+    seconds: float = 0.0
 
     @property
     def label(self) -> str:
@@ -51,12 +54,13 @@ class Transfer:
 
 @dataclass(frozen=True, kw_only=True)
 class Deployment:
-    """A framework ready on a board in both modes, with the versions each mode reported."""
+    """A framework ready on a board in its modes, with the versions each mode reported."""
     board: Board
     image: ImageSpec
     workdir: str
-    bundle_dir: str
+    bundle_dir: str                  # native mode's: a venv of the framework's wheels for the board's Python
     framework_version: str
+    userland: Userland | None = None  # bare mode's: the image's userland, out of its container
     notes: tuple[str, ...] = ()
     modes: tuple[str, ...] = MODES
     sent: tuple[Transfer, ...] = ()  # what went over the link, with the bytes the board lacked of it
@@ -66,20 +70,34 @@ class Deployment:
     def summary(self) -> dict:
         """What this deploy sent, as deploy.json keeps it."""
         return {"board": self.board.name, "framework": self.image.framework, "version": self.framework_version,
-                "image": self.image.tag, "image_bytes": self.image_bytes,
+                "modes": list(self.modes), "image": self.image.tag, "image_bytes": self.image_bytes,
+                **({"bare_bundle_bytes": self.userland.bytes, "bare_bundle_unpacked_bytes": self.userland.unpacked}
+                   if self.userland and "bare" in self.modes else {}),
                 "sent_bytes": sum(t.sent for t in self.sent), "lacked_bytes": sum(t.lacked for t in self.sent),
                 "seconds": self.seconds, "items": [dataclasses.asdict(t) for t in self.sent]}
 
     def runner(self, conn: fabric.Connection, arm: Arm, timeout: float, watch: tuple[str, ...] = ()) -> Runner:
-        """The runner of one arm, whose runs may take `timeout` s: bare, or Docker with the board's options and the
-        arm's; `watch`: what the watcher measures beside latency (runners.Measures)."""
+        """The runner of one arm, whose runs may take `timeout` s: bare, native, or Docker with the board's options
+        and the arm's; `watch`: what the watcher measures beside latency (runners.Measures)."""
         where = {"python": self.board.python, "host_dir": host_dir(self.workdir), "cache_dir": self.cache_dir,
                  "watch": watch}
         if arm.mode == "bare":
-            return BareRunner(conn, self.board.name, self.bundle_dir, timeout, **where)
+            return BareRunner(conn, self.board.name, self.root, self.userland.python,
+                              self.userland.environment(self.root), timeout, **where)
+        if arm.mode == "native":
+            return NativeRunner(conn, self.board.name, self.bundle_dir, timeout, **where)
         return DockerRunner(conn, self.board.name, self.image.image_id, timeout,
                             (*self.board.docker_args, *arm.docker_args), bind_files=arm.bind_files, **where)
 
+
+    @property
+    def userland_dir(self) -> str:
+        """Bare mode's bundle on the board: the userland under root/, with edgeorch's mark and manifest beside it."""
+        return f"{self.bundle_dir}-bare"
+
+    @property
+    def root(self) -> str:
+        return posixpath.join(self.userland_dir, "root")
 
     @property
     def cache_dir(self) -> str | None:
@@ -112,7 +130,7 @@ def _copy_watcher(conn: fabric.Connection, board: Board, workdir: str) -> list[T
 
 WORKDIR_MARK = ".edgeorch-workdir"      # in a workdir edgeorch made, holding WORKDIR_SCHEMA: only there it works
 WORKDIR_SCHEMA = "edgeorch-workdir/1"
-BUNDLE_MARK = ".edgeorch-bundle"         # in a bare-metal bundle from its first byte, holding BUNDLE_SCHEMA
+BUNDLE_MARK = ".edgeorch-bundle"         # in a bare or native bundle from its first byte, holding BUNDLE_SCHEMA
 BUNDLE_SCHEMA = "edgeorch-bundle/1"
 MODELS_LIST = ".edgeorch-models"         # the files edgeorch sent into <workdir>/models, one name a line
 _SENT_NAME = re.compile(r"[0-9a-f]{16}(\.[A-Za-z0-9.]*)?")  # push_file's names: no user's file is ever one
@@ -194,10 +212,10 @@ def image_on_board(conn: fabric.Connection, board: Board, image_id: str) -> str 
 
 
 def bundle_manifest(image: ImageSpec) -> dict:
-    """What a complete, checked bare-metal bundle holds; compared with the board's copy to skip work."""
+    """What a complete, checked native bundle holds; compared with the board's copy to skip work."""
     return {"framework": image.framework, "version": image.version, "arch": image.arch.value,
             "bench_sha256": image.bench_sha256, "install_sha256": file_sha256(INSTALL_SCRIPT),
-            "wheels": {p.name: file_sha256(p) for p in sorted(image.bare_wheelhouse.iterdir())}}
+            "wheels": {p.name: file_sha256(p) for p in sorted(image.native_wheelhouse.iterdir())}}
 
 
 def _check_space(conn: fabric.Connection, board: Board, where: str, size: int, what: str) -> None:
@@ -293,15 +311,20 @@ def first_to_send(held: tuple[str, list[list[str]]], layers: ImageLayers) -> int
     return 0 if store == "containerd" else first_missing(layers.diff_ids, images_held)
 
 
+def _drop_partials(conn: fabric.Connection, board: Board, workdir: str, keep: str = "") -> None:
+    """With the board's lock held, a *.partial in the workdir is what a cut transfer left: that of `keep` (the
+    archive being sent now) is resumed, the others go."""
+    remote(conn, sh('for f in "$1"/*.partial; do [ "$f" = "$2" ] || rm -f -- "$f"; done', workdir, keep + ".partial"),
+           board=board.name)
+
+
 def _send_image(conn: fabric.Connection, board: Board, layers: ImageLayers, workdir: str,
                 progress: Progress | None) -> Transfer:
     """Load the image on the board from an archive of the layers it lacks, checked before it is loaded."""
     start = first_to_send(board_layers(conn, board), layers)
     archive = images.layer_archive(layers, start, CODEC)
     dest = posixpath.join(workdir, archive.name)
-    # with the board's lock held, a *.partial there is a cut transfer's: this archive's is resumed, others go
-    remote(conn, sh('for f in "$1"/*.partial; do [ "$f" = "$2" ] || rm -f -- "$f"; done', workdir, dest + ".partial"),
-           board=board.name)
+    _drop_partials(conn, board, workdir, dest)
     sent = _put(conn, board, archive, dest, progress,
                 f"{board.name}: {layers.tag.split(':')[0]} {len(layers.diff_ids) - start}/{len(layers.diff_ids)} "
                 "layers", resume=True)
@@ -313,55 +336,75 @@ def _send_image(conn: fabric.Connection, board: Board, layers: ImageLayers, work
 
 
 def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: ImageLayers,
-           progress: Progress | None = None, modes: tuple[str, ...] = MODES) -> Deployment:
-    """Make `image`'s framework ready on `board` in `modes` (both by default) and check their versions match; only
-    what the board lacks is sent."""
+           progress: Progress | None = None, modes: tuple[str, ...] = MODES,
+           bare: Userland | None = None) -> Deployment:
+    """Make `image`'s framework ready on `board` in `modes` (bare mode from `bare`, the image's userland) and check
+    that their versions and entrypoints match; only what the board lacks is sent."""
     started = time.monotonic()
-    docker_version(conn, board)
+    if "docker" in modes:
+        docker_version(conn, board)
     workdir = prepare_workdir(conn, board)
     # the board's lock is held: a model's *.partial there is what a cut transfer left (the link was gone, so it stayed)
     remote(conn, sh('rm -f -- "$1"/models/*.partial', workdir), board=board.name)
     watcher = _copy_watcher(conn, board, workdir)
+    deployment = Deployment(board=board, image=image, workdir=workdir, userland=bare, modes=modes,
+                            bundle_dir=posixpath.join(workdir, f"{image.framework}-{image.version}"),
+                            framework_version=image.version, image_bytes=export.size)
+    manifests = {"native": bundle_manifest(image)}
+    if bare is not None:
+        manifests["bare"] = userland_manifest(image, bare, deployment.root)
+    where = {"bare": deployment.userland_dir, "native": deployment.bundle_dir}
+    remote_id = image_on_board(conn, board, image.image_id) if "docker" in modes else None
+    steps = deploy_steps(remote_image_id=remote_id, image_id=image.image_id, modes=modes,
+                         bundles={m: (_read_manifest(conn, board, where[m]), manifests[m]) for m in manifests})
+    if not {("docker", "image"), ("bare", "bundle")} & set(steps):  # no archive is sent: what a cut transfer left goes
+        _drop_partials(conn, board, workdir)
     sent: list[Transfer] = []
-    bundle_dir = posixpath.join(workdir, f"{image.framework}-{image.version}")
-    remote_id = image_on_board(conn, board, image.image_id)
-    old = remote(conn, ["cat", posixpath.join(bundle_dir, "manifest.json")], board=board.name, warn=True)
-    try:
-        remote_manifest = json.loads(old.stdout) if old.ok else None
-    except json.JSONDecodeError:
-        remote_manifest = None
-    manifest = bundle_manifest(image)
-    steps = deploy_steps(remote_image_id=remote_id, image_id=image.image_id,
-                         remote_manifest=remote_manifest, manifest=manifest, modes=modes)
-    if "image" in steps:
-        sent.append(_send_image(conn, board, export, workdir, progress))
-        if image_on_board(conn, board, image.image_id) != image.image_id:
-            raise BoardError(f"board {board.name}: after docker load the image {image.tag} is missing",
-                             hint="check free disk space on the board (docker system df)")
-    else:  # nothing of this image is being sent: what a cut transfer left goes
-        remote(conn, sh('rm -f -- "$1"/*.partial', workdir), board=board.name)
-    if "bundle" in steps:
-        _require_debian(conn, board, image)
-        sent.append(_install_bundle(conn, board, image, bundle_dir))
-    elif "entrypoint" in steps:  # the installed wheels stay: only the entrypoint's changed files go
-        sent.append(_copy_entrypoint(conn, board, bundle_dir))
-    deployment = Deployment(board=board, image=image, workdir=workdir, bundle_dir=bundle_dir,
-                            framework_version=image.version, modes=modes,
-                            sent=(*sent, *watcher), image_bytes=export.size)
+    for mode, step in steps:
+        if step == "image":
+            sent.append(_send_image(conn, board, export, workdir, progress))
+            if image_on_board(conn, board, image.image_id) != image.image_id:
+                raise BoardError(f"board {board.name}: after docker load the image {image.tag} is missing",
+                                 hint="check free disk space on the board (docker system df)")
+        elif mode == "bare":
+            sent.append(_install_userland(conn, board, bare, deployment, progress) if step == "bundle" else
+                        _copy_entrypoint(conn, board, posixpath.join(deployment.root, CONTAINER_DIR.lstrip("/"))))
+        elif step == "bundle":
+            _require_debian(conn, board, image)
+            sent.append(_install_bundle(conn, board, image, deployment.bundle_dir))
+        else:  # the installed wheels stay: only the entrypoint's changed files go
+            sent.append(_copy_entrypoint(conn, board, deployment.bundle_dir))
+    deployment = dataclasses.replace(deployment, sent=(*sent, *watcher))
     if deployment.cache_dir:
         remote(conn, ["mkdir", "-p", "--", deployment.cache_dir], board=board.name)
-    if not steps:  # this image and this bundle passed the check when they were deployed
+    if not steps:  # this image and these bundles passed the check when they were deployed
         return dataclasses.replace(deployment, seconds=round(time.monotonic() - started, 2))
     version, notes = check_versions(conn, deployment)
-    # Written last, and only after both modes agreed: its presence means "installed and checked".
-    if "bare" in modes:
-        text = json.dumps(manifest, indent=1).encode()
-        with recording(_sftp("-", posixpath.join(bundle_dir, "manifest.json"), len(text)), board.name) as rec, \
+    # Written last, and only after the modes agreed: its presence means "installed and checked".
+    for mode in dict.fromkeys(m for m, _ in steps if m in manifests):
+        text = json.dumps(manifests[mode], indent=1).encode()
+        dest = posixpath.join(where[mode], "manifest.json")
+        with recording(_sftp("-", dest, len(text)), board.name) as rec, \
                 bounded_sftp(conn, board.name, len(text), "manifest.json") as (client, check):
-            client.putfo(io.BytesIO(text), posixpath.join(bundle_dir, "manifest.json"), callback=check)
+            client.putfo(io.BytesIO(text), dest, callback=check)
             rec.exit_code = 0
     return dataclasses.replace(deployment, framework_version=version, notes=notes,
                                seconds=round(time.monotonic() - started, 2))
+
+
+def _read_manifest(conn: fabric.Connection, board: Board, bundle_dir: str) -> dict | None:
+    """The manifest of the board's bundle in `bundle_dir`: None if it has none (or not a whole one)."""
+    old = remote(conn, ["cat", posixpath.join(bundle_dir, "manifest.json")], board=board.name, warn=True)
+    try:
+        return json.loads(old.stdout) if old.ok else None
+    except json.JSONDecodeError:
+        return None
+
+
+def userland_manifest(image: ImageSpec, bare: Userland, root: str) -> dict:
+    """What a complete, checked bare bundle holds: the userland's bytes, relocated to `root`, and the entrypoint."""
+    return {"framework": image.framework, "version": image.version, "arch": image.arch.value,
+            "userland_sha256": bare.sha256, "root": root, "bench_sha256": image.bench_sha256}
 
 
 # Ends what this login runs from directory $1 (its path as a regex, from _running_from), then waits (5 s at most)
@@ -387,8 +430,8 @@ def _require_debian(conn: fabric.Connection, board: Board, image: ImageSpec) -> 
     missing = [p for p in image.debian if p not in have]
     if missing:
         raise BoardError(f"board {board.name}: {image.framework} {image.version} comes from Debian's "
-                         f"{', '.join(image.debian)} in bare mode, and the board lacks {', '.join(missing)}",
-                         hint=f"on the board: sudo apt install {' '.join(missing)} (or run --mode docker)")
+                         f"{', '.join(image.debian)} in native mode, and the board lacks {', '.join(missing)}",
+                         hint=f"on the board: sudo apt install {' '.join(missing)} (or leave native out: --mode both)")
 
 
 def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bundle_dir: str) -> Transfer:
@@ -399,13 +442,13 @@ def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bun
     remote(conn, sh('rm -rf -- "$1" && mkdir -p -- "$2" && printf "%s\\n" "$3" >"$1/$4"', bundle_dir, wheels,
                     BUNDLE_SCHEMA, BUNDLE_MARK), board=board.name)
     try:  # the wheels go straight to their names (no manifest yet: nothing half-sent passes for installed)
-        _check_space(conn, board, bundle_dir, sum(p.stat().st_size for p in image.bare_wheelhouse.iterdir()),
-                     f"the bare-metal bundle of {image.framework}")
+        _check_space(conn, board, bundle_dir, sum(p.stat().st_size for p in image.native_wheelhouse.iterdir()),
+                     f"the native bundle of {image.framework}")
     except BoardError:
         remote(conn, ["rm", "-rf", "--", bundle_dir], board=board.name, warn=True)
         raise
     size = 0
-    for wheel in (*sorted(image.bare_wheelhouse.iterdir()), INSTALL_SCRIPT):
+    for wheel in (*sorted(image.native_wheelhouse.iterdir()), INSTALL_SCRIPT):
         dest = posixpath.join(wheels if wheel != INSTALL_SCRIPT else bundle_dir, wheel.name)
         with recording(_sftp(wheel, dest, wheel.stat().st_size), board.name) as rec, \
                 bounded_sftp(conn, board.name, wheel.stat().st_size, wheel.name) as (client, check):
@@ -418,12 +461,85 @@ def _install_bundle(conn: fabric.Connection, board: Board, image: ImageSpec, bun
     install = ["sh", script, bundle_dir, board.python]
     r = remote(conn, install, board=board.name, warn=True, timeout=INSTALL_TIMEOUT)
     if r.failed:
-        raise BoardError(f"board {board.name}: installing {image.framework} {image.version} for bare "
+        raise BoardError(f"board {board.name}: installing {image.framework} {image.version} for native "
                          f"metal failed (`{shell(install)}`, exit {r.exited}): {(r.stderr or r.stdout).strip()[-400:]}",
                          hint=f"the board needs {board.python} with the venv module "
                               "(apt-get install python3-venv) and numpy (python3-numpy)")
     return Transfer(what="bundle", sent=size + entrypoint.sent,
                     lacked=size + entrypoint.lacked)
+
+
+# The bare bundle's userland (archive $2) unpacked into $1/root with its mark ($3 holding $4), the archive removed
+# whether or not it unpacked (the next deploy sends it again)
+_UNPACK = r"""
+rm -rf -- "$1" && mkdir -p -- "$1/root" && printf '%s\n' "$4" >"$1/$3" || exit 1
+tar -xzf "$2" -C "$1/root" --no-same-owner; status=$?
+rm -f -- "$2"
+exit $status
+"""
+
+# The bundle's interpreter ($1) started as a run starts it (the environment after $2 `--`), asked what it is
+_FIRST_START = 'py=$1; shift; exec env -i "$@" "$py" -c "import sys, numpy; print(sys.version.split()[0])"'
+
+
+def _install_userland(conn: fabric.Connection, board: Board, bare: Userland, deployment: Deployment,
+                      progress: Progress | None) -> Transfer:
+    """The image's userland unpacked on the board, its interpreter relocated, the entrypoint beside it; a BoardError
+    naming the cause and its fix when the board cannot start it."""
+    started = time.monotonic()
+    workdir, bundle_dir, root = deployment.workdir, deployment.userland_dir, deployment.root
+    # with the board's lock held, anything still running from the bundle is a lost attempt's (its tar, a run)
+    remote(conn, sh(_END_LEFTOVERS, _running_from(bundle_dir)), board=board.name)
+    _check_space(conn, board, workdir, bare.bytes + bare.unpacked, "the bare-metal bundle (its archive, then "
+                 f"unpacked) of {deployment.image.framework}")
+    archive = posixpath.join(workdir, bare.archive.name)
+    _drop_partials(conn, board, workdir, archive)
+    sent = _put(conn, board, bare.archive, archive, progress, f"{board.name}: {deployment.image.framework} bare "
+                "bundle", resume=True)
+    r = remote(conn, sh(_UNPACK, bundle_dir, archive, BUNDLE_MARK, BUNDLE_SCHEMA), board=board.name, warn=True,
+               timeout=transfer_timeout(bare.unpacked))
+    if r.failed:
+        remote(conn, ["rm", "-rf", "--", bundle_dir], board=board.name, warn=True)
+        raise BoardError(f"board {board.name}: unpacking the bare-metal bundle into {bundle_dir} failed (exit "
+                         f"{r.exited}): {(r.stderr or r.stdout).strip()[-400:]}",
+                         hint=f"check the free disk there (df -h {workdir}), then deploy again")
+    interpreter = userland.patched(bare, root)
+    dest = posixpath.join(root, bare.python)
+    with recording(_sftp(interpreter, dest, interpreter.stat().st_size), board.name) as rec, \
+            bounded_sftp(conn, board.name, interpreter.stat().st_size, interpreter.name) as (client, check):
+        client.put(str(interpreter), dest, callback=check)
+        client.chmod(dest, 0o755)
+        rec.exit_code = 0
+    _first_start(conn, board, bare, root)
+    entrypoint = _copy_entrypoint(conn, board, posixpath.join(root, CONTAINER_DIR.lstrip("/")))
+    size = sent + interpreter.stat().st_size + entrypoint.sent
+    return Transfer(what="bare bundle", sent=size, lacked=bare.bytes + interpreter.stat().st_size + entrypoint.lacked,
+                    unpacked=bare.unpacked, seconds=round(time.monotonic() - started, 2))
+
+
+def _first_start(conn: fabric.Connection, board: Board, bare: Userland, root: str) -> None:
+    """A BoardError saying why when the bundle's interpreter does not start on the board: its workdir on a noexec
+    mount, a kernel older than the bundle's C library needs, an architecture the board cannot run."""
+    env = [f"{k}={v}" for k, v in bare.environment(root).items()]
+    r = remote(conn, sh(_FIRST_START, posixpath.join(root, bare.python), *env), board=board.name, warn=True,
+               timeout=PROBE_TIMEOUT)
+    if r.ok:
+        return
+    said = (r.stderr or r.stdout).strip()
+    if "kernel too old" in said:
+        why, fix = ("the board's kernel is older than the bundle's C library needs",
+                    "update the board's kernel, or run --mode docker,native")
+    elif "Exec format error" in said or "cannot execute binary" in said:
+        why, fix = (f"its architecture is not the bundle's (whose loader is {posixpath.basename(bare.loader)})",
+                    "fix `arch:` of the board in the inventory (`invoke check` says what it runs)")
+    elif r.exited == 126 or "Permission denied" in said:
+        why, fix = ("its workdir does not let programs run (a noexec mount?)",
+                    f"set `workdir:` of {board.name} in the inventory to a folder on a filesystem mounted without "
+                    f"noexec (findmnt -T {root} shows its options), or run --mode docker,native")
+    else:
+        why, fix = ("it did not start", "run `invoke check` on the board; see the message above")
+    raise BoardError(f"board {board.name}: the bare-metal bundle's Python cannot run there: {why} (exit {r.exited}: "
+                     f"{said[-300:] or 'no message'})", hint=fix)
 
 
 # Each file under $1 with its sha256, as `./path` (Python's bytecode caches aside)
@@ -489,7 +605,7 @@ def check_versions(conn: fabric.Connection, deployment: Deployment) -> tuple[str
         raise BoardError(f"board {board.name}: the entrypoint differs between modes ({digests}) "
                          f"from the local one ({image.bench_sha256})",
                          hint="redeploy: invoke deploy --host " + board.name)
-    facts = probes.get("bare", probes.get("docker"))["facts"]
+    facts = probes.get("native", probes.get("bare", probes.get("docker")))["facts"]
     try:
         found = Arch.from_userland(facts["machine"], facts["bits"])
     except ValueError:
@@ -498,14 +614,34 @@ def check_versions(conn: fabric.Connection, deployment: Deployment) -> tuple[str
         raise BoardError(f"board {board.name}: the inventory says {board.arch.value}, but the board runs "
                          f"{facts['machine']} ({facts['bits']}-bit)",
                          hint=f"fix `arch:` of {board.name} in the inventory")
+    if "bare" in probes:
+        _check_bare(board, deployment.userland_dir, probes)
     notes = []
-    for key in ("python", "numpy") if len(probes) == 2 else ():
+    for key in ("python", "numpy") if "native" in probes and len(probes) > 1 else ():
         vals = {m: p["facts"].get(key) for m, p in probes.items()}
-        if vals["docker"] != vals["bare"]:
-            notes.append(f"{key} differs: docker {vals['docker']}, bare {vals['bare']}")
+        if len(set(vals.values())) > 1:
+            notes.append(f"{key} differs: " + ", ".join(f"{m} {v}" for m, v in vals.items()))
     arch = {m: p["facts"]["machine"] for m, p in probes.items()}
     notes += [] if len(set(arch.values())) == 1 else [f"machine differs: {arch}"]
-    return next(iter(versions.values())), tuple(notes)  # one mode alone (--mode bare) has no docker version
+    return next(iter(versions.values())), tuple(notes)  # one mode alone (--mode native) has no docker version
+
+
+def _check_bare(board: Board, bundle_dir: str, probes: dict[str, dict]) -> None:
+    """BoardError unless the bare run is the image's userland: every library it loaded from the bundle, its Python
+    and numpy those of the Docker run."""
+    facts = probes["bare"]["facts"]
+    outside = [lib for lib in facts.get("libraries") or [] if not lib.startswith(bundle_dir + "/")]
+    if outside or not str(facts.get("executable") or "").startswith(bundle_dir + "/"):
+        raise BoardError(f"board {board.name}: the bare run loaded files from outside its bundle {bundle_dir}: "
+                         f"{', '.join((outside or [str(facts.get('executable'))])[:3])}",
+                         hint="the image's userland lacks them; report it with `invoke deploy -v` output")
+    if "docker" in probes:
+        differ = [k for k in ("python", "numpy") if probes["docker"]["facts"].get(k) != facts.get(k)]
+        if differ:
+            raise BoardError(f"board {board.name}: the bare run's {' and '.join(differ)} differ from the Docker run's "
+                             f"(" + ", ".join(f"{probes['docker']['facts'].get(k)} against {facts.get(k)}"
+                                              for k in differ) + ")",
+                             hint=f"redeploy: invoke deploy --host {board.name}")
 
 
 def push_file(conn: fabric.Connection, board: Board, workdir: str, path: Path, sha256: str,
@@ -714,7 +850,7 @@ def clean(conn: fabric.Connection, board: Board, targets: list, cached_models: s
 def _clean_workdir(conn: fabric.Connection, board: Board, workdir: str, targets: list,
                    cached_models: set[str]) -> dict:
     """clean's part in edgeorch's own (marked) workdir: old bundles, models it sent, cut transfers."""
-    wanted = {f"{t.framework}-{t.build.version}" for t in targets}
+    wanted = {f"{t.framework}-{t.build.version}{kind}" for t in targets for kind in ("", "-bare")}
     bundles = remote(conn, sh(_BUNDLES, workdir, BUNDLE_MARK, BUNDLE_SCHEMA), board=board.name).stdout
     old_bundles = sorted({name for kind, name, text in _records(bundles, 3)
                           if _is_bundle(kind, name, text) and name not in wanted})

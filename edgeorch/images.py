@@ -45,7 +45,7 @@ class ImageSpec:
     bench_sha256: str
     based_on: str            # what the image starts from: "Debian trixie", or the image a user named
     wheelhouse: Path         # the image's wheels (for its Python)
-    bare_wheelhouse: Path    # the bare-metal bundle's: the same unless the board's Python is another
+    native_wheelhouse: Path    # the bare-metal bundle's: the same unless the board's Python is another
     debian: tuple[str, ...] = ()  # the Debian packages it comes from (a board needs them for bare mode)
 
 
@@ -258,8 +258,8 @@ def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, target: 
     else:
         base = ensure_base_images(client, [target.arch], rootfs)[target.arch]
     wheelhouse = ensure_wheelhouse(recipe, target.build, target.arch, target.image_python, rootfs.glibc)
-    bare = wheelhouse if target.bare_python == target.image_python and target.bare_glibc >= rootfs.glibc else \
-        ensure_wheelhouse(recipe, target.build, target.arch, target.bare_python, target.bare_glibc)
+    bare = wheelhouse if target.native_python == target.image_python and target.native_glibc >= rootfs.glibc else \
+        ensure_wheelhouse(recipe, target.build, target.arch, target.native_python, target.native_glibc)
     tag, key = framework_tag(recipe, target, wheelhouse, base)
     image_id = _image_id(client, tag)
     if image_id is None:
@@ -280,7 +280,7 @@ def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, target: 
     return ImageSpec(framework=recipe.framework, version=target.build.version, arch=target.arch, tag=tag,
                      image_id=image_id, recipe_hash=key, bench_sha256=bench.bundle_digest(),
                      based_on=base_image if recipe.base_image_from_user else f"Debian {target.suite}",
-                     wheelhouse=wheelhouse, bare_wheelhouse=bare, debian=target.build.debian)
+                     wheelhouse=wheelhouse, native_wheelhouse=bare, debian=target.build.debian)
 
 
 def copy_bundle(dest: Path) -> None:

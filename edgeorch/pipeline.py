@@ -16,7 +16,7 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from . import health, images, report, results, runners, stats
+from . import health, images, report, results, runners, stats, userland
 from .bench.signature import InputError, check_inputs
 from .cache import cache_dir, file_sha256
 from .console import commands, console, progress, step
@@ -36,6 +36,7 @@ from .images import ImageSpec
 from .inventory import Board, Inventory
 from .models import EAGER, INT8, ModelSpec, resolve, zoo
 from .plan import (
+    MODE_SETS,
     MODES,
     Arm,
     Cell,
@@ -56,6 +57,7 @@ from .recipes import Recipe, get_recipe, load_bases, load_recipes
 from .releases import Platform
 from .runners import SESSION, Measures, entrypoint_args, kill_runs
 from .transport import GroupResult, Link, connect, fan_out
+from .userland import Userland
 
 
 def _mb(n: int) -> str:
@@ -67,7 +69,9 @@ def _sent(d: Deployment) -> str:
     if not d.sent:
         return "sent nothing (already there)"
     return "sent " + ", ".join(f"{t.label} {_mb(t.sent)}" + (f" of {_mb(t.lacked)} lacking" if t.lacked != t.sent
-                                                            else "") for t in d.sent)
+                                                            else "")
+                               + (f" ({_mb(t.unpacked)} unpacked, {t.seconds:.1f} s)" if t.unpacked else "")
+                               for t in d.sent)
 
 
 def _report_failures(group: GroupResult, what: str) -> None:
@@ -199,9 +203,19 @@ def plan_targets(recipes: list[Recipe], boards: list[Board], found: dict[str, Pl
             for r in recipes for b in boards if b.name in found}
 
 
-def build(targets: dict[tuple[str, str], Target],
-          base_image: str | None = None) -> dict[tuple[str, str], tuple[ImageSpec, images.ImageLayers]]:
-    """Every image the targets need, built (or found) once each and exported for transfer."""
+@dataclass(frozen=True, kw_only=True)
+class Built:
+    """What a target's framework is on this host, ready to deploy: its image, the image's layers as they are sent,
+    and the image's userland as bare mode's bundle (None when bare mode is not asked for)."""
+    image: ImageSpec
+    layers: images.ImageLayers
+    bare: Userland | None = None
+
+
+def build(targets: dict[tuple[str, str], Target], base_image: str | None = None,
+          bare: tuple[str, ...] = ()) -> dict[tuple[str, str], Built]:
+    """Every image the targets need, built (or found) once each and exported for transfer, with its userland's
+    bundle for the frameworks of `bare`."""
     client = images.engine()
     recipes = {f: get_recipe(f) for f, _ in targets}
     bases = load_bases()
@@ -211,11 +225,13 @@ def build(targets: dict[tuple[str, str], Target],
         if arches:
             images.ensure_base_images(client, arches, bases[suite])
     had = {i.id for i in client.images.list(filters={"label": f"{images.LABEL}.framework"})}
-    made: dict[Target, tuple[ImageSpec, images.ImageLayers]] = {}
+    made: dict[Target, Built] = {}
     cached: dict[str, list[str]] = {}  # a framework build -> the arches whose image was built before
-    for target in sorted(set(targets.values()), key=lambda t: (t.framework, t.arch.value, t.suite, t.bare_python)):
+    for target in sorted(set(targets.values()), key=lambda t: (t.framework, t.arch.value, t.suite, t.native_python)):
         spec = images.ensure_framework_image(client, recipes[target.framework], target, base_image)
-        made[target] = (spec, images.export_image(client, spec))
+        made[target] = Built(image=spec, layers=images.export_image(client, spec),
+                             bare=userland.userland(client, spec.image_id, spec.tag) if spec.framework in bare
+                             else None)
         if spec.image_id in had:
             cached.setdefault(f"{spec.framework} {spec.version} ({spec.based_on})", []).append(target.arch.value)
     for build_of, arches in cached.items():
@@ -224,22 +240,25 @@ def build(targets: dict[tuple[str, str], Target],
 
 
 def deploy_boards(inventory: Inventory, host: str, frameworks: list[str] | None = None,
-                  parallel: bool = True, base_image: str | None = None) -> GroupResult[list[Deployment]]:
-    """Deploy frameworks (default: each board's own list) to the boards; errors per board."""
+                  parallel: bool = True, base_image: str | None = None,
+                  modes: tuple[str, ...] = MODE_SETS["both"]) -> GroupResult[list[Deployment]]:
+    """Deploy frameworks (default: each board's own list) to the boards, for `modes`; errors per board."""
     boards = inventory.select(host)
     wanted = {b.name: list(frameworks or b.frameworks) for b in boards}
     recipes = {name: get_recipe(name) for names in wanted.values() for name in names}  # unknown: fail before work
     found = platforms(boards)
-    targets = {key: t for key, t in plan_targets(list(recipes.values()), boards, found.succeeded).items()
+    targets = {key: t for key, t in plan_targets(list(recipes.values()), boards, found.succeeded,
+                                                 dict.fromkeys(recipes, modes)).items()
                if key[0] in wanted[key[1]]}
-    built = build(targets, base_image)
+    built = build(targets, base_image, bare=tuple(recipes) if "bare" in modes else ())
 
     def one(board: Board) -> list[Deployment]:
         if board.name in found.failed:
             raise found.failed[board.name]
         with Link(board, token=SESSION, purpose="deploy") as link:  # a deploy spoils a neighbour's timings too
-            return [link.retrying(functools.partial(deploy, board=board, image=built[(f, board.name)][0],
-                                                    export=built[(f, board.name)][1], progress=bars))[0]
+            return [link.retrying(functools.partial(deploy, board=board, image=built[(f, board.name)].image,
+                                                    export=built[(f, board.name)].layers, progress=bars, modes=modes,
+                                                    bare=built[(f, board.name)].bare))[0]
                     for f in wanted[board.name]]
 
     with progress() as bars:
@@ -248,9 +267,9 @@ def deploy_boards(inventory: Inventory, host: str, frameworks: list[str] | None 
         for d in deps:
             note = targets[(d.image.framework, name)].note
             console.print(f"[green]{escape(name)}[/]: " + escape(
-                f"{d.image.framework} {d.framework_version} (image on {d.image.based_on}) ready in both modes; "
-                f"{_sent(d)} in {d.seconds:.1f} s" + "".join(f"\n  note: {n}" for n in (*d.notes,
-                                                                                      *([note] if note else [])))))
+                f"{d.image.framework} {d.framework_version} (image on {d.image.based_on}) ready in "
+                f"{', '.join(d.modes)}; {_sent(d)} in {d.seconds:.1f} s" + "".join(
+                    f"\n  note: {n}" for n in (*d.notes, *([note] if note else [])))))
     _report_failures(group, "deploy")
     if group.failed:
         raise BoardError(f"deploy failed on {len(group.failed)} of {len(boards)} boards: "
@@ -497,10 +516,11 @@ def explain(inventory: Inventory, host: str, *, framework: str, model: str, iter
             dry_run: bool = False, request: dict | None = None, resume: Path | None = None) -> Path | None:
     """Why Docker differs: the Docker side rerun with one knob changed at a time, every arm in every round, each
     knob's ratio to bare metal with its own interval, next to Docker's defaults."""
+    boards = healthy_boards(inventory, host)
     arms = (Arm(label="docker", mode="docker"), Arm(label="bare", mode="bare"),
             *(Arm(label=f"docker+{name}", mode="docker", docker_args=args) for name, args in KNOBS.items()),
-            Arm(label="docker+model-on-bind-mount", mode="docker", bind_files=True))
-    boards = healthy_boards(inventory, host)
+            Arm(label="docker+model-on-bind-mount", mode="docker", bind_files=True),
+            *([Arm(label="native", mode="native")] if dry_run or _native_runs(framework, boards) else []))
     sweep = plan_sweep(boards, framework=framework, model=model, arms=[arms], rule=rule, iterations=iterations,
                        warmup=warmup, threads=threads, min_time=min_time)
     run_dir = run_sweep(sweep, boards, judgement=judgement, dry_run=dry_run, timeout=timeout, request=request,
@@ -508,6 +528,17 @@ def explain(inventory: Inventory, host: str, *, framework: str, model: str, iter
     if run_dir:
         console.print(report.explain_table(comparison(run_dir, judgement)))
     return run_dir
+
+
+def _native_runs(framework: str, boards: list[Board]) -> bool:
+    """Whether every board's own Python can run `framework` (explain's userland arm); says why not if not."""
+    found = platforms(boards)
+    try:
+        plan_targets(_recipes(framework), boards, found.succeeded, {f: ("native",) for f in framework.split(",")})
+    except ConfigError as e:
+        console.print(f"[yellow]no native arm[/] (the userland's part of Docker's cost): {escape(e.message)}")
+        return False
+    return not found.failed
 
 
 def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAULTS, parallel: bool = False,
@@ -530,19 +561,19 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
         sweep = _runnable(sweep, boards, found.succeeded, modes)
         cells = [cell for board_cells in sweep.cells.values() for cell in board_cells]
     targets = plan_targets(sweep.recipes, boards, found.succeeded, modes)
-    built = build(targets, base_image)
+    built = build(targets, base_image, bare=tuple(f for f, m in modes.items() if "bare" in m))
     run_dir = results.new_run_dir() if resume is None else resume
     with results.locked_run(run_dir):  # a second --resume of this run is refused while this one writes it
         if resume is None:
-            results.write_manifest(run_dir, complete=False, request=request,
+            results.write_manifest(run_dir, complete=False, request=request, modes_version=results.MODES_VERSION,
                                    frameworks=[r.framework for r in sweep.recipes], model=sweep.model,
                                    batch=list(sweep.batches), options=list(sweep.options),
                                    models={f"{f}/{m}" + variant(0, n): {"name": s.name, "sha256": s.sha256}
                                            for (f, m, n), s in sweep.specs.items()},
                                    boards=[b.name for b in boards], rule=dataclasses.asdict(sweep.rule),
-                                   images={f"{b}/{f}": {"tag": spec.tag, "based_on": spec.based_on,
+                                   images={f"{b}/{f}": {"tag": made.image.tag, "based_on": made.image.based_on,
                                                         "note": targets[(f, b)].note}
-                                           for (f, b), (spec, _) in built.items()},
+                                           for (f, b), made in built.items()},
                                    cells={c.key: {"arms": [a.label for a in c.arms], "stop": None, "pairs": 0}
                                           for c in cells})
             console.print(f"results go to {escape(str(run_dir))}", soft_wrap=True)
@@ -591,10 +622,10 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
                     if not mine:
                         continue
                     try:
-                        image, export = built[(recipe.framework, board.name)]
+                        ready = built[(recipe.framework, board.name)]
                         deployment, _ = link.retrying(functools.partial(
-                            deploy, board=board, image=image, export=export, progress=bars,
-                            modes=modes[recipe.framework]))
+                            deploy, board=board, image=ready.image, export=ready.layers, bare=ready.bare,
+                            progress=bars, modes=modes[recipe.framework]))
                         step(f"{recipe.framework} {deployment.framework_version} deployed: {_sent(deployment)} in "
                              f"{deployment.seconds:.1f} s", board.name)
                         with lock:  # what each board was sent for this run, beside its results
@@ -820,7 +851,7 @@ def comparison(run_dir: Path, judgement: Judgement = DEFAULTS) -> pd.DataFrame:
     arms against the second too), with why the cell stopped."""
     manifest = results.read_manifest(run_dir)
     runs, samples, _, _ = _tables(run_dir)
-    return report.compare_arms(runs, samples, manifest.get("cells") or {}, equivalence=judgement.equivalence,
+    return report.compare_arms(runs, samples, results.current_cells(manifest), equivalence=judgement.equivalence,
                                max_spread=judgement.max_spread, min_pairs=judgement.min_pairs)
 
 
@@ -846,6 +877,9 @@ def _tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd
             table["arm"] = table["mode"]
         if "cell" not in table or table["cell"].isna().all():
             table["cell"] = table["board"] + "/" + table["framework"] + "-" + table["model"]
+    manifest = results.read_manifest(run_dir)
+    for table in (runs, samples, sensors, *([ops] if ops is not None else [])):
+        results.current_modes(table, manifest)
     for col in set(results.COLUMNS) - set(runs):
         runs[col] = {"threads": 0, "batch": 1, "framework_options": "{}", "input_shapes": "{}"}.get(col, np.nan)
     if "t_s" not in samples:

@@ -14,7 +14,11 @@ from .inventory import Board
 from .recipes import BaseRecipe, Build, Recipe
 from .releases import Platform, nearest_base, version_key
 
-MODES = ("docker", "bare")
+# docker: in a container of the framework image; bare: that image's userland run straight on the board, no container
+# (only the container differs from docker); native: the board's own Python with the framework's wheels (what a user
+# who pip-installs on the board gets)
+MODES = ("docker", "bare", "native")
+MODE_SETS = {"both": ("docker", "bare"), "all": MODES}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,12 +126,15 @@ class Cell:
 
 
 def parse_modes(mode: str) -> tuple[str, ...]:
-    """`docker`, `bare` or `both` -> the modes to run."""
-    if mode == "both":
-        return MODES
-    if mode in MODES:
-        return (mode,)
-    raise ConfigError(f"--mode {mode!r} is not a mode", hint="use docker, bare or both")
+    """`docker`, `bare`, `native`, a comma list of them, `both` (docker,bare) or `all` -> the modes to run."""
+    if mode in MODE_SETS:
+        return MODE_SETS[mode]
+    modes = tuple(dict.fromkeys(m.strip() for m in mode.split(",")))
+    if not modes or any(m not in MODES for m in modes):
+        raise ConfigError(f"--mode {mode!r} is not a mode",
+                          hint="use docker, bare (the image's userland without a container), native (the board's "
+                               "own Python), a comma list of them, both (docker,bare) or all")
+    return tuple(m for m in MODES if m in modes)
 
 
 def bench_cell(board: Board, *, framework: str, model: str, arms: tuple[Arm, ...], iterations: int, warmup: int,
@@ -197,16 +204,18 @@ def describe(cells: list[Cell], rule: StopRule) -> list[str]:
     return lines
 
 
-def deploy_steps(*, remote_image_id: str | None, image_id: str, remote_manifest: dict | None, manifest: dict,
-                 modes: tuple[str, ...] = MODES) -> list[str]:
-    """What a board lacks for a framework in `modes`: `image` (docker mode), `bundle` (bare mode, or only its
-    `entrypoint` when nothing else changed), or nothing."""
+def deploy_steps(*, remote_image_id: str | None, image_id: str, bundles: dict[str, tuple[dict | None, dict]],
+                 modes: tuple[str, ...] = MODES) -> list[tuple[str, str]]:
+    """What a board lacks for a framework in `modes`: ("docker", "image"), and for the bundle of bare or native mode
+    (`bundles`: mode -> the board's manifest of it, the one it should have) (mode, "bundle"), or (mode,
+    "entrypoint") when nothing else of it changed."""
     steps = []
     if "docker" in modes and remote_image_id != image_id:
-        steps.append("image")
-    if "bare" in modes and remote_manifest != manifest:
-        installed = {**(remote_manifest or {}), "bench_sha256": manifest.get("bench_sha256")}
-        steps.append("entrypoint" if installed == manifest else "bundle")
+        steps.append(("docker", "image"))
+    for mode, (remote, manifest) in bundles.items():
+        if mode in modes and remote != manifest:
+            installed = {**(remote or {}), "bench_sha256": manifest.get("bench_sha256")}
+            steps.append((mode, "entrypoint" if installed == manifest else "bundle"))
     return steps
 
 
@@ -253,38 +262,51 @@ class Target:
     build: Build
     suite: str                   # the image's Debian base
     image_python: str
-    bare_python: str
-    bare_glibc: tuple[int, int]
+    native_python: str
+    native_glibc: tuple[int, int]
     note: str | None = None      # how the image's release relates to the board's
 
 
 def plan_target(recipe: Recipe, board: Board, platform: Platform, bases: dict[str, BaseRecipe],
                 modes: tuple[str, ...] = MODES) -> Target:
-    """The build of `recipe` serving `board` in `modes`: in bare mode one for the board's Python and release, the
-    same in Docker; Docker alone may use the release that packages the framework. ConfigError with the reason and
-    the alternatives when none does."""
+    """The build of `recipe` serving `board` in `modes`: with native mode one for the board's Python and release, the
+    same in the image; without it, the image (and so bare mode, its userland) may bring the release that packages the
+    framework. ConfigError with the reason and the alternatives when none does."""
+    if "bare" in modes and (why := bare_why_not(recipe)):
+        raise ConfigError(f"{recipe.framework} has no bare mode: {why}",
+                          hint="run it with --mode docker,native (or one of them)")
     suite, note = nearest_base(platform, bases)
     image_python = bases[suite].python
-    build = recipe.build_for(board.arch, tuple({image_python, platform.python} if "bare" in modes else {image_python}),
-                             suite)
-    if build is None and "bare" not in modes:  # the image brings its own release: any that has a build
+    native = "native" in modes
+    build = recipe.build_for(board.arch, tuple({image_python, platform.python} if native else {image_python}), suite)
+    if build is None and not native:  # the image brings its own release: any that has a build
         for other in sorted(bases, key=lambda s: version_key(bases[s].python), reverse=True):
             build = recipe.build_for(board.arch, (bases[other].python,), other)
             if build:
                 suite, image_python = other, bases[other].python
-                note = f"Docker only: {recipe.framework} needs Debian {other}; the board runs {platform.pretty}"
+                note = f"the image's release: {recipe.framework} needs Debian {other}; the board runs " \
+                       f"{platform.pretty}"
                 break
     if build is None:
         why = (recipe.why_not(board.arch, platform.python, suite) or recipe.why_not(board.arch, image_python, suite)
                or f"no {recipe.framework} build serves Python {platform.python} and {image_python} alike")
         raise ConfigError(f"{recipe.framework} cannot run on {board.name} ({board.arch.value}, {platform.pretty}, "
-                          f"Python {platform.python}): {why}",
-                          hint=f"run it in Docker alone (--mode docker) where its image can bring another release, "
-                               f"point `python:` of {board.name} in the inventory at another interpreter, or pick "
-                               "another framework; `invoke matrix` shows the builds per Python")
-    bare = (platform.python, platform.glibc) if "bare" in modes else (image_python, bases[suite].glibc)  # no bundle
+                          f"Python {platform.python}) in native mode: {why}",
+                          hint="leave native out (--mode both: Docker and bare metal run the image's own userland, "
+                               f"which brings its release), point `python:` of {board.name} in the inventory at "
+                               "another interpreter, or pick another framework; `invoke matrix` shows the builds "
+                               "per Python")
+    wheels = (platform.python, platform.glibc) if native else (image_python, bases[suite].glibc)  # no native bundle
     return Target(framework=recipe.framework, arch=board.arch, build=build, suite=suite, image_python=image_python,
-                  bare_python=bare[0], bare_glibc=bare[1], note=note)
+                  native_python=wheels[0], native_glibc=wheels[1], note=note)
+
+
+def bare_why_not(recipe: Recipe) -> str | None:
+    """Why the image's userland cannot run out of its container, or None."""
+    if recipe.base_image_from_user:
+        return ("its image is the board vendor's, whose GPU libraries the vendor's container runtime mounts from the "
+                "board at run time (they are not in the image)")
+    return None
 
 
 def parse_counts(option: str, value, *, least: int = 0) -> tuple[int, ...]:

@@ -220,6 +220,36 @@ def save_raw(run_dir: Path, spec: RunSpec, answer) -> Path:
 _manifest_lock = threading.Lock()  # boards run side by side, and each updates the manifest after every run
 
 
+# The manifest's modes_version: 2 since bare mode is the framework image's userland out of its container. Runs before
+# it (no modes_version) called the board's own Python "bare": that is native mode now.
+MODES_VERSION = 2
+_LEGACY_ARMS = {"bare": "native", "bare-A": "native-A", "bare-B": "native-B"}
+
+
+def legacy_modes(manifest: dict) -> bool:
+    """Whether the run is from before bare mode was the image's userland (its bare was the board's own Python)."""
+    return int(manifest.get("modes_version") or 1) < MODES_VERSION
+
+
+def current_modes(table: pd.DataFrame, manifest: dict) -> pd.DataFrame:
+    """`table` of the run of `manifest` with its modes and arms under today's names: an older run's bare is
+    native."""
+    if legacy_modes(manifest):
+        for column in ("mode", "arm"):
+            if column in table:
+                table[column] = table[column].replace(_LEGACY_ARMS)
+    return table
+
+
+def current_cells(manifest: dict) -> dict:
+    """The manifest's cells with their arms under today's names."""
+    cells = manifest.get("cells") or {}
+    if not legacy_modes(manifest):
+        return cells
+    return {key: {**cell, "arms": [_LEGACY_ARMS.get(a, a) for a in cell.get("arms") or []]}
+            for key, cell in cells.items()}
+
+
 def write_manifest(run_dir: Path, **fields) -> None:
     """results/<run-id>/manifest.json: what was asked, what ran, what failed, complete or not."""
     path = run_dir / "manifest.json"
@@ -515,6 +545,7 @@ def find_run(run: str | Path | None, option: str = "--run") -> Path:
 def history() -> pd.DataFrame:
     """Every run's results.parquet under the results directory, oldest first, in one DataFrame (run_id tells them
     apart)."""
-    tables = [pd.read_parquet(d / "results.parquet") for d in run_dirs() if (d / "results.parquet").is_file()]
+    tables = [current_modes(pd.read_parquet(d / "results.parquet"), read_manifest(d))
+              for d in run_dirs() if (d / "results.parquet").is_file()]
     tables = [t for t in tables if len(t)]
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)

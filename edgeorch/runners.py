@@ -124,33 +124,67 @@ def _cleanup(conn: fabric.Connection, board: str, argv: list[str]) -> None:
         pass
 
 
-class BareRunner:
-    """Runs the entrypoint with the bundle's venv directly on the board, under the sensor watcher."""
+class _BoardRunner:
+    """A run straight on the board, under the sensor watcher: `argv` in `cwd`."""
 
-    mode = "bare"
+    mode = ""
 
-    def __init__(self, conn: fabric.Connection, board: str, bundle_dir: str, timeout: float, *,
-                 python: str = "python3", host_dir: str = "", cache_dir: str | None = None,
-                 watch: tuple[str, ...] = ()):
-        self.conn, self.board, self.dir, self.timeout = conn, board, bundle_dir, timeout
+    def __init__(self, conn: fabric.Connection, board: str, timeout: float, *, python: str = "python3",
+                 host_dir: str = "", cache_dir: str | None = None, watch: tuple[str, ...] = ()):
+        self.conn, self.board, self.timeout = conn, board, timeout
         self.python, self.host_dir, self.watch = python, host_dir, watch
         self.cache_dir = cache_dir  # where the framework keeps what it compiles (TensorRT engines), across runs
 
+    def command(self) -> tuple[list[str], str]:
+        """The entrypoint's argv before its arguments, and the directory it runs in."""
+        raise NotImplementedError
+
     def execute(self, args: list[str], files: list[tuple[str, str]]) -> Answer:
-        argv = ["venv/bin/python", "-m", BOARD_PACKAGE, *args, "--mode", "bare"]
+        entrypoint, cwd = self.command()
+        argv = [*entrypoint, "-m", BOARD_PACKAGE, *args, "--mode", self.mode]
         for option, prefix, path in file_args(files):
             argv += [option, prefix + path]
         argv += ["--cache-dir", self.cache_dir] if self.cache_dir else []
         tag = run_tag()
         try:
-            r = remote(self.conn, watched(self.python, self.host_dir, argv, tag=tag, deadline=self.timeout,
-                                          cwd=self.dir, watch=self.watch),
+            r = remote(self.conn, watched(self.python, self.host_dir, argv, tag=tag, deadline=self.timeout, cwd=cwd,
+                                          watch=self.watch),
                        board=self.board, warn=True, timeout=self.timeout + GRACE_S)
         except RunTimeout:
             # the watcher ends its run; the pattern matches no shell that runs pkill
             _cleanup(self.conn, self.board, end_own(f"[{tag[0]}]{tag[1:]}"))
             raise
         return Answer(r.stdout, r.stderr, r.exited)
+
+
+class BareRunner(_BoardRunner):
+    """Runs the entrypoint in the framework image's own userland, copied out of the image onto the board, without a
+    container: its interpreter (started by the userland's loader), libraries and venv, with an environment of
+    nothing but what relocates them."""
+
+    mode = "bare"
+
+    def __init__(self, conn: fabric.Connection, board: str, root: str, python: str, environment: dict[str, str],
+                 timeout: float, **where):
+        super().__init__(conn, board, timeout, **where)
+        self.root, self.interpreter, self.environment = root, python, environment
+
+    def command(self) -> tuple[list[str], str]:
+        return (["env", "-i", *(f"{k}={v}" for k, v in self.environment.items()),
+                 posixpath.join(self.root, self.interpreter)], posixpath.join(self.root, CONTAINER_DIR.lstrip("/")))
+
+
+class NativeRunner(_BoardRunner):
+    """Runs the entrypoint with the board's own Python, in a venv of the framework's wheels (the native bundle)."""
+
+    mode = "native"
+
+    def __init__(self, conn: fabric.Connection, board: str, bundle_dir: str, timeout: float, **where):
+        super().__init__(conn, board, timeout, **where)
+        self.dir = bundle_dir
+
+    def command(self) -> tuple[list[str], str]:
+        return ["venv/bin/python"], self.dir
 
 
 def mount_arg(source: str, target: str, readonly: bool = True) -> str:

@@ -46,7 +46,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser():
     p = _Parser(prog="edgeorch_bench", description=__doc__)
     p.add_argument("--framework", required=True)
-    p.add_argument("--mode", required=True, choices=["docker", "bare"])
+    p.add_argument("--mode", required=True, choices=["docker", "bare", "native"])
     p.add_argument("--probe", action="store_true", help="print versions and board facts, run nothing")
     p.add_argument("--model", help="model file")
     p.add_argument("--model-sha256", help="expected sha256 of the model file")
@@ -215,7 +215,9 @@ def run(argv):
         doc["facts"] = probes.facts()
         adapter = _adapter(args.framework, args.option, args.cache_dir)
         doc["framework"] = adapter.info(args.threads)
-        if not args.probe:
+        if args.probe:  # with the framework imported: where each mode's libraries come from
+            doc["facts"].update(executable=sys.executable, libraries=probes.libraries())
+        else:
             doc["params"] = {"iterations": args.iterations, "min_time_s": args.min_time, "warmup": args.warmup,
                              "threads": args.threads, "seed": args.seed,
                              "sample_interval_s": args.sample_interval, "profile": args.profile}

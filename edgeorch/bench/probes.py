@@ -122,6 +122,21 @@ def facts():
     }
 
 
+def libraries():
+    """The shared libraries this process has mapped (from /proc/self/maps): where its userland comes from."""
+    found = set()
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split(None, 5)
+                path = fields[5].strip() if len(fields) == 6 else ""
+                if path.startswith("/") and ".so" in os.path.basename(path):
+                    found.add(path)
+    except OSError:
+        pass
+    return sorted(found)
+
+
 def _thermal_zones():
     zones = {}
     for zone in sorted(glob.glob("/sys/class/thermal/thermal_zone*")):

@@ -84,11 +84,12 @@ def label(model: str, threads, batch) -> str:
 
 
 def _cells_of(runs: pd.DataFrame, cells: dict) -> dict:
-    """The cells a manifest names; older results without them: docker against bare per board and model."""
+    """The cells a manifest names; older results without them: docker against the other mode per board and model."""
     if cells:
         return cells
     keys = runs[GROUP].drop_duplicates().itertuples(index=False)
-    return {f"{b}/{f}-{m}": {"arms": ["docker", "bare"], "stop": None, "pairs": None} for b, f, m in keys}
+    other = "native" if (runs["arm"] == "native").any() else "bare"
+    return {f"{b}/{f}-{m}": {"arms": ["docker", other], "stop": None, "pairs": None} for b, f, m in keys}
 
 
 def compare_arms(runs: pd.DataFrame, samples: pd.DataFrame, cells: dict, *, equivalence: float = stats.EQUIVALENCE,
@@ -246,7 +247,7 @@ def calibration_table(comparison: pd.DataFrame) -> Table:
 def explain_table(comparison: pd.DataFrame) -> Table:
     """Each Docker knob's ratio to bare metal with its interval, and how much of the default gap it closes."""
     t, notes = _verdicts("Why Docker differs: one knob changed at a time, each against bare metal",
-                         ["board", "docker run", "ratio to bare", "95% CI", "gap closed", "verdict"],
+                         ["board", "arm", "ratio to bare", "95% CI", "gap closed", "verdict"],
                          fold=("board",), drop=("ratio to bare", "gap closed", "95% CI"))
     for (board, _), grp in comparison.groupby(["board", "cell"], sort=False):
         default = grp[grp["a"] == "docker"]
@@ -255,11 +256,14 @@ def explain_table(comparison: pd.DataFrame) -> Table:
         gap = float(np.log(default["ratio"].iloc[0])) if real else None
         for r in grp.itertuples():
             closed = "-"
-            if r.a != "docker" and gap and r.ratio is not None and not pd.isna(r.ratio):
+            if r.a.startswith("docker+") and gap and r.ratio is not None and not pd.isna(r.ratio):
                 closed = f"{1 - np.log(r.ratio) / gap:.0%}"
             ratio = "-" if r.ratio is None or pd.isna(r.ratio) else f"{r.ratio:.3f}"
             t.add_row(_s(board), _s(r.a), ratio, _ci(r), closed, _short(r, notes))
-    return _caption(t, notes)
+    native = "native" in set(comparison["a"]) if len(comparison) else False
+    return _caption(t, notes, "bare: the image's userland without a container. docker against bare is the "
+                              "container's part of Docker's cost"
+                    + ("; native (the board's own Python) against bare, the userland's part." if native else "."))
 
 
 def zoo_table() -> Table:
@@ -349,9 +353,11 @@ def agreement(reference: np.ndarray, output: np.ndarray, *, precision: str = "fp
 
 def framework_table(runs: pd.DataFrame) -> Table:
     """Frameworks side by side per board and model: median latency per mode, and agreement with PyTorch."""
+    modes = [m for m in ("docker", "bare", "native") if m in set(runs["mode"]) or m != "native"]
+    p50s = tuple(f"{m} p50" for m in modes)
     t = _table("Frameworks side by side: median of the runs' p50 latency, agreement with PyTorch",
-               ["board", "model", "framework", "version", "precision", "docker p50", "bare p50", "max |diff|",
-                "top-1 = PyTorch"], right=("docker p50", "bare p50"), fold=("board", "model", "precision"),
+               ["board", "model", "framework", "version", "precision", *p50s, "max |diff|",
+                "top-1 = PyTorch"], right=p50s, fold=("board", "model", "precision"),
                drop=("max |diff|", "version"))
     for (board, model, framework, threads, batch), grp in runs.groupby(["board", "model", "framework", "threads",
                                                                          "batch"], sort=True):
@@ -361,7 +367,7 @@ def framework_table(runs: pd.DataFrame) -> Table:
         agree = "-" if checked.empty else ("[green]yes[/]" if checked.all() else "[bold red]NO[/]")
         diff = grp["max_abs_diff"].max()
         t.add_row(_s(board), _s(model), _s(framework), _s(grp["framework_version"].iloc[0]),
-                  _s(grp["precision"].iloc[0]), _ms(p50.get("docker")), _ms(p50.get("bare")),
+                  _s(grp["precision"].iloc[0]), *(_ms(p50.get(m)) for m in modes),
                   "-" if pd.isna(diff) else f"{diff:.2e}",
                   agree if checked.empty or checked.all() else f"{agree} ({_s(', '.join(map(str, grp['top1'])))})")
     return t

@@ -29,9 +29,9 @@ DPI = 90
 MAX_POINTS = 4000  # latency points per run in latency_over_time: more only slows the figure down
 MAX_PANELS = 8
 THROTTLED = "#d62728"  # red is kept for throttling: no arm or framework gets it
-_ARMS = {"docker": "#1f77b4", "bare": "#ff7f0e", "docker-A": "#1f77b4", "docker-B": "#6baed6"}
+_ARMS = {"docker": "#1f77b4", "bare": "#ff7f0e", "native": "#2ca02c", "docker-A": "#1f77b4", "docker-B": "#6baed6"}
 _OTHERS = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
-_MARKERS = {"docker": "o", "bare": "^"}
+_MARKERS = {"docker": "o", "bare": "^", "native": "s"}
 MEMORY = {"rss_before_load_mb": "before load", "rss_after_load_mb": "after load",
           "rss_after_first_mb": "after first inference", "peak_rss_timed_mb": "peak while timed",
           "cgroup_peak_mb": "cgroup peak"}
@@ -57,12 +57,14 @@ def _literal(draw):
 
 
 def arm_colour(arm: str) -> str:
-    """The colour of an arm in every figure: docker blue, bare orange, any other arm a fixed colour of its own."""
+    """The colour of an arm in every figure: docker blue, bare orange, native green, any other arm a fixed colour of
+    its own."""
     return _ARMS.get(arm) or _OTHERS[zlib.crc32(arm.encode()) % len(_OTHERS)]
 
 
 def _arm_order(arms) -> list[str]:
-    return sorted(set(arms), key=lambda a: (0 if a.startswith("docker") else 1 if a == "bare" else 2, a))
+    return sorted(set(arms), key=lambda a: (0 if a.startswith("docker") else 1 if a == "bare" else
+                                            2 if a == "native" else 3, a))
 
 
 def _colours(names) -> dict[str, str]:

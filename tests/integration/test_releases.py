@@ -93,7 +93,7 @@ def test_pytorch_and_tensorflow_on_python_313(trixie_fleet):
 def test_bare_mode_of_a_debian_framework_names_the_package_a_board_lacks(trixie_fleet):
     image = ImageSpec(framework="onnxruntime", version="1.21.0", arch=Arch.ARMV7, tag="t", image_id="i",
                       recipe_hash="h", bench_sha256="b", based_on="Debian trixie", wheelhouse=Path("."),
-                      bare_wheelhouse=Path("."), debian=("python3-onnxruntime",))
+                      native_wheelhouse=Path("."), debian=("python3-onnxruntime",))
     rpi3, rpi5 = (trixie_fleet.select(name)[0] for name in ("rpi3", "rpi5"))
     with connect(rpi3) as conn:
         _require_debian(conn, rpi3, image)  # its owner installed it

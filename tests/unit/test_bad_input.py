@@ -131,7 +131,7 @@ def test_an_option_the_framework_does_not_take(framework, option, problem, takes
 
 def test_an_unknown_mode():
     err = refused(ConfigError, plan.parse_modes, "container")
-    assert "--mode 'container'" in err.message and "docker, bare or both" in err.hint
+    assert "--mode 'container'" in err.message and "native (the board's own Python)" in err.hint
 
 
 @pytest.mark.parametrize("option, value, what", [("iterations", "many", "an integer"), ("warmup", "2.5", "an integer"),

@@ -114,7 +114,7 @@ def test_every_codec_gives_the_same_layers(layers, codec):
 
 def target(framework="tflite", version="2.14.0", suite="bookworm"):
     return Target(framework=framework, arch=Arch.ARM64, build=Build(version=version, packages=(), arches=(Arch.ARM64,)),
-                  suite=suite, image_python="3.11", bare_python="3.11", bare_glibc=(2, 36))
+                  suite=suite, image_python="3.11", native_python="3.11", native_glibc=(2, 36))
 
 
 def image(i, created, framework="tflite", version="2.14.0", suite="bookworm", arch="arm64"):

@@ -23,6 +23,7 @@ def write_run(run_dir, make_doc, *, model="mobilenet_v2", board="rpi4"):
     runs, samples = results.normalize(records, run_id=run_dir.name, arch_of={board: "arm64"})
     results.write_tables(run_dir, runs, samples, results.sensor_table(records))
     results.write_manifest(run_dir, complete=True, request={"task": "bench", "equivalence": "0.02"},
+                           modes_version=results.MODES_VERSION,
                            cells={cell: {"arms": ["docker", "bare"], "stop": "max-pairs", "pairs": 3}},
                            images={f"{board}/tflite": {"tag": "edgeorch/tflite:x", "based_on": "", "note": ""}})
     return cell

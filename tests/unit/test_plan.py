@@ -1,5 +1,7 @@
 """edgeorch.plan: the order of runs, the modes, what a board lacks."""
 
+import functools
+
 import pytest
 
 from edgeorch.arch import Arch
@@ -123,12 +125,21 @@ MANIFEST = {"framework": "tflite", "version": "2.14.0", "bench_sha256": "b1", "w
     ("sha256:abc", {**MANIFEST, "bench_sha256": "b0", "version": "2.13.0"}, ["bundle"]),
 ])
 def test_deploy_steps(remote_id, remote_manifest, steps):
-    assert deploy_steps(remote_image_id=remote_id, image_id="sha256:abc",
-                        remote_manifest=remote_manifest, manifest=MANIFEST) == steps
+    found = deploy_steps(remote_image_id=remote_id, image_id="sha256:abc", modes=("docker", "native"),
+                         bundles={"native": (remote_manifest, MANIFEST)})
+    assert [step for _, step in found] == steps
+    assert [mode for mode, _ in found] == [{"image": "docker"}.get(s, "native") for s in steps]
 
 
-def test_deploy_steps_of_one_mode():
-    assert deploy_steps(remote_image_id=None, image_id="sha256:abc", remote_manifest=None, manifest=MANIFEST,
-                        modes=("docker",)) == ["image"]
-    assert deploy_steps(remote_image_id=None, image_id="sha256:abc", remote_manifest=None, manifest=MANIFEST,
-                        modes=("bare",)) == ["bundle"]
+def test_deploy_steps_of_each_mode():
+    bare = {**MANIFEST, "userland_sha256": "u1"}
+    bundles = {"bare": (None, bare), "native": (None, MANIFEST)}
+    steps = functools.partial(deploy_steps, remote_image_id=None, image_id="sha256:abc", bundles=bundles)
+    assert steps(modes=("docker",)) == [("docker", "image")]
+    assert steps(modes=("native",)) == [("native", "bundle")]
+    assert steps(modes=("docker", "bare")) == [("docker", "image"), ("bare", "bundle")]
+    # a new entrypoint alone: bare mode keeps its userland and gets the entrypoint
+    bundles["bare"] = ({**bare, "bench_sha256": "b0"}, bare)
+    assert steps(modes=("bare",)) == [("bare", "entrypoint")]
+    bundles["bare"] = ({**bare, "userland_sha256": "u0"}, bare)  # another image's userland: all of it again
+    assert steps(modes=("bare",)) == [("bare", "bundle")]

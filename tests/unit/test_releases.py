@@ -45,7 +45,7 @@ def test_a_board_maps_to_its_own_release_or_the_nearest_with_a_note(platform, su
 
 def test_a_trixie_board_gets_the_current_onnxruntime_on_a_trixie_image_with_cp313_wheels():
     t = plan_target(get_recipe("onnxruntime"), board(), TRIXIE, BASES)
-    assert (t.suite, t.build.version, t.image_python, t.bare_python) == ("trixie", "1.32.0", "3.13", "3.13")
+    assert (t.suite, t.build.version, t.image_python, t.native_python) == ("trixie", "1.32.0", "3.13", "3.13")
     assert t.note is None
 
 
@@ -53,7 +53,7 @@ def test_python_310_gets_the_older_onnxruntime_that_has_cp310_wheels_in_both_mod
     jetson = Platform(os_id="ubuntu", codename="jammy", pretty="Ubuntu 22.04", python="3.10", glibc=(2, 35))
     t = plan_target(get_recipe("onnxruntime"), board(), jetson, BASES)
     # the image is bookworm (Python 3.11), the board 3.10: one build must serve both, so both run 1.22.1
-    assert (t.suite, t.build.version, t.image_python, t.bare_python) == ("bookworm", "1.22.1", "3.11", "3.10")
+    assert (t.suite, t.build.version, t.image_python, t.native_python) == ("bookworm", "1.22.1", "3.11", "3.10")
     assert "Ubuntu 22.04" in t.note
 
 
@@ -75,7 +75,8 @@ def test_armv7_on_bookworm_is_refused_before_anything_is_built_with_the_reason_a
     with pytest.raises(ConfigError) as e:
         plan_target(get_recipe("onnxruntime"), board(Arch.ARMV7, "rpi3-bookworm"), BOOKWORM, BASES)
     assert "rpi3-bookworm" in e.value.message and "Debian trixie's python3-onnxruntime" in e.value.message
-    assert "bookworm" in e.value.message and "--mode docker" in e.value.hint and "python:" in e.value.hint
+    assert "bookworm" in e.value.message and "in native mode" in e.value.message
+    assert "--mode both" in e.value.hint and "python:" in e.value.hint
 
 
 def test_tflite_on_python_313_is_refused_pointing_at_litert():
@@ -83,15 +84,23 @@ def test_tflite_on_python_313_is_refused_pointing_at_litert():
         plan_target(get_recipe("tflite"), board(), TRIXIE, BASES)
 
 
-def test_tflite_in_docker_alone_on_trixie_runs_on_a_bookworm_image():
-    t = plan_target(get_recipe("tflite"), board(), TRIXIE, BASES, modes=("docker",))
-    assert t.suite == "bookworm" and t.image_python == "3.11" and "Docker only" in t.note
+def test_tflite_in_docker_and_bare_on_trixie_runs_on_a_bookworm_image():
+    for modes in (("docker",), ("bare",), ("docker", "bare")):  # bare mode is the image's userland: its release
+        t = plan_target(get_recipe("tflite"), board(), TRIXIE, BASES, modes=modes)
+        assert t.suite == "bookworm" and t.image_python == "3.11" and "the image's release" in t.note
 
 
-def test_caffe_needs_bullseye_for_bare_metal_but_runs_in_docker_anywhere():
+def test_caffe_needs_bullseye_for_native_mode_but_runs_in_docker_and_bare_anywhere():
     with pytest.raises(ConfigError, match="bullseye"):
         plan_target(get_recipe("caffe"), board(Arch.AMD64), BOOKWORM, BASES)
-    assert plan_target(get_recipe("caffe"), board(Arch.AMD64), BOOKWORM, BASES, modes=("docker",)).suite == "bullseye"
+    assert plan_target(get_recipe("caffe"), board(Arch.AMD64), BOOKWORM, BASES,
+                       modes=("docker", "bare")).suite == "bullseye"
+
+
+def test_a_vendor_image_has_no_bare_mode():
+    with pytest.raises(ConfigError, match="tensorrt has no bare mode: its image is the board vendor's") as e:
+        plan_target(get_recipe("tensorrt"), board(), BOOKWORM, BASES, modes=("docker", "bare"))
+    assert "--mode docker,native" in e.value.hint
 
 
 def test_every_recipe_build_pins_every_package_and_every_gap_has_a_reason():

@@ -94,7 +94,7 @@ def test_a_resume_of_a_run_going_on_touches_nothing_of_it(held, monkeypatch):
     run_dir, proc = held
     before = (run_dir / "manifest.json").read_bytes()
     monkeypatch.setattr(pipeline, "platforms", lambda boards, timeout: GroupResult(succeeded={}, failed={}))
-    monkeypatch.setattr(pipeline, "build", lambda targets, base_image=None: {})
+    monkeypatch.setattr(pipeline, "build", lambda targets, base_image=None, bare=(): {})
     sweep = pipeline.Sweep(cells={}, rule=StopRule(), recipes=[], specs={}, model="m", batches=(1,), options=())
     with pytest.raises(RunError, match=f"pid {proc.pid}"):
         pipeline.run_sweep(sweep, [], resume=run_dir)

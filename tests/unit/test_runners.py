@@ -43,7 +43,7 @@ def test_the_watched_command_reaches_the_watcher_word_for_word_through_a_login_s
     assert not list(tmp_path.rglob("pwned"))
 
 
-def test_named_inputs_and_the_cache_dir_reach_the_entrypoint_in_both_modes(monkeypatch):
+def test_named_inputs_and_the_cache_dir_reach_the_entrypoint_in_every_mode(monkeypatch):
     from types import SimpleNamespace
 
     from edgeorch import runners
@@ -52,12 +52,19 @@ def test_named_inputs_and_the_cache_dir_reach_the_entrypoint_in_both_modes(monke
     monkeypatch.setattr(runners, "remote", lambda conn, argv, **kw: sent.append(argv) or SimpleNamespace(
         stdout="", stderr="", exited=0))
     files = [("--model", "/w/models/ab-m=1.onnx"), ("--input", "ids=/w/models/cd-ids=x.npy")]
-    runners.BareRunner(None, "b", "/w/onnxruntime", 60, cache_dir="/w/cache").execute(["--framework", "onnxruntime"],
-                                                                                       files)
-    bare = sent[-1]
-    assert bare[bare.index("--model") + 1] == "/w/models/ab-m=1.onnx"
-    assert bare[bare.index("--input") + 1] == "ids=/w/models/cd-ids=x.npy"  # NAME= stays, the path is the board's
-    assert bare[bare.index("--cache-dir") + 1] == "/w/cache"
+    runners.NativeRunner(None, "b", "/w/onnxruntime", 60, cache_dir="/w/cache").execute(
+        ["--framework", "onnxruntime"], files)
+    runners.BareRunner(None, "b", "/w/onnxruntime-bare/root", "usr/bin/python3.11", {"PYTHONHOME": "/w/x/usr"}, 60,
+                       cache_dir="/w/cache").execute(["--framework", "onnxruntime"], files)
+    for argv, mode in ((sent[0], "native"), (sent[1], "bare")):
+        assert argv[argv.index("--model") + 1] == "/w/models/ab-m=1.onnx"
+        assert argv[argv.index("--input") + 1] == "ids=/w/models/cd-ids=x.npy"  # NAME= stays, the path is the board's
+        assert argv[argv.index("--cache-dir") + 1] == "/w/cache"
+        assert argv[argv.index("--mode") + 1] == mode
+    # bare: the userland's interpreter, in an environment of nothing but what relocates it, in the image's directory
+    run = sent[1][sent[1].index("--") + 1:]
+    assert run[:4] == ["env", "-i", "PYTHONHOME=/w/x/usr", "/w/onnxruntime-bare/root/usr/bin/python3.11"]
+    assert sent[1][sent[1].index("--cwd") + 1] == "/w/onnxruntime-bare/root/opt/edgeorch"
     sent.clear()
     runners.DockerRunner(None, "b", "sha256:1", 60, cache_dir="/w/cache").execute(["--framework", "onnxruntime"], files)
     create = next(argv for argv in sent if "docker create" in " ".join(argv[:3]))
