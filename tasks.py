@@ -351,11 +351,15 @@ def zoo(c):
     console.print(tables.zoo_table())
 
 
-@task
+@task(help={"host": "also show the modes each framework runs in on these boards (a board, group or comma list; "
+                    "asked over SSH)", "inventory": INV_HELP})
 @reported
-def matrix(c):
-    """Which framework runs on which arch (or why not), and with which models."""
+def matrix(c, host=None, inventory=INVENTORY):
+    """Which framework runs on which arch (or why not), and with which models; with --host, the modes each
+    framework has on each of those boards."""
     console.print(tables.matrix_table(load_recipes()))
+    if host:
+        console.print(pipeline.modes_table(load_inventory(inventory), host))
 
 
 @task(name="up", help={"inventory": INV_HELP, "host": "only these sim boards: a board, a group or a comma list "

@@ -530,6 +530,38 @@ def explain(inventory: Inventory, host: str, *, framework: str, model: str, iter
     return run_dir
 
 
+def modes_table(inventory: Inventory, host: str) -> Table:
+    """Per board (its arch, release and Python, asked over SSH) and framework: the modes it runs in, each with the
+    version it gets, or why not."""
+    boards = inventory.select(host)
+    found = platforms(boards)
+    bases = load_bases()
+    t = Table(title="Modes per board: the version each mode runs, or why not", caption_justify="left")
+    for col in ("board", "framework", *MODES):
+        t.add_column(col)
+    reasons: list[str] = []
+    for board in boards:
+        if board.name not in found.succeeded:
+            t.add_row(escape(board.name), "-", *[f"[red]unreachable: {escape(str(found.failed[board.name]))}[/]"]
+                      + [""] * (len(MODES) - 1))
+            continue
+        for i, recipe in enumerate(load_recipes().values()):
+            cells = []
+            for mode in MODES:
+                try:
+                    target = plan_target(recipe, board, found.succeeded[board.name], bases, (mode,))
+                    cells.append(f"[green]{target.build.version}[/]"
+                                 + (f" ({target.suite} image)" if mode != "native" else ""))
+                except ConfigError as e:
+                    why = e.message.split(": ", 1)[-1]
+                    if why not in reasons:
+                        reasons.append(why)
+                    cells.append(f"[red]✗[/] ({reasons.index(why) + 1})")
+            t.add_row(escape(board.name) if not i else "", recipe.framework, *cells)
+    t.caption = "\n".join(f"({n}) {escape(why)}" for n, why in enumerate(reasons, 1))
+    return t
+
+
 def _native_runs(framework: str, boards: list[Board]) -> bool:
     """Whether every board's own Python can run `framework` (explain's userland arm); says why not if not."""
     found = platforms(boards)

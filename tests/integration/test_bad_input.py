@@ -91,7 +91,7 @@ def test_an_unknown_option_key_is_refused_before_anything_runs(fleet, inv):
 
 def test_an_unknown_mode(fleet, inv):
     _refused(2, inv, "bench", "--host", "x86", *QUICK, "--mode", "vm", parts=("--mode 'vm' is not a mode",
-                                                                             "use docker, bare or both"))
+                                                                             "native (the board's own Python)"))
 
 
 def test_iterations_zero(fleet, inv):

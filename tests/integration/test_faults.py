@@ -470,7 +470,7 @@ def test_sshd_killed_mid_transfer_of_the_image_is_retried_and_leaves_nothing(x86
         o.stop()
     out = F.flat(o.output)
     assert rc == 0, out[-3000:]
-    assert "connection lost; reconnecting in 2 s" in out and "ready in both modes; sent image" in out
+    assert "connection lost; reconnecting in 2 s" in out and "ready in docker, bare; sent image" in out
     # the retry goes on from where the cut left the archive, and the whole is checked before it is loaded
     assert re.search(r"x86: resuming edgeorch-\w+\.tar\.gz at [\d.]+ of [\d.]+ MB", out), out[-3000:]
     assert any(t.startswith("edgeorch/tflite:") for t in F.image_tags(x86))
@@ -511,14 +511,14 @@ def test_sshd_killed_at_every_transfer_fails_cleanly_and_the_next_deploy_complet
     F.invoke_free(x86, "bench", "--host", "x86", *QUICK, "--mode", "bare", "--min-time", "0", "--repeat", "1")
     assert F.partials(F.workdir(x86)) == []
     r = F.invoke_free(x86, "deploy", "--host", "x86", "--framework", "tflite")
-    assert "ready in both modes; sent image" in F.flat(r.stdout)
+    assert "ready in docker, bare; sent image" in F.flat(r.stdout)
     assert any(t.startswith("edgeorch/tflite:") for t in F.image_tags(x86))
 
 
-def test_sshd_killed_while_the_bare_bundle_installs_is_retried_cleanly(x86, tmp_path):
+def test_sshd_killed_while_the_native_bundle_installs_is_retried_cleanly(x86, tmp_path):
     bundle = F.workdir(x86) / "tflite-2.14.0"
     (bundle / "manifest.json").unlink(missing_ok=True)  # so that the deploy installs the bundle again
-    o = deploy_(x86, tmp_path)
+    o = F.start(x86, tmp_path, "deploy", "--host", "x86", "--framework", "tflite", "--mode", "native")
     try:
         installing = F.wait_for(lambda: [p for c in F.connections(x86, o.pid) for p in c.children(recursive=True)
                                          if "install-framework.sh" in " ".join(F._cmdline(p))],
@@ -542,7 +542,7 @@ def test_sshd_killed_while_the_bare_bundle_installs_is_retried_cleanly(x86, tmp_
     assert "connection lost; reconnecting in 2 s" in out and "sent bundle" in out
     assert overlap == [], "the lost install still ran when the retry installed again"
     assert json.loads((bundle / "manifest.json").read_text())["framework"] == "tflite"
-    F.invoke_free(x86, "bench", "--host", "x86", *QUICK, "--mode", "bare", "--min-time", "0", "--repeat", "1")
+    F.invoke_free(x86, "bench", "--host", "x86", *QUICK, "--mode", "native", "--min-time", "0", "--repeat", "1")
 
 
 def test_a_full_disk_stops_the_image_before_it_is_sent(x86, tmp_path):
@@ -558,18 +558,23 @@ def test_a_full_disk_stops_the_image_before_it_is_sent(x86, tmp_path):
         assert F.partials(x86.rootfs / full.lstrip("/")) == []
         assert not any(t.startswith("edgeorch/tflite:") for t in F.image_tags(x86))
     r = F.invoke_free(x86, "deploy", "--inventory", str(inventory), "--host", "x86", "--framework", "tflite")
-    assert "ready in both modes; sent image" in F.flat(r.stdout)  # space freed: the next deploy completes
+    assert "ready in docker, bare; sent image" in F.flat(r.stdout)  # space freed: the next deploy completes
 
 
-def test_a_full_disk_stops_the_bare_bundle_before_it_is_sent(x86, tmp_path):
+def test_a_full_disk_stops_the_bare_and_native_bundles_before_they_are_sent(x86, tmp_path):
     with F.full_disk(x86, "2m") as full:
         inventory = F.write_inventory(tmp_path, {"name": "x86", "workdir": f"{full}/wd"})
-        r = F.invoke_free(x86, "bench", "--inventory", str(inventory), "--host", "x86", *QUICK, "--mode", "bare",
-                          "--min-time", "0", "--repeat", "1", check=False)
-        out = F.flat(r.stdout)
-        assert r.returncode == 6, out[-3000:]
-        assert re.search(rf"board x86: {full}/wd/tflite-2.14.0 has \d+ MB free, the bare-metal bundle of tflite "
-                         rf"needs \d+ MB", out)
-        assert "INCOMPLETE: 1 of 1 cells did not finish (x86)" in out
         board_dir = x86.rootfs / full.lstrip("/")
-        assert F.partials(board_dir) == [] and not (board_dir / "wd" / "tflite-2.14.0").exists()
+        for mode, said in (("bare", rf"{full}/wd has \d+ MB free, the bare-metal bundle \(its archive, then "
+                                    rf"unpacked\) of tflite needs \d+ MB"),
+                           ("native", rf"{full}/wd/tflite-2.14.0 has \d+ MB free, the native bundle of tflite "
+                                      rf"needs \d+ MB")):
+            r = F.invoke_free(x86, "bench", "--inventory", str(inventory), "--host", "x86", *QUICK, "--mode", mode,
+                              "--min-time", "0", "--repeat", "1", check=False)
+            out = F.flat(r.stdout)
+            assert r.returncode == 6, out[-3000:]
+            assert re.search(f"board x86: {said}", out), out[-3000:]
+            assert "INCOMPLETE: 1 of 1 cells did not finish (x86)" in out
+            assert F.partials(board_dir) == [] and not list((board_dir / "wd").glob("tflite-2.14.0*"))
+
+

@@ -50,6 +50,28 @@ def test_litert_and_opencv_at_their_current_versions_on_python_313(trixie_fleet)
     on_python_313({"litert": "2.3.0", "opencv": "5.1.0.95"})
 
 
+def test_the_mission_command_benchmarks_tflite_on_todays_32_bit_pi(trixie_fleet):
+    """`invoke deploy --host rpi3 bench --framework tflite`, verbatim but for a quicker run: TFLite has no wheel for
+    the board's Python 3.13, so both modes run the image's own userland (bookworm's Python 3.11), one in its
+    container, one without; the chained deploy sends TFLite alone, not the board's listed frameworks."""
+    r = invoke("deploy", "--host", "rpi3", "bench", "--framework", "tflite", "--model", "tiny", "--iterations", "20",
+               "--warmup", "2", "--min-time", "0", "--repeat", "3", "--min-pairs", "3")
+    out = " ".join(r.stdout.split())
+    assert "rpi3: tflite 2.14.0 (image on Debian bookworm) ready in docker, bare" in out
+    assert "onnxruntime" not in out and "opencv" not in out
+    df = table(r)
+    assert sorted(set(df["mode"])) == ["bare", "docker"] and set(df["machine"]) == {"armv7l"}
+    assert set(df["python"]) == {"3.11.2"} and set(df["os"]) == {"Debian GNU/Linux 13 (trixie)"}  # the board's OS
+    verdict = " ".join(r.stdout.split("Docker vs bare metal", 1)[1].split())
+    assert any(word in verdict for word in ("equivalent", "slower", "faster", "inconclusive")), r.stdout[-3000:]
+    # the matrix says which modes each framework has there, and why not native
+    shown = invoke("matrix", "--host", "rpi3", env={**os.environ, "COLUMNS": "250"}).stdout
+    modes = shown.split("Modes per board", 1)[1]
+    row = next(line for line in modes.splitlines() if " tflite " in line)
+    assert row.count("2.14.0 (bookworm image)") == 2 and "✗" in row
+    assert "tflite-runtime's last wheels (2.14.0) stop at cp311" in " ".join(shown.split())
+
+
 def test_a_32bit_trixie_pi_runs_debians_onnxruntime_in_both_modes(trixie_fleet):
     df = table(invoke("bench", "--host", "rpi3", "--framework", "onnxruntime", "--model", "squeezenet1_1", *ONE))
     assert sorted(df["mode"]) == ["bare", "docker"] and set(df["machine"]) == {"armv7l"}
@@ -90,7 +112,7 @@ def test_pytorch_and_tensorflow_on_python_313(trixie_fleet):
     assert {v.rsplit(".", 1)[0] for v in df["python"]} == {"3.13"} and df["agrees"].all()
 
 
-def test_bare_mode_of_a_debian_framework_names_the_package_a_board_lacks(trixie_fleet):
+def test_native_mode_of_a_debian_framework_names_the_package_a_board_lacks(trixie_fleet):
     image = ImageSpec(framework="onnxruntime", version="1.21.0", arch=Arch.ARMV7, tag="t", image_id="i",
                       recipe_hash="h", bench_sha256="b", based_on="Debian trixie", wheelhouse=Path("."),
                       native_wheelhouse=Path("."), debian=("python3-onnxruntime",))
