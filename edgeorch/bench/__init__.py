@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 
 # /2: model batch, --option, outputs; /3: --min-time, iterations may exceed; /4: memory, counters, energy, profile
-RESULT_SCHEMA = "edgeorch.result/4"
+RESULT_SCHEMA = "edgeorch.result/5"
 PROBE_SCHEMA = "edgeorch.probe/1"
 BOARD_PACKAGE = "edgeorch_bench"  # the name this directory has on a board
 

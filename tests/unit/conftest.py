@@ -9,7 +9,7 @@ START_NS = 5 * 10**12  # the board's monotonic clock when the timed loop began
 
 def result_doc(latencies_ms, *, mode="docker", machine="aarch64", framework_version="2.14.0",
                wall_ns=None, max_temp_c=61.5, throttled=False, run_id="20250101T000000Z-abcd"):
-    """An `edgeorch.result/4` document shaped like edgeorch.bench.__main__.run() writes one."""
+    """An `edgeorch.result/5` document shaped like edgeorch.bench.__main__.run() writes one."""
     latencies_ns = [round(ms * 1_000_000) for ms in latencies_ms]
     return {
         "schema": RESULT_SCHEMA, "status": "ok", "error": None,

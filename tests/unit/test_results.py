@@ -190,7 +190,7 @@ def test_parse_answer_empty_output():
 @pytest.mark.parametrize("schema", ["edgeorch.result/1", "edgeorch.result/2", None])
 def test_parse_answer_wrong_schema(make_doc, schema):
     doc = {**make_doc([1.0]), "schema": schema}
-    with pytest.raises(BoardError, match="board x86.*not an edgeorch.result/4 document"):
+    with pytest.raises(BoardError, match="board x86.*not an edgeorch.result/5 document"):
         results.parse_answer(answer(doc, stderr="warning: something"), board="x86", what="docker run")
 
 
