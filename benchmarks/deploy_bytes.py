@@ -50,7 +50,9 @@ from edgeorch.recipes import get_recipe
 fleet = load_inventory(sys.argv[1])
 for framework, host in json.loads(sys.argv[2]).items():
     boards = fleet.select(host)
-    pipeline.build(pipeline.plan_targets([get_recipe(framework)], boards, pipeline.platforms(boards).succeeded))
+    modes = {framework: getattr(pipeline, "MODE_SETS", {}).get("both", ("docker", "bare"))}
+    pipeline.build(pipeline.plan_targets([get_recipe(framework)], boards, pipeline.platforms(boards).succeeded, modes),
+                   **({"bare": (framework,)} if hasattr(pipeline, "Built") else {}))
 """
 
 EDITED = ROOT / "edgeorch" / "bench" / "adapters" / "base.py"
@@ -135,7 +137,7 @@ def print_cases(rows) -> bool:
 def codecs(board, framework: str) -> None:
     """Each codec's archive of the whole image: made here, sent, checked and loaded by the board's engine."""
     client = images.engine()
-    spec = next(s for s, _ in pipeline.build(pipeline.plan_targets(
+    spec = next(made.image for made in pipeline.build(pipeline.plan_targets(
         [pipeline.get_recipe(framework)], [board], pipeline.platforms([board]).succeeded)).values())
     layers = images.export_image(client, spec)
     console.print(f"\n[bold]Compression of the whole {framework} image[/] ({mb(layers.size)} MB of layers): made "

@@ -340,6 +340,8 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Imag
            bare: Userland | None = None) -> Deployment:
     """Make `image`'s framework ready on `board` in `modes` (bare mode from `bare`, the image's userland) and check
     that their versions and entrypoints match; only what the board lacks is sent."""
+    if "bare" in modes and bare is None:
+        raise ValueError("bare mode needs the image's userland: pipeline.build(..., bare=[framework])")
     started = time.monotonic()
     if "docker" in modes:
         docker_version(conn, board)

@@ -107,7 +107,8 @@ def check(inventory: Inventory, host: str) -> bool:
             row["frameworks"], row["needs"], held = [], 0, None
             for name in board.frameworks if row["platform"] and row["arch_ok"] else ():
                 try:  # what `deploy` would give the board, or why it cannot
-                    target = plan_target(recipes[name], board, row["platform"], bases) if name in recipes else None
+                    target = plan_target(recipes[name], board, row["platform"], bases,
+                                         MODE_SETS["both"]) if name in recipes else None
                     row["frameworks"].append(f"{name} {target.build.version}" if target else f"{name}: no recipe")
                 except ConfigError as e:
                     row["problems"].append(e.message.split(": ", 1)[-1])
@@ -290,10 +291,12 @@ def clean_boards(inventory: Inventory, host: str) -> GroupResult[dict]:
             raise found.failed[board.name]
         targets = []
         for recipe in recipes.values():
-            try:
-                targets.append(plan_target(recipe, board, found.succeeded[board.name], bases))
-            except ConfigError:  # no build of it serves this board: none of its images is in use there
-                pass
+            for modes in (MODES, MODE_SETS["both"]):  # all three, or (the board's Python aside) the image's release
+                try:
+                    targets.append(plan_target(recipe, board, found.succeeded[board.name], bases, modes))
+                    break
+                except ConfigError:  # no build of it serves this board: none of its images is in use there
+                    pass
         with Link(board, token=SESSION, purpose="clean") as link:
             return link.retrying(functools.partial(clean, board=board, targets=targets, cached_models=cached))[0]
 

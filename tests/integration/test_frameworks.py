@@ -88,6 +88,15 @@ def test_caffe_runs_in_docker_and_bare_and_says_what_native_mode_needs(fleet):
     assert "results go to" not in out
 
 
+@pytest.mark.exhaustive  # Caffe's bullseye images for arm64 and armv7, made under QEMU
+def test_caffe_runs_in_docker_and_bare_on_every_arch(pi_fleet):
+    df = table(invoke("bench", "--host", "rpi3-bookworm,rpi4", "--framework", "caffe", "--model", "squeezenet1_1",
+                      *ONE))
+    assert sorted(set(zip(df["board"], df["mode"], df["machine"]))) == [
+        ("rpi3-bookworm", m, "armv7l") for m in ("bare", "docker")] + [("rpi4", m, "aarch64") for m in ("bare", "docker")]
+    assert set(df["python"]) == {"3.9.2"} and df["agrees"].all()
+
+
 @pytest.mark.parametrize("network", networks(zoo.NETWORKS))
 def test_every_zoo_network_agrees_with_pytorch_in_two_frameworks(fleet, network):
     r = invoke("agree", "--host", "x86", "--framework", "onnxruntime,pytorch", "--model", network)

@@ -82,11 +82,12 @@ def test_a_user_model_file(fleet, tmp_path):
     assert list(df["model"]) == ["my_net"] and list(df["mode"]) == ["bare"]
 
 
-def test_a_framework_is_refused_where_it_cannot_run(pi_fleet):
-    r = invoke("bench", "--host", "rpi3-bookworm", "--framework", "onnxruntime", check=False)
+def test_native_mode_is_refused_where_the_boards_python_cannot_run_the_framework(pi_fleet):
+    r = invoke("bench", "--host", "rpi3-bookworm", "--framework", "onnxruntime", "--mode", "docker,native",
+               check=False)
     out = " ".join(r.stdout.split())  # the message as one line, however the console wrapped it
     assert r.returncode == 2 and "Debian trixie's python3-onnxruntime" in out and "invoke matrix" in out
-    assert "--mode docker" in out and "results go to" not in out  # refused before anything was built
+    assert "--mode both" in out and "results go to" not in out  # refused before anything was built
 
 
 # ONNX Runtime's arm64 wheels under QEMU are test_onnxruntime_at_its_current_version_on_python_313's (rpi5)
