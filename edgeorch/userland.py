@@ -125,10 +125,12 @@ def _library_path(tar: tarfile.TarFile, names: dict[str, tarfile.TarInfo]) -> tu
     return tuple(dict.fromkeys([*dirs, "lib", "usr/lib"]))
 
 
-def userland(client: docker.DockerClient, image_id: str, tag: str) -> Userland:
-    """The bundle of the image `image_id`: made once from `docker export` of a container of it, and cached."""
+def userland(client: docker.DockerClient, image_id: str, tag: str, packages: tuple[str, ...] = ()) -> Userland:
+    """The bundle of the image `image_id`: made once from `docker export` of a container of it, and cached. With
+    `packages`, the files of the image's other Debian packages are left out (those another framework of the same
+    base needs: OpenCV's hundreds of MB in ONNX Runtime's bundle on 32-bit trixie)."""
     where = cache_dir() / "userland"
-    index = where / f"{image_id.removeprefix('sha256:')}.json"
+    index = where / f"{image_id.removeprefix('sha256:')}-{content_hash(*packages)}.json"
     with held(f"userland-{content_hash(image_id)}"):
         if index.exists():
             doc = json.loads(index.read_text())
@@ -147,13 +149,13 @@ def userland(client: docker.DockerClient, image_id: str, tag: str) -> Userland:
             finally:
                 container.remove(force=True)
             exported.seek(0)
-            found = _bundle(exported, where, tag)
+            found = _bundle(exported, where, tag, packages)
         doc = {**dataclasses.asdict(found), "archive": found.archive.name}
         write_atomic(index, json.dumps(doc, indent=1))
         return found
 
 
-def _bundle(exported, where: Path, tag: str) -> Userland:
+def _bundle(exported, where: Path, tag: str, packages: tuple[str, ...] = ()) -> Userland:
     with tarfile.open(fileobj=exported, mode="r:") as tar:
         members = [m for m in tar.getmembers() if m.name.strip("./")]
         for m in members:
@@ -165,7 +167,8 @@ def _bundle(exported, where: Path, tag: str) -> Userland:
         if python not in names or not names[python].isfile():
             raise SetupError(f"the image {tag} has no Python at {venv}/bin/python", hint="rebuild it: invoke build")
         site = sorted({m.group(0) for n in names if (m := re.match(rf"{venv}/lib/python[^/]+/site-packages", n))})
-        kept = {m.name for m in members if _kept(m.name)}
+        others = _not_needed(tar, names, links, packages) if packages else set()
+        kept = {m.name for m in members if _kept(m.name) and m.name not in others}
         # what a kept link leads to is kept too (Debian's /etc/alternatives, matplotlib's data in /usr/share)
         ordered = sorted(names)
         for target in {t for n in kept if n in links if not _kept(t := resolve(links, n)) and not _dropped(t)}:
@@ -188,6 +191,44 @@ def _bundle(exported, where: Path, tag: str) -> Userland:
             os.replace(original, archive.with_name(f"{digest[:16]}.python"))
     return Userland(archive=archive, sha256=digest, unpacked=unpacked, python=python, loader=loader,
                     library_path=library_path, site_packages=site[0] if site else "")
+
+
+def _not_needed(tar: tarfile.TarFile, names: dict[str, tarfile.TarInfo], links: dict[str, str],
+                packages: tuple[str, ...]) -> set[str]:
+    """The files (not directories) of the image's Debian packages outside the dependency closure of `packages`, from
+    dpkg's own records in the image."""
+    status = names.get("var/lib/dpkg/status")
+    if status is None:
+        return set()
+    stanzas = tar.extractfile(status).read().decode(errors="replace").split("\n\n")
+    installed, provides = {}, {}
+    for stanza in stanzas:
+        fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line[0].isspace())
+        if "Package" in fields and fields.get("Status", "").endswith(" installed"):
+            depends = ", ".join(fields.get(k, "") for k in ("Pre-Depends", "Depends"))
+            installed[fields["Package"]] = [alt.split()[0].split(":")[0] for dep in depends.split(",")
+                                            for alt in dep.split("|") if alt.strip()]
+            for virtual in fields.get("Provides", "").split(","):
+                if virtual.strip():
+                    provides.setdefault(virtual.split()[0], []).append(fields["Package"])
+    needed, todo = set(), [p for p in packages if p in installed]
+    while todo:
+        package = todo.pop()
+        if package in needed:
+            continue
+        needed.add(package)
+        for dep in installed[package]:
+            todo += [p for p in [dep, *provides.get(dep, [])] if p in installed and p not in needed]
+    owned: dict[bool, set[str]] = {True: set(), False: set()}  # needed or not -> the files of those packages
+    for name in names:
+        if name.startswith("var/lib/dpkg/info/") and name.endswith(".list"):
+            package = posixpath.basename(name)[:-len(".list")].split(":")[0]
+            for path in tar.extractfile(names[name]).read().decode(errors="replace").splitlines():
+                path = path.strip().lstrip("/")
+                here = posixpath.join(resolve(links, posixpath.dirname(path)), posixpath.basename(path))
+                if here in names and not names[here].isdir() and "/" in here:  # not /lib -> usr/lib (base-files')
+                    owned[package in needed or package not in installed].add(here)
+    return owned[False] - owned[True]
 
 
 def _write(tar: tarfile.TarFile, members: list[tarfile.TarInfo], names: dict[str, tarfile.TarInfo],

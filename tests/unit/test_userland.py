@@ -69,6 +69,17 @@ def image():
         ("opt/edgeorch/wheels/tflite_runtime.whl", "file", "wheel"),
         ("opt/edgeorch/edgeorch_bench/__init__.py", "file", "# sent on its own"),
         ("dev/null", "file", ""),
+        # dpkg's records: what each package owns and needs (another framework's package of the same base: OpenCV)
+        ("var/lib/dpkg/status", "file", "\n\n".join(
+            f"Package: {p}\nStatus: install ok installed\nDepends: {d}" for p, d in (
+                ("python3", "python3.11 (>= 3.11), libc6"), ("python3.11", "libc6 (>= 2.36)"), ("libc6", ""),
+                ("python3-opencv", "libopencv-core406 | libopencv-core"), ("libopencv-core406", "libc6"),
+                ("base-files", "")))),
+        ("var/lib/dpkg/info/libc6:amd64.list", "file", f"/lib/{triplet}/libc.so.6\n/usr/lib64\n"),
+        ("var/lib/dpkg/info/libopencv-core406:amd64.list", "file", f"/usr/lib/{triplet}/libopencv_core.so.406\n"
+                                                                   f"/usr/lib/{triplet}\n"),
+        ("var/lib/dpkg/info/base-files.list", "file", "/lib\n/lib64\n"),
+        (f"usr/lib/{triplet}/libopencv_core.so.406", "file", "opencv"),
     ]
 
 
@@ -95,6 +106,18 @@ def test_the_bundle_keeps_the_userland_and_every_link_stays_inside_it(tmp_path):
                  "opt/edgeorch/wheels", "opt/edgeorch/edgeorch_bench"):
         assert not (root / gone).exists(), gone
     assert found.unpacked == sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def test_another_frameworks_debian_packages_are_left_out(tmp_path):
+    found = userland._bundle(export(image()), tmp_path, "x", ("python3",))
+    root = tmp_path / "root"
+    root.mkdir()
+    subprocess.run(["tar", "-xzf", found.archive, "-C", root], check=True)
+    assert not (root / "usr/lib/x86_64-linux-gnu/libopencv_core.so.406").exists()  # OpenCV's: python3 needs none
+    assert (root / "lib/x86_64-linux-gnu/libc.so.6").read_text() == "libc"  # python3's, through /lib -> usr/lib
+    assert (root / "usr/lib/python3.11/os.py").exists()  # owned by no package listed: kept
+    everything = userland._bundle(export(image()), tmp_path, "x")
+    assert everything.unpacked == found.unpacked + len("opencv")
 
 
 def test_the_bundle_is_the_same_bytes_whenever_it_is_made(tmp_path):
