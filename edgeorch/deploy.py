@@ -358,7 +358,8 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Imag
     where = {"bare": deployment.userland_dir, "native": deployment.bundle_dir}
     remote_id = image_on_board(conn, board, image.image_id) if "docker" in modes else None
     steps = deploy_steps(remote_image_id=remote_id, image_id=image.image_id, modes=modes,
-                         bundles={m: (_read_manifest(conn, board, where[m]), manifests[m]) for m in manifests})
+                         bundles={m: (_read_manifest(conn, board, where[m]), manifests[m]) for m in manifests
+                                  if m in modes})
     if not {("docker", "image"), ("bare", "bundle")} & set(steps):  # no archive is sent: what a cut transfer left goes
         _drop_partials(conn, board, workdir)
     sent: list[Transfer] = []
