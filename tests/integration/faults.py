@@ -299,16 +299,17 @@ def kill(procs: list[psutil.Process], signum: int = signal.SIGKILL) -> None:
 
 
 @contextmanager
-def full_disk(sb: sim.SimBoard, size: str):
-    """A directory of the board (its path there) on a tmpfs of `size`, mounted in the board's own mount namespace
-    only; unmounted after."""
+def full_disk(sb: sim.SimBoard, size: str, options: str = ""):
+    """A directory of the board (its path there) on a tmpfs of `size` (and mount `options`), mounted in the board's
+    own mount namespace only; unmounted after."""
     listener = sim._sshd(sb)
     assert listener is not None, f"sim board {sb.board.name} is down"
     inside = f"/tmp/edgeorch-full-{secrets.token_hex(3)}"
     here = sb.rootfs / inside.lstrip("/")
     here.mkdir()
     mount = ["nsenter", "-t", str(listener.pid), "-m", "--"]
-    subprocess.run([*mount, "mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(here)], check=True)
+    subprocess.run([*mount, "mount", "-t", "tmpfs", "-o", f"size={size}" + (f",{options}" if options else ""),
+                    "tmpfs", str(here)], check=True)
     try:
         yield inside
     finally:

@@ -578,3 +578,16 @@ def test_a_full_disk_stops_the_bare_and_native_bundles_before_they_are_sent(x86,
             assert F.partials(board_dir) == [] and not list((board_dir / "wd").glob("tflite-2.14.0*"))
 
 
+def test_a_workdir_on_a_noexec_mount_stops_bare_mode_with_its_fix(x86, tmp_path):
+    with F.full_disk(x86, "400m", options="noexec") as mount:
+        inventory = F.write_inventory(tmp_path, {"name": "x86", "workdir": f"{mount}/wd"})
+        r = F.invoke_free(x86, "bench", "--inventory", str(inventory), "--host", "x86", *QUICK, "--mode", "bare",
+                          "--min-time", "0", "--repeat", "1", check=False)
+        out = F.flat(r.stdout)
+        assert r.returncode == 6, out[-3000:]
+        assert "the bare-metal bundle's Python cannot run there: its workdir does not let programs run (a noexec " \
+               "mount?)" in out, out[-3000:]
+        assert f"findmnt -T {mount}/wd/tflite-2.14.0-bare/root" in out and "--mode docker,native" in out
+        # native mode runs there: its venv's python is the board's own, on another filesystem
+        F.invoke_free(x86, "bench", "--inventory", str(inventory), "--host", "x86", *QUICK, "--mode", "native",
+                      "--min-time", "0", "--repeat", "1")
