@@ -93,7 +93,8 @@ def test_caffe_runs_in_docker_and_bare_on_every_arch(pi_fleet):
     df = table(invoke("bench", "--host", "rpi3-bookworm,rpi4", "--framework", "caffe", "--model", "squeezenet1_1",
                       *ONE))
     assert sorted(set(zip(df["board"], df["mode"], df["machine"]))) == [
-        ("rpi3-bookworm", m, "armv7l") for m in ("bare", "docker")] + [("rpi4", m, "aarch64") for m in ("bare", "docker")]
+        (board, mode, machine) for board, machine in (("rpi3-bookworm", "armv7l"), ("rpi4", "aarch64"))
+        for mode in ("bare", "docker")]
     assert set(df["python"]) == {"3.9.2"} and df["agrees"].all()
 
 

@@ -31,7 +31,8 @@ def started(monkeypatch, exited: int, stderr: str):
 @pytest.mark.parametrize("exited, stderr, why, fix", [
     (126, "env: '/home/pi/edgeorch/tflite-2.14.0-bare/root/usr/bin/python3.11': Permission denied",
      "its workdir does not let programs run (a noexec mount?)", "findmnt -T /home/pi/edgeorch/tflite-2.14.0-bare/root"),
-    (127, "FATAL: kernel too old", "the board's kernel is older than the bundle's C library needs", "update the board's kernel"),
+    (127, "FATAL: kernel too old", "the board's kernel is older than the bundle's C library needs",
+     "update the board's kernel"),
     (126, "env: '/home/pi/x/python3.11': Exec format error", "its architecture is not the bundle's (whose loader is "
      "ld-linux-armhf.so.3)", "fix `arch:`"),
     (1, "Segmentation fault", "it did not start", "invoke check"),
