@@ -21,7 +21,7 @@ from . import bench, images, results, userland
 from .arch import Arch
 from .cache import file_sha256
 from .console import console, recording, shell
-from .errors import BoardError, ConnectionLost, RunTimeout
+from .errors import BareUnavailable, BoardError, ConnectionLost, RunTimeout
 from .images import ImageLayers, ImageSpec
 from .inventory import Board
 from .plan import MODES, Arm, deploy_steps, first_missing, images_to_keep
@@ -493,8 +493,11 @@ def _install_userland(conn: fabric.Connection, board: Board, bare: Userland, dep
     workdir, bundle_dir, root = deployment.workdir, deployment.userland_dir, deployment.root
     # with the board's lock held, anything still running from the bundle is a lost attempt's (its tar, a run)
     remote(conn, sh(_END_LEFTOVERS, _running_from(bundle_dir)), board=board.name)
-    _check_space(conn, board, workdir, bare.bytes + bare.unpacked, "the bare-metal bundle (its archive, then "
-                 f"unpacked) of {deployment.image.framework}")
+    try:
+        _check_space(conn, board, workdir, bare.bytes + bare.unpacked, "the bare-metal bundle (its archive, then "
+                     f"unpacked) of {deployment.image.framework}")
+    except BoardError as e:
+        raise BareUnavailable(e.message, hint=e.hint) from e
     archive = posixpath.join(workdir, bare.archive.name)
     _drop_partials(conn, board, workdir, archive)
     sent = _put(conn, board, bare.archive, archive, progress, f"{board.name}: {deployment.image.framework} bare "
@@ -513,7 +516,11 @@ def _install_userland(conn: fabric.Connection, board: Board, bare: Userland, dep
         client.put(str(interpreter), dest, callback=check)
         client.chmod(dest, 0o755)
         rec.exit_code = 0
-    _first_start(conn, board, bare, root)
+    try:
+        _first_start(conn, board, bare, root)
+    except BareUnavailable:  # nothing of it stays on the board
+        remote(conn, ["rm", "-rf", "--", bundle_dir], board=board.name, warn=True)
+        raise
     entrypoint = _copy_entrypoint(conn, board, posixpath.join(root, CONTAINER_DIR.lstrip("/")))
     size = sent + interpreter.stat().st_size + entrypoint.sent
     return Transfer(what="bare bundle", sent=size, lacked=bare.bytes + interpreter.stat().st_size + entrypoint.lacked,
@@ -541,8 +548,8 @@ def _first_start(conn: fabric.Connection, board: Board, bare: Userland, root: st
                     f"noexec (findmnt -T {root} shows its options), or run --mode docker,native")
     else:
         why, fix = ("it did not start", "run `invoke check` on the board; see the message above")
-    raise BoardError(f"board {board.name}: the bare-metal bundle's Python cannot run there: {why} (exit {r.exited}: "
-                     f"{said[-300:] or 'no message'})", hint=fix)
+    raise BareUnavailable(f"board {board.name}: the bare-metal bundle's Python cannot run there: {why} (exit "
+                          f"{r.exited}: {said[-300:] or 'no message'})", hint=fix)
 
 
 # Each file under $1 with its sha256, as `./path` (Python's bytecode caches aside)

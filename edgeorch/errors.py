@@ -57,5 +57,9 @@ class Unreachable(BoardError):
     """A board does not answer SSH at all: powered off, off the network, or a wrong address."""
 
 
+class BareUnavailable(BoardError):
+    """The board cannot take or start the bare-metal bundle (disk, noexec, kernel, arch): its other modes can run."""
+
+
 class BoardBusy(BoardError):
     """Another edgeorch holds the board's lock."""

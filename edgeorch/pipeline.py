@@ -31,7 +31,16 @@ from .deploy import (
     image_on_board,
     push_file,
 )
-from .errors import BoardError, ConfigError, ConnectionLost, EdgeorchError, RunError, SetupError, Unreachable
+from .errors import (
+    BareUnavailable,
+    BoardError,
+    ConfigError,
+    ConnectionLost,
+    EdgeorchError,
+    RunError,
+    SetupError,
+    Unreachable,
+)
 from .images import ImageSpec
 from .inventory import Board, Inventory
 from .models import EAGER, INT8, ModelSpec, resolve, zoo
@@ -660,9 +669,18 @@ def run_sweep(sweep: Sweep, boards: list[Board], *, judgement: Judgement = DEFAU
                         continue
                     try:
                         ready = built[(recipe.framework, board.name)]
-                        deployment, _ = link.retrying(functools.partial(
-                            deploy, board=board, image=ready.image, export=ready.layers, bare=ready.bare,
-                            progress=bars, modes=modes[recipe.framework]))
+                        ship = functools.partial(deploy, board=board, image=ready.image, export=ready.layers,
+                                                 bare=ready.bare, progress=bars)
+                        try:
+                            deployment, _ = link.retrying(functools.partial(ship, modes=modes[recipe.framework]))
+                        except BareUnavailable as e:  # the other modes run; the cells say bare is missing, and why
+                            others = tuple(m for m in modes[recipe.framework] if m != "bare")
+                            if not others:
+                                raise
+                            console.print(f"[yellow]{escape(board.name)}: {recipe.framework} without bare mode[/]: "
+                                          f"{escape(str(e))}", soft_wrap=True)
+                            deployment, _ = link.retrying(functools.partial(ship, modes=others))
+                            mine = _without_bare(mine, run_dir, e.message)
                         step(f"{recipe.framework} {deployment.framework_version} deployed: {_sent(deployment)} in "
                              f"{deployment.seconds:.1f} s", board.name)
                         with lock:  # what each board was sent for this run, beside its results
@@ -725,6 +743,20 @@ def _runnable(sweep: Sweep, boards: list[Board], found: dict[str, Platform], mod
     names = {r.framework for r in keep}
     return dataclasses.replace(sweep, recipes=keep, specs={k: s for k, s in sweep.specs.items() if k[0] in names},
                                cells={b: [c for c in cs if c.framework in names] for b, cs in sweep.cells.items()})
+
+
+def _without_bare(cells: list[Cell], run_dir: Path, why: str) -> list[Cell]:
+    """The cells with their other arms alone, as the manifest now records them (with why); a cell of bare arms only
+    is left out, failed."""
+    kept = []
+    for cell in cells:
+        arms = tuple(a for a in cell.arms if a.mode != "bare")
+        if arms:
+            kept.append(dataclasses.replace(cell, arms=arms))
+            results.update_cell(run_dir, cell.key, arms=[a.label for a in arms], without_bare=why)
+        else:
+            results.update_cell(run_dir, cell.key, failure=why)
+    return kept
 
 
 def _push_files(conn, board: Board, workdir: str, spec: ModelSpec, ref: Reference | None, progress,
