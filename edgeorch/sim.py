@@ -207,8 +207,9 @@ def _pin_host_key(known_hosts: Path, line: str) -> None:
 
 
 def board_image(client, arch: Arch, release: str = "bookworm") -> str:
-    """The sim board image for `arch` on Debian `release` (base + sshd + docker client), built once. The base has the
-    Debian packages of the frameworks that come from Debian there, as an owner who installed them has."""
+    """The tag of the sim board image for `arch` on Debian `release` (base + sshd + docker client), built once. The
+    base has the Debian packages of the frameworks that come from Debian there, as an owner who installed them
+    has."""
     bases = load_bases()
     if release not in bases:
         raise SetupError(f"sim_release {release!r}: edgeorch has no base for it",
@@ -217,8 +218,9 @@ def board_image(client, arch: Arch, release: str = "bookworm") -> str:
     recipe = IMAGES / "sim-board"
     tag = f"edgeorch/sim-board:{arch.value}-{release}-{content_hash(*sorted(recipe.iterdir()), base)}"
     # The only build with a network: apt fetches sshd and the Docker client from the mirror.
-    return images.ensure_image(client, recipe, tag=tag, arch=arch, buildargs={"BASE": base},
-                               labels={SIM_LABEL: "board-image"}, network_mode="host")
+    images.ensure_image(client, recipe, tag=tag, arch=arch, buildargs={"BASE": base},
+                        labels={SIM_LABEL: "board-image"}, network_mode="host")
+    return tag  # what the board's userland is made of (a rebuild of it, after another fleet's `down`, is the same)
 
 
 def _unpack(client, sb: SimBoard, image: str) -> None:

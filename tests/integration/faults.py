@@ -290,6 +290,14 @@ def remove_images(sb: sim.SimBoard, repository: str) -> None:
     assert not left.split(), f"{repository} is still in the engine of {sb.board.name}: {left}"
 
 
+def descendants(proc: psutil.Process) -> list[psutil.Process]:
+    """The processes under `proc`, none if it has ended meanwhile (a connection just killed)."""
+    try:
+        return proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
 def kill(procs: list[psutil.Process], signum: int = signal.SIGKILL) -> None:
     for proc in procs:
         try:

@@ -151,8 +151,8 @@ def test_the_boards_sftp_server_dying_mid_transfer_is_retried_and_leaves_nothing
     killed = []
 
     def sftp_servers():
-        return [p for c in F.connections(x86, os.getpid()) for p in c.children(recursive=True)
-                if "sftp-server" in " ".join(p.cmdline())]
+        return [p for c in F.connections(x86, os.getpid()) for p in F.descendants(c)
+                if "sftp-server" in " ".join(F._cmdline(p))]
 
     def kill_when_half_sent():
         server = F.wait_for(lambda: partial.exists() and partial.stat().st_size > 0 and sftp_servers(),
@@ -485,7 +485,7 @@ def test_sshd_killed_at_every_transfer_fails_cleanly_and_the_next_deploy_complet
         now = F.partial_sizes(F.workdir(x86))
         grown = [p for p, size in now.items() if size > sizes.get(p, size)]
         sizes.update(now)
-        servers = [p for c in F.connections(x86, o.pid) for p in c.children(recursive=True)
+        servers = [p for c in F.connections(x86, o.pid) for p in F.descendants(c)
                    if "sftp-server" in " ".join(F._cmdline(p))]
         return grown and servers
 
@@ -520,7 +520,7 @@ def test_sshd_killed_while_the_native_bundle_installs_is_retried_cleanly(x86, tm
     (bundle / "manifest.json").unlink(missing_ok=True)  # so that the deploy installs the bundle again
     o = F.start(x86, tmp_path, "deploy", "--host", "x86", "--framework", "tflite", "--mode", "native")
     try:
-        installing = F.wait_for(lambda: [p for c in F.connections(x86, o.pid) for p in c.children(recursive=True)
+        installing = F.wait_for(lambda: [p for c in F.connections(x86, o.pid) for p in F.descendants(c)
                                          if "install-framework.sh" in " ".join(F._cmdline(p))],
                                 "bundle install under way", orchestrator=o)
         lost = F.connections(x86, o.pid)
@@ -528,8 +528,7 @@ def test_sshd_killed_while_the_native_bundle_installs_is_retried_cleanly(x86, tm
         # the retry installs the bundle again: the lost attempt's install (pip, quiet, never notices the link went)
         # must not be writing into the same directory by then. The killed sshd processes may hold their socket a
         # moment longer (under load): their installs are not the retry's
-        again = F.wait_for(lambda: [p for c in F.connections(x86, o.pid) if c not in lost
-                                    for p in c.children(recursive=True)
+        again = F.wait_for(lambda: [p for c in F.connections(x86, o.pid) if c not in lost for p in F.descendants(c)
                                     if "install-framework.sh" in " ".join(F._cmdline(p))],
                            "second install", orchestrator=o)
         overlap = [p.pid for p in installing if F._cmdline(p)]  # alive (a process gone or a zombie has none)
