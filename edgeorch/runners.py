@@ -164,10 +164,10 @@ class BareRunner(_BoardRunner):
 
     mode = "bare"
 
-    def __init__(self, conn: fabric.Connection, board: str, root: str, python: str, environment: dict[str, str],
-                 timeout: float, **where):
+    def __init__(self, conn: fabric.Connection, board: str, root: str, interpreter: str,
+                 environment: dict[str, str], timeout: float, **where):
         super().__init__(conn, board, timeout, **where)
-        self.root, self.interpreter, self.environment = root, python, environment
+        self.root, self.interpreter, self.environment = root, interpreter, environment
 
     def command(self) -> tuple[list[str], str]:
         return (["env", "-i", *(f"{k}={v}" for k, v in self.environment.items()),
