@@ -100,3 +100,28 @@ def test_a_cleanup_ends_this_logins_runs_and_never_another_logins(how):
         for p in (ours, theirs):
             p.kill()
             p.wait()
+
+
+def test_a_deployment_gives_each_mode_its_runner():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from edgeorch.arch import Arch
+    from edgeorch.deploy import Deployment
+    from edgeorch.inventory import Board
+    from edgeorch.plan import Arm
+    from edgeorch.userland import Userland
+
+    bare = Userland(archive=Path("/x.tar.gz"), sha256="0" * 64, unpacked=1, python="usr/bin/python3.11",
+                    loader="/lib/ld-linux-armhf.so.3", library_path=("lib",), site_packages="opt/s")
+    d = Deployment(board=Board(name="rpi3", host="h", user="pi", arch=Arch.ARMV7, python="/usr/bin/python3.13"),
+                   image=SimpleNamespace(framework="tflite", image_id="sha256:1"), workdir="/home/pi/edgeorch",
+                   bundle_dir="/home/pi/edgeorch/tflite-2.14.0", framework_version="2.14.0", userland=bare)
+    runner = d.runner(None, Arm(label="bare", mode="bare"), 60)
+    entrypoint, cwd = runner.command()
+    assert entrypoint[-1] == "/home/pi/edgeorch/tflite-2.14.0-bare/root/usr/bin/python3.11"
+    assert cwd == "/home/pi/edgeorch/tflite-2.14.0-bare/root/opt/edgeorch"
+    assert runner.python == "/usr/bin/python3.13"  # the watcher's: the board's own
+    native = d.runner(None, Arm(label="native", mode="native"), 60)
+    assert native.command() == (["venv/bin/python"], "/home/pi/edgeorch/tflite-2.14.0")
+    assert d.runner(None, Arm(label="docker", mode="docker"), 60).mode == "docker"
