@@ -239,10 +239,12 @@ def build(targets: dict[tuple[str, str], Target], base_image: str | None = None,
     cached: dict[str, list[str]] = {}  # a framework build -> the arches whose image was built before
     for target in sorted(set(targets.values()), key=lambda t: (t.framework, t.arch.value, t.suite, t.native_python)):
         spec = images.ensure_framework_image(client, recipes[target.framework], target, base_image)
-        # bare mode's bundle: the base's packages and the framework's, not another framework's of the same base
+        # bare mode's bundle: without what another framework of the same base alone needs
+        base = bases[target.suite]
+        others = tuple(p for p in base.extra_packages(target.arch) if p not in target.build.debian)
         made[target] = Built(image=spec, layers=images.export_image(client, spec),
                              bare=userland.userland(client, spec.image_id, spec.tag,
-                                                    (*bases[target.suite].packages, *target.build.debian))
+                                                    ((*base.packages, *target.build.debian), others))
                              if spec.framework in bare else None)
         if spec.image_id in had:
             cached.setdefault(f"{spec.framework} {spec.version} ({spec.based_on})", []).append(target.arch.value)

@@ -41,6 +41,11 @@ _DROP = ("usr/lib/apt", "usr/lib/dpkg", "usr/lib/systemd", "usr/lib/udev", "usr/
 _DROP_NAMES = ("perl", "perl5", "perl-base")  # in a lib dir (usr/lib/<triplet>/perl...)
 
 
+# The system libraries a manylinux wheel may link against (PEP 600's policy), by Debian package: never left out, as
+# dpkg does not know that pip's wheels need them
+MANYLINUX = ("libc6", "libstdc++6", "libgcc-s1", "zlib1g")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Userland:
     """An image's userland as the bundle a board gets, cached on this host by the image's id."""
@@ -125,12 +130,14 @@ def _library_path(tar: tarfile.TarFile, names: dict[str, tarfile.TarInfo]) -> tu
     return tuple(dict.fromkeys([*dirs, "lib", "usr/lib"]))
 
 
-def userland(client: docker.DockerClient, image_id: str, tag: str, packages: tuple[str, ...] = ()) -> Userland:
-    """The bundle of the image `image_id`: made once from `docker export` of a container of it, and cached. With
-    `packages`, the files of the image's other Debian packages are left out (those another framework of the same
-    base needs: OpenCV's hundreds of MB in ONNX Runtime's bundle on 32-bit trixie)."""
+def userland(client: docker.DockerClient, image_id: str, tag: str,
+             packages: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> Userland:
+    """The bundle of the image `image_id`: made once from `docker export` of a container of it, and cached.
+    `packages`: the Debian packages the framework needs, and those of another framework of the same base, whose
+    files (theirs and their dependencies', less what the first need) are left out: OpenCV's hundreds of MB in ONNX
+    Runtime's bundle on 32-bit trixie."""
     where = cache_dir() / "userland"
-    index = where / f"{image_id.removeprefix('sha256:')}-{content_hash(*packages)}.json"
+    index = where / f"{image_id.removeprefix('sha256:')}-{content_hash(*packages[0], '|', *packages[1])}.json"
     with held(f"userland-{content_hash(image_id)}"):
         if index.exists():
             doc = json.loads(index.read_text())
@@ -155,7 +162,7 @@ def userland(client: docker.DockerClient, image_id: str, tag: str, packages: tup
         return found
 
 
-def _bundle(exported, where: Path, tag: str, packages: tuple[str, ...] = ()) -> Userland:
+def _bundle(exported, where: Path, tag: str, packages: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> Userland:
     with tarfile.open(fileobj=exported, mode="r:") as tar:
         members = [m for m in tar.getmembers() if m.name.strip("./")]
         for m in members:
@@ -167,7 +174,7 @@ def _bundle(exported, where: Path, tag: str, packages: tuple[str, ...] = ()) -> 
         if python not in names or not names[python].isfile():
             raise SetupError(f"the image {tag} has no Python at {venv}/bin/python", hint="rebuild it: invoke build")
         site = sorted({m.group(0) for n in names if (m := re.match(rf"{venv}/lib/python[^/]+/site-packages", n))})
-        others = _not_needed(tar, names, links, packages) if packages else set()
+        others = _not_needed(tar, names, links, *packages) if packages[1] else set()
         kept = {m.name for m in members if _kept(m.name) and m.name not in others}
         # what a kept link leads to is kept too (Debian's /etc/alternatives, matplotlib's data in /usr/share)
         ordered = sorted(names)
@@ -194,9 +201,10 @@ def _bundle(exported, where: Path, tag: str, packages: tuple[str, ...] = ()) -> 
 
 
 def _not_needed(tar: tarfile.TarFile, names: dict[str, tarfile.TarInfo], links: dict[str, str],
-                packages: tuple[str, ...]) -> set[str]:
-    """The files (not directories) of the image's Debian packages outside the dependency closure of `packages`, from
-    dpkg's own records in the image."""
+                needs: tuple[str, ...], others: tuple[str, ...]) -> set[str]:
+    """The files (not directories) of the Debian packages `others` need and `needs` do not (each with its
+    dependencies), from dpkg's own records in the image. Files no package owns (pip's wheels) stay, and so do the
+    libraries they need, which dpkg cannot know: only what another framework alone brought goes."""
     status = names.get("var/lib/dpkg/status")
     if status is None:
         return set()
@@ -211,15 +219,18 @@ def _not_needed(tar: tarfile.TarFile, names: dict[str, tarfile.TarInfo], links: 
             for virtual in fields.get("Provides", "").split(","):
                 if virtual.strip():
                     provides.setdefault(virtual.split()[0], []).append(fields["Package"])
-    needed, todo = set(), [p for p in packages if p in installed]
-    while todo:
-        package = todo.pop()
-        if package in needed:
-            continue
-        needed.add(package)
-        for dep in installed[package]:
-            todo += [p for p in [dep, *provides.get(dep, [])] if p in installed and p not in needed]
-    owned: dict[bool, set[str]] = {True: set(), False: set()}  # needed or not -> the files of those packages
+    def closure(roots: tuple[str, ...]) -> set[str]:
+        found, todo = set(), [p for p in roots if p in installed]
+        while todo:
+            package = todo.pop()
+            if package not in found:
+                found.add(package)
+                todo += [p for dep in installed[package] for p in [dep, *provides.get(dep, [])]
+                         if p in installed and p not in found]
+        return found
+
+    unneeded = closure(others) - closure((*needs, *MANYLINUX))
+    owned: dict[bool, set[str]] = {True: set(), False: set()}  # unneeded or not -> the files of those packages
     for name in names:
         if name.startswith("var/lib/dpkg/info/") and name.endswith(".list"):
             package = posixpath.basename(name)[:-len(".list")].split(":")[0]
@@ -227,8 +238,8 @@ def _not_needed(tar: tarfile.TarFile, names: dict[str, tarfile.TarInfo], links: 
                 path = path.strip().lstrip("/")
                 here = posixpath.join(resolve(links, posixpath.dirname(path)), posixpath.basename(path))
                 if here in names and not names[here].isdir() and "/" in here:  # not /lib -> usr/lib (base-files')
-                    owned[package in needed or package not in installed].add(here)
-    return owned[False] - owned[True]
+                    owned[package in unneeded].add(here)
+    return owned[True] - owned[False]
 
 
 def _write(tar: tarfile.TarFile, members: list[tarfile.TarInfo], names: dict[str, tarfile.TarInfo],

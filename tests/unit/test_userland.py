@@ -73,13 +73,16 @@ def image():
         ("var/lib/dpkg/status", "file", "\n\n".join(
             f"Package: {p}\nStatus: install ok installed\nDepends: {d}" for p, d in (
                 ("python3", "python3.11 (>= 3.11), libc6"), ("python3.11", "libc6 (>= 2.36)"), ("libc6", ""),
-                ("python3-opencv", "libopencv-core406 | libopencv-core"), ("libopencv-core406", "libc6"),
+                ("python3-opencv", "libopencv-core406 | libopencv-core"), ("libopencv-core406", "libc6, libstdc++6"),
+                ("libstdc++6", "libc6"),
                 ("base-files", "")))),
         ("var/lib/dpkg/info/libc6:amd64.list", "file", f"/lib/{triplet}/libc.so.6\n/usr/lib64\n"),
         ("var/lib/dpkg/info/libopencv-core406:amd64.list", "file", f"/usr/lib/{triplet}/libopencv_core.so.406\n"
                                                                    f"/usr/lib/{triplet}\n"),
         ("var/lib/dpkg/info/base-files.list", "file", "/lib\n/lib64\n"),
         (f"usr/lib/{triplet}/libopencv_core.so.406", "file", "opencv"),
+        ("var/lib/dpkg/info/libstdc++6:amd64.list", "file", f"/usr/lib/{triplet}/libstdc++.so.6\n"),
+        (f"usr/lib/{triplet}/libstdc++.so.6", "file", "libstdc++"),
     ]
 
 
@@ -108,14 +111,16 @@ def test_the_bundle_keeps_the_userland_and_every_link_stays_inside_it(tmp_path):
     assert found.unpacked == sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def test_another_frameworks_debian_packages_are_left_out(tmp_path):
-    found = userland._bundle(export(image()), tmp_path, "x", ("python3",))
+def test_another_frameworks_debian_packages_are_left_out_and_nothing_the_framework_needs(tmp_path):
+    found = userland._bundle(export(image()), tmp_path, "x", (("python3",), ("python3-opencv",)))
     root = tmp_path / "root"
     root.mkdir()
     subprocess.run(["tar", "-xzf", found.archive, "-C", root], check=True)
     assert not (root / "usr/lib/x86_64-linux-gnu/libopencv_core.so.406").exists()  # OpenCV's: python3 needs none
     assert (root / "lib/x86_64-linux-gnu/libc.so.6").read_text() == "libc"  # python3's, through /lib -> usr/lib
     assert (root / "usr/lib/python3.11/os.py").exists()  # owned by no package listed: kept
+    # a library only OpenCV's packages name, which a pip wheel may need too (libstdc++, by manylinux's policy): kept
+    assert (root / "usr/lib/x86_64-linux-gnu/libstdc++.so.6").read_text() == "libstdc++"
     everything = userland._bundle(export(image()), tmp_path, "x")
     assert everything.unpacked == found.unpacked + len("opencv")
 
