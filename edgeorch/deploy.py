@@ -545,7 +545,8 @@ def _first_start(conn: fabric.Connection, board: Board, bare: Userland, root: st
     elif r.exited == 126 or "Permission denied" in said:
         why, fix = ("its workdir does not let programs run (a noexec mount?)",
                     f"set `workdir:` of {board.name} in the inventory to a folder on a filesystem mounted without "
-                    f"noexec (findmnt -T {root} shows its options), or run --mode docker,native")
+                    f"noexec (findmnt -T {root} shows its options), or run --mode docker (native mode's C "
+                    "extensions cannot load from there either)")
     else:
         why, fix = ("it did not start", "run `invoke check` on the board; see the message above")
     raise BareUnavailable(f"board {board.name}: the bare-metal bundle's Python cannot run there: {why} (exit "

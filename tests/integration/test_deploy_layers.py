@@ -61,6 +61,7 @@ def test_a_bench_writes_what_each_deploy_sent_to_deploy_json(x86):
 
 
 def test_clean_removes_what_no_recipe_uses_and_keeps_what_one_does(x86):
+    F.remove_images(x86, "edgeorch/tflite")  # an image of older board-side code is not the current one either
     F.invoke_free(x86, "deploy", "--host", "x86", "--framework", "tflite", "--mode", "all")
     current = {t for t in F.image_tags(x86) if t.startswith("edgeorch/tflite:")}
     # an image of a build no recipe has now, as an old edgeorch left it; a bundle and a model of the same kind
