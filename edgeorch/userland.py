@@ -31,11 +31,12 @@ from .console import console, recording, shell
 from .errors import SetupError
 
 IMAGE_DIR = "opt/edgeorch"  # the image's venv and entrypoint (runners.CONTAINER_DIR, relative)
-# What of the image the bundle keeps: the loader and libraries (merged-/usr or not), Python, the venv. Not the
+# What of the image the bundle keeps: the loader and libraries (merged-/usr or not), Python, the venv, dpkg's record of
+# the packages (what a framework from Debian reports as its version). Not the
 # package manager, perl, the docs, locales, the wheels already installed, the entrypoint (sent on its own, as it
 # changes more often than the rest).
 _KEEP = ("lib", "lib32", "lib64", "libx32", "usr/lib", "usr/lib32", "usr/lib64", "usr/local/lib", IMAGE_DIR,
-         "etc/alternatives", "etc/ld.so.conf", "etc/ld.so.conf.d")
+         "etc/alternatives", "etc/ld.so.conf", "etc/ld.so.conf.d", "var/lib/dpkg/status")
 _DROP = ("usr/lib/apt", "usr/lib/dpkg", "usr/lib/systemd", "usr/lib/udev", "usr/lib/locale",
          f"{IMAGE_DIR}/wheels", f"{IMAGE_DIR}/edgeorch_bench", f"{IMAGE_DIR}/install-framework.sh")
 _DROP_NAMES = ("perl", "perl5", "perl-base")  # in a lib dir (usr/lib/<triplet>/perl...)
@@ -137,7 +138,8 @@ def userland(client: docker.DockerClient, image_id: str, tag: str,
     files (theirs and their dependencies', less what the first need) are left out: OpenCV's hundreds of MB in ONNX
     Runtime's bundle on 32-bit trixie."""
     where = cache_dir() / "userland"
-    index = where / f"{image_id.removeprefix('sha256:')}-{content_hash(*packages[0], '|', *packages[1])}.json"
+    what = content_hash(*_KEEP, "|", *_DROP, "|", *packages[0], "|", *packages[1])  # a new choice, a new bundle
+    index = where / f"{image_id.removeprefix('sha256:')}-{what}.json"
     with held(f"userland-{content_hash(image_id)}"):
         if index.exists():
             doc = json.loads(index.read_text())

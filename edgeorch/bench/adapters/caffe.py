@@ -7,6 +7,7 @@ NetParameter). Runs on Python 3.9: no match statements, no `X | Y` annotations.
 import ctypes
 import importlib
 import os
+import sys
 import tempfile
 import time
 
@@ -182,8 +183,10 @@ def _blas_name(path):
 def _version(caffe):
     """Debian's package version where dpkg has one: caffe.__version__ is "1.0.0" for the release and every later
     snapshot alike (Debian's is git20180821, with Clip and Swish); the recipe's "1.0.0" matches its first part."""
+    # the userland's own dpkg records: / in Docker and natively, the bundle's copy of the image's in bare mode
+    status = os.path.join(os.path.dirname(sys.base_prefix), "var", "lib", "dpkg", "status")
     try:
-        with open("/var/lib/dpkg/status") as f:
+        with open(status) as f:
             for block in f.read().split("\n\n"):
                 lines = block.splitlines()
                 if lines and lines[0] in ("Package: python3-caffe", "Package: python3-caffe-cpu") \
