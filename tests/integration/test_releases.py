@@ -7,6 +7,7 @@ tier (./test.sh --all).
 """
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -65,8 +66,9 @@ def test_the_mission_command_benchmarks_tflite_on_todays_32_bit_pi(trixie_fleet)
     # /etc/os-release: the image's in its container, the board's own outside it
     assert dict(zip(df["mode"], df["os"])) == {"docker": "Debian GNU/Linux 12 (bookworm)",
                                                "bare": "Debian GNU/Linux 13 (trixie)"}
+    # a verdict, or INVALID with why (QEMU on a shared 2-core machine is noisy): never no row
     verdict = " ".join(r.stdout.split("Docker vs bare metal", 1)[1].split())
-    assert any(word in verdict for word in ("equivalent", "slower", "faster", "inconclusive")), r.stdout[-3000:]
+    assert re.search(r"rpi3 tflite tiny .* (equivalent|slower|faster|inconclusive|INVALID)", verdict), r.stdout[-3000:]
     # the matrix says which modes each framework has there, and why not native
     shown = invoke("matrix", "--host", "rpi3", env={**os.environ, "COLUMNS": "250"}).stdout
     modes = shown.split("Modes per board", 1)[1]
