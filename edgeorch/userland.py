@@ -29,6 +29,7 @@ import docker
 from .cache import cache_dir, content_hash, file_sha256, held, write_atomic
 from .console import console, recording, shell
 from .errors import SetupError
+from .images import LABEL
 
 IMAGE_DIR = "opt/edgeorch"  # the image's venv and entrypoint (runners.CONTAINER_DIR, relative)
 # What of the image the bundle keeps: the loader and libraries (merged-/usr or not), Python, the venv, dpkg's record of
@@ -149,7 +150,7 @@ def userland(client: docker.DockerClient, image_id: str, tag: str,
         where.mkdir(parents=True, exist_ok=True)
         with console.status(f"making the bare-metal bundle of {tag}"), \
                 tempfile.TemporaryFile(dir=where) as exported:
-            container = client.containers.create(image_id, entrypoint=["/bin/true"], labels={"org.edgeorch": "1"})
+            container = client.containers.create(image_id, entrypoint=["/bin/true"], labels={LABEL: "1"})
             try:
                 with recording(shell(["docker", "export", container.id])) as rec:
                     for chunk in container.export():
@@ -168,7 +169,7 @@ def _bundle(exported, where: Path, tag: str, packages: tuple[tuple[str, ...], tu
     with tarfile.open(fileobj=exported, mode="r:") as tar:
         members = [m for m in tar.getmembers() if m.name.strip("./")]
         for m in members:
-            m.name = posixpath.normpath(m.name.lstrip("./") if m.name.startswith("./") else m.name.lstrip("/"))
+            m.name = posixpath.normpath(m.name.removeprefix("./").lstrip("/"))
         names = {m.name: m for m in members}
         links = {m.name: m.linkname for m in members if m.issym()}
         venv = f"{IMAGE_DIR}/venv"
