@@ -75,7 +75,9 @@ def test_explain_reruns_docker_with_one_knob_at_a_time(fleet):
     for knob in ("seccomp=unconfined", "network=host", "ipc=host", "no-cpu-limits", "model-on-bind-mount"):
         assert f"docker+{knob}" in r.stdout
     df = pd.read_parquet(run_dir_of(r.stdout) / "results.parquet")
-    assert len(df) == 2 * 7 and df.groupby("arm").size().eq(2).all()
+    # docker, bare, five knobs, and native: the board's own Python runs tflite on the bookworm x86 board
+    assert len(df) == 2 * 8 and df.groupby("arm").size().eq(2).all() and "native" in set(df["arm"])
+    assert "native (the board's own Python) against bare, the userland's part" in " ".join(r.stdout.split())
     raw = json.loads((run_dir_of(r.stdout) / "raw" / "x86" / "tflite-tiny-docker+seccomp=unconfined-00.json")
                      .read_text())
     assert raw["status"] == "ok" and raw["facts"]["seccomp"] == 0  # the knob took effect in the container
