@@ -82,8 +82,8 @@ class Deployment:
         where = {"python": self.board.python, "host_dir": host_dir(self.workdir), "cache_dir": self.cache_dir,
                  "watch": watch}
         if arm.mode == "bare":
-            return BareRunner(conn, self.board.name, self.root, self.userland.python,
-                              self.userland.environment(self.root), timeout, **where)
+            return BareRunner(conn, self.board.name, self.root, self.userland.python, self.userland.environment(),
+                              timeout, **where)
         if arm.mode == "native":
             return NativeRunner(conn, self.board.name, self.bundle_dir, timeout, **where)
         return DockerRunner(conn, self.board.name, self.image.image_id, timeout,
@@ -481,8 +481,8 @@ rm -f -- "$2"
 exit $status
 """
 
-# The bundle's interpreter ($1) started as a run starts it (the environment after $2 `--`), asked what it is
-_FIRST_START = 'py=$1; shift; exec env -i "$@" "$py" -c "import sys, numpy; print(sys.version.split()[0])"'
+# The bundle's interpreter ($1) started as a run starts it (in $2, the environment after them), asked what it is
+_FIRST_START = 'py=$1; cd -- "$2" || exit 1; shift 2; exec env -i "$@" "$py" -c "import sys, numpy; print(sys.version)"'
 
 
 def _install_userland(conn: fabric.Connection, board: Board, bare: Userland, deployment: Deployment,
@@ -530,8 +530,9 @@ def _install_userland(conn: fabric.Connection, board: Board, bare: Userland, dep
 def _first_start(conn: fabric.Connection, board: Board, bare: Userland, root: str) -> None:
     """A BoardError saying why when the bundle's interpreter does not start on the board: its workdir on a noexec
     mount, a kernel older than the bundle's C library needs, an architecture the board cannot run."""
-    env = [f"{k}={v}" for k, v in bare.environment(root).items()]
-    r = remote(conn, sh(_FIRST_START, posixpath.join(root, bare.python), *env), board=board.name, warn=True,
+    env = [f"{k}={v}" for k, v in bare.environment().items()]
+    where = posixpath.join(root, CONTAINER_DIR.lstrip("/"))
+    r = remote(conn, sh(_FIRST_START, posixpath.join(root, bare.python), where, *env), board=board.name, warn=True,
                timeout=PROBE_TIMEOUT)
     if r.ok:
         return

@@ -67,13 +67,15 @@ class Userland:
         """The interpreter as the image has it (patched() makes each board's copy)."""
         return self.archive.with_name(f"{self.sha256[:16]}.python")
 
-    def environment(self, root: str) -> dict[str, str]:
-        """The variables that run the interpreter out of the board's copy at `root` (an absolute path), and nothing
-        of the login's: no user site-packages, the C locale a container has."""
+    def environment(self) -> dict[str, str]:
+        """The variables that run the interpreter out of the board's copy, started in its /opt/edgeorch, and nothing
+        of the login's: no user site-packages, the C locale a container has. Every path in them is relative to the
+        copy (the loader's $ORIGIN is the interpreter's directory), so that no character of the board's path (a ':'
+        or ';', which split these lists, or a '$') reaches them."""
+        here = posixpath.dirname(self.python)
         return {"PATH": "/usr/local/bin:/usr/bin:/bin",
-                "LD_LIBRARY_PATH": ":".join(posixpath.join(root, d) for d in self.library_path),
-                "PYTHONHOME": posixpath.join(root, "usr"),
-                "PYTHONPATH": posixpath.join(root, self.site_packages),
+                "LD_LIBRARY_PATH": ":".join(f"$ORIGIN/{posixpath.relpath(d, here)}" for d in self.library_path),
+                "PYTHONPATH": posixpath.relpath(self.site_packages, IMAGE_DIR),
                 "PYTHONNOUSERSITE": "1"}
 
 

@@ -105,8 +105,13 @@ def test_every_zoo_network_agrees_with_pytorch_in_two_frameworks(fleet, network)
     assert len(df) == 4 and df["agrees"].all(), df[["framework", "mode", "max_abs_diff", "top1", "top1_ref"]]
 
 
-def test_tensorrt_asks_for_the_vendor_base_image(fleet):
+def test_tensorrt_has_no_bare_mode_and_asks_for_the_vendor_base_image(fleet):
     r = invoke("bench", "--host", "x86", "--framework", "tensorrt", "--model", "squeezenet1_1", check=False)
+    out = " ".join(r.stdout.split())
+    assert r.returncode == 2 and "tensorrt has no bare mode: its image is the board vendor's" in out
+    assert "--mode docker,native" in out
+    r = invoke("bench", "--host", "x86", "--framework", "tensorrt", "--model", "squeezenet1_1", "--mode", "docker",
+               check=False)
     assert r.returncode == 3 and "--base-image" in r.stdout
 
 

@@ -140,10 +140,11 @@ def test_each_board_path_gets_an_interpreter_whose_loader_is_the_copys(tmp_path,
     said = userland._patchelf("--print-interpreter", patched)
     assert said.strip() == "/home/pi/edgeorch/tflite-2.14.0-bare/root" + LOADER
     assert os.access(patched, os.X_OK) and found.interpreter().read_bytes() == TRUE.read_bytes()  # the image's own
-    env = found.environment("/home/pi/edgeorch/tflite-2.14.0-bare/root")
-    assert env["PYTHONHOME"] == "/home/pi/edgeorch/tflite-2.14.0-bare/root/usr"
-    assert env["LD_LIBRARY_PATH"].split(":")[1] == "/home/pi/edgeorch/tflite-2.14.0-bare/root/lib/x86_64-linux-gnu"
-    assert env["PYTHONNOUSERSITE"] == "1"  # the login's ~/.local is not the image's
+    # every path relative to the copy: a board path with ':', ';' or '$' (which split or expand these lists) is fine
+    env = found.environment()
+    assert env["LD_LIBRARY_PATH"].split(":")[1] == "$ORIGIN/../../lib/x86_64-linux-gnu"  # from usr/bin
+    assert env["PYTHONPATH"] == "venv/lib/python3.11/site-packages"  # from /opt/edgeorch, where runs start
+    assert env["PYTHONNOUSERSITE"] == "1" and "PYTHONHOME" not in env  # Python finds its prefix from usr/bin
 
 
 def test_an_image_without_the_venvs_python_is_refused(tmp_path):
