@@ -65,4 +65,7 @@ printf '\nintegration tests, part b:\n'
 cat "$fleet_dir/part-b.log"
 wait "$pi" || { part_failed pi; status=1; }
 wait "$trixie" || { part_failed trixie; status=1; }
+if [ "$status" -ne 0 ]; then  # a full disk fails tests anywhere: say how much is left
+  df -Ph . | awk 'NR == 2 {print "disk: " $4 " free here after the tests (" $5 " used)"}' >&2
+fi
 exit "$status"

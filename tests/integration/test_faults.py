@@ -15,6 +15,7 @@ import re
 import signal
 import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -406,14 +407,18 @@ def test_the_orchestrator_killed_mid_sweep_resumes_without_losing_or_mixing_runs
 
 
 def test_a_second_bench_or_deploy_on_a_busy_board_is_refused_and_the_first_is_untouched(x86, tmp_path):
-    first = bench(x86, tmp_path, "--host", "x86", "--mode", "both", "--min-time", "1", "--repeat", "2",
+    # runs of 4 s: the first holds the board well past the refusals, which take seconds each under load
+    first = bench(x86, tmp_path, "--host", "x86", "--mode", "both", "--min-time", "4", "--repeat", "2",
                   "--timeout", str(TIMEOUT))
     try:
         run_dir = F.wait_for(lambda: "results go to" in first.output and first.run_dir(), "run directory",
                              orchestrator=first)
         F.wait_for(lambda: F.watchers(x86, first.pid, TIMEOUT), "run on the board", orchestrator=first)
-        second = invoke("bench", "--host", "x86", *QUICK, "--min-time", "0", "--repeat", "1", "-v", check=False)
-        deploy_ = invoke("deploy", "--host", "x86", "--framework", "tflite", "-v", check=False)  # what they ran
+        with ThreadPoolExecutor(2) as pool:  # a bench and a deploy, at once (-v: what they ran)
+            second = pool.submit(invoke, "bench", "--host", "x86", *QUICK, "--min-time", "0", "--repeat", "1", "-v",
+                                 check=False)
+            deploy_ = pool.submit(invoke, "deploy", "--host", "x86", "--framework", "tflite", "-v", check=False)
+        second, deploy_ = second.result(), deploy_.result()
         assert first.proc.poll() is None  # the refusals came while the first one ran
         rc = first.wait()
     finally:
