@@ -191,8 +191,8 @@ def watchers(sb: sim.SimBoard, client_pid: int, deadline: float | None = None) -
             continue
         for proc in procs:
             cmd = _cmdline(proc)
-            if "edgeorch_bench.watch" not in cmd or "--tag" not in cmd:
-                continue
+            if "edgeorch_bench.watch" not in cmd or "--tag" not in cmd or "-c" in cmd[:3]:
+                continue  # not a watcher, or the shell that is about to exec it (its command line is about to change)
             if deadline is not None and float(cmd[cmd.index("--deadline") + 1]) != deadline:
                 continue
             if proc not in found:  # a login's connection is two sshd processes, one under the other
