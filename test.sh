@@ -9,11 +9,15 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 unset EDGEORCH_INVENTORY  # the tests name their inventories: the shipped one, part b's
-# A fresh run writes about 41 GB: Docker images, the build cache (~/.cache/edgeorch), the sim boards' own engines
+# A fresh run writes about 40 GB: Docker images, the build cache (~/.cache/edgeorch), the sim boards' own engines
+# under this clone (a second clone's fleets take as much again); --all about 30 GB more
+need_gb=50
+case " $* " in *" --all "*) need_gb=80 ;; esac
 free_gb=$(( $(df -Pk . | awk 'NR == 2 {print $4}') / 1048576 ))
-if [ "$free_gb" -lt 50 ]; then
-  echo "warning: $free_gb GB free here; a first run of the suite writes about 41 GB (fewer once its images and" \
-       "caches are there): free space if tests fail with 'no space left on device'" >&2
+if [ "$free_gb" -lt "$need_gb" ]; then
+  echo "warning: $free_gb GB free here; a first run of the suite writes about $((need_gb - 10)) GB (fewer once its" \
+       "images and caches are there, more beside another clone's fleets: invoke sim.down there): free space if" \
+       "tests fail" >&2
 fi
 ./setup.sh
 # The fleet starts in the background while the unit tests run, in four parts: the x86 board of each part of the
