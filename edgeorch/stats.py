@@ -86,9 +86,9 @@ def _pct(x: float, sign: str = "") -> str:
 def verdict(log_ratios, *, equivalence: float = EQUIVALENCE, min_pairs: int = MIN_PAIRS,
             confidence: float = CONFIDENCE, a: str = "docker", b: str = "bare") -> Verdict:
     """Slower, faster, equivalent within the band, inconclusive (with the pairs that would settle it), or too few."""
-    n = len(log_ratios)
-    if n < min_pairs:
-        return Verdict(kind="too few pairs", text=f"too few pairs ({n} < {min_pairs}): no verdict", pairs_needed=None)
+    n, fewest = len(log_ratios), max(min_pairs, 2)  # one pair has no spread, so no interval
+    if n < fewest:
+        return Verdict(kind="too few pairs", text=f"too few pairs ({n} < {fewest}): no verdict", pairs_needed=None)
     return _judge(interval(log_ratios, confidence=confidence, first_stage=min_pairs), n, equivalence=equivalence,
                   confidence=confidence, a=a, b=b, unit="pairs")
 

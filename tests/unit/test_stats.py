@@ -84,6 +84,13 @@ def test_verdict_too_few_pairs():
     assert (v.kind, v.text, v.pairs_needed) == ("too few pairs", "too few pairs (3 < 5): no verdict", None)
 
 
+def test_one_pair_is_too_few_even_when_asked_for_one():
+    # `bench --repeat 1` (or --min-pairs 1): one pair has no spread, so no interval and no verdict, not a crash
+    for d in ([0.05], [0.0]):
+        v = stats.verdict(d, min_pairs=1)
+        assert (v.kind, v.text, v.pairs_needed) == ("too few pairs", "too few pairs (1 < 2): no verdict", None)
+
+
 def test_verdict_equivalent_even_when_significant():
     d = [0.003, 0.0032, 0.0028, 0.0031, 0.0029, 0.003]
     iv = stats.interval(d)
