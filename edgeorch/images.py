@@ -71,25 +71,27 @@ def _require_emulation(arch: Arch) -> None:
                              hint="run ./setup.sh (it registers QEMU 10's static binaries as binfmt handlers)")
 
 
-def rootfs_tarball(arch: Arch, base: BaseRecipe) -> Path:
-    """A tar of a minimal Debian rootfs for `arch`, made once by mmdebstrap and cached."""
-    out = cache_dir() / "rootfs" / f"{base.suite}-{arch.value}-{base.key(arch)}.tar"
+def rootfs_tarball(arch: Arch, base: BaseRecipe, debian: tuple[str, ...] = ()) -> Path:
+    """A tar of a minimal Debian rootfs for `arch` (with the Debian packages `debian`), made once by mmdebstrap and
+    cached."""
+    out = cache_dir() / "rootfs" / f"{base.suite}-{arch.value}-{base.key(arch, debian)}.tar"
     with held(f"rootfs-{out.stem}"):
         if not out.exists():
-            _mmdebstrap(arch, base, out)
+            _mmdebstrap(arch, base, debian, out)
     return out
 
 
-def _mmdebstrap(arch: Arch, base: BaseRecipe, out: Path) -> None:
+def _mmdebstrap(arch: Arch, base: BaseRecipe, debian: tuple[str, ...], out: Path) -> None:
     """mmdebstrap, not debootstrap: apt resolves and downloads on this machine, at its own speed, and installs a
     dependency tree of any size (the frameworks' Debian packages of 32-bit trixie too), so that under QEMU only
     dpkg and the packages' scripts run. Trixie armhf here, alone: 2 min 25 s against debootstrap's 2 min 49 s;
-    with ONNX Runtime and OpenCV 6 min 25 s, against 8 min 20 s for debootstrap then apt in a docker build."""
+    with ONNX Runtime and OpenCV 6 min 25 s, against 8 min 20 s for debootstrap then apt in a docker build: so a
+    framework's Debian packages make a rootfs of their own (OpenCV's hundreds of MB are in no other image)."""
     _require_emulation(arch)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix="mmdebstrap-") as tmp:
         root = Path(tmp) / "root"
-        packages = base.packages + base.extra_packages(arch)
+        packages = base.packages + tuple(p for p in debian if p not in base.packages)
         run_local(["mmdebstrap", "--quiet", "--mode=root", "--variant=minbase",
                    f"--architectures={arch.info.debian_arch}", f"--include={','.join(packages)}",
                    base.suite, root, base.mirror],
@@ -163,22 +165,25 @@ def _image_id(client: docker.DockerClient, tag: str) -> str | None:
         return None
 
 
-def base_tag(arch: Arch, base: BaseRecipe) -> str:
-    return f"edgeorch/base:{base.suite}-{arch.value}-{base.key(arch)}"
+def base_tag(arch: Arch, base: BaseRecipe, debian: tuple[str, ...] = ()) -> str:
+    return f"edgeorch/base:{base.suite}-{arch.value}-{base.key(arch, debian)}"
 
 
-def ensure_base_images(client: docker.DockerClient, arches: list[Arch], base: BaseRecipe) -> dict[Arch, str]:
-    """The base image tag per arch, building what is missing (mmdebstraps run side by side, tarballs are cached)."""
-    tags = {arch: base_tag(arch, base) for arch in arches}
-    missing = [a for a in arches if _image_id(client, tags[a]) is None]
+BaseKind = tuple[Arch, tuple[str, ...]]  # an arch, and the Debian packages its rootfs has beyond the release's own
+
+
+def ensure_base_images(client: docker.DockerClient, base: BaseRecipe, kinds: list[BaseKind]) -> dict[BaseKind, str]:
+    """The base image tag per kind, building what is missing (mmdebstraps run side by side, tarballs are cached)."""
+    tags = {kind: base_tag(kind[0], base, kind[1]) for kind in kinds}
+    missing = [kind for kind in kinds if _image_id(client, tags[kind]) is None]
     with ThreadPoolExecutor(max_workers=max(1, len(missing))) as pool:
-        tarballs = dict(zip(missing, pool.map(lambda a: rootfs_tarball(a, base), missing)))
-    for arch, tarball in tarballs.items():
+        tarballs = dict(zip(missing, pool.map(lambda kind: rootfs_tarball(kind[0], base, kind[1]), missing)))
+    for (arch, debian), tarball in tarballs.items():
         with tempfile.TemporaryDirectory(prefix="edgeorch-base-") as tmp:
             ctx = Path(tmp)
             shutil.copy(base.dockerfile, ctx / "Dockerfile")
             os.link(tarball, ctx / "rootfs.tar")
-            _build(client, ctx, tag=tags[arch], arch=arch,
+            _build(client, ctx, tag=tags[arch, debian], arch=arch,
                    labels={f"{LABEL}.arch": arch.value, f"{LABEL}.role": "base"})
     return tags
 
@@ -256,7 +261,8 @@ def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, target: 
     if recipe.base_image_from_user:
         base = _user_base(client, recipe, base_image)
     else:
-        base = ensure_base_images(client, [target.arch], rootfs)[target.arch]
+        kind = (target.arch, target.build.debian)
+        base = ensure_base_images(client, rootfs, [kind])[kind]
     wheelhouse = ensure_wheelhouse(recipe, target.build, target.arch, target.image_python, rootfs.glibc)
     bare = wheelhouse if target.native_python == target.image_python and target.native_glibc >= rootfs.glibc else \
         ensure_wheelhouse(recipe, target.build, target.arch, target.native_python, target.native_glibc)

@@ -22,7 +22,7 @@ from .errors import ConfigError
 
 _REQUIRED = ("name", "host", "arch")
 _KNOWN = {"name", "host", "port", "user", "arch", "identity_file", "known_hosts", "workdir",
-          "groups", "frameworks", "python", "docker_args", "sim", "sim_release", "power_meter"}
+          "groups", "frameworks", "python", "docker_args", "sim", "sim_release", "sim_packages", "power_meter"}
 
 
 SSH_CONFIGS = ("~/.ssh/config", "/etc/ssh/ssh_config")  # read in this order; as in ssh, the first value wins
@@ -255,6 +255,7 @@ class Board:
     docker_args: tuple[str, ...] = ()  # added to `docker create`, e.g. --runtime nvidia on a Jetson
     sim: bool = False
     sim_release: str = "bookworm"    # a simulated board's Debian release (its userland is made from images/base*)
+    sim_packages: tuple[str, ...] = ()  # the Debian packages its owner installed (a framework's, for native mode)
     power_meter: tuple[str, ...] = ()  # a command run on the board (no shell) that prints watts: a USB or I2C meter
     ssh: Hop | None = None             # how the board is reached; made from the fields above when not given
     jump: tuple[Hop, ...] = ()         # ProxyJump hosts in front of it, in the order they are connected
@@ -389,8 +390,9 @@ def _board(raw: dict, path: Path, index: int, ssh_config: tuple[paramiko.SSHConf
     frameworks = raw.get("frameworks", ["tflite"])
     docker_args = raw.get("docker_args", [])
     power_meter = raw.get("power_meter", [])
+    sim_packages = raw.get("sim_packages", [])
     for key, value in (("groups", groups), ("frameworks", frameworks), ("docker_args", docker_args),
-                       ("power_meter", power_meter)):
+                       ("power_meter", power_meter), ("sim_packages", sim_packages)):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad(key, f"{value!r} is not a list of " + ("words" if key == "power_meter" else "names"),
                       "write where the meter's command is on the board: `power_meter: ['@/path']` or `['env:NAME']`"
@@ -406,6 +408,12 @@ def _board(raw: dict, path: Path, index: int, ssh_config: tuple[paramiko.SSHConf
                   "program alone, without arguments, may be written as it is")
     if "all" in groups:
         raise bad("groups", "`all` is reserved for every board", "pick another group name")
+    if odd := [p for p in sim_packages if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", p)]:
+        raise bad("sim_packages", f"{odd[0]!r} is not a Debian package name",
+                  "write the names apt knows, e.g. `sim_packages: [python3-onnxruntime]`")
+    if sim_packages and not raw.get("sim"):
+        raise bad("sim_packages", "is for a simulated board (`sim: true`), whose userland edgeorch makes",
+                  "install the packages on the board itself (sudo apt install ...) and remove the line")
 
     def local_path(key: str) -> Path | None:
         value = raw.get(key)
@@ -430,7 +438,8 @@ def _board(raw: dict, path: Path, index: int, ssh_config: tuple[paramiko.SSHConf
         workdir=workdir, groups=tuple(groups),
         frameworks=tuple(frameworks), python=str(raw.get("python", "python3")),
         docker_args=tuple(docker_args), sim=bool(raw.get("sim", False)),
-        sim_release=str(raw.get("sim_release", "bookworm")), power_meter=tuple(power_meter),
+        sim_release=str(raw.get("sim_release", "bookworm")), sim_packages=tuple(sim_packages),
+        power_meter=tuple(power_meter),
     )
 
 

@@ -229,23 +229,18 @@ def build(targets: dict[tuple[str, str], Target], base_image: str | None = None,
     client = images.engine()
     recipes = {f: get_recipe(f) for f, _ in targets}
     bases = load_bases()
-    for suite in sorted({t.suite for t in targets.values()}):  # every arch's base first: mmdebstraps side by side
-        arches = sorted({t.arch for t in targets.values() if t.suite == suite
-                         and not recipes[t.framework].base_image_from_user}, key=lambda a: a.value)
-        if arches:
-            images.ensure_base_images(client, arches, bases[suite])
+    for suite in sorted({t.suite for t in targets.values()}):  # every base first: mmdebstraps side by side
+        kinds = sorted({(t.arch, t.build.debian) for t in targets.values() if t.suite == suite
+                        and not recipes[t.framework].base_image_from_user}, key=lambda k: (k[0].value, k[1]))
+        if kinds:
+            images.ensure_base_images(client, bases[suite], kinds)
     had = {i.id for i in client.images.list(filters={"label": f"{images.LABEL}.framework"})}
     made: dict[Target, Built] = {}
     cached: dict[str, list[str]] = {}  # a framework build -> the arches whose image was built before
     for target in sorted(set(targets.values()), key=lambda t: (t.framework, t.arch.value, t.suite, t.native_python)):
         spec = images.ensure_framework_image(client, recipes[target.framework], target, base_image)
-        # bare mode's bundle: without what another framework of the same base alone needs
-        base = bases[target.suite]
-        others = tuple(p for p in base.extra_packages(target.arch) if p not in target.build.debian)
-        made[target] = Built(image=spec, layers=images.export_image(client, spec),
-                             bare=userland.userland(client, spec.image_id, spec.tag,
-                                                    ((*base.packages, *target.build.debian), others))
-                             if spec.framework in bare else None)
+        bundle = userland.userland(client, spec.image_id, spec.tag) if spec.framework in bare else None
+        made[target] = Built(image=spec, layers=images.export_image(client, spec), bare=bundle)
         if spec.image_id in had:
             cached.setdefault(f"{spec.framework} {spec.version} ({spec.based_on})", []).append(target.arch.value)
     for build_of, arches in cached.items():

@@ -33,17 +33,12 @@ class BaseRecipe:
         own = self.directory / "Dockerfile"
         return own if own.exists() else IMAGES / "base" / "Dockerfile"
 
-    def extra_packages(self, arch: Arch) -> tuple[str, ...]:
-        """The Debian packages of the frameworks that come from Debian on this release and arch (ONNX Runtime and
-        OpenCV on 32-bit trixie): in the base rootfs, so that every image of theirs and the sim board that stands for
-        an owner who installed them share one copy."""
-        return tuple(sorted({p for r in load_recipes().values() for b in r.builds
-                             if arch in b.arches and self.suite in b.releases for p in b.debian} - set(self.packages)))
-
-    def key(self, arch: Arch) -> str:
-        """What its rootfs and image are made from: the tool, release, mirror, packages, Dockerfile."""
-        return content_hash("mmdebstrap", self.suite, self.mirror, *self.packages, *self.extra_packages(arch),
-                            self.dockerfile, arch.value)
+    def key(self, arch: Arch, debian: tuple[str, ...] = ()) -> str:
+        """What its rootfs and image are made from: the tool, release, mirror, packages, Dockerfile; `debian`: the
+        Debian packages of a framework of this release (ONNX Runtime's on 32-bit trixie), or those a sim board's
+        owner installed, in a rootfs of their own."""
+        return content_hash("mmdebstrap", self.suite, self.mirror, *self.packages, *debian, self.dockerfile,
+                            arch.value)
 
 
 @dataclass(frozen=True, kw_only=True)

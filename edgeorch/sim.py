@@ -206,15 +206,15 @@ def _pin_host_key(known_hosts: Path, line: str) -> None:
     known_hosts.write_text("\n".join([l for l in old if l.split(" ", 1)[0] != host] + [line]) + "\n")
 
 
-def board_image(client, arch: Arch, release: str = "bookworm") -> str:
-    """The tag of the sim board image for `arch` on Debian `release` (base + sshd + docker client), built once. The
-    base has the Debian packages of the frameworks that come from Debian there, as an owner who installed them
-    has."""
+def board_image(client, arch: Arch, release: str = "bookworm", packages: tuple[str, ...] = ()) -> str:
+    """The tag of the sim board image for `arch` on Debian `release` (base + sshd + docker client), built once. Its
+    rootfs has the Debian `packages` its owner installed (the inventory's sim_packages: a framework's, for native
+    mode); a framework image of those same packages shares that rootfs."""
     bases = load_bases()
     if release not in bases:
         raise SetupError(f"sim_release {release!r}: edgeorch has no base for it",
                          hint=f"use one of {', '.join(sorted(bases))} (each is an images/base*/recipe.toml)")
-    base = images.ensure_base_images(client, [arch], bases[release])[arch]
+    base = images.ensure_base_images(client, bases[release], [(arch, packages)])[arch, packages]
     recipe = IMAGES / "sim-board"
     tag = f"edgeorch/sim-board:{arch.value}-{release}-{content_hash(*sorted(recipe.iterdir()), base)}"
     # The only build with a network: apt fetches sshd and the Docker client from the mirror.
@@ -382,14 +382,15 @@ def up(inventory: Inventory, host: str | None = None) -> list[SimBoard]:
     before = _docker0()
     # Every board image is built side by side, its release's mmdebstrap included: most of that time is spent
     # waiting on the mirror, or in one dpkg under QEMU.
-    kinds = sorted({(sb.board.arch, sb.board.sim_release) for sb in boards}, key=lambda k: (k[0].value, k[1]))
+    kinds = sorted({(sb.board.arch, sb.board.sim_release, sb.board.sim_packages) for sb in boards},
+                   key=lambda k: (k[0].value, *k[1:]))
 
     with ThreadPoolExecutor(max_workers=len(kinds)) as pool:
         built = dict(zip(kinds, pool.map(lambda kind: board_image(images.engine(), *kind), kinds)))
     # two `sim.up`s of one inventory at once start each board once; the fleet's key and known_hosts are shared
     with locked(_fleet_state(inventory) / "up.lock"):
         for sb in boards:
-            _start(client, sb, built[sb.board.arch, sb.board.sim_release])
+            _start(client, sb, built[sb.board.arch, sb.board.sim_release, sb.board.sim_packages])
     if _docker0() != before:
         raise SetupError("starting the simulated fleet changed the main engine's docker0",
                          hint=f"before: {before!r}; after: {_docker0()!r}; run `invoke sim.down`")

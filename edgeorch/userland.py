@@ -41,11 +41,9 @@ _KEEP = ("lib", "lib32", "lib64", "libx32", "usr/lib", "usr/lib32", "usr/lib64",
 _DROP = ("usr/lib/apt", "usr/lib/dpkg", "usr/lib/systemd", "usr/lib/udev", "usr/lib/locale",
          f"{IMAGE_DIR}/wheels", f"{IMAGE_DIR}/edgeorch_bench", f"{IMAGE_DIR}/install-framework.sh")
 _DROP_NAMES = ("perl", "perl5", "perl-base")  # in a lib dir (usr/lib/<triplet>/perl...)
-
-
-# The system libraries a manylinux wheel may link against (PEP 600's policy), by Debian package: never left out, as
-# dpkg does not know that pip's wheels need them
-MANYLINUX = ("libc6", "libstdc++6", "libgcc-s1", "zlib1g")
+# gzip -1, as the image layers (README "Compression"): TensorFlow's 1.56 GB userland in 11.3 s and 407 MB here, against
+# -6's 36.9 s and 348 MB: -1 outruns a Pi's link, and a bundle is made on the first deploy of each image
+_GZIP_LEVEL = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,14 +132,10 @@ def _library_path(tar: tarfile.TarFile, names: dict[str, tarfile.TarInfo]) -> tu
     return tuple(dict.fromkeys([*dirs, "lib", "usr/lib"]))
 
 
-def userland(client: docker.DockerClient, image_id: str, tag: str,
-             packages: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> Userland:
-    """The bundle of the image `image_id`: made once from `docker export` of a container of it, and cached.
-    `packages`: the Debian packages the framework needs, and those of another framework of the same base, whose
-    files (theirs and their dependencies', less what the first need) are left out: OpenCV's hundreds of MB in ONNX
-    Runtime's bundle on 32-bit trixie."""
+def userland(client: docker.DockerClient, image_id: str, tag: str) -> Userland:
+    """The bundle of the image `image_id`: made once from `docker export` of a container of it, and cached."""
     where = cache_dir() / "userland"
-    what = content_hash(*_KEEP, "|", *_DROP, "|", *packages[0], "|", *packages[1])  # a new choice, a new bundle
+    what = content_hash(*_KEEP, "|", *_DROP, "|", _GZIP_LEVEL)  # a new choice, a new bundle
     index = where / f"{image_id.removeprefix('sha256:')}-{what}.json"
     with held(f"userland-{content_hash(image_id)}"):
         if index.exists():
@@ -161,13 +155,13 @@ def userland(client: docker.DockerClient, image_id: str, tag: str,
             finally:
                 container.remove(force=True)
             exported.seek(0)
-            found = _bundle(exported, where, tag, packages)
+            found = _bundle(exported, where, tag)
         doc = {**dataclasses.asdict(found), "archive": found.archive.name}
         write_atomic(index, json.dumps(doc, indent=1))
         return found
 
 
-def _bundle(exported, where: Path, tag: str, packages: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> Userland:
+def _bundle(exported, where: Path, tag: str) -> Userland:
     with tarfile.open(fileobj=exported, mode="r:") as tar:
         members = [m for m in tar.getmembers() if m.name.strip("./")]
         for m in members:
@@ -179,8 +173,7 @@ def _bundle(exported, where: Path, tag: str, packages: tuple[tuple[str, ...], tu
         if python not in names or not names[python].isfile():
             raise SetupError(f"the image {tag} has no Python at {venv}/bin/python", hint="rebuild it: invoke build")
         site = sorted({m.group(0) for n in names if (m := re.match(rf"{venv}/lib/python[^/]+/site-packages", n))})
-        others = _not_needed(tar, names, links, *packages) if packages[1] else set()
-        kept = {m.name for m in members if _kept(m.name) and m.name not in others}
+        kept = {m.name for m in members if _kept(m.name)}
         # what a kept link leads to is kept too (Debian's /etc/alternatives, matplotlib's data in /usr/share)
         ordered = sorted(names)
         for target in {t for n in kept if n in links if not _kept(t := resolve(links, n)) and not _dropped(t)}:
@@ -205,54 +198,13 @@ def _bundle(exported, where: Path, tag: str, packages: tuple[tuple[str, ...], tu
                     library_path=library_path, site_packages=site[0] if site else "")
 
 
-def _not_needed(tar: tarfile.TarFile, names: dict[str, tarfile.TarInfo], links: dict[str, str],
-                needs: tuple[str, ...], others: tuple[str, ...]) -> set[str]:
-    """The files (not directories) of the Debian packages `others` need and `needs` do not (each with its
-    dependencies), from dpkg's own records in the image. Files no package owns (pip's wheels) stay, and so do the
-    libraries they need, which dpkg cannot know: only what another framework alone brought goes."""
-    status = names.get("var/lib/dpkg/status")
-    if status is None:
-        return set()
-    stanzas = tar.extractfile(status).read().decode(errors="replace").split("\n\n")
-    installed, provides = {}, {}
-    for stanza in stanzas:
-        fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line[0].isspace())
-        if "Package" in fields and fields.get("Status", "").endswith(" installed"):
-            depends = ", ".join(fields.get(k, "") for k in ("Pre-Depends", "Depends"))
-            installed[fields["Package"]] = [alt.split()[0].split(":")[0] for dep in depends.split(",")
-                                            for alt in dep.split("|") if alt.strip()]
-            for virtual in fields.get("Provides", "").split(","):
-                if virtual.strip():
-                    provides.setdefault(virtual.split()[0], []).append(fields["Package"])
-    def closure(roots: tuple[str, ...]) -> set[str]:
-        found, todo = set(), [p for p in roots if p in installed]
-        while todo:
-            package = todo.pop()
-            if package not in found:
-                found.add(package)
-                todo += [p for dep in installed[package] for p in [dep, *provides.get(dep, [])]
-                         if p in installed and p not in found]
-        return found
-
-    unneeded = closure(others) - closure((*needs, *MANYLINUX))
-    owned: dict[bool, set[str]] = {True: set(), False: set()}  # unneeded or not -> the files of those packages
-    for name in names:
-        if name.startswith("var/lib/dpkg/info/") and name.endswith(".list"):
-            package = posixpath.basename(name)[:-len(".list")].split(":")[0]
-            for path in tar.extractfile(names[name]).read().decode(errors="replace").splitlines():
-                path = path.strip().lstrip("/")
-                here = posixpath.join(resolve(links, posixpath.dirname(path)), posixpath.basename(path))
-                if here in names and not names[here].isdir() and "/" in here:  # not /lib -> usr/lib (base-files')
-                    owned[package in unneeded].add(here)
-    return owned[True] - owned[False]
-
-
 def _write(tar: tarfile.TarFile, members: list[tarfile.TarInfo], names: dict[str, tarfile.TarInfo],
            links: dict[str, str], out: Path) -> int:
     """The kept members, as a tar.gz whose bytes depend only on them: links made relative, owners root, no special
     files, directories without their times (files keep theirs: Python checks its bytecode against them)."""
     total = 0
-    with open(out, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz, \
+    with open(out, "wb") as raw, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=_GZIP_LEVEL, mtime=0) as gz, \
             tarfile.open(fileobj=gz, mode="w|", format=tarfile.GNU_FORMAT) as dest:
         for m in members:
             info = tarfile.TarInfo(m.name)

@@ -70,6 +70,15 @@ def test_list_fields_that_are_not_lists(tmp_path, field):
     assert f"field `{field}`" in err.message and "is not a list" in err.message and f"{field}: [a, b]" in err.hint
 
 
+@pytest.mark.parametrize("fields, problem, fix", [
+    ("sim: true, sim_packages: ['python3-opencv; reboot']", "is not a Debian package name", "python3-onnxruntime"),
+    ("sim: true, sim_packages: [Python3]", "is not a Debian package name", "names apt knows"),
+    ("sim_packages: [python3-onnxruntime]", "is for a simulated board", "sudo apt install")])
+def test_sim_packages_that_are_not_package_names_or_not_for_a_sim_board(tmp_path, fields, problem, fix):
+    err = board_error(tmp_path, fields)
+    assert "field `sim_packages`" in err.message and problem in err.message and fix in err.hint
+
+
 @pytest.mark.parametrize("workdir, problem", [('"a\\nb"', "control character"), ('"a\\tb"', "control character"),
                                               ("~pi/edgeorch", "another user's ~"), ('""', "is not a directory"),
                                               ("[x]", "is not a directory")])
