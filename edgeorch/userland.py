@@ -30,8 +30,9 @@ from .cache import cache_dir, content_hash, file_sha256, held, write_atomic
 from .console import console, recording, shell
 from .errors import SetupError
 from .images import LABEL
+from .runners import CONTAINER_DIR
 
-IMAGE_DIR = "opt/edgeorch"  # the image's venv and entrypoint (runners.CONTAINER_DIR, relative)
+IMAGE_DIR = CONTAINER_DIR.lstrip("/")  # the image's venv and entrypoint, relative to the root
 # What of the image the bundle keeps: the loader and libraries (merged-/usr or not), Python, the venv, dpkg's record of
 # the packages (what a framework from Debian reports as its version). Not the
 # package manager, perl, the docs, locales, the wheels already installed, the entrypoint (sent on its own, as it
@@ -75,6 +76,12 @@ class Userland:
                 "LD_LIBRARY_PATH": ":".join(f"$ORIGIN/{posixpath.relpath(d, here)}" for d in self.library_path),
                 "PYTHONPATH": posixpath.relpath(self.site_packages, IMAGE_DIR),
                 "PYTHONNOUSERSITE": "1"}
+
+
+def start_dir(root: str) -> str:
+    """The copy's /opt/edgeorch, of the copy at the board path `root`: where a bare run starts (environment()'s
+    PYTHONPATH is relative to it), and where its entrypoint goes."""
+    return posixpath.join(root, IMAGE_DIR)
 
 
 def _dropped(name: str) -> bool:
@@ -135,7 +142,7 @@ def _library_path(tar: tarfile.TarFile, names: dict[str, tarfile.TarInfo]) -> tu
 def userland(client: docker.DockerClient, image_id: str, tag: str) -> Userland:
     """The bundle of the image `image_id`: made once from `docker export` of a container of it, and cached."""
     where = cache_dir() / "userland"
-    what = content_hash(*_KEEP, "|", *_DROP, "|", _GZIP_LEVEL)  # a new choice, a new bundle
+    what = content_hash(*_KEEP, "|", *_DROP, "|", str(_GZIP_LEVEL))  # a new choice, a new bundle
     index = where / f"{image_id.removeprefix('sha256:')}-{what}.json"
     with held(f"userland-{content_hash(image_id)}"):
         if index.exists():
