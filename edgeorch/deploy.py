@@ -27,7 +27,7 @@ from .inventory import Board
 from .plan import MODES, Arm, deploy_steps, first_missing, images_to_keep
 from .recipes import INSTALL_SCRIPT
 from .releases import Platform, parse_os_release
-from .runners import BareRunner, DockerRunner, NativeRunner, Runner, probe_args
+from .runners import BareRunner, DockerRunner, NativeRunner, Runner, probe_args, start_dir
 from .transport import bounded_sftp, remote, sftp, sh, transfer_timeout
 from .userland import Userland
 
@@ -371,7 +371,7 @@ def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: Imag
                                  hint="check free disk space on the board (docker system df)")
         elif mode == "bare":
             sent.append(_install_userland(conn, board, bare, deployment, progress) if step == "bundle" else
-                        _copy_entrypoint(conn, board, userland.start_dir(deployment.root)))
+                        _copy_entrypoint(conn, board, start_dir(deployment.root)))
         elif step == "bundle":
             _require_debian(conn, board, image)
             sent.append(_install_bundle(conn, board, image, deployment.bundle_dir))
@@ -521,7 +521,7 @@ def _install_userland(conn: fabric.Connection, board: Board, bare: Userland, dep
     except BareUnavailable:  # nothing of it stays on the board
         remote(conn, ["rm", "-rf", "--", bundle_dir], board=board.name, warn=True)
         raise
-    entrypoint = _copy_entrypoint(conn, board, userland.start_dir(root))
+    entrypoint = _copy_entrypoint(conn, board, start_dir(root))
     size = sent + interpreter.stat().st_size + entrypoint.sent
     return Transfer(what="bare bundle", sent=size, lacked=bare.bytes + interpreter.stat().st_size + entrypoint.lacked,
                     unpacked=bare.unpacked, seconds=round(time.monotonic() - started, 2))
@@ -531,7 +531,7 @@ def _first_start(conn: fabric.Connection, board: Board, bare: Userland, root: st
     """A BoardError saying why when the bundle's interpreter does not start on the board: its workdir on a noexec
     mount, a kernel older than the bundle's C library needs, an architecture the board cannot run."""
     env = [f"{k}={v}" for k, v in bare.environment().items()]
-    where = userland.start_dir(root)
+    where = start_dir(root)
     r = remote(conn, sh(_FIRST_START, posixpath.join(root, bare.python), where, *env), board=board.name, warn=True,
                timeout=PROBE_TIMEOUT)
     if r.ok:

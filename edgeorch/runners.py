@@ -20,6 +20,12 @@ from .transport import COMMAND_TIMEOUT, remote, sh
 CONTAINER_DIR = "/opt/edgeorch"  # where the framework image keeps venv, bundle and models
 
 
+def start_dir(root: str) -> str:
+    """CONTAINER_DIR in the bare-metal copy of an image's userland at the board path `root`: where a bare run starts
+    (its PYTHONPATH is relative to it), and where its entrypoint goes."""
+    return posixpath.join(root, CONTAINER_DIR.lstrip("/"))
+
+
 @dataclass(frozen=True)
 class Answer:
     """What the entrypoint answered: its stdout (the JSON document), stderr and exit code."""
@@ -171,7 +177,7 @@ class BareRunner(_BoardRunner):
 
     def command(self) -> tuple[list[str], str]:
         return (["env", "-i", *(f"{k}={v}" for k, v in self.environment.items()),
-                 posixpath.join(self.root, self.interpreter)], posixpath.join(self.root, CONTAINER_DIR.lstrip("/")))
+                 posixpath.join(self.root, self.interpreter)], start_dir(self.root))
 
 
 class NativeRunner(_BoardRunner):

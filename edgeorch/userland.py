@@ -78,12 +78,6 @@ class Userland:
                 "PYTHONNOUSERSITE": "1"}
 
 
-def start_dir(root: str) -> str:
-    """The copy's /opt/edgeorch, of the copy at the board path `root`: where a bare run starts (environment()'s
-    PYTHONPATH is relative to it), and where its entrypoint goes."""
-    return posixpath.join(root, IMAGE_DIR)
-
-
 def _dropped(name: str) -> bool:
     return any(name == d or name.startswith(d + "/") for d in _DROP) or \
         any(part in _DROP_NAMES for part in name.split("/")[:4])
