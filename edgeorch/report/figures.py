@@ -21,7 +21,6 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.text import Text
 from matplotlib.ticker import EngFormatter, MultipleLocator
-from scipy.stats import linregress
 
 from .. import stats
 
@@ -541,11 +540,14 @@ def macs_fit(runs: pd.DataFrame, macs: dict[str, int]) -> Figure | None:
             who = f"{board} {name} {mode}" + (f" t{int(threads)}" if threads else "")
             if grp["gmacs"].nunique() < 2:
                 continue
-            fit = linregress(grp["gmacs"].to_numpy(), grp[column].to_numpy())
-            xs = np.array([0.0, grp["gmacs"].max() * 1.05])
+            x, y = grp["gmacs"].to_numpy(), grp[column].to_numpy()
+            slope, intercept = np.polyfit(x, y, 1)
+            with np.errstate(invalid="ignore", divide="ignore"):  # equal latencies: r is undefined, shown as nan
+                r = np.corrcoef(x, y)[0, 1]
+            xs = np.array([0.0, x.max() * 1.05])
             per = "ms" if column == "p50_ms" else "mJ"
-            ax.plot(xs, fit.intercept + fit.slope * xs, color=colour, lw=1, ls="-" if mode == "docker" else "--",
-                    label=f"{who}: {fit.slope:.3g} {per}/GMAC, r²={fit.rvalue ** 2:.2f}")
+            ax.plot(xs, intercept + slope * xs, color=colour, lw=1, ls="-" if mode == "docker" else "--",
+                    label=f"{who}: {slope:.3g} {per}/GMAC, r²={r ** 2:.2f}")
         ax.set_xlim(left=0)
         ax.set_ylim(bottom=0)
         if ax.get_legend_handles_labels()[0]:
