@@ -32,7 +32,9 @@ start_part() {  # PART NICENESS HOSTS
 start_part x86 0 x86; x86=$!
 part_b_inventory=$PWD/tests/integration/part_b/inventory.yaml
 EDGEORCH_INVENTORY=$part_b_inventory start_part x86-b 0 x86; x86_b=$!
-start_part pi 10 pi; pi=$!
+pis=rpi3-bookworm  # the default tier's bookworm Pi (tests/integration/conftest.py's BOOKWORM); --all adds rpi4
+case " $* " in *" --all "*) pis=pi ;; esac
+start_part pi 10 "$pis"; pi=$!
 start_part trixie 15 trixie; trixie=$!
 part_b=
 trap 'kill $part_b "$x86" "$x86_b" "$pi" "$trixie" 2>/dev/null || true' EXIT

@@ -38,7 +38,7 @@ def test_pytorch_opencv_and_onnxruntime_side_by_side_on_x86(fleet):
 
 
 @pytest.mark.exhaustive  # PyTorch installed and imported under QEMU: ten minutes
-def test_pytorch_opencv_and_onnxruntime_side_by_side_on_arm64_and_x86(pi_fleet):
+def test_pytorch_opencv_and_onnxruntime_side_by_side_on_arm64_and_x86(rpi4_fleet):
     df = side_by_side(["rpi4", "x86"])
     versions = dict(zip(zip(df["board"], df["framework"]), df["framework_version"]))
     assert versions[("rpi4", "pytorch")].startswith("2.10.0") and versions[("x86", "pytorch")].startswith("2.13.0")
@@ -89,7 +89,7 @@ def test_caffe_runs_in_docker_and_bare_and_says_what_native_mode_needs(fleet):
 
 
 @pytest.mark.exhaustive  # Caffe's bullseye images for arm64 and armv7, made under QEMU
-def test_caffe_runs_in_docker_and_bare_on_every_arch(pi_fleet):
+def test_caffe_runs_in_docker_and_bare_on_every_arch(rpi4_fleet):
     df = table(invoke("bench", "--host", "rpi3-bookworm,rpi4", "--framework", "caffe", "--model", "squeezenet1_1",
                       *ONE))
     assert sorted(set(zip(df["board"], df["mode"], df["machine"]))) == [

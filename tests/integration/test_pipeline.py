@@ -63,7 +63,7 @@ def test_a_second_deploy_transfers_nothing(pi_fleet):
 
 
 @pytest.mark.exhaustive  # another TFLite install under QEMU: int8 on x86 is test_an_int8_variant_...'s
-def test_quantized_model_on_arm64_and_x86(pi_fleet):
+def test_quantized_model_on_arm64_and_x86(rpi4_fleet):
     r = invoke("bench", "--host", "rpi4,x86", "--framework", "tflite", "--model", "tiny_int8",
                *FAST, "--repeat", "1")
     run_dir = run_dir_of(r.stdout)
@@ -94,7 +94,7 @@ def test_native_mode_is_refused_where_the_boards_python_cannot_run_the_framework
 @pytest.mark.parametrize("hosts", ["x86", pytest.param("rpi4,x86", marks=pytest.mark.exhaustive)])
 def test_onnxruntime_reproduces_pytorch_on_both_modes(fleet, request, hosts):
     if "rpi4" in hosts:
-        request.getfixturevalue("pi_fleet")
+        request.getfixturevalue("rpi4_fleet")
     r = invoke("agree", "--host", hosts, "--framework", "onnxruntime", "--model", "squeezenet1_1")
     df = pd.read_parquet(run_dir_of(r.stdout) / "results.parquet")
     assert sorted(zip(df["board"], df["mode"])) == sorted((b, m) for b in hosts.split(",") for m in ("bare", "docker"))

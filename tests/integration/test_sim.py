@@ -12,11 +12,13 @@ from edgeorch.images import engine
 from edgeorch.inventory import load_inventory
 from edgeorch.transport import connect, remote, sh
 
-MACHINE = {"rpi3-bookworm": "armv7l", "rpi4": "aarch64", "x86": "x86_64"}
+from .conftest import BOOKWORM
+
+MACHINE = {"rpi3-bookworm": "armv7l", "x86": "x86_64"}
 
 
 def test_every_board_runs_its_own_arch_over_ssh(pi_fleet):
-    for board in pi_fleet.select("sim"):
+    for board in pi_fleet.select(BOOKWORM):
         with connect(board) as conn:
             out = remote(conn, sh("uname -m; python3 -c 'import platform; print(platform.machine())'"),
                          board=board.name)
@@ -24,7 +26,7 @@ def test_every_board_runs_its_own_arch_over_ssh(pi_fleet):
 
 
 def test_each_board_has_a_private_docker_store(pi_fleet):
-    for board in pi_fleet.select("sim"):
+    for board in pi_fleet.select(BOOKWORM):
         with connect(board) as conn:
             root = remote(conn, ["docker", "info", "--format", "{{.DockerRootDir}}"], board=board.name).stdout.strip()
         assert root == str(pi_fleet.path.parent / ".sim" / board.name / "docker")
@@ -55,17 +57,17 @@ def test_a_changed_host_key_is_refused(fleet, tmp_path):
 
 
 def test_sim_up_again_changes_nothing(pi_fleet):
-    boards = [sb for sb in sim.sim_boards(pi_fleet) if sb.board in pi_fleet.select("sim")]
+    boards = [sb for sb in sim.sim_boards(pi_fleet) if sb.board in pi_fleet.select(BOOKWORM)]
     pids = [sim._sshd(sb).pid for sb in boards]
     docker0 = sim._docker0()
-    sim.up(pi_fleet, "sim")
+    sim.up(pi_fleet, BOOKWORM)
     assert "docker0" in docker0  # the main engine's bridge survived the private engines
     assert [sim._sshd(sb).pid for sb in boards] == pids
     assert sim._docker0() == docker0
 
 
 def test_a_board_is_a_chroot_not_a_container(pi_fleet):
-    for board in pi_fleet.select("sim"):
+    for board in pi_fleet.select(BOOKWORM):
         with connect(board) as conn:
             out = remote(conn, sh("grep Seccomp: /proc/self/status; test -e /.dockerenv || echo no-dockerenv"),
                          board=board.name).stdout.split()

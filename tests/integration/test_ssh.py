@@ -3,7 +3,7 @@ hashed), a Host alias of ~/.ssh/config, a board behind a ProxyJump; unknown and 
 
 Each test runs `invoke check` as a user would, with HOME a directory of its own holding .ssh/known_hosts and
 .ssh/config, and an inventory that names no known_hosts file. The target is the x86 board (port 2203, native);
-the jump host is rpi4 (port 2202), which reaches x86 over the loopback both share."""
+the jump host is rpi3-bookworm (port 2201), which reaches x86 over the loopback both share."""
 
 import os
 import shutil
@@ -50,7 +50,7 @@ Host behind
     ProxyJump jump
 Host jump
     HostName 127.0.0.1
-    Port 2202
+    Port 2201
     User pi
     IdentityFile ~/.ssh/id_sim
 """)
@@ -105,13 +105,13 @@ def test_an_alias_of_ssh_config_needs_no_port_nor_user_in_the_inventory(home, tm
 
 
 def test_a_board_behind_a_jump_host(home, tmp_path):
-    (home / ".ssh" / "known_hosts").write_text(pinned(2202) + pinned(2203))
+    (home / ".ssh" / "known_hosts").write_text(pinned(2201) + pinned(2203))
     write_config(home)
     inv = inventory(tmp_path, "host: behind")
     code, out = check(home, inv)
     assert code == 0, out
     listed = as_user(home, "inventory", "--inventory", str(inv))
-    assert "pi@127.0.0.1:2203 via pi@127.0.0.1:2202" in " ".join(listed.stdout.split()), listed.stdout
+    assert "pi@127.0.0.1:2203 via pi@127.0.0.1:2201" in " ".join(listed.stdout.split()), listed.stdout
 
 
 def test_a_proxy_command_of_ssh_config_is_used_and_the_key_still_checked(home, tmp_path):
@@ -122,7 +122,7 @@ def test_a_proxy_command_of_ssh_config_is_used_and_the_key_still_checked(home, t
     inv = inventory(tmp_path, "host: viacommand")
     code, out = check(home, inv)
     assert code == 0, out
-    (home / ".ssh" / "known_hosts").write_text(pinned(2202))  # the command reaches x86, whose key is not pinned
+    (home / ".ssh" / "known_hosts").write_text(pinned(2201))  # the command reaches x86, whose key is not pinned
     code, out = check(home, inv)
     assert code == 5 and "board x86 (pi@127.0.0.1:2203 via its ProxyCommand): its host key is not pinned" in out, out
 
@@ -158,18 +158,18 @@ def test_the_jump_hosts_key_is_checked_like_the_boards(home, tmp_path, jump_pin)
     if jump_pin == "changed":
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp_path / "other"], check=True)
         kind, key = (tmp_path / "other.pub").read_text().split()[:2]
-        text += f"[127.0.0.1]:2202 {kind} {key}\n"
+        text += f"[127.0.0.1]:2201 {kind} {key}\n"
     known.write_text(text)
     write_config(home)
     code, out = check(home, inventory(tmp_path, "host: behind"))
     assert code == 5, out
-    jump = "jump host jump (pi@127.0.0.1:2202) of board x86"
+    jump = "jump host jump (pi@127.0.0.1:2201) of board x86"
     if jump_pin == "changed":
         assert f"{jump} presented a host key different from the pinned one in {known}" in out
-        assert f"ssh-keygen -R '[127.0.0.1]:2202' -f {known}" in out
+        assert f"ssh-keygen -R '[127.0.0.1]:2201' -f {known}" in out
     else:
         assert f"{jump}: its host key is not pinned in {known}" in out
-        assert f"ssh-keyscan -p 2202 127.0.0.1 >> {known}" in out
+        assert f"ssh-keyscan -p 2201 127.0.0.1 >> {known}" in out
     assert known.read_text() == text, "the jump host's key is never added"
 
 
@@ -205,9 +205,9 @@ def test_a_key_the_board_does_not_accept_is_named_with_the_command_that_authoriz
 
 
 def test_a_jump_host_that_cannot_reach_the_board_is_named(home, tmp_path):
-    (home / ".ssh" / "known_hosts").write_text(pinned(2202) + pinned(2203))
+    (home / ".ssh" / "known_hosts").write_text(pinned(2201) + pinned(2203))
     write_config(home)
     inv = inventory(tmp_path, "host: behind, port: 2299")  # nothing listens there
     code, out = check(home, inv)
     assert code == 5, out
-    assert "jump host jump (pi@127.0.0.1:2202) of board x86 could not reach 127.0.0.1:2299" in out
+    assert "jump host jump (pi@127.0.0.1:2201) of board x86 could not reach 127.0.0.1:2299" in out
