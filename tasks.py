@@ -121,6 +121,8 @@ BENCH_HELP = {
                "ops.parquet (never inside the timed runs; 0: none)",
     "counters": "count perf's events per inference, from the board's host, in both modes (on by default)",
     "energy": "energy per inference from the board's power sensor or its inventory `power_meter:` (on by default)",
+    "keep_samples": "also keep every timed inference's start and latency, as raw/<run>.samples.npy (a run's JSON "
+                    "holds a summary and 2,000 of them)",
     "option": "framework option KEY=VALUE, repeatable: xnnpack=off (tflite, litert), device=cpu (pytorch), "
               "precision=fp16 (tensorrt)",
     "input_shape": "NAME=DIMS, repeatable: the shape fed to a model input, e.g. input=1x3x224x224 (needed for "
@@ -187,11 +189,11 @@ def clean(c, host=None, inventory=INVENTORY, verbose=False):
 STOPPING = ("repeat", "min_pairs", "max_pairs", "precision", "max_time", "min_time", "equivalence", "max_spread",
             "cooldown")
 COMPARE_HELP = {k: v for k, v in BENCH_HELP.items()
-                if (k not in STOPPING or k in ("repeat", "min_time")) and k not in ("resume", "profile", "counters",
-                                                                                    "energy")}
+                if (k not in STOPPING or k in ("repeat", "min_time"))
+                and k not in ("resume", "profile", "counters", "energy", "keep_samples")}
 CALIBRATE_HELP = {**{k: v for k, v in BENCH_HELP.items()
                      if k not in ("batch", "option", "parallel", "base_image", "input_shape", "input", "profile",
-                                  "counters", "energy")},
+                                  "counters", "energy", "keep_samples")},
                   "mode": "docker, bare, native, a comma list, both (docker,bare) or all: each mode is run against "
                           "itself"}
 EXPLAIN_HELP = {k: v for k, v in CALIBRATE_HELP.items() if k != "mode"}
@@ -229,7 +231,7 @@ def bench(c, framework=None, host=None, model="mobilenet_v2", mode="both", itera
           min_pairs="5", max_pairs="40", precision="0.01", max_time="1800", min_time="5", equivalence="0.01",
           max_spread="0.10", cooldown="0", threads="0", batch="1", option=None, input_shape=None, input=None,
           parallel=False, dry_run=False, timeout="3600", base_image=None, resume=None, inventory=INVENTORY,
-          profile="0", counters=True, energy=True, results=None, verbose=False):
+          profile="0", counters=True, energy=True, keep_samples=False, results=None, verbose=False):
     """Benchmark a model in Docker and on bare metal, pair after pair until the verdict is known; results go to
     results/<run-id>/."""
     args, run_dir = _request(c, "bench", locals())
@@ -241,7 +243,8 @@ def bench(c, framework=None, host=None, model="mobilenet_v2", mode="both", itera
                    inputs=tuple(args.get("input") or ()), parallel=args["parallel"], dry_run=args["dry_run"],
                    timeout=args["timeout"], base_image=args["base_image"], request=args, resume=run_dir,
                    profile=args.get("profile", 0),
-                   measures=runners.Measures(counters=args.get("counters", True), energy=args.get("energy", True)))
+                   measures=runners.Measures(counters=args.get("counters", True), energy=args.get("energy", True),
+                                             keep_samples=args.get("keep_samples", False)))
 
 
 def _request(c, name: str, given: dict) -> tuple[dict, Path | None]:

@@ -776,7 +776,7 @@ def _run_cell(cell: Cell, rule: StopRule, link: Link, deployment: Deployment, ti
     cell stopped and after how many pairs. The manifest is updated after every run."""
     state = (results.read_manifest(run_dir).get("cells") or {}).get(cell.key) or {}
     started = time.monotonic() - float(state.get("elapsed_s") or 0.0)
-    log_ratios = [stats.pair_log_ratio(*(np.asarray(doc["timing"]["latencies_ns"], dtype=np.float64)
+    log_ratios = [stats.pair_log_ratio(*(results.timing(doc)["latency_ns"]["p50"]
                                          for arm in cell.arms[:2] for spec, doc in pair if spec.arm == arm.label))
                   for pair in earlier] if len(cell.arms) > 1 else []
     for pair in range(len(earlier), rule.max_pairs + 1):
@@ -785,7 +785,7 @@ def _run_cell(cell: Cell, rule: StopRule, link: Link, deployment: Deployment, ti
             stop = {"stop": reason, "pairs": pair}
             results.update_cell(run_dir, cell.key, **stop, failure=None)
             return stop
-        latencies = {}
+        medians = {}
         for run in cell.runs(pair):
             if rule.cooldown_s and (pair or run.position):
                 time.sleep(rule.cooldown_s)
@@ -795,12 +795,12 @@ def _run_cell(cell: Cell, rule: StopRule, link: Link, deployment: Deployment, ti
                 return _run(deployment.runner(conn, arm, timeout, watch), run, model, files, run_dir, outputs)
             doc, tries = link.retrying(attempt, before_retry=lambda conn: kill_runs(conn, cell.board))
             done(run, doc, tries)
-            latencies[run.arm] = np.asarray(doc["timing"]["latencies_ns"], dtype=np.float64)
+            medians[run.arm] = results.timing(doc)["latency_ns"]["p50"]
             results.update_cell(run_dir, cell.key, pairs=pair, last_run=run.key,
                                 elapsed_s=round(time.monotonic() - started, 1))
         advance()
         if len(cell.arms) > 1:
-            log_ratios.append(stats.pair_log_ratio(latencies[cell.arms[0].label], latencies[cell.arms[1].label]))
+            log_ratios.append(stats.pair_log_ratio(medians[cell.arms[0].label], medians[cell.arms[1].label]))
     raise AssertionError("unreachable: max_pairs always stops a cell")
 
 
@@ -829,8 +829,7 @@ def _run(runner, run: RunSpec, model: ModelSpec, files: list[tuple[str, str]], r
     """One run: execute, keep the raw answer, validate it; with `outputs`, the answer holds the last outputs (for the
     agreement check)."""
     args = entrypoint_args(run, model_sha256=model.sha256, run_id=run_dir.name)
-    answer = runner.execute(args + (["--outputs"] if outputs else []), files)
-    results.save_raw(run_dir, run, answer)
+    answer = results.save_raw(run_dir, run, runner.execute(args + (["--outputs"] if outputs else []), files))
     what = f"{run.framework} {run.arm} " + ("profiling pass" if run.profile else f"run #{run.pair}")
     return results.check_run(results.parse_answer(answer, board=run.board, what=what), board=run.board, what=what,
                              key=run.key, profile=bool(run.profile))
@@ -852,7 +851,7 @@ def collect(run_dir: Path, records: list[tuple[RunSpec, dict]], cells: list[Cell
                                           arch_of={b.name: b.arch.value for b in boards},
                                           references={k: r.output for k, r in (refs or {}).items()},
                                           attempts=attempts)
-        results.write_tables(run_dir, runs, samples, results.sensor_table(records))
+        results.write_tables(run_dir, runs, samples, results.sensor_table(records), results.histogram_table(records))
         console.print(report.mode_table(comparison(run_dir, judgement)))
         console.print(report.measures_table(runs))
         for note in report.unavailable_notes(runs):
@@ -916,8 +915,8 @@ def comparison(run_dir: Path, judgement: Judgement = DEFAULTS) -> pd.DataFrame:
     """The judged comparisons of a run directory: each cell's first arm against its second (and its other
     arms against the second too), with why the cell stopped."""
     manifest = results.read_manifest(run_dir)
-    runs, samples, _, _ = _tables(run_dir)
-    return report.compare_arms(runs, samples, results.current_cells(manifest), equivalence=judgement.equivalence,
+    runs = _tables(run_dir)[0]
+    return report.compare_arms(runs, results.current_cells(manifest), equivalence=judgement.equivalence,
                                max_spread=judgement.max_spread, min_pairs=judgement.min_pairs)
 
 
@@ -929,8 +928,9 @@ def _judgement(manifest: dict) -> Judgement:
                         if request.get(k) is not None})
 
 
-def _tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
-    """runs, samples, sensors and operators of a run directory (the last two empty or None where it has none)."""
+def _tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """runs, samples, latency histograms, sensors and operators of a run directory (the last two empty or None where
+    it has none)."""
     if not (run_dir / "results.parquet").exists():
         raise RunError(f"{run_dir} has no results table (no run finished)", hint="rerun the bench")
     runs = pd.read_parquet(run_dir / "results.parquet")
@@ -943,14 +943,17 @@ def _tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd
             table["arm"] = table["mode"]
         if "cell" not in table or table["cell"].isna().all():
             table["cell"] = table["board"] + "/" + table["framework"] + "-" + table["model"]
+    # before summaries, samples.parquet held every inference: their histograms are made here
+    histograms = (pd.read_parquet(run_dir / "histograms.parquet") if (run_dir / "histograms.parquet").exists()
+                  else results.histograms_of(samples))
     manifest = results.read_manifest(run_dir)
-    for table in (runs, samples, sensors, *([ops] if ops is not None else [])):
+    for table in (runs, samples, histograms, sensors, *([ops] if ops is not None else [])):
         results.current_modes(table, manifest)
     for col in set(results.COLUMNS) - set(runs):
         runs[col] = {"threads": 0, "batch": 1, "framework_options": "{}", "input_shapes": "{}"}.get(col, np.nan)
     if "t_s" not in samples:
         samples["t_s"] = np.nan
-    return runs, samples, sensors, ops
+    return runs, samples, histograms, sensors, ops
 
 
 def _macs(models) -> tuple[dict[str, int], str]:
@@ -976,12 +979,13 @@ def write_report(run_dir: Path, against: Path | None = None, changes: pd.DataFra
     """results/<run-id>/report.html: the run's verdicts, figures and provenance in one offline file (and its
     change from the run `against`, given as `changes` where already judged)."""
     manifest = results.read_manifest(run_dir)
-    runs, samples, sensors, ops = _tables(run_dir)
+    runs, samples, histograms, sensors, ops = _tables(run_dir)
     if against is not None and changes is None:
         changes = _changes(against, run_dir)
     macs, why = _macs(runs.loc[runs["batch"] == 1, "model"])
     from .report import page  # matplotlib, imported by the one task step that draws: a refusal answers at once
-    text = page.render(run_dir, manifest=manifest, runs=runs, samples=samples, sensors=sensors, ops=ops,
+    text = page.render(run_dir, manifest=manifest, runs=runs, samples=samples, histograms=histograms,
+                       sensors=sensors, ops=ops,
                        comparison=comparison(run_dir, _judgement(manifest)), notes=report.unavailable_notes(runs),
                        macs=macs, why_no_macs=why, changes=changes, against=against.name if against else None)
     path = run_dir / "report.html"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
 import datetime
 import fcntl
+import io
 import json
 import os
 import secrets
@@ -19,6 +22,8 @@ import pandas as pd
 
 from . import stats
 from .bench import RESULT_SCHEMA
+from .bench import samples as board_samples
+from .bench.watch import SAMPLES_MARK
 from .cache import ROOT, write_atomic  # results.write_atomic: the one atomic writer
 from .errors import BoardError, ConfigError, RunError
 from .plan import RunSpec
@@ -47,8 +52,8 @@ COLUMNS = [
     "framework_options", "p50_ms", "p90_ms",
     "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "throughput_ips", "load_ms",
     "first_inference_ms", "cpu_percent", "peak_rss_mb",
-    "rss_before_load_mb", "rss_after_load_mb", "rss_after_first_mb", "peak_rss_timed_mb", "cgroup_peak_mb",
-    "model_size_mb",
+    "rss_before_load_mb", "rss_after_load_mb", "rss_after_first_mb", "peak_rss_timed_mb", "samples_mb",
+    "cgroup_peak_mb", "model_size_mb",
     *COUNTER_COLUMNS.values(), "ipc", "counters_unavailable",
     "energy_mj", "energy_above_idle_mj", "avg_power_w", "idle_power_w", "power_source", "power_rate_hz",
     "energy_unavailable",
@@ -150,7 +155,7 @@ def parse_answer(answer, *, board: str, what: str, schema: str = RESULT_SCHEMA) 
 
 _NUMBER = (int, float)
 # What normalize() reads of a timed run's document, and of a profiling pass's: where each must be and what it is
-_TIMED = {("timing", "latencies_ns"): list, ("timing", "wall_ns"): _NUMBER, ("timing", "load_ns"): _NUMBER,
+_TIMED = {("timing", "wall_ns"): _NUMBER, ("timing", "load_ns"): _NUMBER,
           ("timing", "first_inference_ns"): _NUMBER, ("facts", "machine"): str, ("facts", "cpu_model"): str,
           ("facts", "cores"): int, ("facts", "kernel"): str, ("facts", "os"): str, ("facts", "python"): str,
           ("facts", "numpy"): str, ("framework", "name"): str, ("framework", "version"): str,
@@ -178,9 +183,9 @@ def malformed(doc: dict, *, profile: bool = False) -> str | None:
         if not isinstance(value, kind) or isinstance(value, bool):
             return f"{'.'.join(path)} is {type(value).__name__ if value is not None else 'missing'}, not " \
                    f"{'a number' if kind is _NUMBER else kind.__name__}"
-    latencies = doc["timing"]["latencies_ns"]
-    if not latencies or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in latencies):
-        return "timing.latencies_ns is not a list of one or more whole nanoseconds"
+    problem = _malformed_timing(doc["timing"])
+    if problem:
+        return problem
     if doc["timing"]["wall_ns"] <= 0:
         return "timing.wall_ns is not above 0"
     for key in _OPTIONAL:
@@ -190,6 +195,45 @@ def malformed(doc: dict, *, profile: bool = False) -> str | None:
     if not isinstance(inputs, list) or not all(isinstance(i, dict) and "name" in i and "shape" in i for i in inputs):
         return "model.inputs is not a list of {name, shape}"
     return None
+
+
+def _whole(values) -> bool:
+    return isinstance(values, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
+
+
+def _malformed_timing(timing: dict) -> str | None:
+    """What is wrong with a timing summary (samples.summarize's), or with the lists of an edgeorch before them."""
+    if "count" not in timing:
+        if not timing.get("latencies_ns") or not _whole(timing["latencies_ns"]):
+            return "timing.latencies_ns is not a list of one or more whole nanoseconds"
+        return None
+    count, latency, hist, sub = (timing.get(k) for k in ("count", "latency_ns", "histogram", "subsample"))
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        return "timing.count is not a whole number above 0"
+    if not isinstance(latency, dict) or not all(isinstance(latency.get(k), _NUMBER) and latency[k] >= 0
+                                                for k in ("mean", "std", "min", "max", "p50", "p90", "p99")):
+        return "timing.latency_ns is not {mean, std, min, max, p50, p90, p99} of numbers >= 0"
+    if not isinstance(hist, dict) or not isinstance(hist.get("first"), int) \
+            or not isinstance(hist.get("per_doubling"), int) or hist["per_doubling"] < 1 \
+            or not _whole(hist.get("counts")) or sum(hist["counts"]) != count:
+        return "timing.histogram is not {per_doubling, first, counts} of the run's inferences"
+    if not isinstance(sub, dict) or not all(_whole(sub.get(k)) for k in ("index", "starts_ns", "latencies_ns")) \
+            or not sub["index"] or not len(sub["index"]) == len(sub["starts_ns"]) == len(sub["latencies_ns"]):
+        return "timing.subsample is not {index, starts_ns, latencies_ns} of equal lengths"
+    return None
+
+
+def timing(doc: dict) -> dict:
+    """The run's timing summary (samples.summarize's): the document's own, or made here (and kept in it) from every
+    sample of an edgeorch before summaries, whose subsample then has no starts where it kept none."""
+    found = doc["timing"]
+    if "count" not in found:  # once: the summary joins the lists
+        starts = found.get("starts_ns") or []
+        found.update(board_samples.summarize(starts or np.zeros(len(found["latencies_ns"]), np.int64),
+                                             found["latencies_ns"]))
+        if not starts:
+            found["subsample"]["starts_ns"] = []
+    return found
 
 
 def check_run(doc: dict, *, board: str, what: str, key: str, profile: bool = False) -> dict:
@@ -207,14 +251,27 @@ def raw_path(run_dir: Path, spec: RunSpec) -> Path:
     return run_dir / "raw" / f"{spec.key}.json"
 
 
-def save_raw(run_dir: Path, spec: RunSpec, answer) -> Path:
-    """Store the answer exactly as it came back (stderr beside it) before anything reads it."""
+def save_raw(run_dir: Path, spec: RunSpec, answer):
+    """Store the answer exactly as it came back (stderr beside it) before anything reads it, less every sample of
+    --keep-samples: those go beside it, binary (samples_path), and the answer without them is returned."""
     path = raw_path(run_dir, spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     if answer.stderr.strip():
         write_atomic(path.with_suffix(".stderr.txt"), answer.stderr)
+    text, mark, encoded = answer.stdout.partition("\n" + SAMPLES_MARK)
+    if mark:
+        buf = io.BytesIO()
+        np.save(buf, np.frombuffer(base64.b64decode(encoded), dtype="<i8").reshape(2, -1))
+        write_atomic(samples_path(run_dir, spec), buf.getvalue())
+        answer = dataclasses.replace(answer, stdout=text + "\n")
     write_atomic(path, answer.stdout)
-    return path
+    return answer
+
+
+def samples_path(run_dir: Path, spec: RunSpec) -> Path:
+    """raw/<key>.samples.npy (--keep-samples): every timed inference's start and latency in ns, int64 of shape
+    (2, count): numpy.load(path) and its rows are starts, latencies."""
+    return run_dir / "raw" / f"{spec.key}.samples.npy"
 
 
 _manifest_lock = threading.Lock()  # boards run side by side, and each updates the manifest after every run
@@ -313,13 +370,16 @@ def _mb(value) -> float | None:
 
 
 def _memory(doc: dict) -> dict:
-    """The memory columns: RSS before and after loading, after the first inference, the timed phase's peak, the
-    container's cgroup peak (Docker), the model's size on disk."""
+    """The memory columns: RSS before and after loading, after the first inference, the timed phase's peak less the
+    harness's samples (16 bytes an inference, which it knows: samples_mb), the container's cgroup peak (Docker), the
+    model's size on disk."""
     memory = doc.get("memory") or {}
+    peak, kept = memory.get("peak_rss_timed_bytes"), memory.get("samples_bytes") or 0
     return {"rss_before_load_mb": _mb(memory.get("rss_before_load_bytes")),
             "rss_after_load_mb": _mb(memory.get("rss_after_load_bytes")),
             "rss_after_first_mb": _mb(memory.get("rss_after_first_bytes")),
-            "peak_rss_timed_mb": _mb(memory.get("peak_rss_timed_bytes")),
+            "peak_rss_timed_mb": _mb(peak - kept if peak is not None else None),
+            "samples_mb": _mb(memory.get("samples_bytes")),
             "cgroup_peak_mb": _mb(memory.get("cgroup_peak_bytes")),
             "model_size_mb": _mb(doc["model"].get("size_bytes"))}
 
@@ -369,8 +429,8 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
             found = agreement(reference, output, precision=precision(doc))
             check = {key: found[key] for key in ("max_abs_diff", "correlation", "top1", "top1_ref")}
             check["agrees"] = found["agree"]
-        lat_ns = np.asarray(doc["timing"]["latencies_ns"], dtype=np.int64)
-        ms = lat_ns / 1e6
+        summary = timing(doc)
+        count, ms = summary["count"], {k: v / 1e6 for k, v in summary["latency_ns"].items()}
         facts, fw, params, sensors = doc["facts"], doc["framework"], doc["params"], doc.get("sensors") or {}
         board = spec.board
         rows.append({
@@ -379,17 +439,16 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
             "runtime": fw.get("runtime"), "model": spec.model, "model_sha256": doc["model"]["sha256"],
             "mode": doc["run"]["mode"], "arm": spec.arm or spec.mode, "pair": spec.pair, "position": spec.position,
             "attempts": attempts.get(spec.key, 1),
-            "iterations": len(ms),
+            "iterations": count,
             "warmup": params["warmup"], "threads": params["threads"],
-            "p50_ms": float(np.percentile(ms, 50)), "p90_ms": _quantile(ms, 0.90), "p99_ms": _quantile(ms, 0.99),
-            "mean_ms": float(ms.mean()),
-            "std_ms": float(ms.std(ddof=1)) if len(ms) > 1 else 0.0,
-            "min_ms": float(ms.min()), "max_ms": float(ms.max()),
+            "p50_ms": ms["p50"], "p90_ms": _quantile(ms["p90"], count, 0.90),
+            "p99_ms": _quantile(ms["p99"], count, 0.99),
+            "mean_ms": ms["mean"], "std_ms": ms["std"], "min_ms": ms["min"], "max_ms": ms["max"],
             "batch": doc["model"].get("batch", 1), "precision": precision(doc),
             # what each input was fed, as JSON text: {"input": [1, 3, 224, 224]}
             "input_shapes": json.dumps({i["name"]: i["shape"] for i in doc["model"].get("inputs") or []}),
             "framework_options": json.dumps(fw.get("options") or {}, sort_keys=True),
-            "throughput_ips": float(doc["model"].get("batch", 1) * len(ms) / (doc["timing"]["wall_ns"] / 1e9)),
+            "throughput_ips": float(doc["model"].get("batch", 1) * count / (doc["timing"]["wall_ns"] / 1e9)),
             "load_ms": doc["timing"]["load_ns"] / 1e6,
             "first_inference_ms": doc["timing"]["first_inference_ns"] / 1e6,
             "cpu_percent": doc["resources"]["cpu_percent"],
@@ -403,15 +462,18 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
             "image_id": doc["run"].get("image_id"), "bench_sha256": doc["bench"]["sha256"],
             "started_at": doc["started_at"], **check,
         })
-        samples.append(pd.DataFrame({**_who(spec, fw["name"]), "iteration": np.arange(len(lat_ns)),
-                                     "latency_ns": lat_ns, "t_s": _since_start(doc, doc["timing"].get("starts_ns"))}))
+        sub = summary["subsample"]
+        samples.append(pd.DataFrame({**_who(spec, fw["name"]), "iteration": np.asarray(sub["index"], np.int64),
+                                     "latency_ns": np.asarray(sub["latencies_ns"], np.int64),
+                                     "t_s": _since_start(doc, sub["starts_ns"] or None)}))
     runs = pd.DataFrame(rows, columns=COLUMNS)
     for col in ("throttled", "agrees"):
         runs[col] = runs[col].astype("boolean")
     for col in ("top1", "top1_ref"):
         runs[col] = runs[col].astype("Int64")
     cols = ["max_abs_diff", "correlation", "p90_ms", "p99_ms", "sampler_cost", *COUNTER_COLUMNS.values(), "ipc",
-            "rss_before_load_mb", "rss_after_load_mb", "rss_after_first_mb", "peak_rss_timed_mb", "cgroup_peak_mb",
+            "rss_before_load_mb", "rss_after_load_mb", "rss_after_first_mb", "peak_rss_timed_mb", "samples_mb",
+            "cgroup_peak_mb",
             "energy_mj", "energy_above_idle_mj", "avg_power_w", "idle_power_w", "power_rate_hz"]
     runs[cols] = runs[cols].astype("float64")
     long = pd.concat(samples, ignore_index=True) if samples else pd.DataFrame(columns=SAMPLE_COLUMNS)
@@ -419,6 +481,7 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
 
 
 SAMPLE_COLUMNS = ["cell", "board", "framework", "model", "mode", "arm", "pair", "iteration", "latency_ns", "t_s"]
+HISTOGRAM_COLUMNS = ["cell", "board", "framework", "model", "mode", "arm", "pair", "latency_ns", "count"]
 SENSOR_COLUMNS = ["cell", "board", "framework", "model", "mode", "arm", "pair", "t_s", "temp_c", "freq_mhz",
                   "throttled"]
 
@@ -431,10 +494,30 @@ def _who(spec: RunSpec, framework: str) -> dict:
 def _since_start(doc: dict, stamps_ns) -> np.ndarray | float:
     """Monotonic stamps (ns) as seconds since the run's first timed inference began; NaN before edgeorch kept
     the starts."""
-    starts = doc["timing"].get("starts_ns") or []
+    starts = timing(doc)["subsample"]["starts_ns"]  # the first inference is always in the subsample
     if not starts or stamps_ns is None:
         return np.nan
     return (np.asarray(stamps_ns, dtype=np.float64) - starts[0]) / 1e9
+
+
+def histogram_table(records: list[tuple[RunSpec, dict]]) -> pd.DataFrame:
+    """histograms.parquet: each run's latency histogram, a row per occupied bucket (its geometric middle, within
+    samples.HISTOGRAM_ERROR of every latency in it, and how many fell in it): the ECDF of every inference."""
+    parts = []
+    for spec, doc in records:
+        values, counts = board_samples.bucket_values(timing(doc)["histogram"])
+        parts.append(pd.DataFrame({**_who(spec, doc["framework"]["name"]), "latency_ns": values, "count": counts}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=HISTOGRAM_COLUMNS)
+
+
+def histograms_of(samples: pd.DataFrame) -> pd.DataFrame:
+    """The histogram table of a samples table that holds every inference (an edgeorch before summaries)."""
+    who = [c for c in HISTOGRAM_COLUMNS[:7] if c in samples]
+    parts = []
+    for key, grp in samples.groupby(who, dropna=False, sort=False):
+        values, counts = board_samples.bucket_values(board_samples.histogram(grp["latency_ns"].to_numpy()))
+        parts.append(pd.DataFrame({**dict(zip(who, key)), "latency_ns": values, "count": counts}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=HISTOGRAM_COLUMNS)
 
 
 def sensor_table(records: list[tuple[RunSpec, dict]]) -> pd.DataFrame:
@@ -443,7 +526,7 @@ def sensor_table(records: list[tuple[RunSpec, dict]]) -> pd.DataFrame:
     rows = []
     for spec, doc in records:
         sensors = doc.get("sensors") or {}
-        if "t0_ns" not in sensors or not doc["timing"].get("starts_ns"):  # an edgeorch before the watcher's clock
+        if "t0_ns" not in sensors or not timing(doc)["subsample"]["starts_ns"]:  # before the watcher's clock
             continue
         found = sensors.get("samples") or []
         for s, t in zip(found, _since_start(doc, [sensors["t0_ns"] + s["t_s"] * 1e9 for s in found])):
@@ -457,9 +540,9 @@ def sensor_table(records: list[tuple[RunSpec, dict]]) -> pd.DataFrame:
     return table
 
 
-def _quantile(ms: np.ndarray, q: float) -> float | None:
+def _quantile(value: float, count: int, q: float) -> float | None:
     """The q-quantile, only from enough samples that the largest one bounds it (459 for p99, 44 for p90)."""
-    return float(np.percentile(ms, 100 * q)) if len(ms) >= stats.min_samples(q) else None
+    return value if count >= stats.min_samples(q) else None
 
 
 def precision(doc: dict) -> str:
@@ -471,13 +554,16 @@ def precision(doc: dict) -> str:
     return {"int8": "int8", "uint8": "int8", "float16": "fp16"}.get(dtype, "fp32")
 
 
-def write_tables(run_dir: Path, runs: pd.DataFrame, samples: pd.DataFrame, sensors: pd.DataFrame) -> None:
-    """results.csv and results.parquet (one row per run), samples.parquet (one row per iteration), sensors.parquet
-    (one row per sensor sample), each whole."""
+def write_tables(run_dir: Path, runs: pd.DataFrame, samples: pd.DataFrame, sensors: pd.DataFrame,
+                 histograms: pd.DataFrame | None = None) -> None:
+    """results.csv and results.parquet (one row per run), samples.parquet (each run's subsample of inferences),
+    sensors.parquet (one row per sensor sample), histograms.parquet (each run's latency histogram), each whole."""
     write_atomic(run_dir / "results.csv", runs.to_csv(index=False))
     write_atomic(run_dir / "results.parquet", runs.to_parquet(index=False))
     write_atomic(run_dir / "samples.parquet", samples.to_parquet(index=False))
     write_atomic(run_dir / "sensors.parquet", sensors.to_parquet(index=False))
+    if histograms is not None:
+        write_atomic(run_dir / "histograms.parquet", histograms.to_parquet(index=False))
 
 
 OPS_COLUMNS = ["run_id", "cell", "board", "framework", "model", "mode", "threads", "batch", "op_type", "op_name",

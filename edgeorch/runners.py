@@ -53,9 +53,10 @@ def file_args(files) -> list[tuple[str, str, str]]:
 
 
 def entrypoint_args(spec: RunSpec, *, model_sha256: str, run_id: str) -> list[str]:
-    """The entrypoint's arguments for one run, the same in both modes; its sensors are read by the watcher."""
+    """The entrypoint's arguments for one run, the same in both modes; its sensors are read by the watcher, which
+    gets every sample (--raw-samples)."""
     return ["--framework", spec.framework, "--iterations", str(spec.iterations), "--min-time", str(spec.min_time),
-            "--sample-interval", "0",
+            "--sample-interval", "0", "--raw-samples",
             "--warmup", str(spec.warmup), "--threads", str(spec.threads),
             "--model-sha256", model_sha256, "--run-id", run_id,
             *[arg for option in spec.options for arg in ("--option", option)],
@@ -67,16 +68,19 @@ def entrypoint_args(spec: RunSpec, *, model_sha256: str, run_id: str) -> list[st
 class Measures:
     """What the watcher measures beside latency, from outside the measured process, the same way in both modes:
     hardware counters (perf, attached to the run's process) and energy (the board's power sensor, or the meter
-    command of its inventory entry), with idle power sampled for `idle_s` seconds before each run."""
+    command of its inventory entry), with idle power sampled for `idle_s` seconds before each run; and with
+    `keep_samples`, every inference's start and latency passed on."""
     counters: bool = True
     energy: bool = True
     idle_s: float = 2.0
+    keep_samples: bool = False
 
     def watch_args(self, board) -> tuple[str, ...]:
         """The watcher's options for a run on `board`."""
         meter = ("--power-meter", json.dumps(list(board.power_meter))) if self.energy and board.power_meter else ()
         return (*(["--counters"] if self.counters else []),
-                *(["--energy", "--idle", str(self.idle_s), *meter] if self.energy else []))
+                *(["--energy", "--idle", str(self.idle_s), *meter] if self.energy else []),
+                *(["--keep-samples"] if self.keep_samples else []))
 
 
 def probe_args(framework: str) -> list[str]:

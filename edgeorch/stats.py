@@ -34,8 +34,8 @@ class Verdict:
     pairs_needed: int | None  # inconclusive only: total pairs that would settle it at the observed sd
 
 
-def pair_log_ratio(a: np.ndarray, b: np.ndarray) -> float:
-    """log(median(a) / median(b)) of one pair's two runs."""
+def pair_log_ratio(a: np.ndarray | float, b: np.ndarray | float) -> float:
+    """log(median(a) / median(b)) of one pair's two runs: their latencies, or their medians."""
     return float(np.log(np.median(a)) - np.log(np.median(b)))
 
 

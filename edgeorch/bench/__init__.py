@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-# /2: model batch, --option, outputs; /3: --min-time, iterations may exceed; /4: memory, counters, energy, profile
-RESULT_SCHEMA = "edgeorch.result/5"
+# /2: model batch, --option, outputs; /3: --min-time, iterations may exceed; /4: memory, counters, energy, profile;
+# /6: the timed inferences summarised on the board (samples.summarize) instead of listed
+RESULT_SCHEMA = "edgeorch.result/6"
 PROBE_SCHEMA = "edgeorch.probe/1"
 BOARD_PACKAGE = "edgeorch_bench"  # the name this directory has on a board
 

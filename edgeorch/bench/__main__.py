@@ -25,6 +25,7 @@ from . import (
     bundle_digest,
     file_sha256,
     probes,
+    samples,
     signature,
 )
 
@@ -68,6 +69,9 @@ def _parser():
     p.add_argument("--cache-dir", help="where a framework keeps what it compiles from the model (TensorRT's "
                                        "engines); else beside the model")
     p.add_argument("--outputs", action="store_true", help="include the last inference's outputs")
+    p.add_argument("--raw-samples", action="store_true",
+                   help="after the document's line, every timed inference's start and latency in binary (for the "
+                        "watcher: edgeorch_bench.samples.write_raw)")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="a profiling pass instead of a timed run: per-operator times over N inferences")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -171,28 +175,31 @@ def _measure(adapter, args):
             t = time.perf_counter_ns()
             adapter.infer()
             warmup.append(time.perf_counter_ns() - t)
+        recorder = samples.Recorder()
         reset = probes.reset_peak_rss()  # the peak of the timed phase alone, as LiteRT's benchmark reports it
         cpu0, wall0 = os.times(), time.perf_counter_ns()
-        latencies, starts, min_ns = [], [], int(args.min_time * 1e9)
+        iterations, min_ns = args.iterations, int(args.min_time * 1e9)
         # a 1 ms model and a 2 s model both get a meaningful sample: enough inferences and enough time
-        while len(latencies) < args.iterations or time.perf_counter_ns() - wall0 < min_ns:
-            starts.append(time.monotonic_ns())  # the watcher's clock: which sampling window this one ran in
+        while recorder.n < iterations or time.perf_counter_ns() - wall0 < min_ns:
+            start = time.monotonic_ns()  # the watcher's clock: which sampling window this one ran in
             t = time.perf_counter_ns()
             adapter.infer()
-            latencies.append(time.perf_counter_ns() - t)
+            recorder.add(start, time.perf_counter_ns() - t)
         wall_ns, cpu1 = time.perf_counter_ns() - wall0, os.times()
     cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     memory["peak_rss_timed_bytes"] = probes.peak_rss_bytes() if reset else None
+    memory["samples_bytes"] = recorder.resident_bytes()  # the harness's part of that peak: 16 bytes an inference
+    starts, latencies = recorder.arrays()
     if args.mode == "docker":
         memory["cgroup_peak_bytes"], memory["cgroup_peak_source"] = probes.cgroup_memory_peak()
     else:
         memory["cgroup_peak_bytes"], memory["cgroup_peak_source"] = None, "bare metal: no cgroup of the run's own"
     extra = {"outputs": [{"shape": list(o.shape), "dtype": o.dtype.name, "values": o.ravel().tolist()}
                          for o in adapter.outputs()]} if args.outputs else {}
-    return {**extra,
+    return (starts, latencies) if args.raw_samples else None, {**extra,
         "model": model,
-        "timing": {"load_ns": load_ns, "first_inference_ns": first_ns, "warmup_ns": warmup,
-                   "latencies_ns": latencies, "starts_ns": starts, "wall_ns": wall_ns},
+        "timing": {"load_ns": load_ns, "first_inference_ns": first_ns, "warmup_ns": warmup, "wall_ns": wall_ns,
+                   **samples.summarize(starts, latencies)},
         "resources": {
             "cpu_time_s": round(cpu_s, 4),
             # Over 100 when the framework uses several cores.
@@ -206,8 +213,9 @@ def _measure(adapter, args):
 
 
 def run(argv):
-    """Parse, measure, and return (document, exit code); never raises."""
-    doc = {"schema": PROBE_SCHEMA if "--probe" in argv else RESULT_SCHEMA, "status": "error",
+    """Parse, measure, and return (document, exit code, the raw samples asked for by --raw-samples or None); never
+    raises."""
+    raw, doc = None, {"schema": PROBE_SCHEMA if "--probe" in argv else RESULT_SCHEMA, "status": "error",
            "error": None, "started_at": _now(), "bench": {"sha256": bundle_digest(Path(__file__).parent)}}
     try:
         args = _parser().parse_args(argv)
@@ -221,7 +229,11 @@ def run(argv):
             doc["params"] = {"iterations": args.iterations, "min_time_s": args.min_time, "warmup": args.warmup,
                              "threads": args.threads, "seed": args.seed,
                              "sample_interval_s": args.sample_interval, "profile": args.profile}
-            doc.update(_profile(adapter, args) if args.profile else _measure(adapter, args))
+            if args.profile:
+                doc.update(_profile(adapter, args))
+            else:
+                raw, measured = _measure(adapter, args)
+                doc.update(measured)
             doc["framework"] = adapter.info(args.threads)  # with what loading the model settled (threads, executor)
         doc["status"], code = "ok", EXIT_OK
     except Failure as e:
@@ -229,17 +241,18 @@ def run(argv):
     except Exception as e:  # a crash still answers in the protocol
         doc["error"], code = {"kind": "runtime", "message": f"{type(e).__name__}: {e}"}, EXIT_RUNTIME
     doc["finished_at"] = _now()
-    return doc, code
+    return doc, code, raw
 
 
 def main():
     # Keep fd 1 for the JSON document alone: native libraries that print go to stderr.
-    out = os.fdopen(os.dup(1), "w")
+    out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    doc, code = run(sys.argv[1:])
-    json.dump(doc, out)
-    out.write("\n")
+    doc, code, raw = run(sys.argv[1:])
+    out.write(json.dumps(doc).encode() + b"\n")
+    if raw is not None:
+        samples.write_raw(out, *raw)
     out.flush()
     return code
 

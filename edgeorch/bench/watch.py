@@ -4,7 +4,9 @@ samples the board's sensors from outside it, the same way in both modes (the chi
 
 It samples in alternating windows, on then off, and reports the sampler's cost from the run itself: the median
 latency of the iterations that started in on-windows over that of the others. The child's JSON document is printed
-with its `sensors` replaced by the watcher's; anything else the child printed is passed on untouched.
+with its `sensors` replaced by the watcher's; anything else the child printed is passed on untouched. Every
+inference's start and latency come after the child's document, in binary (--raw-samples): they stay here, unless
+--keep-samples passes them on, as one line of base64 after the document (SAMPLES_MARK, then the bytes).
 
 From here too, so the same way in both modes: with --counters, perf attached to the measured process (the child, or
 the container's first process) counts events per inference over the timed loop; with --energy, the board's power
@@ -12,6 +14,8 @@ source is sampled for --idle seconds before the run, then in the on-windows, and
 """
 
 import argparse
+import base64
+import bisect
 import json
 import os
 import signal
@@ -19,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from array import array
 
 from . import EXIT_TIMEOUT, RESULT_SCHEMA, counters, power, probes
 
@@ -39,18 +44,27 @@ def _parser():
                    help='a command that prints watts, as a JSON list of its words, e.g. ["ina260", "--bus", "1"]')
     p.add_argument("--idle", type=float, default=2.0, help="seconds of idle power sampled before the run")
     p.add_argument("--power-interval", type=float, default=0.1, help="seconds between power samples")
+    p.add_argument("--keep-samples", action="store_true",
+                   help="pass every inference's start and latency on, after the document (SAMPLES_MARK)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the run's command")
     return p
+
+
+SAMPLES_MARK = "edgeorch-samples "  # the line of --keep-samples: the mark, then base64 of write_raw's bytes
 
 
 def sampler_cost(latencies_ns, starts_ns, t0_ns, window_s):
     """The sampler's cost, measured in the run: each on-window's median latency over the mean of its two off-window
     neighbours' (so a drift through the run, warming up or heating, cancels), the median of those ratios, minus one.
-    None for a run too short to have an on-window between two off-windows (3 iterations in each)."""
-    windows = {}
-    for latency, start in zip(latencies_ns, starts_ns):
-        windows.setdefault(int((start - t0_ns) / 1e9 / window_s), []).append(latency)
-    medians = {w: sorted(v)[len(v) // 2] for w, v in windows.items() if len(v) >= 3}
+    None for a run too short to have an on-window between two off-windows (3 iterations in each). The starts are in
+    order (a monotonic clock), so each window is a slice."""
+    medians, i = {}, 0
+    while i < len(starts_ns):
+        w = int((starts_ns[i] - t0_ns) / 1e9 / window_s)
+        j = bisect.bisect_left(starts_ns, t0_ns + (w + 1) * window_s * 1e9, i)
+        if j - i >= 3:
+            medians[w] = sorted(latencies_ns[i:j])[(j - i) // 2]
+        i = max(j, i + 1)
     ratios = sorted(medians[w] / ((medians[w - 1] + medians[w + 1]) / 2) for w in medians
                     if w % 2 == 0 and w - 1 in medians and w + 1 in medians)
     return ratios[len(ratios) // 2] - 1 if ratios else None
@@ -172,21 +186,20 @@ def main(argv=None):
             for live in (counter, thread):
                 if live:
                     live.stop()
-    out = out.decode(errors="replace")
+    line, _, raw = out.partition(b"\n")
     try:
-        doc = json.loads(out)
-    except json.JSONDecodeError:
+        doc = json.loads(line)
+    except ValueError:
         doc = None
     if not isinstance(doc, dict) or "timing" not in doc:  # a failure or a probe: its own words, untouched
-        sys.stdout.write(out)
+        sys.stdout.buffer.write(out)
         return child.returncode
-    timing = doc["timing"]
-    cost = sampler_cost(timing["latencies_ns"], timing.get("starts_ns") or [], sampler.t0_ns, args.window)
+    starts, latencies = _every_sample(doc, raw)
+    cost = sampler_cost(latencies, starts, sampler.t0_ns, args.window)
     # t0_ns: the samples' t_s are seconds after it, on the clock of timing.starts_ns (both monotonic)
     doc["sensors"] = {"where": "host", "sources": sampler.sources(), "samples": sampler.samples,
                       "t0_ns": sampler.t0_ns, "max_freqs_mhz": sampler.max_freqs, "window_s": args.window,
                       "sampler_cost": cost, **sampler.summary()}
-    starts, latencies = timing.get("starts_ns") or [], timing["latencies_ns"]
     if args.counters:
         doc["counters"] = counter.result(starts, latencies) if counter else counters.unavailable(why_not)
     if args.energy:
@@ -198,7 +211,24 @@ def main(argv=None):
             doc["energy"] = power.unavailable(notes)
     json.dump(doc, sys.stdout)
     sys.stdout.write("\n")
+    if args.keep_samples and len(raw) == 16 * len(starts):
+        sys.stdout.write(SAMPLES_MARK + base64.b64encode(raw).decode("ascii") + "\n")
     return child.returncode
+
+
+def _every_sample(doc, raw):
+    """(starts, latencies) of every timed inference: the child's binary after its document (none where it sent
+    none: nothing is measured from a subsample), or the lists of an edgeorch before --raw-samples."""
+    timing = doc["timing"]
+    count = timing.get("count")
+    if not isinstance(count, int):
+        return timing.get("starts_ns") or [], timing.get("latencies_ns") or []
+    if len(raw) != 16 * count:
+        return [], []
+    both = array("q", raw)
+    if sys.byteorder == "big":  # write_raw's bytes are little-endian
+        both.byteswap()
+    return both[:count], both[count:]
 
 
 if __name__ == "__main__":

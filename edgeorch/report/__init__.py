@@ -92,16 +92,15 @@ def _cells_of(runs: pd.DataFrame, cells: dict) -> dict:
     return {f"{b}/{f}-{m}": {"arms": ["docker", other], "stop": None, "pairs": None} for b, f, m in keys}
 
 
-def compare_arms(runs: pd.DataFrame, samples: pd.DataFrame, cells: dict, *, equivalence: float = stats.EQUIVALENCE,
+def compare_arms(runs: pd.DataFrame, cells: dict, *, equivalence: float = stats.EQUIVALENCE,
                  max_spread: float = 0.10, min_pairs: int = stats.MIN_PAIRS) -> pd.DataFrame:
     """One row per comparison: a cell's first arm against its second (docker against bare; docker-A against
     docker-B in calibrate; each of explain's knobs against bare too). The pair is the unit: each pair gives one
     log ratio of median latencies, and the interval comes from their spread. A throttled run or a run-to-run
     spread above `max_spread` makes the comparison INVALID: kept, shown, and given no verdict."""
-    for table in (runs, samples):  # results of an edgeorch before sweeps: a cell was its board, framework, model
-        if "cell" not in table or table["cell"].isna().all():
-            table["cell"] = table["board"] + "/" + table["framework"] + "-" + table["model"]
-    medians = samples.groupby(["cell", "arm", "pair"])["latency_ns"].median() / 1e6
+    if "cell" not in runs or runs["cell"].isna().all():  # an edgeorch before sweeps: a cell was board, framework, model
+        runs["cell"] = runs["board"] + "/" + runs["framework"] + "-" + runs["model"]
+    medians = runs.groupby(["cell", "arm", "pair"])["p50_ms"].median()  # each run's median, from all its inferences
     rows = []
     for key, cell in _cells_of(runs, cells).items():
         arms = cell["arms"]

@@ -149,22 +149,26 @@ def _bars_height(rows: int, bars: int) -> float:
 
 
 @_literal
-def latency_ecdf(samples: pd.DataFrame, cell: str) -> Figure | None:
-    """ECDF of every timed inference's latency of each arm of `cell`, with each arm's median marked."""
-    mine = samples[_cells(samples) == cell] if len(samples) else samples
+def latency_ecdf(histograms: pd.DataFrame, cell: str) -> Figure | None:
+    """ECDF of every timed inference's latency of each arm of `cell` (from the runs' histograms: each latency within
+    samples.HISTOGRAM_ERROR), with each arm's median marked."""
+    mine = histograms[_cells(histograms) == cell] if len(histograms) else histograms
     if mine.empty:
         return None
     fig, axes = _figure(7, 3.5)
     ax = axes[0, 0]
-    ms = mine["latency_ns"].to_numpy(dtype=float) / 1e6
     arms = _arm(mine)
+    tops = []
     for arm in _arm_order(arms):
-        mine_ms = ms[(arms == arm).to_numpy()]
-        median = float(np.median(mine_ms))
-        ax.ecdf(mine_ms, color=arm_colour(arm), lw=1.4, label=f"{arm}: n={len(mine_ms)}, median {median:.4g} ms")
+        counts = mine[(arms == arm).to_numpy()].groupby("latency_ns")["count"].sum()  # every run of the arm
+        ms, fraction = counts.index.to_numpy(dtype=float) / 1e6, counts.cumsum().to_numpy() / counts.sum()
+        median = float(ms[np.searchsorted(fraction, 0.5)])
+        tops.append((float(ms[np.searchsorted(fraction, 0.999)]), float(ms[-1])))
+        ax.step(np.r_[ms[0], ms], np.r_[0.0, fraction], where="post", color=arm_colour(arm), lw=1.4,
+                label=f"{arm}: n={int(counts.sum())}, median {median:.4g} ms")
         ax.axvline(median, color=arm_colour(arm), ls="--", lw=0.9, label=f"_median {arm}")
-    top = np.percentile(ms, 99.9)
-    if ms.max() > 1.5 * top:  # a few stalls would squeeze the body of the distribution into one pixel column
+    top, largest = max(t for t, _ in tops), max(m for _, m in tops)
+    if largest > 1.5 * top:  # a few stalls would squeeze the body of the distribution into one pixel column
         ax.set_xlim(right=top * 1.05)
         ax.set_xlabel("latency (ms), clipped at the 99.9th percentile")
     else:

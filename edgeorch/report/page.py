@@ -97,13 +97,13 @@ def changes_section(changes: pd.DataFrame, before: str, after: str) -> str:
             + _table(shown[list(CHANGE_COLUMNS)].rename(columns=CHANGE_COLUMNS), ~changes["valid"]))
 
 
-def _cells(runs: pd.DataFrame, samples: pd.DataFrame, sensors: pd.DataFrame) -> str:
+def _cells(runs: pd.DataFrame, samples: pd.DataFrame, histograms: pd.DataFrame, sensors: pd.DataFrame) -> str:
     out = ["<h2 id=cells>Per cell: latency distribution, and latency, temperature and clock over time</h2>"]
     for cell, grp in runs.groupby("cell", sort=False):
         r = grp.iloc[0]
         name = f"{r.board} {r.framework} {label(r.model, r.threads, r.batch)}"
         out.append(f"<h3 id='{_e(cell)}'>{_e(name)} <span class=note>({_e(cell)})</span></h3>")
-        out.append(_figure(figures.latency_ecdf(samples, cell), f"latency ECDF of {cell}"))
+        out.append(_figure(figures.latency_ecdf(histograms, cell), f"latency ECDF of {cell}"))
         out.append(_figure(figures.latency_over_time(runs, samples, sensors, cell), f"latency over time of {cell}"))
         throttled = grp[grp["throttled"].fillna(False)]
         for t in throttled.itertuples():
@@ -174,9 +174,10 @@ def _provenance(runs: pd.DataFrame, manifest: dict) -> str:
                                                        (manifest.get("images") or {}).items()])))
 
 
-def render(run_dir: Path, *, manifest: dict, runs: pd.DataFrame, samples: pd.DataFrame, sensors: pd.DataFrame,
-           ops: pd.DataFrame | None, comparison: pd.DataFrame, notes: list[str], macs: dict[str, int],
-           why_no_macs: str, changes: pd.DataFrame | None = None, against: str | None = None) -> str:
+def render(run_dir: Path, *, manifest: dict, runs: pd.DataFrame, samples: pd.DataFrame,
+           histograms: pd.DataFrame, sensors: pd.DataFrame, ops: pd.DataFrame | None, comparison: pd.DataFrame,
+           notes: list[str], macs: dict[str, int], why_no_macs: str, changes: pd.DataFrame | None = None,
+           against: str | None = None) -> str:
     """The whole page, as text."""
     state = "complete" if manifest.get("complete") else (
         f"INCOMPLETE: missing {', '.join(manifest.get('missing') or [])}")
@@ -186,7 +187,7 @@ def render(run_dir: Path, *, manifest: dict, runs: pd.DataFrame, samples: pd.Dat
             f"{_e(', '.join(sorted(runs['board'].unique())))}; started {_e(runs['started_at'].min())}.</p>",
             "<h2 id=verdicts>Verdicts: the pair is the unit</h2>", verdicts(comparison),
             changes_section(changes, against, run_dir.name) if changes is not None else "",
-            _cells(runs, samples, sensors), _frameworks(runs),
+            _cells(runs, samples, histograms, sensors), _frameworks(runs),
             ("<h2 id=sweep>Latency against throughput over batch and threads</h2>"
              + _figure(sweep, "latency against throughput")) if sweep is not None else "",
             _measures(runs, notes), _operators(ops), _seeds(runs, macs, why_no_macs), _provenance(runs, manifest)]

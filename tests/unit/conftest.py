@@ -2,15 +2,16 @@
 
 import pytest
 
-from edgeorch.bench import RESULT_SCHEMA
+from edgeorch.bench import RESULT_SCHEMA, samples
 
 START_NS = 5 * 10**12  # the board's monotonic clock when the timed loop began
 
 
 def result_doc(latencies_ms, *, mode="docker", machine="aarch64", framework_version="2.14.0",
                wall_ns=None, max_temp_c=61.5, throttled=False, run_id="20250101T000000Z-abcd"):
-    """An `edgeorch.result/5` document shaped like edgeorch.bench.__main__.run() writes one."""
+    """A result document shaped like edgeorch.bench.__main__.run() writes one, its timing summarised."""
     latencies_ns = [round(ms * 1_000_000) for ms in latencies_ms]
+    starts_ns = [START_NS + sum(latencies_ns[:i]) for i in range(len(latencies_ns))]
     return {
         "schema": RESULT_SCHEMA, "status": "ok", "error": None,
         "started_at": "2025-01-01T00:00:00.000+00:00", "finished_at": "2025-01-01T00:00:09.000+00:00",
@@ -28,12 +29,12 @@ def result_doc(latencies_ms, *, mode="docker", machine="aarch64", framework_vers
                   "inputs": [{"name": "input", "shape": [1, 224, 224, 3], "dtype": "float32"}], "outputs": [],
                   "batch": 1},
         "timing": {"load_ns": 250_000_000, "first_inference_ns": 12_500_000, "warmup_ns": [1_000_000] * 5,
-                   "latencies_ns": latencies_ns,
-                   "starts_ns": [START_NS + sum(latencies_ns[:i]) for i in range(len(latencies_ns))],
-                   "wall_ns": sum(latencies_ns) if wall_ns is None else wall_ns},
+                   "wall_ns": sum(latencies_ns) if wall_ns is None else wall_ns,
+                   **samples.summarize(starts_ns, latencies_ns)},
         "resources": {"cpu_time_s": 19.6, "cpu_percent": 392.0, "peak_rss_bytes": 150 * 2**20},
         "memory": {"rss_before_load_bytes": 40 * 2**20, "rss_after_load_bytes": 120 * 2**20,
-                   "rss_after_first_bytes": 140 * 2**20, "peak_rss_timed_bytes": 145 * 2**20,
+                   "rss_after_first_bytes": 140 * 2**20, "peak_rss_timed_bytes": 147 * 2**20,
+                   "samples_bytes": 2 * 2**20,
                    "cgroup_peak_bytes": 180 * 2**20 if mode == "docker" else None,
                    "cgroup_peak_source": "/sys/fs/cgroup/memory.peak" if mode == "docker" else "bare metal"},
         # as a Raspberry Pi 4 (Cortex-A72 PMU) answers: every event counted
@@ -58,6 +59,16 @@ def result_doc(latencies_ms, *, mode="docker", machine="aarch64", framework_vers
                     "max_temp_c": max_temp_c, "throttled": throttled,
                     "throttle_evidence": "max 61.5 C vs passive trip point 80.0 C"},
     }
+
+
+def listed(doc):
+    """`doc` as an edgeorch before /6 answered it: every timed inference listed, no summary."""
+    timing = doc["timing"]
+    every = timing.pop("subsample")  # the documents built here keep every inference in it
+    for key in ("count", "latency_ns", "histogram"):
+        del timing[key]
+    timing.update(latencies_ns=every["latencies_ns"], starts_ns=every["starts_ns"])
+    return doc
 
 
 @pytest.fixture

@@ -230,13 +230,13 @@ def test_a_model_of_another_framework(tmp_path, onnx_file, model_format, problem
     assert f"{onnx_file} {problem}" in err.message and fix in err.hint
 
 
-DOC = json.dumps({"schema": "edgeorch.result/5", "status": "ok"})
+DOC = json.dumps({"schema": "edgeorch.result/6", "status": "ok"})
 
 
 def test_text_printed_before_the_json():
     err = refused(BoardError, parse_answer, Answer(f"Welcome to the lab!\nMOTD\n{DOC}\n", "", 0), board="x86",
                   what="bare run #0")
-    assert "the bare run #0 printed text before its edgeorch.result/5 document: 'Welcome to the lab!\\nMOTD'" \
+    assert "the bare run #0 printed text before its edgeorch.result/6 document: 'Welcome to the lab!\\nMOTD'" \
         in err.message
     assert "`python:`" in err.hint and "stderr" in err.hint and err.exit_code == 5
 

@@ -85,7 +85,7 @@ def test_every_figure_draws_the_names_as_they_are(monkeypatch):
                                                          {"op_type": "Add", "op_name": "x", "time_ns": 1e6}]}})
                              for spec in CELL.profile_runs(10)], run_id="r")
     cell = runs["cell"].iloc[0]
-    drawn = {"ecdf": figures.latency_ecdf(samples, cell),
+    drawn = {"ecdf": figures.latency_ecdf(results.histograms_of(samples), cell),
              "over time": figures.latency_over_time(runs, samples, sensors, cell),
              "frameworks": figures.frameworks(runs, BOARD, MODEL), "sweep": figures.sweep(runs),
              "energy": figures.energy(runs.assign(energy_mj=1.0)), "memory": figures.memory(runs),
@@ -107,7 +107,7 @@ def test_every_figure_draws_the_names_as_they_are(monkeypatch):
 def test_the_tables_show_board_strings_literally(make_doc):
     records = _records(CELL)
     runs, samples = results.normalize(records, run_id="r", arch_of={})
-    comparison = report.compare_arms(runs, samples, {CELL.key: {"arms": ["docker", "bare"], "stop": "[/x]stop",
+    comparison = report.compare_arms(runs, {CELL.key: {"arms": ["docker", "bare"], "stop": "[/x]stop",
                                                                 "pairs": 3}})
     ops = results.ops_table([(spec, {"profile": {"ops": [{"op_type": OPS[0], "op_name": OPS[1], "time_ns": 5e6}]}})
                              for spec in CELL.profile_runs(10)], run_id="r")
@@ -148,20 +148,20 @@ def test_a_boards_check_answers_and_health_problems_are_text(tmp_path, monkeypat
 def test_a_run_whose_answer_is_not_the_expected_shape_is_a_named_error_and_kept(tmp_path):
     spec = CELL.runs(0)[0]
     doc = result_doc([5.0] * 5)
-    doc["timing"]["latencies_ns"] = "fast"
+    doc["timing"]["count"] = "fast"
     runner = SimpleNamespace(execute=lambda args, files: SimpleNamespace(stdout=json.dumps(doc), stderr="",
                                                                          exit_code=0))
     model = SimpleNamespace(sha256="a" * 64)
     with pytest.raises(BoardError, match=r"pi\[/x\]: the tflite docker run #0 answered a document of the wrong "
-                                         r"shape \(timing.latencies_ns is str, not list\)") as e:
+                                         r"shape \(timing.count is not a whole number above 0\)") as e:
         pipeline._run(runner, spec, model, [], tmp_path)
     assert "invoke deploy --host" in e.value.hint
-    assert json.loads(results.raw_path(tmp_path, spec).read_text())["timing"]["latencies_ns"] == "fast"  # kept
+    assert json.loads(results.raw_path(tmp_path, spec).read_text())["timing"]["count"] == "fast"  # kept
 
 
 @pytest.mark.parametrize("break_it", [
-    lambda d: d.pop("facts"), lambda d: d["timing"].update(latencies_ns=[]), lambda d: d.update(sensors=[1]),
-    lambda d: d["timing"].update(latencies_ns=[1, "2"]), lambda d: d["model"].update(inputs=[{"x": 1}]),
+    lambda d: d.pop("facts"), lambda d: d["timing"].update(count=0), lambda d: d.update(sensors=[1]),
+    lambda d: d["timing"]["subsample"].update(latencies_ns=[1, "2"]), lambda d: d["model"].update(inputs=[{"x": 1}]),
     lambda d: d["framework"].update(name=None)])
 def test_a_malformed_run_of_an_earlier_session_is_not_taken_as_finished(tmp_path, break_it):
     for pair in range(2):

@@ -9,6 +9,7 @@ import pytest
 from matplotlib.container import BarContainer, ErrorbarContainer
 from PIL import Image
 
+from edgeorch import results
 from edgeorch.report import figures
 
 CELL = "x86/tflite-mobilenet_v2"
@@ -104,14 +105,14 @@ def _pixels(uri):
 
 def test_ecdf_one_line_per_arm_and_medians_where_the_data_are(frames):
     _, samples, _ = frames
-    ax = figures.latency_ecdf(samples, CELL).axes[0]
+    ax = figures.latency_ecdf(results.histograms_of(samples), CELL).axes[0]
     curves = [line for line in ax.lines if not line.get_label().startswith("_")]
     assert sorted(line.get_label().split(":")[0] for line in curves) == ["bare", "docker"]
     medians = {line.get_label().removeprefix("_median "): line.get_xdata()[0]
                for line in ax.lines if line.get_label().startswith("_median")}
     assert medians == pytest.approx({"docker": 11.0, "bare": 10.0}, rel=0.01)
     assert "n=400" in curves[0].get_label()
-    assert figures.latency_ecdf(samples, "nowhere/x-y") is None
+    assert figures.latency_ecdf(results.histograms_of(samples), "nowhere/x-y") is None
 
 
 def test_throttled_run_is_shaded_over_its_own_time_span(frames):
@@ -233,13 +234,14 @@ def test_macs_fit_recovers_a_known_line(frames):
 
 def test_png_is_a_decodable_picture_with_content(frames):
     _, samples, _ = frames
-    pixels = _pixels(figures.png(figures.latency_ecdf(samples, CELL)))
+    pixels = _pixels(figures.png(figures.latency_ecdf(results.histograms_of(samples), CELL)))
     assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 2
 
 
 def test_all_figures_of_a_cell_draw(frames):
     runs, samples, sensors = frames
-    for fig in (figures.latency_ecdf(samples, CELL), figures.latency_over_time(runs, samples, sensors, CELL),
+    for fig in (figures.latency_ecdf(results.histograms_of(samples), CELL),
+                figures.latency_over_time(runs, samples, sensors, CELL),
                 figures.energy(runs), figures.memory(runs), figures.counters(runs), figures.operators(_ops(runs)),
                 figures.throughput_vs_cpu(runs), figures.sweep(_sweep_runs(runs)),
                 figures.frameworks(pd.concat([runs, runs.assign(framework="onnxruntime")]), "x86", "mobilenet_v2"),

@@ -42,7 +42,7 @@ def test_whole_pairs_are_kept_and_the_runs_of_a_cut_pair_are_set_aside_not_lost(
 def test_a_failed_or_unreadable_answer_ends_the_finished_pairs(tmp_path):
     first, second = CELL.runs(0)
     _answer(tmp_path, first, result_doc([5.0] * 5, mode=first.mode))
-    _answer(tmp_path, second, '{"schema": "edgeorch.result/5", "status": "error"')  # cut mid-write by old code
+    _answer(tmp_path, second, '{"schema": "edgeorch.result/6", "status": "error"')  # cut mid-write by old code
     assert results.finished_pairs(tmp_path, _runs_of) == []
     assert not results.raw_path(tmp_path, first).exists()
 

@@ -67,7 +67,7 @@ def test_cells_of_a_sweep_are_judged_apart(make_doc):
                 records.append((run, doc))
     runs, samples = results.normalize(records, run_id="r", arch_of={"rpi4": "arm64"})
     cells = {cell(threads=t).key: {"arms": ["docker", "bare"], "stop": "max-pairs", "pairs": 3} for t in (1, 4)}
-    table = report.compare_arms(runs, samples, cells, min_pairs=3)
+    table = report.compare_arms(runs, cells, min_pairs=3)
     assert table["model"].tolist() == ["mobilenet_v2 t1", "mobilenet_v2 t4"]
     assert table["pairs"].tolist() == [3, 3]
     assert table["ratio"].tolist() == pytest.approx([1.0, 1.5])

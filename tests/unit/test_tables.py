@@ -52,7 +52,7 @@ def quickstart(make_doc):
     runs, samples = normalized(make_doc, {"rpi3-bookworm": (8, (2512.0, 2480.0)), "rpi4": (6, (1810.0, 1500.0)),
                                           "x86": (3, (21.0, 20.0))})
     cells = {f"{b}/tflite-mobilenet_v2": {"arms": ["docker", "bare"], "stop": "max-pairs", "pairs": 8} for b in BOARDS}
-    return runs, report.compare_arms(runs, samples, cells)
+    return runs, report.compare_arms(runs, cells)
 
 
 @pytest.mark.parametrize("width", [80, 100])
@@ -103,7 +103,7 @@ def test_the_printed_table_keeps_all_its_columns(quickstart):
 def test_calibration_and_explain_verdicts_fit(make_doc, width):
     runs, samples = normalized(make_doc, {"rpi3-bookworm": (6, (20.0, 20.0, 20.2, 20.1))},
                                arms=("docker-A", "docker-B", "bare-A", "bare-B"))
-    cal = report.compare_arms(runs, samples, {
+    cal = report.compare_arms(runs, {
         "rpi3-bookworm/tflite-mobilenet_v2:docker": {"arms": ["docker-A", "docker-B"], "stop": "max-pairs"},
         "rpi3-bookworm/tflite-mobilenet_v2:bare": {"arms": ["bare-A", "bare-B"], "stop": "max-pairs"}})
     lines = render(report.calibration_table(cal), width)
@@ -112,7 +112,7 @@ def test_calibration_and_explain_verdicts_fit(make_doc, width):
     knobs = ("docker", "bare", *(f"docker+{k}" for k in pipeline.KNOBS), "docker+model-on-bind-mount")
     runs, samples = normalized(make_doc, {"rpi3-bookworm": (6, (22.0, 20.0, 21.0, 22.0, 22.1, 21.5, 22.0))},
                                arms=knobs)
-    explained = report.compare_arms(runs, samples, {"rpi3-bookworm/tflite-mobilenet_v2": {"arms": list(knobs)}})
+    explained = report.compare_arms(runs, {"rpi3-bookworm/tflite-mobilenet_v2": {"arms": list(knobs)}})
     lines = render(report.explain_table(explained), width)
     assert max(map(len, lines)) <= width
     found = [line for line in lines if re.match(r"(rpi3-bookworm\s+)?docker", line) and "verdict" not in line]

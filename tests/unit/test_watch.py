@@ -1,5 +1,6 @@
 """edgeorch.bench.watch (board side): sensors read from outside the measured process, and the sampler's own cost."""
 
+import base64
 import json
 import math
 import os
@@ -8,6 +9,7 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import psutil
 import pytest
 
@@ -35,18 +37,23 @@ def test_no_cost_without_an_on_window_between_two_off_windows():
     assert watch.sampler_cost([100] * 35, starts, 0, WINDOW) is None
 
 
+# a run as the entrypoint answers with --raw-samples: its document's line, then every sample in binary
 CHILD = textwrap.dedent("""
     import json, os, sys, time
-    starts, latencies = [], []
+    from edgeorch.bench import samples
+    recorder = samples.Recorder()
     end, cpu = time.monotonic() + float(sys.argv[1]), time.process_time()
     while time.monotonic() < end:
-        starts.append(time.monotonic_ns())
+        start = time.monotonic_ns()
         t = time.perf_counter_ns()
         sum(range(2000))
-        latencies.append(time.perf_counter_ns() - t)
-    print(json.dumps({"schema": "x", "status": "ok", "pid": os.getpid(), "sensors": {},
-                      "timing": {"latencies_ns": latencies, "starts_ns": starts,
-                                 "cpu_time_s": time.process_time() - cpu}}))
+        recorder.add(start, time.perf_counter_ns() - t)
+    starts, latencies = recorder.arrays()
+    out = sys.stdout.buffer
+    out.write(json.dumps({"schema": "x", "status": "ok", "pid": os.getpid(), "sensors": {},
+                          "timing": {"cpu_time_s": time.process_time() - cpu,
+                                     **samples.summarize(starts, latencies)}}).encode() + b"\\n")
+    samples.write_raw(out, starts, latencies)
 """)
 
 
@@ -69,7 +76,20 @@ def test_the_watcher_puts_its_samples_and_their_cost_into_the_childs_document(tm
     # measured (its arithmetic is the tests above'): a busy machine's noise can make it anything above -100%
     assert sensors["sampler_cost"] is not None and -1 < sensors["sampler_cost"] < math.inf
     assert {"max_temp_c", "throttled", "throttle_evidence"} <= set(sensors)
-    assert doc["pid"] != 0 and doc["timing"]["latencies_ns"]
+    assert doc["pid"] != 0 and doc["timing"]["count"] > 0
+    assert r.stdout.count("\n") == 1  # the document alone: every sample stayed on the board
+
+
+def test_keep_samples_passes_every_sample_on_after_the_document(tmp_path):
+    r = run_watch(tmp_path, "0.5", "--keep-samples")
+    assert r.returncode == 0, r.stderr
+    line, kept = r.stdout.splitlines()
+    timing = json.loads(line)["timing"]
+    assert kept.startswith(watch.SAMPLES_MARK)
+    both = np.frombuffer(base64.b64decode(kept.removeprefix(watch.SAMPLES_MARK)), dtype="<i8").reshape(2, -1)
+    sub = timing["subsample"]
+    assert both.shape == (2, timing["count"])
+    assert both[0][sub["index"]].tolist() == sub["starts_ns"] and both[1][sub["index"]].tolist() == sub["latencies_ns"]
 
 
 def test_the_watcher_counts_the_childs_inferences_with_perf_and_integrates_a_meters_watts(tmp_path):
@@ -81,18 +101,19 @@ def test_the_watcher_counts_the_childs_inferences_with_perf_and_integrates_a_met
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     energy, timing = doc["energy"], doc["timing"]
-    timed_s = (timing["starts_ns"][-1] + timing["latencies_ns"][-1] - timing["starts_ns"][0]) / 1e9
+    sub = timing["subsample"]  # the first and the last inference among them
+    timed_s = (sub["starts_ns"][-1] + sub["latencies_ns"][-1] - sub["starts_ns"][0]) / 1e9
     assert energy["source"].startswith(f"meter:{os.path.basename(sys.executable)}#")
     assert energy["avg_power_w"] == energy["idle_power_w"] == 2.5
-    assert energy["energy_mj"] == pytest.approx(2.5 * timed_s / len(timing["latencies_ns"]) * 1000, rel=1e-6)
+    assert energy["energy_mj"] == pytest.approx(2.5 * timed_s / timing["count"] * 1000, rel=1e-6)
     found = doc["counters"]
     if counters.find_perf()[0] is None:
         assert found["per_inference"] == {} and "perf" in found["reason"]
     else:  # task-clock per inference of a busy single thread: about its CPU time per iteration (not its latency,
         # which a busy machine stretches while the thread waits for a core)
-        cpu_ms = timing["cpu_time_s"] * 1e3 / len(timing["latencies_ns"])
+        cpu_ms = timing["cpu_time_s"] * 1e3 / timing["count"]
         assert 0.3 < found["per_inference"]["task-clock"] / cpu_ms < 3
-        assert found["intervals"] >= 5 and 0 < found["inferences"] <= len(timing["latencies_ns"])
+        assert found["intervals"] >= 5 and 0 < found["inferences"] <= timing["count"]
 
 
 def test_a_child_that_does_not_answer_a_document_is_passed_on_untouched(tmp_path):
