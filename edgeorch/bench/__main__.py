@@ -108,8 +108,9 @@ def _check_model(args):
     return {"path": str(path), "sha256": digest, "size_bytes": path.stat().st_size}
 
 
-def _load(adapter, args):
-    """Load the model and feed it its inputs: (model facts, load time in ns, memory so far)."""
+def _load(adapter, args, made_up):
+    """Load the model and feed it its inputs: (model facts, load time in ns, memory so far). The inputs fed seeded
+    data are added to `made_up` once fed, so that a failure from then on can name them."""
     from .adapters.base import ModelLoadError, arrays
     if args.iterations < 1 or args.warmup < 0 or args.min_time < 0 or args.profile < 0:
         raise Failure("args", "--iterations must be >= 1, --warmup, --min-time and --profile >= 0", EXIT_ARGS)
@@ -136,18 +137,20 @@ def _load(adapter, args):
     model.update(described, inputs=[{**extra.get(i["name"], {}), **{k: v for k, v in i.items() if k != "path"}}
                                     for i in inputs])
     try:
-        adapter.feed(arrays(adapter, inputs, args.seed))
+        data, seeded = arrays(adapter, inputs, args.seed)
+        adapter.feed(data)
     except (signature.InputError, ModelLoadError) as e:
         raise Failure("args", str(e), EXIT_ARGS) from e
+    made_up.extend(seeded)
     inputs = model.get("inputs") or [{}]
     model["batch"] = int((inputs[0].get("shape") or [1])[0] or 1)  # images per inference
     return model, load_ns, memory
 
 
-def _profile(adapter, args):
+def _profile(adapter, args, made_up):
     """The profiling pass: per-operator times over --profile inferences, after one untimed inference; no timed run."""
     from .adapters.base import NotProfiled
-    model, _, _ = _load(adapter, args)
+    model, _, _ = _load(adapter, args, made_up)
     adapter.infer()
     try:
         ops = adapter.profile(args.profile)
@@ -157,8 +160,8 @@ def _profile(adapter, args):
     return {"model": model, "profile": found}
 
 
-def _measure(adapter, args):
-    model, load_ns, memory = _load(adapter, args)
+def _measure(adapter, args, made_up):
+    model, load_ns, memory = _load(adapter, args, made_up)
     # 0: the watcher samples from outside this process (edgeorch_bench.watch), as the orchestrator runs it
     sampler = probes.Sampler(args.sample_interval) if args.sample_interval > 0 else contextlib.nullcontext()
     with sampler:
@@ -209,6 +212,7 @@ def run(argv):
     """Parse, measure, and return (document, exit code); never raises."""
     doc = {"schema": PROBE_SCHEMA if "--probe" in argv else RESULT_SCHEMA, "status": "error",
            "error": None, "started_at": _now(), "bench": {"sha256": bundle_digest(Path(__file__).parent)}}
+    made_up = []  # the inputs fed seeded data: a model given values it cannot take often fails deep inside
     try:
         args = _parser().parse_args(argv)
         doc["run"] = {"mode": args.mode, "run_id": args.run_id, "image_id": args.image_id}
@@ -221,13 +225,18 @@ def run(argv):
             doc["params"] = {"iterations": args.iterations, "min_time_s": args.min_time, "warmup": args.warmup,
                              "threads": args.threads, "seed": args.seed,
                              "sample_interval_s": args.sample_interval, "profile": args.profile}
-            doc.update(_profile(adapter, args) if args.profile else _measure(adapter, args))
+            doc.update(_profile(adapter, args, made_up) if args.profile else _measure(adapter, args, made_up))
             doc["framework"] = adapter.info(args.threads)  # with what loading the model settled (threads, executor)
         doc["status"], code = "ok", EXIT_OK
     except Failure as e:
         doc["error"], code = {"kind": e.kind, "message": e.message}, e.code
     except Exception as e:  # a crash still answers in the protocol
         doc["error"], code = {"kind": "runtime", "message": f"{type(e).__name__}: {e}"}, EXIT_RUNTIME
+    if doc["error"] and made_up:
+        named = ", ".join(f"{i['name']!r} ({i['dtype']} {signature.format_shape(i['shape'])}, {i['range']})"
+                          for i in made_up)
+        doc["error"].update(made_up_inputs=made_up,
+                            message=f"{doc['error']['message']}; inputs made up from seeded data: {named}")
     doc["finished_at"] = _now()
     return doc, code
 
