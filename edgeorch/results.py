@@ -11,6 +11,7 @@ import io
 import json
 import os
 import secrets
+import shlex
 import socket
 import sys
 import threading
@@ -24,6 +25,7 @@ from . import stats
 from .bench import RESULT_SCHEMA
 from .bench import samples as board_samples
 from .bench.watch import SAMPLES_MARK
+from .bench.signature import format_shape
 from .cache import ROOT, write_atomic  # results.write_atomic: the one atomic writer
 from .errors import BoardError, ConfigError, RunError
 from .plan import RunSpec
@@ -116,6 +118,15 @@ def locked_run(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _real_inputs_hint(made_up: list[dict]) -> str:
+    """The fix for a run that failed with inputs fed made-up (seeded) data: feed each one real values from a file."""
+    options = " ".join("--input " + shlex.quote(f"{i.get('name')}=FILE.npy") for i in made_up)
+    wanted = ", ".join(f"{i.get('dtype')} {format_shape(i.get('shape') or [])} for {i.get('name')!r}" for i in made_up)
+    return (f"the model may need realistic values where edgeorch made them up: pass {options}, each FILE.npy an "
+            f"array saved with numpy.save of that input's dtype and shape ({wanted}) holding values the model "
+            "expects; the board's stderr is kept under results/")
+
+
 def parse_answer(answer, *, board: str, what: str, schema: str = RESULT_SCHEMA) -> dict:
     """The JSON document of an entrypoint answer; BoardError if it is not one or reports failure."""
     try:
@@ -144,9 +155,12 @@ def parse_answer(answer, *, board: str, what: str, schema: str = RESULT_SCHEMA) 
                               "run the entrypoint by hand on the board to see what it prints")
     if doc.get("status") != "ok" or answer.exit_code != 0:
         err = doc.get("error") or {}
+        # the board's message already names them: the hint gives the fix
+        made_up = [i for i in err.get("made_up_inputs") or [] if isinstance(i, dict)]
         raise RunError(f"board {board}: the {what} failed ({err.get('kind', 'unknown')}, exit "
                        f"{answer.exit_code}): {err.get('message', 'no message')}",
-                       hint="fix the model or arguments named above" if err.get("kind") in ("model", "args")
+                       hint=_real_inputs_hint(made_up) if made_up
+                       else "fix the model or arguments named above" if err.get("kind") in ("model", "args")
                        else "give runs more time (--timeout SECONDS), or check whether the board hangs"
                        if err.get("kind") == "timeout" else "see the message above; the board's stderr is kept under "
                                                             "results/")

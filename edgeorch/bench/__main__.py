@@ -112,8 +112,9 @@ def _check_model(args):
     return {"path": str(path), "sha256": digest, "size_bytes": path.stat().st_size}
 
 
-def _load(adapter, args):
-    """Load the model and feed it its inputs: (model facts, load time in ns, memory so far)."""
+def _load(adapter, args, made_up):
+    """Load the model and feed it its inputs: (model facts, load time in ns, memory so far). The inputs fed seeded
+    data are added to `made_up` once fed, so that a failure from then on can name them."""
     from .adapters.base import ModelLoadError, arrays
     if args.iterations < 1 or args.warmup < 0 or args.min_time < 0 or args.profile < 0:
         raise Failure("args", "--iterations must be >= 1, --warmup, --min-time and --profile >= 0", EXIT_ARGS)
@@ -140,18 +141,20 @@ def _load(adapter, args):
     model.update(described, inputs=[{**extra.get(i["name"], {}), **{k: v for k, v in i.items() if k != "path"}}
                                     for i in inputs])
     try:
-        adapter.feed(arrays(adapter, inputs, args.seed))
+        data, seeded = arrays(adapter, inputs, args.seed)
+        adapter.feed(data)
     except (signature.InputError, ModelLoadError) as e:
         raise Failure("args", str(e), EXIT_ARGS) from e
+    made_up.extend(seeded)
     inputs = model.get("inputs") or [{}]
     model["batch"] = int((inputs[0].get("shape") or [1])[0] or 1)  # images per inference
     return model, load_ns, memory
 
 
-def _profile(adapter, args):
+def _profile(adapter, args, made_up):
     """The profiling pass: per-operator times over --profile inferences, after one untimed inference; no timed run."""
     from .adapters.base import NotProfiled
-    model, _, _ = _load(adapter, args)
+    model, _, _ = _load(adapter, args, made_up)
     adapter.infer()
     try:
         ops = adapter.profile(args.profile)
@@ -161,8 +164,9 @@ def _profile(adapter, args):
     return {"model": model, "profile": found}
 
 
-def _measure(adapter, args):
-    model, load_ns, memory = _load(adapter, args)
+def _measure(adapter, args, made_up):
+    """The timed run: ((starts, latencies) of every timed inference, the document's measures)."""
+    model, load_ns, memory = _load(adapter, args, made_up)
     # 0: the watcher samples from outside this process (edgeorch_bench.watch), as the orchestrator runs it
     sampler = probes.Sampler(args.sample_interval) if args.sample_interval > 0 else contextlib.nullcontext()
     with sampler:
@@ -189,14 +193,14 @@ def _measure(adapter, args):
     cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     memory["peak_rss_timed_bytes"] = probes.peak_rss_bytes() if reset else None
     memory["samples_bytes"] = recorder.resident_bytes()  # the harness's part of that peak: 16 bytes an inference
-    starts, latencies = recorder.arrays()
     if args.mode == "docker":
         memory["cgroup_peak_bytes"], memory["cgroup_peak_source"] = probes.cgroup_memory_peak()
     else:
         memory["cgroup_peak_bytes"], memory["cgroup_peak_source"] = None, "bare metal: no cgroup of the run's own"
+    starts, latencies = recorder.arrays()
     extra = {"outputs": [{"shape": list(o.shape), "dtype": o.dtype.name, "values": o.ravel().tolist()}
                          for o in adapter.outputs()]} if args.outputs else {}
-    return (starts, latencies) if args.raw_samples else None, {**extra,
+    return (starts, latencies), {**extra,
         "model": model,
         "timing": {"load_ns": load_ns, "first_inference_ns": first_ns, "warmup_ns": warmup, "wall_ns": wall_ns,
                    **samples.summarize(starts, latencies)},
@@ -212,11 +216,12 @@ def _measure(adapter, args):
     }
 
 
-def run(argv):
-    """Parse, measure, and return (document, exit code, the raw samples asked for by --raw-samples or None); never
-    raises."""
-    raw, doc = None, {"schema": PROBE_SCHEMA if "--probe" in argv else RESULT_SCHEMA, "status": "error",
+def run(argv, raw=None):
+    """Parse, measure, and return (document, exit code); never raises. With --raw-samples, every timed inference's
+    (starts, latencies) is appended to the list `raw`."""
+    doc = {"schema": PROBE_SCHEMA if "--probe" in argv else RESULT_SCHEMA, "status": "error",
            "error": None, "started_at": _now(), "bench": {"sha256": bundle_digest(Path(__file__).parent)}}
+    made_up = []  # the inputs fed seeded data: a model given values it cannot take often fails deep inside
     try:
         args = _parser().parse_args(argv)
         doc["run"] = {"mode": args.mode, "run_id": args.run_id, "image_id": args.image_id}
@@ -230,18 +235,25 @@ def run(argv):
                              "threads": args.threads, "seed": args.seed,
                              "sample_interval_s": args.sample_interval, "profile": args.profile}
             if args.profile:
-                doc.update(_profile(adapter, args))
+                doc.update(_profile(adapter, args, made_up))
             else:
-                raw, measured = _measure(adapter, args)
+                every, measured = _measure(adapter, args, made_up)
                 doc.update(measured)
+                if args.raw_samples and raw is not None:
+                    raw.append(every)
             doc["framework"] = adapter.info(args.threads)  # with what loading the model settled (threads, executor)
         doc["status"], code = "ok", EXIT_OK
     except Failure as e:
         doc["error"], code = {"kind": e.kind, "message": e.message}, e.code
     except Exception as e:  # a crash still answers in the protocol
         doc["error"], code = {"kind": "runtime", "message": f"{type(e).__name__}: {e}"}, EXIT_RUNTIME
+    if doc["error"] and made_up:
+        named = ", ".join(f"{i['name']!r} ({i['dtype']} {signature.format_shape(i['shape'])}, {i['range']})"
+                          for i in made_up)
+        doc["error"].update(made_up_inputs=made_up,
+                            message=f"{doc['error']['message']}; inputs made up from seeded data: {named}")
     doc["finished_at"] = _now()
-    return doc, code, raw
+    return doc, code
 
 
 def main():
@@ -249,10 +261,11 @@ def main():
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    doc, code, raw = run(sys.argv[1:])
+    raw = []
+    doc, code = run(sys.argv[1:], raw)
     out.write(json.dumps(doc).encode() + b"\n")
-    if raw is not None:
-        samples.write_raw(out, *raw)
+    for starts, latencies in raw:
+        samples.write_raw(out, starts, latencies)
     out.flush()
     return code
 

@@ -9,8 +9,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeorch.bench import EXIT_ARGS, EXIT_FRAMEWORK, PROBE_SCHEMA, RESULT_SCHEMA, bundle_digest
+from edgeorch import results
+from edgeorch.bench import (
+    EXIT_ARGS,
+    EXIT_FRAMEWORK,
+    EXIT_MODEL,
+    EXIT_RUNTIME,
+    PROBE_SCHEMA,
+    RESULT_SCHEMA,
+    adapters,
+    bundle_digest,
+)
 from edgeorch.bench.__main__ import run
+from edgeorch.bench.adapters.base import ModelLoadError
+from edgeorch.bench.signature import Declared
+from edgeorch.errors import RunError
+from edgeorch.runners import Answer
 
 ROOT = Path(__file__).resolve().parents[2]
 HAS_TFLITE = any(importlib.util.find_spec(m) for m in ("tflite_runtime", "ai_edge_litert"))
@@ -117,3 +131,91 @@ def test_a_dynamic_input_without_its_shape_is_refused_with_kind_args(two_inputs)
     assert code == EXIT_ARGS and doc["error"] == {"kind": "args", "message": (
         "input 'x' of the model has dynamic dimensions [batch, 4], which edgeorch does not guess: pass "
         "--input-shape x=<batch>x4 with a number for each <...>")}
+
+
+# --- a failed run names the inputs it made up ---------------------------------------------------------------
+
+
+class VoiceActivity:
+    """A fake adapter shaped like a voice-activity model: audio float32 [1, 512] and an int64 scalar sample rate
+    `sr`, which fails deep inside, as ONNX Runtime did, when sr is not a real sampling rate."""
+
+    name = "fake"
+    fail_load = False
+
+    def __init__(self, options):
+        pass
+
+    def info(self, threads):
+        return {"name": self.name, "version": "0", "threads": threads}
+
+    def load(self, path, threads):
+        if self.fail_load:
+            raise ModelLoadError("not a model")
+
+    def inputs(self):
+        return [Declared("audio", (1, 512), "float32"), Declared("sr", (), "int64")]
+
+    def reshape(self, shapes):
+        pass
+
+    def convert(self, name, array):
+        return array
+
+    def describe(self):
+        return {}
+
+    def feed(self, arrays):
+        self.audio, self.sr = arrays
+
+    def infer(self):
+        if self.sr < 8000:
+            raise RuntimeError("Input X must have 3 dimensions only")
+
+    def outputs(self):
+        return []
+
+    def profile(self, runs):
+        return []
+
+
+@pytest.fixture
+def voice(tmp_path, monkeypatch):
+    """The entrypoint's arguments for a short timed run of VoiceActivity, and any others given."""
+    monkeypatch.setitem(adapters.ADAPTERS, "fake", ("fake", "VoiceActivity"))
+    monkeypatch.setattr(adapters, "get", lambda name: VoiceActivity)
+    model = tmp_path / "vad.onnx"
+    model.write_bytes(b"fake")
+    return lambda *argv: ["--framework", "fake", "--mode", "bare", "--model", str(model), "--iterations", "2",
+                          "--warmup", "1", "--sample-interval", "0", *argv]
+
+
+@pytest.mark.parametrize("profile", [[], ["--profile", "2"]], ids=["timed", "profile"])
+def test_a_failed_run_names_the_inputs_it_made_up_and_the_orchestrator_gives_the_fix(voice, profile):
+    doc = failed(voice(*profile), "runtime", EXIT_RUNTIME)
+    assert doc["error"]["made_up_inputs"] == [
+        {"name": "audio", "dtype": "float32", "shape": [1, 512], "range": "standard normal floats"},
+        {"name": "sr", "dtype": "int64", "shape": [], "range": "integers in [0, 10)"}]
+    assert doc["error"]["message"].startswith("RuntimeError: Input X must have 3 dimensions only; ")
+    assert "'sr' (int64 scalar, integers in [0, 10))" in doc["error"]["message"]
+
+    with pytest.raises(RunError) as caught:
+        results.parse_answer(Answer(json.dumps(doc) + "\n", "", EXIT_RUNTIME), board="rpi4", what="bare run")
+    assert "'sr' (int64 scalar, integers in [0, 10))" in caught.value.message
+    assert "--input audio=FILE.npy --input sr=FILE.npy" in caught.value.hint
+    assert "int64 scalar for 'sr'" in caught.value.hint and "see the message above" not in caught.value.hint
+
+
+def test_an_input_from_a_file_is_not_named_as_made_up(voice, tmp_path):
+    np.save(tmp_path / "sr.npy", np.array(16000, np.int64))
+    doc, code = run(voice("--input", f"sr={tmp_path / 'sr.npy'}"))
+    assert (code, doc["error"]) == (0, None)  # the fix the error gives works
+    np.save(tmp_path / "sr.npy", np.array(3, np.int64))
+    doc = failed(voice("--input", f"sr={tmp_path / 'sr.npy'}"), "runtime", EXIT_RUNTIME)
+    assert [i["name"] for i in doc["error"]["made_up_inputs"]] == ["audio"]
+
+
+def test_a_failure_before_the_inputs_are_fed_names_none(voice, monkeypatch):
+    assert "made_up_inputs" not in failed(voice("--iterations", "0"), "args", EXIT_ARGS)["error"]
+    monkeypatch.setattr(VoiceActivity, "fail_load", True)
+    assert "made_up_inputs" not in failed(voice(), "model", EXIT_MODEL)["error"]

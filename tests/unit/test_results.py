@@ -214,6 +214,18 @@ def test_parse_answer_error_document_carries_the_entrypoint_message(make_doc):
     assert "fix the model" in e.value.hint
 
 
+def test_a_run_that_failed_on_made_up_inputs_is_told_to_feed_files_named_for_the_shell(make_doc):
+    made_up = [{"name": "sr", "dtype": "int64", "shape": [], "range": "integers in [0, 10)"},
+               {"name": "mel spec;$(x)", "dtype": "float32", "shape": [1, 80], "range": "standard normal floats"}]
+    doc = {**make_doc([1.0]), "status": "error",
+           "error": {"kind": "runtime", "message": "RuntimeError: bad input", "made_up_inputs": made_up}}
+    with pytest.raises(RunError) as e:
+        results.parse_answer(answer(doc, exit_code=5), board="rpi4", what="bare run")
+    assert e.value.hint.startswith("the model may need realistic values where edgeorch made them up: pass "
+                                   "--input sr=FILE.npy --input 'mel spec;$(x)=FILE.npy', ")
+    assert "(int64 scalar for 'sr', float32 1x80 for 'mel spec;$(x)')" in e.value.hint
+
+
 def test_parse_answer_ok_document_with_failing_exit_code(make_doc):
     with pytest.raises(RunError, match="exit 5"):
         results.parse_answer(answer(make_doc([1.0]), exit_code=5), board="rpi4", what="bare run")

@@ -58,7 +58,7 @@ class Adapter:
         the entrypoint takes the same steps with the user's shapes and files)."""
         resolved = resolve(self.inputs())
         self.reshape({i["name"]: tuple(i["shape"]) for i in resolved})
-        data = arrays(self, resolved, seed)
+        data, _ = arrays(self, resolved, seed)
         if first is not None and resolved:
             given = self.convert(resolved[0]["name"], first)
             want = resolved[0]
@@ -101,33 +101,38 @@ def check_options(given, **allowed):
 
 
 def seeded(shape, dtype, rng):
-    """A seeded input of the given shape and dtype: floats standard normal, integers in [0, INT_HIGH), bools 0/1."""
+    """A seeded input of the given shape and dtype, and the values it holds in words (a failed run names them):
+    floats standard normal, integers in [0, INT_HIGH), bools 0/1."""
     dtype = np.dtype(dtype)
     shape = tuple(int(d) for d in shape)
     if dtype.kind == "f":
-        return np.asarray(rng.standard_normal(shape), dtype=dtype)
+        return np.asarray(rng.standard_normal(shape), dtype=dtype), "standard normal floats"
     if dtype.kind in "iu":
-        return np.asarray(rng.integers(0, INT_HIGH, size=shape), dtype=dtype)
+        return np.asarray(rng.integers(0, INT_HIGH, size=shape), dtype=dtype), f"integers in [0, {INT_HIGH})"
     if dtype.kind == "b":
-        return np.asarray(rng.integers(0, 2, size=shape), dtype=bool)
+        return np.asarray(rng.integers(0, 2, size=shape), dtype=bool), "booleans, False or True"
     raise ModelLoadError(f"input dtype {dtype} is not supported")
 
 
 def arrays(adapter, resolved, seed, load=np.load):
     """One array per resolved input ({name, shape, dtype, source}), in order: seeded from `seed`, or the user's
-    file, converted by the adapter and checked against the model's dtype."""
+    file, converted by the adapter and checked against the model's dtype. With them, the inputs made up (seeded):
+    [{name, dtype, shape, range}], for the error of a run that fails on them."""
     rng = np.random.default_rng(seed)
-    out = []
+    out, made_up = [], []
     for item in resolved:
         if item["source"] != "file":
-            out.append(seeded(item["shape"], item["dtype"], rng))
+            array, values = seeded(item["shape"], item["dtype"], rng)
+            out.append(array)
+            made_up.append({"name": item["name"], "dtype": array.dtype.name, "shape": list(array.shape),
+                            "range": values})
             continue
         array = adapter.convert(item["name"], load(item["path"], allow_pickle=False))
         if list(array.shape) != list(item["shape"]) or array.dtype != np.dtype(item["dtype"]):
             raise InputError(f"--input {item['name']}={item['path']} is {array.dtype}{list(array.shape)}, the model "
                              f"takes {item['dtype']}{list(item['shape'])}")
         out.append(array)
-    return out
+    return out, made_up
 
 
 def distribution_version(names, fallback):
