@@ -24,8 +24,8 @@ import pandas as pd
 from . import stats
 from .bench import RESULT_SCHEMA
 from .bench import samples as board_samples
-from .bench.watch import SAMPLES_MARK
 from .bench.signature import format_shape
+from .bench.watch import SAMPLES_MARK
 from .cache import ROOT, write_atomic  # results.write_atomic: the one atomic writer
 from .errors import BoardError, ConfigError, RunError
 from .plan import RunSpec
