@@ -1,5 +1,7 @@
 """Shared builders for unit tests: entrypoint result documents as a board would answer them."""
 
+import itertools
+
 import pytest
 
 from edgeorch.bench import RESULT_SCHEMA, samples
@@ -8,10 +10,13 @@ START_NS = 5 * 10**12  # the board's monotonic clock when the timed loop began
 
 
 def result_doc(latencies_ms, *, mode="docker", machine="aarch64", framework_version="2.14.0",
-               wall_ns=None, max_temp_c=61.5, throttled=False, run_id="20250101T000000Z-abcd"):
-    """A result document shaped like edgeorch.bench.__main__.run() writes one, its timing summarised."""
+               wall_ns=None, max_temp_c=61.5, throttled=False, run_id="20250101T000000Z-abcd", listed=False):
+    """A result document shaped like edgeorch.bench.__main__.run() writes one, its timing summarised; `listed`: as
+    an edgeorch before summaries wrote it, every inference's start and latency listed."""
     latencies_ns = [round(ms * 1_000_000) for ms in latencies_ms]
-    starts_ns = [START_NS + sum(latencies_ns[:i]) for i in range(len(latencies_ns))]
+    starts_ns = list(itertools.accumulate(latencies_ns[:-1], initial=START_NS))[:len(latencies_ns)]  # back to back
+    timing = ({"latencies_ns": latencies_ns, "starts_ns": starts_ns} if listed
+              else samples.summarize(starts_ns, latencies_ns))
     return {
         "schema": RESULT_SCHEMA, "status": "ok", "error": None,
         "started_at": "2025-01-01T00:00:00.000+00:00", "finished_at": "2025-01-01T00:00:09.000+00:00",
@@ -30,7 +35,7 @@ def result_doc(latencies_ms, *, mode="docker", machine="aarch64", framework_vers
                   "batch": 1},
         "timing": {"load_ns": 250_000_000, "first_inference_ns": 12_500_000, "warmup_ns": [1_000_000] * 5,
                    "wall_ns": sum(latencies_ns) if wall_ns is None else wall_ns,
-                   **samples.summarize(starts_ns, latencies_ns)},
+                   **timing},
         "resources": {"cpu_time_s": 19.6, "cpu_percent": 392.0, "peak_rss_bytes": 150 * 2**20},
         "memory": {"rss_before_load_bytes": 40 * 2**20, "rss_after_load_bytes": 120 * 2**20,
                    "rss_after_first_bytes": 140 * 2**20, "peak_rss_timed_bytes": 147 * 2**20,
@@ -59,16 +64,6 @@ def result_doc(latencies_ms, *, mode="docker", machine="aarch64", framework_vers
                     "max_temp_c": max_temp_c, "throttled": throttled,
                     "throttle_evidence": "max 61.5 C vs passive trip point 80.0 C"},
     }
-
-
-def listed(doc):
-    """`doc` as an edgeorch before /6 answered it: every timed inference listed, no summary."""
-    timing = doc["timing"]
-    every = timing.pop("subsample")  # the documents built here keep every inference in it
-    for key in ("count", "latency_ns", "histogram"):
-        del timing[key]
-    timing.update(latencies_ns=every["latencies_ns"], starts_ns=every["starts_ns"])
-    return doc
 
 
 @pytest.fixture

@@ -4,13 +4,15 @@ escaped, and the figures that the run's measures call for."""
 import re
 
 import numpy as np
+import pytest
 
 from edgeorch import pipeline, results
 from edgeorch.plan import RunSpec
 
 
-def write_run(run_dir, make_doc, *, model="mobilenet_v2", board="rpi4"):
-    """A finished bench of 3 pairs, docker against bare, as collect leaves it (the manifest and the tables)."""
+def write_run(run_dir, make_doc, *, model="mobilenet_v2", board="rpi4", listed=False):
+    """A finished bench of 3 pairs, docker against bare, as collect leaves it (the manifest and the tables); `listed`:
+    as an edgeorch before summaries left it, every inference in samples.parquet and no histograms.parquet."""
     rng = np.random.default_rng(1)
     records = []
     cell = f"{board}/tflite-{model}"
@@ -19,9 +21,10 @@ def write_run(run_dir, make_doc, *, model="mobilenet_v2", board="rpi4"):
             spec = RunSpec(board=board, framework="tflite", model=model, mode=mode, pair=pair, arm=mode,
                            position=position, iterations=30, warmup=5, threads=0, cell=cell)
             records.append((spec, make_doc(list(20 * np.exp(0.01 * rng.standard_normal(30))), mode=mode,
-                                           throttled=pair == 2 and mode == "bare")))
+                                           throttled=pair == 2 and mode == "bare", listed=listed)))
     runs, samples = results.normalize(records, run_id=run_dir.name, arch_of={board: "arm64"})
-    results.write_tables(run_dir, runs, samples, results.sensor_table(records))
+    results.write_tables(run_dir, runs, samples, results.sensor_table(records),
+                         None if listed else results.histogram_table(records))
     results.write_manifest(run_dir, complete=True, request={"task": "bench", "equivalence": "0.02"},
                            modes_version=results.MODES_VERSION,
                            cells={cell: {"arms": ["docker", "bare"], "stop": "max-pairs", "pairs": 3}},
@@ -29,10 +32,12 @@ def write_run(run_dir, make_doc, *, model="mobilenet_v2", board="rpi4"):
     return cell
 
 
-def test_the_report_is_one_offline_file_with_every_cell(tmp_path, make_doc):
+@pytest.mark.parametrize("listed", [False, True], ids=["summaries", "an-older-run"])
+def test_the_report_is_one_offline_file_with_every_cell(tmp_path, make_doc, listed):
     run_dir = tmp_path / "20261203T000000Z-abcd"
     run_dir.mkdir()
-    write_run(run_dir, make_doc, model="my <model> & 'co'")
+    write_run(run_dir, make_doc, model="my <model> & 'co'", listed=listed)
+    assert (run_dir / "histograms.parquet").exists() != listed  # an older run's are made from its samples
     text = pipeline.write_report(run_dir).read_text()
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", text)  # nothing to fetch
     assert "default-src 'none'" in text  # and a browser would refuse it anyway

@@ -15,8 +15,6 @@ from edgeorch.inventory import Board
 from edgeorch.plan import bench_cell, mode_arms
 from edgeorch.runners import Answer
 
-from .conftest import listed
-
 GOLDEN_COLUMNS = Path(__file__).resolve().parents[1] / "golden" / "results_columns.json"
 ONE_TO_100_MS = list(range(1, 101))
 
@@ -145,7 +143,7 @@ def test_samples_and_sensors_share_one_time_base(make_doc):
     assert sensors["temp_c"].tolist() == [55.0, 70.0]
     assert sensors["freq_mhz"].iloc[0] == 1500.0 and pd.isna(sensors["freq_mhz"].iloc[1])  # the fastest CPU
     assert sensors["throttled"].tolist() == [False, True] and set(sensors["mode"]) == {"docker"}
-    doc = listed(doc)
+    doc = make_doc([10.0, 20.0, 30.0], listed=True)
     del doc["timing"]["starts_ns"]  # an older edgeorch's answer: no time base, no rows, no error
     assert results.sensor_table([(specs()[0], doc)]).empty
     assert results.normalize([(specs()[0], doc)], run_id="r", arch_of={})[1]["t_s"].isna().all()
