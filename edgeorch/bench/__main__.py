@@ -182,13 +182,8 @@ def _measure(adapter, args, made_up):
         recorder = samples.Recorder()
         reset = probes.reset_peak_rss()  # the peak of the timed phase alone, as LiteRT's benchmark reports it
         cpu0, wall0 = os.times(), time.perf_counter_ns()
-        iterations, min_ns = args.iterations, int(args.min_time * 1e9)
         # a 1 ms model and a 2 s model both get a meaningful sample: enough inferences and enough time
-        while recorder.n < iterations or time.perf_counter_ns() - wall0 < min_ns:
-            start = time.monotonic_ns()  # the watcher's clock: which sampling window this one ran in
-            t = time.perf_counter_ns()
-            adapter.infer()
-            recorder.add(start, time.perf_counter_ns() - t)
+        recorder.time(adapter.infer, args.iterations, wall0 + int(args.min_time * 1e9))
         wall_ns, cpu1 = time.perf_counter_ns() - wall0, os.times()
     cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     memory["peak_rss_timed_bytes"] = probes.peak_rss_bytes() if reset else None

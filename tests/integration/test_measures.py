@@ -127,6 +127,26 @@ def test_the_cost_of_sampling_power_is_measured_in_the_run_itself(fleet, tmp_pat
     assert "sensor sampler cost: median" in F.flat(r.stdout)
 
 
+def test_a_4us_model_answers_a_bounded_document_with_its_samples_beside_it_and_out_of_its_memory(fleet):
+    """A run of a tiny model times hundreds of thousands of inferences: its document stays small (a summary), every
+    sample comes back only when asked (--keep-samples), binary, and the samples' memory is not the model's."""
+    r = invoke("bench", "--host", "x86", "--framework", "tflite", "--model", "tiny", "--repeat", "1", "--min-time",
+               "1", "--keep-samples", "--no-counters", "--no-energy")
+    run_dir = run_dir_of(r.stdout)
+    runs = pd.read_parquet(run_dir / "results.parquet")
+    assert (runs["iterations"] > 50_000).all() and set(runs["mode"]) == {"docker", "bare"}
+    for run in runs.itertuples():
+        raw = run_dir / "raw" / "x86" / f"tflite-tiny-{run.mode}-00.json"
+        assert raw.stat().st_size < 1_000_000 and "latencies_ns" not in json.loads(raw.read_text())["timing"]
+        starts, latencies = np.load(raw.with_name(f"{raw.stem}.samples.npy"))
+        assert len(latencies) == run.iterations and np.all(np.diff(starts) > 0)
+        assert np.median(latencies) / 1e6 == pytest.approx(run.p50_ms, rel=1e-12)  # the verdicts' median, exact
+    assert (runs["samples_mb"] >= runs["iterations"] * 16 / 2**20).all()
+    # the timed peak less the samples: what the model grew by (nothing, for this one) and a small constant
+    assert ((runs["peak_rss_timed_mb"] - runs["rss_after_first_mb"]).abs() < 2).all(), runs[
+        ["mode", "rss_after_first_mb", "peak_rss_timed_mb", "samples_mb"]]
+
+
 def test_an_operator_profile_for_each_framework_and_mode(swept):
     out, run_dir, _ = swept
     ops = pd.read_parquet(run_dir / "ops.parquet")

@@ -2,9 +2,11 @@
 figures use comes out as from every sample, in a document of bounded size, from a recorder whose memory is known."""
 
 import json
+import mmap
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -69,11 +71,14 @@ def test_the_subsample_is_evenly_spaced_bounded_and_keeps_the_first_and_the_last
 
 def test_the_recorder_keeps_every_sample_across_its_chunks():
     rec = samples.Recorder(chunk=8)
-    starts, lat = _run(29)
-    for s, v in zip(starts, lat):
-        rec.add(int(s), int(v))
-    got = rec.arrays()
-    assert rec.n == 29 and got[0].tolist() == starts.tolist() and got[1].tolist() == lat.tolist()
+    rec.time(lambda: time.sleep(0.0001), 29, 0)
+    starts, latencies = rec.arrays()
+    assert rec.n == len(starts) == len(latencies) == 29 and len(rec.full) == 3
+    assert np.all(np.diff(starts) > 0) and np.all(latencies >= 100_000)
+    assert np.all(np.diff(starts) >= latencies[:-1])  # one after another, each start before its inference
+    again = samples.Recorder(chunk=8)
+    again.time(lambda: None, 1, time.perf_counter_ns() + 50_000_000)
+    assert again.n > 1000  # --min-time: as many as fit
 
 
 def test_the_recorders_memory_is_the_16_bytes_an_inference_it_says():
@@ -83,13 +88,12 @@ def test_the_recorders_memory_is_the_16_bytes_an_inference_it_says():
         from edgeorch.bench import probes, samples
         rec = samples.Recorder()
         before = probes.rss_bytes()
-        for i in range(1_000_000):
-            rec.add(i, i)
+        rec.time(lambda: None, 1_000_000, 0)
         print(probes.rss_bytes() - before, rec.resident_bytes())
     """)
     grown, said = map(int, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                           timeout=120).stdout.split())
-    assert 16_000_000 <= said < 16_000_000 + 2 * 2 * 4096  # the last page of each array part-filled
+    assert 16_000_000 <= said < 16_000_000 + 2 * 2 * mmap.PAGESIZE  # the last page of each array part-filled
     assert abs(grown - said) < 1_000_000, (grown, said)
 
 

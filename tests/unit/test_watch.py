@@ -41,13 +41,8 @@ def test_no_cost_without_an_on_window_between_two_off_windows():
 CHILD = textwrap.dedent("""
     import json, os, sys, time
     from edgeorch.bench import samples
-    recorder = samples.Recorder()
-    end, cpu = time.monotonic() + float(sys.argv[1]), time.process_time()
-    while time.monotonic() < end:
-        start = time.monotonic_ns()
-        t = time.perf_counter_ns()
-        sum(range(2000))
-        recorder.add(start, time.perf_counter_ns() - t)
+    recorder, cpu = samples.Recorder(), time.process_time()
+    recorder.time(lambda: sum(range(2000)), 1, time.perf_counter_ns() + int(float(sys.argv[1]) * 1e9))
     starts, latencies = recorder.arrays()
     out = sys.stdout.buffer
     out.write(json.dumps({"schema": "x", "status": "ok", "pid": os.getpid(), "sensors": {},
