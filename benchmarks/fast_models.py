@@ -7,7 +7,8 @@ Each model is benched docker against bare for exactly --pairs pairs (`invoke ben
 would run it, after a deploy; the same runs again with --keep-samples give every inference beside the summaries.
 It prints, per model and code: the raw document per run (MB), the seconds a pair takes beyond its runs' timed
 loops, the orchestrator's peak RSS over the sweep (wait4), and the harness's part of the run's peak RSS while
-timed; then, from the kept samples, the verdicts, medians, ECDF quantiles and the sampler's cost computed from every
+timed; the orchestrator's peak over 2 pairs against it over --pairs (its growth per run); then, from the kept
+samples, the verdicts, medians, ECDF quantiles and the sampler's cost computed from every
 sample against those the summaries gave.
 """
 
@@ -38,16 +39,17 @@ MODELS = ("tiny", "mobilenet_v2")
 
 
 def invoke(checkout: Path, out: Path, *args: str) -> tuple[str, float, int]:
-    """`invoke ARGS` by `checkout`'s code, its results under `out`: (stdout, seconds, peak RSS in MB)."""
+    """`invoke ARGS` by `checkout`'s code, its results under `out`: (stdout, seconds, peak RSS in MB). The peak is
+    GNU time's (apt `time`): a child of this process would inherit this process's own peak as its start."""
     env = {**os.environ, "PYTHONPATH": str(checkout), "EDGEORCH_RESULTS": str(out), "COLUMNS": "200"}
+    peak = out / "maxrss-kb"
     t = time.monotonic()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "invoke"), "-r", str(checkout), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    text = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"invoke {' '.join(args)} failed:\n{text[-3000:]}")
-    return text, time.monotonic() - t, usage.ru_maxrss // 1024
+    r = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(peak), str(Path(sys.executable).parent / "invoke"),
+                        "-r", str(checkout), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True)
+    if r.returncode:
+        raise SystemExit(f"invoke {' '.join(args)} failed:\n{r.stdout[-3000:]}")
+    return r.stdout, time.monotonic() - t, int(peak.read_text().split()[-1]) // 1024
 
 
 def _stamp(text: str) -> float:
@@ -73,7 +75,7 @@ def measure(checkout: Path, host: str, model: str, pairs: int, min_time: str, ke
     harness = kept if kept.any() else peak - first
     return {"run_dir": run_dir, "raw_mb": np.mean([p.stat().st_size for p in (run_dir / "raw").rglob("*.json")
                                                    if not p.name.endswith(".stderr.txt")]) / 1e6,
-            "beyond_s": (span_s - timed_s) / pairs, "end_s": seconds - span_s, "orchestrator_mb": rss_mb,
+            "beyond_s": (span_s - timed_s) / pairs, "outside_s": seconds - span_s, "orchestrator_mb": rss_mb,
             "harness_share": float(np.median(harness / peak)),
             "constant_mb": float(np.median(peak - kept - first)) / 2**20,
             "inferences": int(np.median([d["timing"].get("count") or len(d["timing"]["latencies_ns"])
@@ -127,7 +129,8 @@ def main() -> None:
         console.print(f"{model:>13} {name:>6}: {f['inferences']:>9,} inferences a run; raw {f['raw_mb']:8.3f} MB a "
                       f"run "
                       f"(run directory {f['run_dir_mb']:8.1f} MB); {f['beyond_s']:6.2f} s a pair beyond its timed "
-                      f"loops, {f['end_s']:5.1f} s after the last run; orchestrator peak RSS {f['orchestrator_mb']:5d} "
+                      f"loops, {f['outside_s']:5.1f} s before and after them; orchestrator peak RSS "
+                      f"{f['orchestrator_mb']:5d} "
                       f"MB; harness {f['harness_share']:6.1%} of the peak RSS while timed; the rest above RSS after "
                       f"the first inference {f['constant_mb']:+.2f} MB", soft_wrap=True)
         if name == "after" and "before" in codes:
