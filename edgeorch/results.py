@@ -22,10 +22,9 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .bench import RESULT_SCHEMA
+from .bench import RESULT_SCHEMA, SAMPLES_MARK
 from .bench import samples as board_samples
 from .bench.signature import format_shape
-from .bench.watch import SAMPLES_MARK
 from .cache import ROOT, write_atomic  # results.write_atomic: the one atomic writer
 from .errors import BoardError, ConfigError, RunError
 from .plan import RunSpec
@@ -426,7 +425,7 @@ def _energy(doc: dict) -> dict:
 def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict[str, str],
               references: dict[tuple[str, int], np.ndarray] | None = None, attempts: dict[str, int] | None = None
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs, samples): one row per run with latency statistics, and one row per iteration.
+    """(runs, samples): one row per run with its latency statistics, and a row per inference of its subsample.
 
     With a reference output for a run's (model, batch), its last output is compared with it (agreement columns).
     """

@@ -14,6 +14,7 @@ from pathlib import Path
 # /6: the timed inferences summarised on the board (samples.summarize) instead of listed
 RESULT_SCHEMA = "edgeorch.result/6"
 PROBE_SCHEMA = "edgeorch.probe/1"
+SAMPLES_MARK = "edgeorch-samples "  # the watcher's line of --keep-samples: the mark, then base64 of every sample
 BOARD_PACKAGE = "edgeorch_bench"  # the name this directory has on a board
 
 # Exit codes of the entrypoint; the orchestrator maps them to errors.

@@ -25,7 +25,7 @@ import threading
 import time
 from array import array
 
-from . import EXIT_TIMEOUT, RESULT_SCHEMA, counters, power, probes
+from . import EXIT_TIMEOUT, RESULT_SCHEMA, SAMPLES_MARK, counters, power, probes
 
 
 def _parser():
@@ -48,9 +48,6 @@ def _parser():
                    help="pass every inference's start and latency on, after the document (SAMPLES_MARK)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the run's command")
     return p
-
-
-SAMPLES_MARK = "edgeorch-samples "  # the line of --keep-samples: the mark, then base64 of write_raw's bytes
 
 
 def sampler_cost(latencies_ns, starts_ns, t0_ns, window_s):

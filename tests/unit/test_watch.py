@@ -13,7 +13,7 @@ import numpy as np
 import psutil
 import pytest
 
-from edgeorch.bench import watch
+from edgeorch.bench import SAMPLES_MARK, watch
 
 WINDOW = 2.0
 SECOND = 1_000_000_000
@@ -80,8 +80,8 @@ def test_keep_samples_passes_every_sample_on_after_the_document(tmp_path):
     assert r.returncode == 0, r.stderr
     line, kept = r.stdout.splitlines()
     timing = json.loads(line)["timing"]
-    assert kept.startswith(watch.SAMPLES_MARK)
-    both = np.frombuffer(base64.b64decode(kept.removeprefix(watch.SAMPLES_MARK)), dtype="<i8").reshape(2, -1)
+    assert kept.startswith(SAMPLES_MARK)
+    both = np.frombuffer(base64.b64decode(kept.removeprefix(SAMPLES_MARK)), dtype="<i8").reshape(2, -1)
     sub = timing["subsample"]
     assert both.shape == (2, timing["count"])
     assert both[0][sub["index"]].tolist() == sub["starts_ns"] and both[1][sub["index"]].tolist() == sub["latencies_ns"]
