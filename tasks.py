@@ -122,7 +122,7 @@ BENCH_HELP = {
     "counters": "count perf's events per inference, from the board's host, in both modes (on by default)",
     "energy": "energy per inference from the board's power sensor or its inventory `power_meter:` (on by default)",
     "keep_samples": "also keep every timed inference's start and latency, as raw/<run>.samples.npy (a run's JSON "
-                    "holds a summary and 2,000 of them)",
+                    "holds a summary and 1,000 of them)",
     "option": "framework option KEY=VALUE, repeatable: xnnpack=off (tflite, litert), device=cpu (pytorch), "
               "precision=fp16 (tensorrt)",
     "input_shape": "NAME=DIMS, repeatable: the shape fed to a model input, e.g. input=1x3x224x224 (needed for "

@@ -915,9 +915,9 @@ def comparison(run_dir: Path, judgement: Judgement = DEFAULTS) -> pd.DataFrame:
     """The judged comparisons of a run directory: each cell's first arm against its second (and its other
     arms against the second too), with why the cell stopped."""
     manifest = results.read_manifest(run_dir)
-    runs = _tables(run_dir)[0]
-    return report.compare_arms(runs, results.current_cells(manifest), equivalence=judgement.equivalence,
-                               max_spread=judgement.max_spread, min_pairs=judgement.min_pairs)
+    return report.compare_arms(_runs(run_dir, manifest), results.current_cells(manifest),
+                               equivalence=judgement.equivalence, max_spread=judgement.max_spread,
+                               min_pairs=judgement.min_pairs)
 
 
 def _judgement(manifest: dict) -> Judgement:
@@ -928,29 +928,39 @@ def _judgement(manifest: dict) -> Judgement:
                         if request.get(k) is not None})
 
 
+def _older(table: pd.DataFrame) -> pd.DataFrame:
+    """What a table of an older edgeorch lacked: arms (each run's mode) and cells (board/framework-model)."""
+    if "arm" not in table:
+        table["arm"] = table["mode"]
+    if "cell" not in table or table["cell"].isna().all():
+        table["cell"] = table["board"] + "/" + table["framework"] + "-" + table["model"]
+    return table
+
+
+def _runs(run_dir: Path, manifest: dict) -> pd.DataFrame:
+    """The runs table of a run directory, as this edgeorch reads it (what judging needs, and no more)."""
+    if not (run_dir / "results.parquet").exists():
+        raise RunError(f"{run_dir} has no results table (no run finished)", hint="rerun the bench")
+    runs = results.current_modes(_older(pd.read_parquet(run_dir / "results.parquet")), manifest)
+    for col in set(results.COLUMNS) - set(runs):
+        runs[col] = {"threads": 0, "batch": 1, "framework_options": "{}", "input_shapes": "{}"}.get(col, np.nan)
+    return runs
+
+
 def _tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     """runs, samples, latency histograms, sensors and operators of a run directory (the last two empty or None where
     it has none)."""
-    if not (run_dir / "results.parquet").exists():
-        raise RunError(f"{run_dir} has no results table (no run finished)", hint="rerun the bench")
-    runs = pd.read_parquet(run_dir / "results.parquet")
-    samples = pd.read_parquet(run_dir / "samples.parquet")
-    sensors = (pd.read_parquet(run_dir / "sensors.parquet") if (run_dir / "sensors.parquet").exists()
-               else pd.DataFrame(columns=results.SENSOR_COLUMNS))
-    ops = pd.read_parquet(run_dir / "ops.parquet") if (run_dir / "ops.parquet").exists() else None
-    for table in (runs, samples):  # results of older edgeorchs: what they lacked
-        if "arm" not in table:
-            table["arm"] = table["mode"]
-        if "cell" not in table or table["cell"].isna().all():
-            table["cell"] = table["board"] + "/" + table["framework"] + "-" + table["model"]
+    manifest = results.read_manifest(run_dir)
+    runs = _runs(run_dir, manifest)
+    samples = _older(pd.read_parquet(run_dir / "samples.parquet"))
     # before summaries, samples.parquet held every inference: their histograms are made here
     histograms = (pd.read_parquet(run_dir / "histograms.parquet") if (run_dir / "histograms.parquet").exists()
                   else results.histograms_of(samples))
-    manifest = results.read_manifest(run_dir)
-    for table in (runs, samples, histograms, sensors, *([ops] if ops is not None else [])):
+    sensors = (pd.read_parquet(run_dir / "sensors.parquet") if (run_dir / "sensors.parquet").exists()
+               else pd.DataFrame(columns=results.SENSOR_COLUMNS))
+    ops = pd.read_parquet(run_dir / "ops.parquet") if (run_dir / "ops.parquet").exists() else None
+    for table in (samples, histograms, sensors, *([ops] if ops is not None else [])):
         results.current_modes(table, manifest)
-    for col in set(results.COLUMNS) - set(runs):
-        runs[col] = {"threads": 0, "batch": 1, "framework_options": "{}", "input_shapes": "{}"}.get(col, np.nan)
     if "t_s" not in samples:
         samples["t_s"] = np.nan
     return runs, samples, histograms, sensors, ops
@@ -971,7 +981,8 @@ def _macs(models) -> tuple[dict[str, int], str]:
 def _changes(before: Path, after: Path) -> pd.DataFrame:
     """Each matched cell's change from `before` to `after`, judged with `after`'s own band and spread limit."""
     judgement = _judgement(results.read_manifest(after))
-    return report.compare_runs(_tables(before)[0], _tables(after)[0], history=results.history(),
+    before_runs, after_runs = (_runs(d, results.read_manifest(d)) for d in (before, after))
+    return report.compare_runs(before_runs, after_runs, history=results.history(),
                                equivalence=judgement.equivalence, max_spread=judgement.max_spread)
 
 

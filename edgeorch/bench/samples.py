@@ -15,7 +15,7 @@ import numpy as np
 PER_DOUBLING = 256  # histogram buckets per doubling of latency: [2**(b/256), 2**((b+1)/256)) ns
 # A latency read back from its bucket (the geometric middle) is within this factor of the true one: 0.14%
 HISTOGRAM_ERROR = 2 ** (0.5 / PER_DOUBLING) - 1
-SUBSAMPLE = 2000  # at most this many (start, latency) pairs in a document, the first and the last among them
+SUBSAMPLE = 1000  # at most this many (start, latency) pairs in a document, the first and the last among them
 CHUNK = 1 << 16  # samples per chunk: 1 MiB for both arrays, allocated as the run needs it
 
 
