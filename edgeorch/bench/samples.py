@@ -76,7 +76,8 @@ def histogram(latencies_ns):
     """{"per_doubling", "first", "counts"}: the count of each bucket from the first occupied to the last."""
     b = buckets(latencies_ns)
     first = int(b.min())
-    return {"per_doubling": PER_DOUBLING, "first": first, "counts": np.bincount(b - first).tolist()}
+    # bincount takes the platform's index type only: int32 on a 32-bit Pi
+    return {"per_doubling": PER_DOUBLING, "first": first, "counts": np.bincount((b - first).astype(np.intp)).tolist()}
 
 
 def bucket_values(hist):
