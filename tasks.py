@@ -14,14 +14,15 @@ import invoke
 from invoke import Collection, Exit
 from rich.markup import escape
 
-from edgeorch import pipeline, runners, sim
+from edgeorch import pipeline, request, sim
 from edgeorch import report as tables
 from edgeorch import results as store
-from edgeorch.console import commands, console
+from edgeorch.console import Reporter, commands, console
 from edgeorch.errors import ConfigError, EdgeorchError
 from edgeorch.inventory import load_inventory
-from edgeorch.plan import parse_counts, parse_modes
+from edgeorch.plan import parse_modes
 from edgeorch.recipes import load_recipes
+from edgeorch.report.boards import inventory_table
 
 INVENTORY = os.environ.get("EDGEORCH_INVENTORY", "inventory.yaml")
 INV_HELP = "inventory file (default: $EDGEORCH_INVENTORY, else inventory.yaml)"
@@ -40,6 +41,7 @@ class Task(invoke.Task):
 
 
 task = functools.partial(invoke.task, klass=Task)
+OUT = Reporter(console)  # what the library tells the user goes through this, to the terminal
 
 
 @atexit.register
@@ -85,14 +87,14 @@ def _hosts(c, host):
 @reported
 def inventory(c, inventory=INVENTORY):
     """Show the boards of the inventory."""
-    console.print(pipeline.inventory_table(load_inventory(inventory)))
+    console.print(inventory_table(load_inventory(inventory)))
 
 
 @task(help={"host": "board, group, or comma list (default: all)", "inventory": INV_HELP, "verbose": VERBOSE_HELP})
 @reported
 def check(c, host="all", inventory=INVENTORY, verbose=False):
     """Check each board: SSH, arch, Docker version, Python, free disk, thermal/frequency sensors."""
-    if not pipeline.check(load_inventory(inventory), host):
+    if not pipeline.check(load_inventory(inventory), host, OUT):
         raise Exit(code=5)
 
 
@@ -155,7 +157,7 @@ def deploy(c, host=None, framework=None, mode=None, inventory=INVENTORY, serial=
     chained = _chained_options()
     framework = framework or chained.get("framework")
     frameworks = None if framework in (None, "all") else [f.strip() for f in framework.split(",") if f.strip()]
-    pipeline.deploy_boards(load_inventory(inventory), _hosts(c, host), frameworks, parallel=not serial,
+    pipeline.deploy_boards(load_inventory(inventory), _hosts(c, host), OUT, frameworks, parallel=not serial,
                            base_image=base_image, modes=parse_modes(mode or chained.get("mode") or "both"))
 
 
@@ -183,46 +185,20 @@ def _chained_options() -> dict[str, str]:
 def clean(c, host=None, inventory=INVENTORY, verbose=False):
     """Remove from boards the edgeorch images, bare bundles and models that no current recipe uses; say what it
     freed."""
-    pipeline.clean_boards(load_inventory(inventory), _hosts(c, host))
+    pipeline.clean_boards(load_inventory(inventory), _hosts(c, host), OUT)
 
 
 STOPPING = ("repeat", "min_pairs", "max_pairs", "precision", "max_time", "min_time", "equivalence", "max_spread",
             "cooldown")
 COMPARE_HELP = {k: v for k, v in BENCH_HELP.items()
                 if (k not in STOPPING or k in ("repeat", "min_time"))
-                and k not in ("resume", "profile", "counters", "energy", "keep_samples")}
+                and k not in ("profile", "counters", "energy", "keep_samples")}
 CALIBRATE_HELP = {**{k: v for k, v in BENCH_HELP.items()
                      if k not in ("batch", "option", "parallel", "base_image", "input_shape", "input", "profile",
                                   "counters", "energy", "keep_samples")},
                   "mode": "docker, bare, native, a comma list, both (docker,bare) or all: each mode is run against "
                           "itself"}
 EXPLAIN_HELP = {k: v for k, v in CALIBRATE_HELP.items() if k != "mode"}
-
-
-def _number(option: str, value, kind=float):
-    """A numeric option, or a ConfigError that names it (invoke passes these as text)."""
-    flag = "--" + option.replace("_", "-")
-    try:
-        return kind(value)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{flag} {value!r} is not {'an integer' if kind is int else 'a number'}",
-                          hint=f"`invoke --help bench` shows {flag} and its default") from e
-
-
-def _stopping(repeat, min_pairs, max_pairs, precision, max_time, min_time, equivalence, max_spread,
-              cooldown) -> dict:
-    """The stopping rule, the least time a run lasts, and how a comparison is judged, as the pipeline takes them."""
-    # --min-pairs is also the fewest pairs a verdict needs: --repeat K runs K pairs, and says nothing below it
-    judgement = pipeline.Judgement(equivalence=_number("equivalence", equivalence),
-                                   max_spread=_number("max_spread", max_spread),
-                                   min_pairs=_number("min_pairs", min_pairs, int))
-    if repeat is not None:
-        min_pairs = max_pairs = _number("repeat", repeat, int)
-    rule = pipeline.StopRule(min_pairs=_number("min_pairs", min_pairs, int),
-                             max_pairs=_number("max_pairs", max_pairs, int),
-                             precision=_number("precision", precision), max_time_s=_number("max_time", max_time),
-                             cooldown_s=_number("cooldown", cooldown))
-    return {"rule": rule, "min_time": _number("min_time", min_time), "judgement": judgement}
 
 
 @task(help=BENCH_HELP, iterable=["option", "input_shape", "input"], auto_shortflags=False)
@@ -234,22 +210,18 @@ def bench(c, framework=None, host=None, model="mobilenet_v2", mode="both", itera
           profile="0", counters=True, energy=True, keep_samples=False, results=None, verbose=False):
     """Benchmark a model in Docker and on bare metal, pair after pair until the verdict is known; results go to
     results/<run-id>/."""
-    args, run_dir = _request(c, "bench", locals())
-    pipeline.bench(load_inventory(args["inventory"]), args["host"], framework=args["framework"], model=args["model"],
-                   mode=args["mode"], iterations=args["iterations"], warmup=args["warmup"],
-                   threads=tuple(args["threads"]), batch=tuple(args["batch"]),
-                   **_stopping(*(args[k] for k in STOPPING)),
-                   options=tuple(args["option"] or ()), input_shapes=tuple(args.get("input_shape") or ()),
-                   inputs=tuple(args.get("input") or ()), parallel=args["parallel"], dry_run=args["dry_run"],
-                   timeout=args["timeout"], base_image=args["base_image"], request=args, resume=run_dir,
-                   profile=args.get("profile", 0),
-                   measures=runners.Measures(counters=args.get("counters", True), energy=args.get("energy", True),
-                                             keep_samples=args.get("keep_samples", False)))
+    _sweep(c, "bench", locals())
 
 
-def _request(c, name: str, given: dict) -> tuple[dict, Path | None]:
-    """A sweep task's arguments, kept in its manifest, and the run directory to resume (None for a new run): with
-    --resume RUN, the arguments that run was started with, whatever else is given."""
+def _sweep(c, name: str, given: dict, **fixed) -> Path | None:
+    """A sweep task: its options parsed once into a request (with --resume RUN, that run's own), then run; `fixed`:
+    what the task sets whatever is given."""
+    return pipeline.sweep(_request(c, name, {**given, **fixed}), OUT)
+
+
+def _request(c, name: str, given: dict) -> request.Request:
+    """A sweep task's request, its options kept in its manifest: with --resume RUN, the options that run was started
+    with (and its run directory), whatever else is given."""
     resume = given.get("resume")
     _results_dir(given.get("results"))
     given = {k: v for k, v in given.items() if k not in ("c", "resume", "results", "verbose")}
@@ -265,46 +237,22 @@ def _request(c, name: str, given: dict) -> tuple[dict, Path | None]:
                               "mode now (bare is the image's userland without a container): its pairs cannot go on "
                               "with today's arms", hint="start a new run; `invoke report` still reads the old one")
         console.print(f"resuming {escape(str(run_dir))} with the arguments it was started with")
-        return _counts(saved), run_dir
+        return request.parse(saved, resume=run_dir)
     if not given.get("framework"):
         raise ConfigError(f"`invoke {name}` needs --framework (or --resume RUN)",
                           hint="e.g. --framework tflite; `invoke matrix` lists the frameworks")
     given["host"] = _hosts(c, given["host"])
     given["inventory"] = str(Path(given["inventory"]).resolve())
-    return {"task": name, **_counts(given)}, None
-
-
-COUNTS = {"iterations": int, "warmup": int, "timeout": float, "profile": int}
-SWEPT = {"threads": 0, "batch": 1}  # a comma list sweeps them; each value at least this
-
-
-def _counts(args: dict) -> dict:
-    """The whole-number options (and --timeout) as numbers: invoke hands them over as text, so that a bad one is
-    an error naming it, not invoke's traceback."""
-    args = {**args, **{k: _number(k, args[k], kind) for k, kind in COUNTS.items() if k in args},
-            **{k: list(parse_counts(k, ",".join(map(str, args[k])) if isinstance(args[k], list) else args[k],
-                                    least=least)) for k, least in SWEPT.items() if k in args}}
-    if args.get("timeout", 1) <= 0:  # 0 would mean no limit at all, below it every run would be killed at once
-        raise ConfigError(f"--timeout {args['timeout']:g} must be above 0", hint="e.g. --timeout 3600 (seconds)")
-    return args
+    return request.parse({"task": name, **request.counts(given)})
 
 
 @task(help=COMPARE_HELP, iterable=["option", "input_shape", "input"])
 @reported
 def compare(c, model, host=None, framework="all", mode="both", iterations="20", warmup="3", repeat="2", min_time="0",
             threads="0", batch="1", option=None, input_shape=None, input=None, parallel=False, dry_run=False,
-            timeout="3600", base_image=None, inventory=INVENTORY, results=None, verbose=False):
+            timeout="3600", base_image=None, resume=None, inventory=INVENTORY, results=None, verbose=False):
     """Compare frameworks on one model: median latency side by side, each checked against PyTorch."""
-    _results_dir(results)
-    pipeline.bench(load_inventory(inventory), _hosts(c, host), framework=framework, model=model, mode=mode,
-                   **_counts(dict(iterations=iterations, warmup=warmup, threads=threads, batch=batch,
-                                  timeout=timeout)),
-                   **_stopping(repeat, 5, 5, 0.01, 1800, min_time, 0.01, 0.10, 0),
-                   options=tuple(option or ()), input_shapes=tuple(input_shape or ()),
-                   inputs=tuple(input or ()), parallel=parallel, dry_run=dry_run,
-                   base_image=base_image)
-
-
+    _sweep(c, "compare", locals())
 
 
 @task(help=CALIBRATE_HELP, auto_shortflags=False)
@@ -315,11 +263,7 @@ def calibrate(c, framework=None, host=None, model="mobilenet_v2", mode="both", i
               resume=None, inventory=INVENTORY, results=None, verbose=False):
     """The A/A test: each mode against itself, interleaved like a real comparison; the board's noise floor, the
     interval width per minute of benchmarking, and a verdict that must be equivalent or inconclusive."""
-    args, run_dir = _request(c, "calibrate", locals())
-    pipeline.calibrate(load_inventory(args["inventory"]), args["host"], framework=args["framework"],
-                       model=args["model"], mode=args["mode"], iterations=args["iterations"], warmup=args["warmup"],
-                       threads=args["threads"], timeout=args["timeout"], dry_run=args["dry_run"],
-                       **_stopping(*(args[k] for k in STOPPING)), request=args, resume=run_dir)
+    _sweep(c, "calibrate", locals())
 
 
 @task(help=EXPLAIN_HELP, auto_shortflags=False)
@@ -330,11 +274,7 @@ def explain(c, framework=None, host=None, model="mobilenet_v2", iterations="50",
             results=None, verbose=False):
     """Why Docker differs: Docker rerun with one knob changed at a time (seccomp unconfined, host network, host
     IPC, no CPU limits, the model on a bind mount), each against bare metal with its own interval."""
-    args, run_dir = _request(c, "explain", locals())
-    pipeline.explain(load_inventory(args["inventory"]), args["host"], framework=args["framework"], model=args["model"],
-                     iterations=args["iterations"], warmup=args["warmup"], threads=args["threads"],
-                     timeout=args["timeout"], dry_run=args["dry_run"], **_stopping(*(args[k] for k in STOPPING)),
-                     request=args, resume=run_dir)
+    _sweep(c, "explain", locals())
 
 
 @task(help={"host": "board, group, or comma list", "framework": "framework, comma list, or all (see `invoke matrix`)",
@@ -343,8 +283,7 @@ def explain(c, framework=None, host=None, model="mobilenet_v2", iterations="50",
 @reported
 def agree(c, framework, host=None, model="mobilenet_v2", inventory=INVENTORY, results=None, verbose=False):
     """Check that frameworks reproduce PyTorch's output of a zoo network on the boards, in both modes."""
-    _results_dir(results)
-    pipeline.agree(load_inventory(inventory), _hosts(c, host), framework=framework, model=model)
+    _sweep(c, "agree", locals(), iterations=1, warmup=0, repeat=1, min_time=0)
 
 
 @task
@@ -362,7 +301,7 @@ def matrix(c, host=None, inventory=INVENTORY):
     framework has on each of those boards."""
     console.print(tables.matrix_table(load_recipes()))
     if host:
-        console.print(pipeline.modes_table(load_inventory(inventory), host))
+        pipeline.modes(load_inventory(inventory), host, OUT)
 
 
 @task(name="up", help={"inventory": INV_HELP, "host": "only these sim boards: a board, a group or a comma list "
@@ -396,7 +335,7 @@ RUN_HELP = "a results/<run-id> directory or its run id (default: the newest)"
 def results_show(c, run=None, results=None):
     """Show the Docker/bare comparison of a finished run again."""
     _results_dir(results)
-    pipeline.show_results(store.find_run(run))
+    pipeline.show_results(store.find_run(run), OUT)
 
 
 @task(name="compare", positional=["run_a", "run_b"],
@@ -407,7 +346,7 @@ def results_compare(c, run_a, run_b=None, results=None):
     """Each cell both runs measured: its change from RUN_A to RUN_B with its interval and a verdict (the run is the
     unit); written into RUN_B's report.html too."""
     _results_dir(results)
-    pipeline.compare_runs(store.find_run(run_a, "RUN_A"), store.find_run(run_b, "RUN_B"))
+    pipeline.compare_runs(store.find_run(run_a, "RUN_A"), store.find_run(run_b, "RUN_B"), OUT)
 
 
 @task(help={"run": RUN_HELP, "against": "an earlier run to compare with, in the report (as results.compare does)",
@@ -416,7 +355,7 @@ def results_compare(c, run_a, run_b=None, results=None):
 def report(c, run=None, against=None, results=None):
     """Write results/<run-id>/report.html: one self-contained page of the run's verdicts and figures, offline."""
     _results_dir(results)
-    pipeline.write_report(store.find_run(run), store.find_run(against, "--against") if against else None)
+    pipeline.write_report(store.find_run(run), OUT, store.find_run(against, "--against") if against else None)
 
 
 ns = Collection(inventory, check, deploy, clean, bench, compare, calibrate, explain, agree, report, zoo, matrix,

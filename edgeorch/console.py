@@ -37,9 +37,6 @@ def tail(output: str, lines: int = TAIL) -> str:
     return "\n".join((output or "").strip().splitlines()[-lines:])
 
 
-def step(text: str, board: str | None = None) -> None:
-    """One line of the story: what a step did, for a board when it names one (plain text, never markup)."""
-    console.print((f"[bold]{escape(board)}[/]: " if board else "") + escape(text), soft_wrap=True)
 
 
 @dataclass
@@ -190,9 +187,43 @@ class _Rate(ProgressColumn):
         return Text(f"{task.speed:.2f} MB/s" if task.fields.get("unit") == "MB" and task.speed else "")
 
 
-def progress() -> Progress:
-    """Bars for long work (transfers count MB, runs count pairs): live on a terminal and gone when done, nothing at
-    all where the output is not one (CI, a pipe): the story lines say what was done."""
-    return Progress(TextColumn("{task.description}"), BarColumn(),
-                    TextColumn("{task.completed:.1f}/{task.total:.1f} {task.fields[unit]}"), _Rate(),
-                    TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
+class Reporter:
+    """How library code tells the user what happens: the tasks hand one in (this terminal's console), a test its
+    own; library modules never print. Text from boards, models and users is escaped here, never read as markup."""
+
+    def __init__(self, out: Console | None = None) -> None:
+        self.console = out or console
+
+    def show(self, renderable) -> None:
+        """A table, or a line already made safe (its external strings escaped)."""
+        self.console.print(renderable, soft_wrap=isinstance(renderable, str))
+
+    def step(self, text: str, board: str | None = None) -> None:
+        """One line of the story: what a step did, for a board when it names one (plain text, never markup)."""
+        self.show((f"[bold]{escape(board)}[/]: " if board else "") + escape(text))
+
+    def note(self, head: str, text: str = "") -> None:
+        """Something left out or retried, in yellow: `head`, then `text` plain."""
+        self.show(f"[yellow]{escape(head)}[/]" + (f": {escape(text)}" if text else ""))
+
+    def warn(self, text: str) -> None:
+        """What makes a result doubtful or a step fail, in red."""
+        self.show(f"[bold red]warning:[/] {escape(text)}")
+
+    def failed(self, name: str, what: str, err: Exception) -> None:
+        """A board's failure of a step, its error whole."""
+        self.show(f"[bold red]{escape(name)}: {what} failed[/]\n{escape(str(err))}")
+
+    def status(self, text: str):
+        """A spinner while `text` goes on (nothing where the output is not a terminal)."""
+        return self.console.status(escape(text))
+
+    def progress(self) -> Progress:
+        """Bars for long work (transfers count MB, runs count pairs): live on a terminal and gone when done, nothing
+        at all where the output is not one (CI, a pipe): the story lines say what was done."""
+        return Progress(TextColumn("{task.description}"), BarColumn(),
+                        TextColumn("{task.completed:.1f}/{task.total:.1f} {task.fields[unit]}"), _Rate(),
+                        TimeElapsedColumn(), console=self.console, transient=True, disable=not self.console.is_terminal)
+
+
+REPORTER = Reporter()  # the terminal's: what a library call is given when its caller hands in none

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 from .cache import cache_dir, locked, write_atomic
+from .console import Reporter
+from .errors import ConfigError
 from .inventory import Board, Inventory
 
 
@@ -61,3 +63,22 @@ def age(seconds: float) -> str:
         if seconds >= 2 * size if unit == "days" else seconds >= size:
             return f"{seconds / size:.0f} {unit}"
     return f"{seconds:.0f} s"
+
+
+def healthy_boards(inventory: Inventory, host: str, out: Reporter) -> list[Board]:
+    """The boards of `host`, less those the last `invoke check` found unhealthy, unless they are named in `host`
+    themselves (a group skips a broken board; asking for the board by name means: try it anyway)."""
+    named = {w.strip() for w in host.split(",")}
+    boards = []
+    for board in inventory.select(host):
+        found = None if board.name in named else problems(inventory, board)
+        if found and found[0]:
+            out.note(f"skipping {board.name}", f"unhealthy at its last check {age(time.time() - found[1])} ago "
+                     f"({'; '.join(found[0])}); fix it and run `invoke check --host {board.name}`, or name it to "
+                     f"try anyway: --host {board.name}")
+            continue
+        boards.append(board)
+    if not boards:
+        raise ConfigError(f"every board of --host {host} was unhealthy at its last check",
+                          hint="fix them and rerun `invoke check`, or name a board explicitly")
+    return boards

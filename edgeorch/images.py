@@ -26,7 +26,7 @@ import docker.errors
 from . import bench
 from .arch import Arch, wheel_platforms
 from .cache import cache_dir, content_hash, held, write_atomic
-from .console import console, recording, run_local, shell, step, tail
+from .console import REPORTER, recording, run_local, shell, tail
 from .errors import SetupError
 from .plan import Target
 from .recipes import INSTALL_SCRIPT, BaseRecipe, Build, Recipe, load_bases
@@ -138,7 +138,7 @@ def _build_once(client: docker.DockerClient, context: Path, *, tag: str, arch: A
     image_id = None
     command = shell(["docker", "build", "--platform", arch.info.docker_platform, "--network", network_mode,
                      *(f"--build-arg={k}={v}" for k, v in (buildargs or {}).items()), "-t", tag, context])
-    with recording(command) as rec, console.status(f"building {tag}") as status:
+    with recording(command) as rec, REPORTER.status(f"building {tag}") as status:
         for chunk in client.api.build(path=str(context), tag=tag, platform=arch.info.docker_platform,
                                       labels=labels, buildargs=buildargs, network_mode=network_mode,
                                       rm=True, forcerm=True, decode=True):
@@ -154,7 +154,7 @@ def _build_once(client: docker.DockerClient, context: Path, *, tag: str, arch: A
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
         rec.exit_code = 0
-    step(f"built {tag} in {rec.seconds:.0f} s")
+    REPORTER.step(f"built {tag} in {rec.seconds:.0f} s")
     return image_id or client.images.get(tag).id
 
 
@@ -368,7 +368,7 @@ def export_image(client: docker.DockerClient, spec: ImageSpec) -> ImageLayers:
         return cached
     index.parent.mkdir(parents=True, exist_ok=True)
     digests, manifest = {}, None
-    with console.status(f"exporting {spec.tag}"), tempfile.TemporaryFile(dir=index.parent) as saved:
+    with REPORTER.status(f"exporting {spec.tag}"), tempfile.TemporaryFile(dir=index.parent) as saved:
         with recording(shell(["docker", "save", spec.tag])) as rec:
             for chunk in client.api.get_image(spec.image_id):
                 saved.write(chunk)

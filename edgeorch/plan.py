@@ -330,3 +330,8 @@ def split_models(value: str, exists=lambda name: False) -> tuple[str, ...]:
     if "," not in value or exists(value):
         return (value,)
     return tuple(dict.fromkeys(v for v in value.split(",") if v))
+
+
+def label(model: str, threads, batch) -> str:
+    """A model as the tables show it, with its sweep's threads and batch: 'squeezenet1_1 t2 b4'."""
+    return model + variant(int(threads), int(batch)).replace("-", " ")

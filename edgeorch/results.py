@@ -429,8 +429,6 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
 
     With a reference output for a run's (model, batch), its last output is compared with it (agreement columns).
     """
-    from .report import agreement
-
     attempts = attempts or {}  # run key -> attempts it took (a retried run is marked, never mixed in silently)
     rows, samples = [], []
     for spec, doc in records:
@@ -439,7 +437,7 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
         if reference is not None and doc.get("outputs"):
             out = doc["outputs"][0]
             output = np.asarray(out["values"], dtype=np.float64).reshape(out["shape"])
-            found = agreement(reference, output, precision=precision(doc))
+            found = stats.agreement(reference, output, precision=precision(doc))
             check = {key: found[key] for key in ("max_abs_diff", "correlation", "top1", "top1_ref")}
             check["agrees"] = found["agree"]
         summary = timing(doc)
@@ -577,6 +575,17 @@ def write_tables(run_dir: Path, runs: pd.DataFrame, samples: pd.DataFrame, senso
     write_atomic(run_dir / "sensors.parquet", sensors.to_parquet(index=False))
     if histograms is not None:
         write_atomic(run_dir / "histograms.parquet", histograms.to_parquet(index=False))
+
+
+def save_tables(run_dir: Path, records: list[tuple[RunSpec, dict]], boards: list, references: dict,
+                attempts: dict[str, int]) -> pd.DataFrame | None:
+    """The run directory's tables from the runs that came back (normalized), and its runs table; None if none did."""
+    if not records:
+        return None
+    runs, samples = normalize(records, run_id=run_dir.name, arch_of={b.name: b.arch.value for b in boards},
+                              references=references, attempts=attempts)
+    write_tables(run_dir, runs, samples, sensor_table(records), histogram_table(records))
+    return runs
 
 
 OPS_COLUMNS = ["run_id", "cell", "board", "framework", "model", "mode", "threads", "batch", "op_type", "op_name",

@@ -24,7 +24,7 @@ from rich.table import Table
 from . import images
 from .arch import Arch
 from .cache import content_hash, locked
-from .console import console, recording, run_local, shell, step
+from .console import REPORTER, recording, run_local, shell
 from .errors import SetupError
 from .inventory import Board, Inventory
 from .recipes import IMAGES, load_bases
@@ -399,7 +399,7 @@ def up(inventory: Inventory, host: str | None = None) -> list[SimBoard]:
 
 def _start(client, sb: SimBoard, image: str) -> None:
     clock, was = time.monotonic(), _sshd(sb)
-    with console.status(f"starting sim board {sb.board.name}"):
+    with REPORTER.status(f"starting sim board {sb.board.name}"):
         line = _ensure_keys(sb)
         _pin_host_key(sb.board.known_hosts, line)
         _unpack(client, sb, image)
@@ -408,8 +408,8 @@ def _start(client, sb: SimBoard, image: str) -> None:
         _start_dockerd(sb)
     now = _sshd(sb)
     how = "up already" if was and now and was.pid == now.pid else f"up in {time.monotonic() - clock:.0f} s"
-    step(f"{how}: {sb.board.arch.value} Debian {sb.board.sim_release}, sshd on {sb.board.address}, a dockerd of its "
-         "own", sb.board.name)
+    REPORTER.step(f"{how}: {sb.board.arch.value} Debian {sb.board.sim_release}, sshd on {sb.board.address}, a dockerd "
+                  "of its own", sb.board.name)
 
 
 def status(inventory: Inventory) -> list[dict]:
@@ -465,4 +465,4 @@ def down(inventory: Inventory) -> None:
                     client.images.remove(tag)
                     rec.exit_code = 0
             except docker.errors.APIError as e:  # still used by another inventory's sim board
-                console.print(f"[yellow]kept {tag}: {e.explanation}[/]")
+                REPORTER.note(f"kept {tag}", str(e.explanation))

@@ -23,9 +23,8 @@ from typing import Generic, TypeVar
 import fabric
 import invoke
 import paramiko
-from rich.markup import escape
 
-from .console import console, recording
+from .console import REPORTER, Reporter, recording
 from .errors import BoardBusy, BoardError, ConnectionLost, EdgeorchError, RunTimeout, Unreachable
 from .inventory import USER_KNOWN_HOSTS, Board, Hop
 
@@ -537,8 +536,8 @@ class Link:
     """A board's SSH connection for a whole sweep: holds the board's lock, and after a transient drop reconnects
     (with backoff, under a deadline) and retries, so that a blip of Wi-Fi does not cost a sweep."""
 
-    def __init__(self, board: Board, *, token: str, purpose: str):
-        self.board, self.token, self.purpose = board, token, purpose
+    def __init__(self, board: Board, *, token: str, purpose: str, out: Reporter = REPORTER):
+        self.board, self.token, self.purpose, self.out = board, token, purpose, out
         self._context = self.conn = self._lock = None
 
     def __enter__(self) -> Link:
@@ -662,8 +661,7 @@ class Link:
                         raise
                     raise type(e)(f"{e.message} (gave up reconnecting after {attempt} attempts in "
                                   f"{time.monotonic() - started:.0f} s)", hint=e.hint) from e
-                console.print(f"[yellow]{escape(f'[{self.board.name}] {e.message.splitlines()[0]}')}; retrying in "
-                              f"{wait:g} s[/]", soft_wrap=True)
+                self.out.note(f"[{self.board.name}] {e.message.splitlines()[0]}; retrying in {wait:g} s")
                 time.sleep(wait)
 
     def retrying(self, work: Callable[[fabric.Connection], T], *, before_retry: Callable | None = None
@@ -688,8 +686,8 @@ class Link:
                 if wait is None:
                     raise ConnectionLost(f"{e.message} (gave up after {attempt} attempts in "
                                          f"{time.monotonic() - started:.0f} s)", hint=e.hint) from e
-                console.print(f"[yellow]{escape(f'[{self.board.name}]')} connection lost; reconnecting in {wait:g} s "
-                              f"(attempt {attempt + 1} of {RETRIES})[/]", soft_wrap=True)
+                self.out.note(f"[{self.board.name}] connection lost; reconnecting in {wait:g} s "
+                              f"(attempt {attempt + 1} of {RETRIES})")
                 time.sleep(wait)
                 self._reconnect()
                 if before_retry:

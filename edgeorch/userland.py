@@ -27,7 +27,7 @@ from pathlib import Path
 import docker
 
 from .cache import cache_dir, content_hash, file_sha256, held, write_atomic
-from .console import console, recording, shell
+from .console import REPORTER, recording, shell
 from .errors import SetupError
 from .images import LABEL
 from .runners import CONTAINER_DIR
@@ -145,7 +145,7 @@ def userland(client: docker.DockerClient, image_id: str, tag: str) -> Userland:
             if found.archive.exists() and found.interpreter().exists():
                 return found
         where.mkdir(parents=True, exist_ok=True)
-        with console.status(f"making the bare-metal bundle of {tag}"), \
+        with REPORTER.status(f"making the bare-metal bundle of {tag}"), \
                 tempfile.TemporaryFile(dir=where) as exported:
             container = client.containers.create(image_id, entrypoint=["/bin/true"], labels={LABEL: "1"})
             try:

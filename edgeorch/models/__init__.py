@@ -24,7 +24,7 @@ from .tflite import BUILTIN_MODELS, builtin, cached_path, validate_tflite
 from .zoo import NETWORKS
 
 __all__ = ["BUILTIN_MODELS", "EAGER", "EXPORTERS", "INT8", "NETWORKS", "Exporter", "ModelSpec", "cached_path",
-           "resolve", "resolve_model", "validate", "validate_tflite", "zoo", "zoo_models"]
+           "model_name", "resolve", "resolve_model", "validate", "validate_tflite", "zoo", "zoo_models"]
 
 # Each framework's model format (a recipe's model_format) and the exporter that converts the zoo into it.
 # TensorRT takes the ONNX file: its engine is built on the board.
@@ -63,24 +63,35 @@ def zoo_models(model_format: str) -> list[str]:
 def resolve(arg: str, model_format: str, *, cache_dir: Path, log: Log | None = None, batch: int = 1) -> ModelSpec:
     """The model `arg` in a framework's format: a zoo network (taking `batch` images per inference), a builtin,
     or the path of a user's file."""
+    name = model_name(arg, model_format, batch)
+    if model_format == "tflite" and arg in BUILTIN_MODELS:
+        return resolve_model(arg, cache_dir=cache_dir, log=log)
+    exports = _zoo_exports(model_format)
+    if arg in exports:
+        network, exporter = exports[arg]
+        path = exporter.export(network, batch, Path(cache_dir) / "models", log)
+        return ModelSpec(name=name, path=path, sha256=file_sha256(path), builtin=True)
+    path = Path(arg).expanduser()
+    return ModelSpec(name=name, path=path.resolve(), sha256=file_sha256(path), builtin=False)
+
+
+def model_name(arg: str, model_format: str, batch: int = 1) -> str:
+    """What the results will call the model `arg` in a framework's format, checked but not converted: a zoo
+    network's or builtin's name, or a user file's stem (the file validated)."""
     if model_format not in EXPORTERS:
         raise ModelError(f"no model source for the format {model_format!r}", hint="fix the framework's recipe")
     exports = _zoo_exports(model_format)
     if batch != 1 and arg not in exports:
         raise ModelError(f"--batch {batch} applies to the zoo's networks; {arg} takes the batch it was made with",
                          hint="drop --batch, or use a zoo network (invoke matrix lists them)")
-    if model_format == "tflite" and arg in BUILTIN_MODELS:
-        return resolve_model(arg, cache_dir=cache_dir, log=log)
-    if arg in exports:
-        network, exporter = exports[arg]
-        path = exporter.export(network, batch, Path(cache_dir) / "models", log)
-        return ModelSpec(name=arg, path=path, sha256=file_sha256(path), builtin=True)
+    if arg in exports or (model_format == "tflite" and arg in BUILTIN_MODELS):
+        return arg
     path = Path(arg).expanduser()
     if not path.exists() and not (path.suffix or "/" in arg or os.sep in arg):
         raise ModelError(f"unknown model {arg!r}", hint=f"use a zoo network ({', '.join(zoo_models(model_format))}) "
                                                         f"or the path of a {EXPORTERS[model_format].suffix} file")
     validate(path, model_format)
-    return ModelSpec(name=path.stem, path=path.resolve(), sha256=file_sha256(path), builtin=False)
+    return path.stem
 
 
 def validate(path: Path, model_format: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -15,10 +14,9 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
-from .. import stats
 from ..arch import Arch
 from ..models import zoo, zoo_models
-from ..plan import variant
+from ..plan import label
 from ..recipes import PYTHONS
 
 GROUP = ["board", "framework", "model"]
@@ -76,82 +74,6 @@ def _table(title: str, columns: list[str], *, fold: tuple[str, ...] = (), drop: 
         t.add_column(col, justify="right" if col in right else "left", no_wrap=not names,
                      overflow="fold" if names else "ellipsis")
     return t
-
-
-def label(model: str, threads, batch) -> str:
-    """A model as the tables show it, with its sweep's threads and batch: 'squeezenet1_1 t2 b4'."""
-    return model + variant(int(threads), int(batch)).replace("-", " ")
-
-
-def _cells_of(runs: pd.DataFrame, cells: dict) -> dict:
-    """The cells a manifest names; older results without them: docker against the other mode per board and model."""
-    if cells:
-        return cells
-    keys = runs[GROUP].drop_duplicates().itertuples(index=False)
-    other = "native" if (runs["arm"] == "native").any() else "bare"
-    return {f"{b}/{f}-{m}": {"arms": ["docker", other], "stop": None, "pairs": None} for b, f, m in keys}
-
-
-def compare_arms(runs: pd.DataFrame, cells: dict, *, equivalence: float = stats.EQUIVALENCE,
-                 max_spread: float = 0.10, min_pairs: int = stats.MIN_PAIRS) -> pd.DataFrame:
-    """One row per comparison: a cell's first arm against its second (docker against bare; docker-A against
-    docker-B in calibrate; each of explain's knobs against bare too). The pair is the unit: each pair gives one
-    log ratio of median latencies, and the interval comes from their spread. A throttled run or a run-to-run
-    spread above `max_spread` makes the comparison INVALID: kept, shown, and given no verdict."""
-    if "cell" not in runs or runs["cell"].isna().all():  # an edgeorch before sweeps: a cell was board, framework, model
-        runs["cell"] = runs["board"] + "/" + runs["framework"] + "-" + runs["model"]
-    medians = runs.groupby(["cell", "arm", "pair"])["p50_ms"].median()  # each run's median, from all its inferences
-    rows = []
-    for key, cell in _cells_of(runs, cells).items():
-        arms = cell["arms"]
-        in_cell = runs[runs["cell"].isin([key, key.split(":")[0]]) & runs["arm"].isin(arms)]
-        if in_cell.empty:
-            continue
-        name = in_cell["cell"].iloc[0]
-        per_arm = {arm: medians.get((name, arm), pd.Series(dtype=float)) for arm in arms}
-        for a in [arms[0], *arms[2:]] if len(arms) > 1 else [arms[0]]:
-            b = arms[1] if len(arms) > 1 else None
-            rows.append(_judge(key, cell, in_cell, per_arm, a, b, equivalence, max_spread, min_pairs))
-    return pd.DataFrame(rows)
-
-
-def _judge(key, cell, in_cell, per_arm, a, b, equivalence, max_spread, min_pairs) -> dict:
-    board, framework, model = in_cell.iloc[0][GROUP]
-    sides = in_cell[in_cell["arm"].isin([a, b])]
-    threads, batch = (int(in_cell.iloc[0][k]) if k in in_cell else d for k, d in (("threads", 0), ("batch", 1)))
-    row = {"cell": key, "board": board, "framework": framework, "model": label(model, threads, batch), "a": a,
-           "b": b or "",
-           "a_p50_ms": float(per_arm[a].median()) if len(per_arm[a]) else None,
-           "b_p50_ms": float(per_arm[b].median()) if b and len(per_arm[b]) else None,
-           "stop": cell.get("stop") or "-", "pairs": 0, "ratio": None, "ci_low": None, "ci_high": None,
-           "half_width": None, "noise": None, "spread_a": stats.spread(per_arm[a]) if len(per_arm[a]) > 1 else None,
-           "spread_b": stats.spread(per_arm[b]) if b and len(per_arm[b]) > 1 else None,
-           "timed_s": float(sides["iterations"].mul(sides["mean_ms"]).sum() / 1e3),
-           "max_temp_c": sides["max_temp_c"].max(), "throttled": bool(sides["throttled"].fillna(False).any()),
-           "throttle_known": bool(sides["throttled"].notna().any()), "kind": None, "verdict": "one mode only",
-           "valid": True, "why_invalid": ""}
-    if b is None:
-        return row
-    both = pd.concat([per_arm[a].rename("a"), per_arm[b].rename("b")], axis=1).dropna()
-    log_ratios = np.log(both["a"] / both["b"]).to_numpy()
-    row["pairs"] = len(log_ratios)
-    found = stats.verdict(log_ratios, equivalence=equivalence, min_pairs=min_pairs, a=a, b=b)
-    if len(log_ratios) >= 2:
-        ci = stats.interval(log_ratios, first_stage=min(min_pairs, len(log_ratios)))
-        row.update(ratio=ci.ratio, ci_low=ci.low, ci_high=ci.high, half_width=ci.half_width, noise=ci.sd)
-    why = []
-    if row["throttled"]:
-        hit = sides[sides["throttled"].fillna(False)]
-        why.append("throttled: " + ", ".join(f"{r.arm} #{r.pair}" for r in hit.itertuples()))
-    for arm, value in ((a, row["spread_a"]), (b, row["spread_b"])):
-        if value is not None and value > max_spread:
-            why.append(f"{arm} runs spread {value:.1%} > --max-spread {max_spread:.0%}")
-    if found.kind == "too few pairs":
-        why.append(f"too few pairs ({len(log_ratios)} < {min_pairs})")
-    row.update(kind=found.kind, verdict=found.text, valid=not why, why_invalid="; ".join(why))
-    if why:
-        row["verdict"] = "INVALID: " + "; ".join(why)
-    return row
 
 
 def _ms(v) -> str:
@@ -315,41 +237,6 @@ def matrix_table(recipes: dict) -> Table:
     return t
 
 
-# How far from PyTorch's output a float framework may be, as a share of the output's range. Reduced precision
-# is a model of its own (an int8 TFLite file, an fp16 engine), judged by its own rule.
-TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2}
-# Full-integer models of the zoo's random-weight networks keep the logits' shape but not top-1: measured
-# correlations with PyTorch were 0.94 (squeezenet1_1), 0.97 (resnet18), 0.68 (mobilenet_v2), with top-1
-# different on all three. Unrelated outputs correlate at about 0, so a broken conversion still fails.
-INT8_MIN_CORRELATION = 0.5
-
-
-def agreement(reference: np.ndarray, output: np.ndarray, *, precision: str = "fp32") -> dict:
-    """How far a framework's output is from the reference: max |diff|, relative to the reference's range,
-    correlation, and whether top-1 agrees. A float output agrees when top-1 is equal and the difference is
-    within tolerance; an int8 one when it correlates with the reference."""
-    if output.shape != reference.shape:
-        return {"max_abs_diff": None, "relative": None, "correlation": None, "top1_ref": int(reference.argmax()),
-                "top1": None, "agree": False,
-                "why": f"output shape {list(output.shape)} != reference {list(reference.shape)}"}
-    output = output.astype(np.float64)
-    diff = float(np.abs(output - reference).max())
-    relative = diff / float(np.ptp(reference) or 1.0)
-    correlation = float(np.corrcoef(output.ravel(), reference.ravel())[0, 1]) if np.ptp(output) else 0.0
-    # one top-1 per image of the batch; the first is reported
-    top1_ref, top1 = (a.reshape(len(a), -1).argmax(1) for a in (reference, output))
-    same_top1 = bool((top1 == top1_ref).all())
-    if precision == "int8":
-        ok = correlation >= INT8_MIN_CORRELATION
-        why = "" if ok else f"correlation {correlation:.2f} below {INT8_MIN_CORRELATION}"
-    else:
-        ok = same_top1 and relative <= TOLERANCE[precision]
-        why = "" if ok else ("top-1 differs" if not same_top1 else
-                             f"difference above {TOLERANCE[precision]:g} of the range")
-    return {"max_abs_diff": diff, "relative": relative, "correlation": correlation, "top1_ref": int(top1_ref[0]),
-            "top1": int(top1[0]), "agree": ok, "why": why}
-
-
 def framework_table(runs: pd.DataFrame) -> Table:
     """Frameworks side by side per board and model: median latency per mode, and agreement with PyTorch."""
     modes = [m for m in ("docker", "bare", "native") if m in set(runs["mode"]) or m != "native"]
@@ -446,62 +333,6 @@ def ops_top(ops: pd.DataFrame, top: int = 5) -> Table:
     return t
 
 
-def _same(table: pd.DataFrame, key: tuple) -> pd.DataFrame:
-    return table[(table[MATCH] == pd.Series(key, index=MATCH)).all(axis=1)]
-
-
-def compare_runs(before: pd.DataFrame, after: pd.DataFrame, *, history: pd.DataFrame | None = None,
-                 equivalence: float = stats.EQUIVALENCE, max_spread: float = 0.10,
-                 min_runs: int = stats.MIN_RUNS) -> pd.DataFrame:
-    """Each cell and arm that both runs measured, matched by board, framework, model, threads, batch, options and
-    input shapes: the change of its run medians from `before` to `after` with its interval and a verdict (slower is a
-    regression). A session's own shift comes from three or more runs of the cell in `history` (results.history()),
-    else it is assumed (stats.SESSION_SD). A throttled run or a spread above `max_spread` on either side makes the
-    change INVALID; what else differs between the two (versions, the model's bytes, the kernel) is named beside it."""
-    rows = []
-    pool = pd.concat([t for t in (history, before, after) if t is not None]).drop_duplicates(["run_id", *MATCH,
-                                                                                             "pair"])
-    for key, now in after.groupby(MATCH, sort=True, dropna=False):
-        was = _same(before, key)
-        if was.empty:
-            continue
-        board, framework, model, threads, batch, arm = key[:6]
-        sessions = [g["p50_ms"] for _, g in _same(pool, key).groupby("run_id")]
-        found_sd = stats.session_sd(sessions)
-        session = found_sd or (stats.SESSION_SD, math.inf)
-        iv, found = stats.change(was["p50_ms"], now["p50_ms"], session=session, equivalence=equivalence,
-                                 min_runs=min_runs)
-        why = [f"{side} throttled: {', '.join(f'#{p}' for p in runs.loc[runs['throttled'].fillna(False), 'pair'])}"
-               for side, runs in (("before", was), ("after", now)) if runs["throttled"].fillna(False).any()]
-        for side, runs in (("before", was), ("after", now)):
-            spread = stats.spread(runs["p50_ms"])
-            if spread > max_spread:
-                why.append(f"{side} runs spread {spread:.1%} > --max-spread {max_spread:.0%}")
-        rows.append({"board": board, "framework": framework, "model": label(model, threads, batch), "arm": arm,
-                     "before_p50_ms": float(was["p50_ms"].median()), "after_p50_ms": float(now["p50_ms"].median()),
-                     "runs_before": len(was), "runs_after": len(now), "ratio": iv.ratio if iv else None,
-                     "ci_low": iv.low if iv else None, "ci_high": iv.high if iv else None, "kind": found.kind,
-                     "verdict": "INVALID: " + "; ".join(why) if why else found.text, "valid": not why,
-                     "why_invalid": "; ".join(why), "session_sd": session[0],
-                     "session_from": f"estimated over {session[1] + 1} runs of the cell" if found_sd else "assumed",
-                     "differs": "; ".join(f"{col} {_one(was[col])} -> {_one(now[col])}" for col in PROVENANCE
-                                          if _one(was[col]) != _one(now[col]))})
-    return pd.DataFrame(rows, columns=CHANGE_COLUMNS)
-
-
-MATCH = ["board", "framework", "model", "threads", "batch", "arm", "framework_options", "input_shapes"]
-PROVENANCE = ["framework_version", "model_sha256", "bench_sha256", "image_id", "kernel", "os", "python", "numpy"]
-CHANGE_COLUMNS = ["board", "framework", "model", "arm", "before_p50_ms", "after_p50_ms", "runs_before", "runs_after",
-                  "ratio", "ci_low", "ci_high", "kind", "verdict", "valid", "why_invalid", "session_sd", "session_from",
-                  "differs"]
-
-
-def _one(values: pd.Series) -> str:
-    """A provenance column of one side: its value, or every value it took (short hashes)."""
-    found = sorted({str(v)[:19] if len(str(v)) > 40 else str(v) for v in values.dropna()})
-    return ",".join(found) or "-"
-
-
 def change_table(changes: pd.DataFrame, before: str, after: str) -> Table:
     """results.compare in the terminal: each matched cell's change from one run to the other, with its verdict."""
     t, notes = _verdicts(f"From run {_s(before)} to run {_s(after)}: the run is the unit",
@@ -520,3 +351,33 @@ def change_table(changes: pd.DataFrame, before: str, after: str) -> Table:
     shifts = sorted({f"±{r.session_sd:.1%} {r.session_from}" for r in changes.itertuples()})
     return _caption(t, notes, f"a run's own shift as a whole (in every interval): {', '.join(shifts)}",
                     *(f"what differs: {_s(d)}" for d in differs))
+
+
+def run_notes(runs: pd.DataFrame) -> list[str]:
+    """The lines under a sweep's tables (markup, external strings escaped): what was not measured and why, the
+    sensor sampler's measured cost, retried runs, throttled runs and outputs that do not reproduce PyTorch's."""
+    lines = [f"  {_s(note)}" for note in unavailable_notes(runs)]  # one line to grep, however wide
+    cost = runs["sampler_cost"].dropna()
+    if len(cost):  # the watcher's price, measured in the runs themselves: on-windows against off-windows
+        lines.append(f"sensor sampler cost: median {cost.median():+.2%} of latency over {len(cost)} runs"
+                     + (" [bold red](above 0.5%)[/]" if cost.median() > 0.005 else ""))
+    lines += [_s(f"note: {r.board} {r.arm} run #{r.pair} took {r.attempts} attempts (the connection dropped)")
+              for r in runs[runs["attempts"] > 1].itertuples()]
+    lines += ["[bold red]warning:[/] " + _s(f"{r.board} {r.arm} run #{r.pair} was throttled ({r.throttle_evidence}); "
+                                            "its cell is invalid")
+              for r in runs[runs["throttled"].fillna(False)].itertuples()]
+    lines += ["[bold red]warning:[/] " + _s(f"{r.board} {r.framework} {r.mode} does not reproduce PyTorch's {r.model}: "
+                                            f"max |diff| {r.max_abs_diff:.3g}, top-1 {r.top1} (PyTorch {r.top1_ref})")
+              for r in runs[runs["agrees"].eq(False).fillna(False)].itertuples()]
+    return lines
+
+
+def run_tables(runs: pd.DataFrame, comparison: pd.DataFrame, *, references: bool) -> list[Table]:
+    """A sweep's tables: the verdicts, the measures beside latency, the threads x batch sweep and the frameworks side
+    by side where the sweep has them."""
+    tables = [mode_table(comparison), measures_table(runs)]
+    if runs.groupby(GROUP)[["threads", "batch"]].nunique().max(axis=None) > 1:
+        tables.append(sweep_table(runs))
+    if references or runs["framework"].nunique() > 1:
+        tables.append(framework_table(runs))
+    return tables

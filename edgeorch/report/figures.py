@@ -278,7 +278,7 @@ def latency_over_time(runs: pd.DataFrame, samples: pd.DataFrame, sensors: pd.Dat
 def frameworks(runs: pd.DataFrame, board: str, model: str) -> Figure | None:
     """The frameworks side by side for one board and model: median latency per mode with its 95% interval across
     runs, and whether each framework's output agrees with PyTorch's; one panel per threads x batch."""
-    from . import label
+    from ..plan import label
 
     mine = runs[(runs["board"] == board) & (runs["model"] == model)]
     if mine["framework"].nunique() < 2:
@@ -457,7 +457,7 @@ def _shorten(text: str, width: int = 40) -> str:
 @_literal
 def operators(ops: pd.DataFrame, top: int = 10) -> Figure | None:
     """Where the time goes: each profiling pass's `top` operators by time per inference, with their share."""
-    from . import label
+    from ..plan import label
 
     if ops.empty:
         return None

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import figures, label
+from ..plan import label
+from . import figures
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }

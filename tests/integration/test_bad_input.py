@@ -15,8 +15,11 @@ import pytest
 import yaml
 
 from edgeorch import pipeline, results, runners, sim
+from edgeorch.console import REPORTER
 from edgeorch.errors import RunError
 from edgeorch.inventory import load_inventory
+from edgeorch.plan import StopRule
+from edgeorch.request import Request
 
 from .conftest import INVENTORY, invoke, runs_started
 
@@ -195,8 +198,9 @@ def test_a_board_that_hangs_is_bounded_by_the_timeout(fleet, tmp_path, board_tmp
     for _ in range(30):  # another test's bench may hold the board's lock: wait (bounded)
         started = time.monotonic()
         with pytest.raises(RunError) as e:
-            pipeline.bench(inventory, "x86", framework="tflite", model="tiny", mode="bare", iterations=3, warmup=0,
-                           rule=pipeline.StopRule(min_pairs=1, max_pairs=1), timeout=3)
+            pipeline.sweep(Request(task="bench", inventory=str(inventory.path), host="x86", framework="tflite",
+                                   model="tiny", mode="bare", iterations=3, warmup=0,
+                                   rule=StopRule(min_pairs=1, max_pairs=1), timeout=3), REPORTER)
         took = time.monotonic() - started
         run_dir = Path(re.search(r"are in (\S+)", e.value.message).group(1))
         failure = json.loads((run_dir / "manifest.json").read_text())["failures"]["x86"]

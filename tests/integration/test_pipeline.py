@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from edgeorch import bench
+from edgeorch.analysis import comparison
 from edgeorch.cache import cache_dir
 from edgeorch.models import resolve_model
-from edgeorch.pipeline import comparison
 
 from .conftest import invoke
 

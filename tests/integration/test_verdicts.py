@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from edgeorch.pipeline import comparison
+from edgeorch.analysis import comparison
 
 from .conftest import invoke
 

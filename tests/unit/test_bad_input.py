@@ -10,12 +10,14 @@ import invoke
 import pytest
 
 import tasks
-from edgeorch import pipeline, plan
+from edgeorch import pipeline, plan, request, sweep
 from edgeorch.arch import Arch
+from edgeorch.console import REPORTER
 from edgeorch.errors import BoardError, ConfigError, ModelError
 from edgeorch.inventory import Board, load_inventory
 from edgeorch.models import resolve
 from edgeorch.recipes import get_recipe
+from edgeorch.request import Request
 from edgeorch.results import parse_answer
 from edgeorch.runners import Answer
 
@@ -149,21 +151,21 @@ def test_an_unknown_mode():
                                                  ("batch", "1,two", "a whole number or a comma list of them"),
                                                  ("timeout", "soon", "a number")])
 def test_a_count_that_is_not_a_number(option, value, what):
-    err = refused(ConfigError, tasks._counts, {option: value})
+    err = refused(ConfigError, request.counts, {option: value})
     assert f"--{option} {value!r} is not {what}" in err.message and f"--{option}" in err.hint
 
 
 @pytest.mark.parametrize("value", ["0", "-5"])
 def test_a_timeout_that_is_no_limit(value):
-    err = refused(ConfigError, tasks._counts, {"timeout": value})
+    err = refused(ConfigError, request.counts, {"timeout": value})
     assert f"--timeout {value} must be above 0" in err.message and "--timeout 3600" in err.hint
 
 
 def test_counts_given_as_text_are_numbers():
-    assert tasks._counts({"iterations": "50", "timeout": "90.5", "model": "tiny"}) == \
+    assert request.counts({"iterations": "50", "timeout": "90.5", "model": "tiny"}) == \
         {"iterations": 50, "timeout": 90.5, "model": "tiny"}
     # a sweep's lists, as given and as a resumed run's manifest keeps them
-    assert tasks._counts({"threads": "1,2,4", "batch": [1, 8]}) == {"threads": [1, 2, 4], "batch": [1, 8]}
+    assert request.counts({"threads": "1,2,4", "batch": [1, 8]}) == {"threads": [1, 2, 4], "batch": [1, 8]}
 
 
 def test_no_host_given():
@@ -183,14 +185,14 @@ def test_resume_of_a_run_of_another_task(tmp_path):
 
 
 def test_a_framework_the_boards_arch_cannot_run():
-    err = refused(ConfigError, pipeline._require_support, get_recipe("pytorch"), [BOARD])
+    err = refused(ConfigError, sweep._require_support, get_recipe("pytorch"), [BOARD])
     assert "pytorch cannot run on pi3 (armv7: " in err.message and "invoke matrix" in err.hint
 
 
 def test_the_agreement_check_of_a_model_that_is_not_a_zoo_network(tmp_path):
     (tmp_path / "inventory.yaml").write_text("boards: []\n")
-    inventory = load_inventory(tmp_path / "inventory.yaml")
-    err = refused(ConfigError, pipeline.agree, inventory, "all", framework="tflite", model="tiny")
+    err = refused(ConfigError, pipeline.sweep, Request(task="agree", inventory=str(tmp_path / "inventory.yaml"),
+                                                       host="all", framework="tflite", model="tiny"), REPORTER)
     assert "needs a zoo network, not 'tiny'" in err.message and "mobilenet_v2" in err.hint
 
 

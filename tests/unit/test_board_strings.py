@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from edgeorch import health, pipeline, report, results
+from edgeorch import analysis, execute, health, pipeline, report, results
+from edgeorch.console import Reporter
 from edgeorch.errors import BoardError, RunError
 from edgeorch.inventory import load_inventory
 from edgeorch.plan import Arm, Cell, RunSpec
 from edgeorch.report import figures
+from edgeorch.report.boards import check_table
 from edgeorch.transport import GroupResult
 
 from .conftest import result_doc
@@ -25,11 +27,9 @@ NOTE = "[/red] no meter $\\x$ <b>"
 OPS = ("Conv[/x]", "layer$\\x$<script>")
 
 
-def _console(monkeypatch) -> Console:
+def _console() -> Console:
     """The tasks' console as a test sees it: recorded, wide enough that nothing is cut."""
-    console = Console(record=True, width=400, highlight=False)
-    monkeypatch.setattr(pipeline, "console", console)
-    return console
+    return Console(record=True, width=400, highlight=False)
 
 
 def _doc(ms: float, mode: str, throttled: bool = False) -> dict:
@@ -53,7 +53,7 @@ DEAD = Cell(board="dead[bold]", framework="tflite", model=MODEL, arms=CELL.arms,
 
 
 def test_a_run_full_of_markup_math_and_html_is_collected_tabled_drawn_and_paged(tmp_path, monkeypatch):
-    console = _console(monkeypatch)
+    console = _console()
     run_dir = tmp_path / "20260101T000000Z-abcd"
     (run_dir / "raw").mkdir(parents=True)
     results.write_manifest(run_dir, complete=False, request={"task": "bench"},
@@ -61,8 +61,10 @@ def test_a_run_full_of_markup_math_and_html_is_collected_tabled_drawn_and_paged(
     results.update_cell(run_dir, CELL.key, stop="max-pairs", pairs=3)
     failed = BoardError(f"board {DEAD.board}: [/x] the link <script> went $\\x$", hint="[bold] fix $it$")
     with pytest.raises(RunError, match="INCOMPLETE"):  # the dead board's cell is missing: said, after all the rest
-        pipeline.collect(run_dir, _records(CELL), [CELL, DEAD], {CELL.key: {"stop": "max-pairs", "pairs": 3}},
-                         GroupResult(succeeded={BOARD: 1}, failed={DEAD.board: failed}), [])
+        ex = execute.Execution(run_dir=run_dir, records=_records(CELL), stops={CELL.key: {"stop": "max-pairs",
+                                                                                            "pairs": 3}})
+        pipeline.collect(ex, [CELL, DEAD], GroupResult(succeeded={BOARD: 1}, failed={DEAD.board: failed}), [], {},
+                         analysis.DEFAULTS, 0, Reporter(console))
     shown = console.export_text()
     for text in (BOARD, MODEL, EVIDENCE, NOTE, "dead[bold]", "[/x] the link <script> went $\\x$", "[bold] fix $it$"):
         assert text in shown, text
@@ -107,11 +109,11 @@ def test_every_figure_draws_the_names_as_they_are(monkeypatch):
 def test_the_tables_show_board_strings_literally(make_doc):
     records = _records(CELL)
     runs, samples = results.normalize(records, run_id="r", arch_of={})
-    comparison = report.compare_arms(runs, {CELL.key: {"arms": ["docker", "bare"], "stop": "[/x]stop",
+    comparison = analysis.compare_arms(runs, {CELL.key: {"arms": ["docker", "bare"], "stop": "[/x]stop",
                                                                 "pairs": 3}})
     ops = results.ops_table([(spec, {"profile": {"ops": [{"op_type": OPS[0], "op_name": OPS[1], "time_ns": 5e6}]}})
                              for spec in CELL.profile_runs(10)], run_id="r")
-    changes = report.compare_runs(runs, runs.assign(kernel="6.[/x]", run_id="s"))
+    changes = analysis.compare_runs(runs, runs.assign(kernel="6.[/x]", run_id="s"))
     console = Console(record=True, width=400)
     for table in (report.mode_table(comparison), report.calibration_table(comparison),
                   report.explain_table(comparison.assign(a="docker+[bold]")), report.measures_table(runs),
@@ -129,7 +131,7 @@ def test_a_boards_check_answers_and_health_problems_are_text(tmp_path, monkeypat
     row = {"arch_ok": True, "os": "Debian [bold]12", "docker": "[/x]24", "python": "3.11 $\\x$", "numpy": "[red]1",
            "disk_free_gb": 3, "needs": 0, "sensors": "thermal[/]", "frameworks": ["tflite [/x]"], "problems": ["x"]}
     console = Console(record=True, width=400)
-    console.print(pipeline.check_table([board], GroupResult(succeeded={"b[/x]": row})))
+    console.print(check_table([board], GroupResult(succeeded={"b[/x]": row})))
     text = console.export_text()
     for s in ("b[/x]", "Debian [bold]12", "[/x]24", "3.11 $\\x$", "[red]1", "thermal[/]", "tflite [/x]"):
         assert s in text, s
@@ -139,8 +141,8 @@ def test_a_boards_check_answers_and_health_problems_are_text(tmp_path, monkeypat
                                              "  - {name: pi4, host: 10.0.0.2, user: pi, arch: arm64, groups: [lab]}\n")
     inventory = load_inventory(tmp_path / "inventory.yaml")
     health.record(inventory, {"pi3": ["[/x] docker [bold]gone $\\x$"]})
-    console = _console(monkeypatch)
-    assert [b.name for b in pipeline.healthy_boards(inventory, "lab")] == ["pi4"]
+    console = _console()
+    assert [b.name for b in health.healthy_boards(inventory, "lab", Reporter(console))] == ["pi4"]
     shown = console.export_text()
     assert "skipping pi3: unhealthy at its last check" in shown and "([/x] docker [bold]gone $\\x$)" in shown
 
@@ -154,7 +156,7 @@ def test_a_run_whose_answer_is_not_the_expected_shape_is_a_named_error_and_kept(
     model = SimpleNamespace(sha256="a" * 64)
     with pytest.raises(BoardError, match=r"pi\[/x\]: the tflite docker run #0 answered a document of the wrong "
                                          r"shape \(timing.count is not a whole number above 0\)") as e:
-        pipeline._run(runner, spec, model, [], tmp_path)
+        execute._run(runner, spec, model, [], tmp_path)
     assert "invoke deploy --host" in e.value.hint
     assert json.loads(results.raw_path(tmp_path, spec).read_text())["timing"]["count"] == "fast"  # kept
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from edgeorch import report, stats
+from edgeorch import analysis, report, stats
 
 TRIALS = 4000
 
@@ -102,7 +102,7 @@ def test_compare_runs_matches_cells_and_names_what_differs():
     after = pd.concat([runs_of("B", 22 * np.exp(0.01 * rng.standard_normal(6)), version="2.18.0"),
                        runs_of("B", 19 * np.exp(0.01 * rng.standard_normal(6)), arm="bare", version="2.18.0",
                                throttled=(2,))])
-    found = report.compare_runs(before, after).set_index("arm")
+    found = analysis.compare_runs(before, after).set_index("arm")
     assert (found["session_from"] == "assumed").all()  # two runs of the cell only
     assert set(found.index) == {"docker", "bare"}
     docker, bare = found.loc["docker"], found.loc["bare"]
@@ -120,9 +120,9 @@ def test_compare_runs_matches_cells_and_names_what_differs():
 def test_the_same_run_against_itself_is_no_change_and_the_history_sets_the_shift():
     rng = np.random.default_rng(4)
     same = runs_of("A", 20 * np.exp(0.003 * rng.standard_normal(8)))
-    found = report.compare_runs(same, same).iloc[0]
+    found = analysis.compare_runs(same, same).iloc[0]
     assert found["kind"] == "inconclusive" and found["ratio"] == pytest.approx(1.0) and found["differs"] == ""
     history = pd.concat([runs_of(f"H{i}", 20 * np.exp(0.003 * rng.standard_normal(8))) for i in range(4)])
-    found = report.compare_runs(same, same, history=history).iloc[0]  # five runs agreeing: barely any shift
+    found = analysis.compare_runs(same, same, history=history).iloc[0]  # five runs agreeing: barely any shift
     assert found["session_from"] == "estimated over 5 runs of the cell" and found["session_sd"] < 0.003
     assert found["kind"] == "equivalent"

@@ -1,9 +1,9 @@
-"""edgeorch.deploy.parse_board_facts: the `check` task's verdict on a board from its facts script output."""
+"""edgeorch.facts.parse_board_facts: the `check` task's verdict on a board from its facts script output."""
 
 import pytest
 
 from edgeorch.arch import Arch
-from edgeorch.deploy import parse_board_facts
+from edgeorch.facts import parse_board_facts
 from edgeorch.inventory import Board
 
 HEALTHY = """\

@@ -6,7 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from edgeorch import pipeline, results
+from edgeorch import analysis, pipeline, results
+from edgeorch.console import REPORTER
 from edgeorch.plan import RunSpec
 
 
@@ -38,7 +39,7 @@ def test_the_report_is_one_offline_file_with_every_cell(tmp_path, make_doc, list
     run_dir.mkdir()
     write_run(run_dir, make_doc, model="my <model> & 'co'", listed=listed)
     assert (run_dir / "histograms.parquet").exists() != listed  # an older run's are made from its samples
-    text = pipeline.write_report(run_dir).read_text()
+    text = pipeline.write_report(run_dir, REPORTER).read_text()
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", text)  # nothing to fetch
     assert "default-src 'none'" in text  # and a browser would refuse it anyway
     assert "my &lt;model&gt; &amp;" in text and "<model>" not in text  # the user's name is text, never markup
@@ -53,4 +54,4 @@ def test_the_report_judges_with_the_runs_own_band(tmp_path, make_doc):
     run_dir = tmp_path / "r"
     run_dir.mkdir()
     write_run(run_dir, make_doc)
-    assert pipeline._judgement(results.read_manifest(run_dir)).equivalence == 0.02
+    assert analysis.judgement_of(results.read_manifest(run_dir)).equivalence == 0.02

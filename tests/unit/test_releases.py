@@ -4,7 +4,7 @@ a refusal naming the reason and the alternatives where no build serves it."""
 import pytest
 
 from edgeorch.arch import Arch
-from edgeorch.deploy import parse_board_facts
+from edgeorch.facts import parse_board_facts
 from edgeorch.errors import ConfigError
 from edgeorch.inventory import Board
 from edgeorch.plan import plan_target

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from edgeorch import report, results
+from edgeorch import analysis, report, results, stats
 from edgeorch.plan import RunSpec
 
 
@@ -44,7 +44,7 @@ def comparison(make_doc):
     runs += pairs(rng, "rpi3", 6, ratio=1.0, temp=81.0, throttled=lambda arm, pair: arm == "bare" and pair == 2)
     runs += pairs(rng, "rpi5", 3, ratio=1.0)
     runs += [("x86", "docker", 0, [0.5] * 10, None, None), ("x86", "docker", 1, [0.5] * 10, None, None)]
-    return report.compare_arms(normalized(make_doc, runs)[0], CELLS).set_index("board")
+    return analysis.compare_arms(normalized(make_doc, runs)[0], CELLS).set_index("board")
 
 
 def test_the_pair_is_the_unit_and_the_interval_holds_the_truth(comparison):
@@ -75,7 +75,7 @@ def test_one_mode_alone_has_no_comparison(comparison):
 def test_a_spread_above_the_limit_is_invalid(make_doc):
     rng = np.random.default_rng(3)
     runs = pairs(rng, "rpi4", 6, ratio=1.0, offset=0.2)
-    found = report.compare_arms(normalized(make_doc, runs)[0], {}, max_spread=0.05).iloc[0]
+    found = analysis.compare_arms(normalized(make_doc, runs)[0], {}, max_spread=0.05).iloc[0]
     assert not found["valid"] and "runs spread" in found["verdict"] and "--max-spread 5%" in found["verdict"]
 
 
@@ -86,7 +86,7 @@ def test_an_explain_cell_compares_each_knob_with_the_baseline(make_doc):
     runs += [("x86", arms[2], pair, list(20.0 * np.exp(0.01 * rng.standard_normal()) * np.ones(30)), False, None)
              for pair in range(6)]
     cells = {"x86/tflite-mobilenet_v2": {"arms": arms, "stop": "max-pairs", "pairs": 6}}
-    found = report.compare_arms(normalized(make_doc, runs)[0], cells).set_index("a")
+    found = analysis.compare_arms(normalized(make_doc, runs)[0], cells).set_index("a")
     assert found.loc["docker", "kind"] == "slower" and found.loc["docker+seccomp=unconfined", "b"] == "bare"
     assert found.loc["docker+seccomp=unconfined", "ratio"] == pytest.approx(1.0, abs=0.02)
     console = Console(record=True, width=100)
@@ -117,7 +117,7 @@ def test_calibration_table_reports_noise_floor_and_minutes(make_doc):
     rng = np.random.default_rng(11)
     runs = pairs(rng, "x86", 8, ratio=1.0, arms=("docker-A", "docker-B"))
     cells = {"x86/tflite-mobilenet_v2:docker": {"arms": ["docker-A", "docker-B"], "stop": "max-pairs", "pairs": 8}}
-    found = report.compare_arms(normalized(make_doc, runs)[0], cells)
+    found = analysis.compare_arms(normalized(make_doc, runs)[0], cells)
     assert found["kind"].iloc[0] in ("equivalent", "inconclusive")
     assert found["noise"].iloc[0] == pytest.approx(0.014, abs=0.008)  # two runs' offsets of 1% each
     console = Console(record=True, width=250)
@@ -128,20 +128,20 @@ def test_calibration_table_reports_noise_floor_and_minutes(make_doc):
 
 def test_agreement_of_outputs():
     ref = np.linspace(-2.0, 3.0, 1000).reshape(1, 1000)
-    same = report.agreement(ref, ref.astype(np.float32))
+    same = stats.agreement(ref, ref.astype(np.float32))
     assert same["agree"] and same["top1"] == same["top1_ref"] == 999 and same["max_abs_diff"] < 1e-6
-    noisy = report.agreement(ref, ref + 0.01)  # 0.01 of a range of 5: above the 1e-3 tolerance
+    noisy = stats.agreement(ref, ref + 0.01)  # 0.01 of a range of 5: above the 1e-3 tolerance
     assert not noisy["agree"] and "above" in noisy["why"] and noisy["top1"] == 999
     flipped = ref.copy()
     flipped[0, 0] = 10.0
-    assert report.agreement(ref, flipped)["why"] == "top-1 differs"
-    assert "shape" in report.agreement(ref, ref.reshape(1000, 1))["why"]
+    assert stats.agreement(ref, flipped)["why"] == "top-1 differs"
+    assert "shape" in stats.agreement(ref, ref.reshape(1000, 1))["why"]
 
 
 def test_agreement_of_a_batch_needs_every_image_to_agree():
     ref = np.stack([np.linspace(-1, 1, 10), np.linspace(1, -1, 10)])  # top-1: 9, then 0
-    assert report.agreement(ref, ref.copy())["agree"]
+    assert stats.agreement(ref, ref.copy())["agree"]
     swapped = ref.copy()
     swapped[1] = ref[0]  # the second image's top-1 is wrong
-    found = report.agreement(ref, swapped)
+    found = stats.agreement(ref, swapped)
     assert not found["agree"] and found["why"] == "top-1 differs" and found["top1"] == 9

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from edgeorch import pipeline, results
+from edgeorch import health, pipeline, results, targets
+from edgeorch.console import REPORTER
 from edgeorch.errors import RunError
 from edgeorch.plan import StopRule
+from edgeorch.request import Request
+from edgeorch.sweep import Sweep
 from edgeorch.transport import GroupResult
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,11 +96,14 @@ def test_a_second_session_of_a_run_is_refused_naming_the_process_that_holds_it(h
 def test_a_resume_of_a_run_going_on_touches_nothing_of_it(held, monkeypatch):
     run_dir, proc = held
     before = (run_dir / "manifest.json").read_bytes()
-    monkeypatch.setattr(pipeline, "platforms", lambda boards, timeout: GroupResult(succeeded={}, failed={}))
-    monkeypatch.setattr(pipeline, "build", lambda targets, base_image=None, bare=(): {})
-    sweep = pipeline.Sweep(cells={}, rule=StopRule(), recipes=[], specs={}, model="m", batches=(1,), options=())
+    monkeypatch.setattr(pipeline, "load_inventory", lambda path: None)
+    monkeypatch.setattr(health, "healthy_boards", lambda inventory, host, out: [])
+    empty = Sweep(cells={}, rule=StopRule(), recipes=[], named={}, model="m", batches=(1,), options=())
+    monkeypatch.setattr(pipeline, "plan", lambda request, boards, out: empty)
+    monkeypatch.setattr(targets, "platforms", lambda boards, timeout: GroupResult(succeeded={}, failed={}))
+    monkeypatch.setattr(targets, "build", lambda chosen, out, base_image=None, bare=(): {})
     with pytest.raises(RunError, match=f"pid {proc.pid}"):
-        pipeline.run_sweep(sweep, [], resume=run_dir)
+        pipeline.sweep(Request(task="bench", inventory="-", host="x", framework="tflite", resume=run_dir), REPORTER)
     assert (run_dir / "manifest.json").read_bytes() == before
     assert json.loads(before)["session"] == "first"
 

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from edgeorch import report, results
+from edgeorch import analysis, results
 from edgeorch.bench import samples
 from edgeorch.plan import RunSpec
 
@@ -118,7 +118,7 @@ def test_verdicts_and_tables_from_summaries_are_those_from_every_sample():
     tables = [results.normalize(records, run_id="r", arch_of={})[0] for records in (summarised, every)]
     columns = ["iterations", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms", "throughput_ips"]
     assert tables[0][columns].equals(tables[1][columns])
-    verdicts = [report.compare_arms(runs, cells) for runs in tables]
+    verdicts = [analysis.compare_arms(runs, cells) for runs in tables]
     assert verdicts[0].equals(verdicts[1]) and verdicts[0].iloc[0]["ratio"] == pytest.approx(1.02, abs=0.002)
     hist = [results.histogram_table(records) for records in (summarised, every)]
     assert hist[0]["count"].sum() == hist[1]["count"].sum() == 6 * 20_000

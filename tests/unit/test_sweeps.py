@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from edgeorch import report, results
+from edgeorch import analysis, report, results
 from edgeorch.arch import Arch
 from edgeorch.errors import ConfigError
 from edgeorch.inventory import Board
@@ -67,7 +67,7 @@ def test_cells_of_a_sweep_are_judged_apart(make_doc):
                 records.append((run, doc))
     runs, samples = results.normalize(records, run_id="r", arch_of={"rpi4": "arm64"})
     cells = {cell(threads=t).key: {"arms": ["docker", "bare"], "stop": "max-pairs", "pairs": 3} for t in (1, 4)}
-    table = report.compare_arms(runs, cells, min_pairs=3)
+    table = analysis.compare_arms(runs, cells, min_pairs=3)
     assert table["model"].tolist() == ["mobilenet_v2 t1", "mobilenet_v2 t4"]
     assert table["pairs"].tolist() == [3, 3]
     assert table["ratio"].tolist() == pytest.approx([1.0, 1.5])
@@ -97,17 +97,21 @@ def onnx_files(tmp_path_factory):
 
 
 def test_a_comma_list_of_model_files_is_a_cell_each(onnx_files):
-    from edgeorch.pipeline import StopRule, plan_sweep
+    from edgeorch.console import REPORTER
+    from edgeorch.plan import StopRule
+    from edgeorch.sweep import plan_sweep, resolve_models
     models = f"{onnx_files / 'two.onnx'},{onnx_files / 'three.onnx'}"
     sweep = plan_sweep([BOARD], framework="onnxruntime", model=models, arms=[mode_arms(("docker", "bare"))],
                        rule=StopRule(), iterations=5, warmup=1, threads=(1, 2), min_time=0)
+    sweep = resolve_models(sweep, REPORTER)
     assert [c.key for c in sweep.cells["rpi4"]] == ["rpi4/onnxruntime-two-t1", "rpi4/onnxruntime-two-t2",
                                                     "rpi4/onnxruntime-three-t1", "rpi4/onnxruntime-three-t2"]
     assert {sweep.spec(c).path.name for c in sweep.cells["rpi4"]} == {"two.onnx", "three.onnx"}
 
 
 def test_two_model_files_of_one_name_are_refused(onnx_files):
-    from edgeorch.pipeline import StopRule, plan_sweep
+    from edgeorch.plan import StopRule
+    from edgeorch.sweep import plan_sweep
     with pytest.raises(ConfigError, match="are both named two") as e:
         plan_sweep([BOARD], framework="onnxruntime", model=f"{onnx_files / 'two.onnx'},{onnx_files / 'a/two.onnx'}",
                    arms=[mode_arms(("bare",))], rule=StopRule(), iterations=5, warmup=1, threads=0, min_time=0)

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from edgeorch import pipeline, report, results
+from edgeorch import analysis, report, results, sweep
 from edgeorch.errors import Unreachable
 from edgeorch.inventory import Arch
 from edgeorch.plan import RunSpec
+from edgeorch.report.boards import check_table
 from edgeorch.transport import GroupResult
 
 from .test_compare_runs import runs_of
@@ -52,7 +53,7 @@ def quickstart(make_doc):
     runs, samples = normalized(make_doc, {"rpi3-bookworm": (8, (2512.0, 2480.0)), "rpi4": (6, (1810.0, 1500.0)),
                                           "x86": (3, (21.0, 20.0))})
     cells = {f"{b}/tflite-mobilenet_v2": {"arms": ["docker", "bare"], "stop": "max-pairs", "pairs": 8} for b in BOARDS}
-    return runs, report.compare_arms(runs, cells)
+    return runs, analysis.compare_arms(runs, cells)
 
 
 @pytest.mark.parametrize("width", [80, 100])
@@ -103,16 +104,16 @@ def test_the_printed_table_keeps_all_its_columns(quickstart):
 def test_calibration_and_explain_verdicts_fit(make_doc, width):
     runs, samples = normalized(make_doc, {"rpi3-bookworm": (6, (20.0, 20.0, 20.2, 20.1))},
                                arms=("docker-A", "docker-B", "bare-A", "bare-B"))
-    cal = report.compare_arms(runs, {
+    cal = analysis.compare_arms(runs, {
         "rpi3-bookworm/tflite-mobilenet_v2:docker": {"arms": ["docker-A", "docker-B"], "stop": "max-pairs"},
         "rpi3-bookworm/tflite-mobilenet_v2:bare": {"arms": ["bare-A", "bare-B"], "stop": "max-pairs"}})
     lines = render(report.calibration_table(cal), width)
     assert max(map(len, lines)) <= width and "minutes to ±1%" in lines[1]
     assert all(re.search(VERDICT + r"\s*$", line) for line in rows(lines, ("docker", "bare", "rpi3-bookworm")))
-    knobs = ("docker", "bare", *(f"docker+{k}" for k in pipeline.KNOBS), "docker+model-on-bind-mount")
+    knobs = ("docker", "bare", *(f"docker+{k}" for k in sweep.KNOBS), "docker+model-on-bind-mount")
     runs, samples = normalized(make_doc, {"rpi3-bookworm": (6, (22.0, 20.0, 21.0, 22.0, 22.1, 21.5, 22.0))},
                                arms=knobs)
-    explained = report.compare_arms(runs, {"rpi3-bookworm/tflite-mobilenet_v2": {"arms": list(knobs)}})
+    explained = analysis.compare_arms(runs, {"rpi3-bookworm/tflite-mobilenet_v2": {"arms": list(knobs)}})
     lines = render(report.explain_table(explained), width)
     assert max(map(len, lines)) <= width
     found = [line for line in lines if re.match(r"(rpi3-bookworm\s+)?docker", line) and "verdict" not in line]
@@ -127,7 +128,7 @@ def test_a_change_between_runs_fits(width):
                         for b in BOARDS for arm in ("docker", "bare")])
     after = pd.concat([runs_of("B", 22 * np.exp(0.01 * rng.standard_normal(6)), board=b, arm=arm)
                        for b in BOARDS for arm in ("docker", "bare")])
-    lines = render(report.change_table(report.compare_runs(before, after), "20250101T000000Z-abcd",
+    lines = render(report.change_table(analysis.compare_runs(before, after), "20250101T000000Z-abcd",
                                        "20250108T000000Z-ef01"), width)
     assert max(map(len, lines)) <= width
     found = rows(lines, BOARDS)
@@ -152,7 +153,7 @@ def test_the_check_table_keeps_each_boards_problems_whole(width):
     boards = [type("B", (), {"name": n, "arch": Arch.ARM64})() for n in BOARDS]
     group = GroupResult(succeeded={"rpi3-bookworm": {**row, "problems": ["no working Docker engine"]}, "rpi4": row},
                         failed={"x86": Unreachable("board x86 is unreachable")})
-    lines = render(pipeline.check_table(boards, group), width)
+    lines = render(check_table(boards, group), width)
     assert max(map(len, lines)) <= width
     found = {line.split()[1]: line for line in lines if line.split()[1:2] and line.split()[1] in BOARDS}
     assert "1: see below" in found["rpi3-bookworm"] and "none" in found["rpi4"]

@@ -1,0 +1,110 @@
+"""Tables of boards: the inventory, what `check` found, the modes each board runs, what `clean` freed, and a deploy's
+transfers in a line."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from rich.table import Table
+
+from ..deploy import Deployment
+from ..errors import ConfigError
+from ..inventory import Board, Inventory
+from ..plan import MODES, plan_target
+from ..recipes import Recipe
+from ..releases import Platform
+from ..transport import GroupResult
+from . import FitTable
+
+
+def mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
+
+
+def sent(d: Deployment) -> str:
+    """What a deploy sent, in bytes, or that the board had it all."""
+    if not d.sent:
+        return "sent nothing (already there)"
+    return "sent " + ", ".join(f"{t.label} {mb(t.sent)}" + (f" of {mb(t.lacked)} lacking" if t.lacked != t.sent
+                                                            else "")
+                               + (f" ({mb(t.unpacked)} unpacked, {t.seconds:.1f} s)" if t.unpacked else "")
+                               for t in d.sent)
+
+
+def inventory_table(inventory: Inventory) -> Table:
+    """The boards of the inventory, one row each."""
+    t = Table(title=f"Boards in {escape(str(inventory.path))}")
+    for col in ("name", "address", "arch", "groups", "frameworks", "workdir", "sim"):
+        t.add_column(col)
+    for b in inventory.boards:
+        t.add_row(*map(escape, (b.name, b.address, b.arch.value, ", ".join(b.groups), ", ".join(b.frameworks),
+                                b.workdir)), "yes" if b.sim else "")
+    return t
+
+
+def check_table(boards: list[Board], group: GroupResult[dict]) -> FitTable:
+    """The check task's table: a row per board, its problems (the board's verdict) never cut."""
+    t = FitTable(title="Board check", caption_justify="left",
+                        drop=("sensors", "numpy", "os", "frameworks", "docker", "python", "ssh", "arch", "free disk"))
+    for col in ("board", "ssh", "arch", "os", "docker", "python", "numpy", "free disk", "sensors", "frameworks",
+                "problems"):
+        t.add_column(col)
+    for b in boards:
+        if b.name in group.failed:  # its error, whole, under the table
+            t.add_row(escape(b.name), "[red]no[/]", b.arch.value, *[""] * 7, "[red]not reached: see below[/]")
+            continue
+        r = {k: escape(v) if isinstance(v, str) else v for k, v in group.succeeded[b.name].items()}  # the board's
+        t.add_row(escape(b.name), "ok", b.arch.value if r["arch_ok"] else f"[red]{r['arch_found']}[/]", r["os"] or "?",
+                  r["docker"] or "[red]none[/]", r["python"] or "[red]none[/]", r["numpy"] or "-",
+                  _disk(r), r["sensors"],
+                  escape(", ".join(group.succeeded[b.name]["frameworks"])),
+                  f"[red]{len(r['problems'])}: see below[/]" if r["problems"] else "[green]none[/]")
+    return t
+
+
+def _disk(row: dict) -> str:
+    """The board's free disk, and what a deploy of its frameworks would take of it (the layers it lacks, twice:
+    their archive, then the layers loaded); `?` where an image is not built here yet."""
+    free = f"{row['disk_free_gb']} GB" if row["disk_free_gb"] is not None else "?"
+    needs = "?" if row["needs"] is None else f"{row['needs'] / 2**30:.2f} GB"
+    return f"{free} (needs {needs})"
+
+
+def modes_table(boards: list[Board], found: GroupResult[Platform], recipes: dict[str, Recipe], bases: dict) -> Table:
+    """Per board (its arch, release and Python, as `found` over SSH) and framework: the modes it runs in, each with
+    the version it gets, or why not."""
+    t = Table(title="Modes per board: the version each mode runs, or why not", caption_justify="left")
+    for col in ("board", "framework", *MODES):
+        t.add_column(col)
+    reasons: list[str] = []
+    for board in boards:
+        if board.name not in found.succeeded:
+            t.add_row(escape(board.name), "-", *[f"[red]unreachable: {escape(str(found.failed[board.name]))}[/]"]
+                      + [""] * (len(MODES) - 1))
+            continue
+        for i, recipe in enumerate(recipes.values()):
+            cells = []
+            for mode in MODES:
+                try:
+                    target = plan_target(recipe, board, found.succeeded[board.name], bases, (mode,))
+                    cells.append(f"[green]{target.build.version}[/]"
+                                 + (f" ({target.suite} image)" if mode != "native" else ""))
+                except ConfigError as e:
+                    why = e.message.split(": ", 1)[-1]
+                    if why not in reasons:
+                        reasons.append(why)
+                    cells.append(f"[red]✗[/] ({reasons.index(why) + 1})")
+            t.add_row(escape(board.name) if not i else "", recipe.framework, *cells)
+    t.caption = "\n".join(f"({n}) {escape(why)}" for n, why in enumerate(reasons, 1))
+    return t
+
+
+def cleaned_table(group: GroupResult[dict]) -> Table:
+    """What `clean` removed from each board, and what that freed."""
+    t = Table(title="Cleaned")
+    for col in ("board", "images", "bundles", "models", "freed"):
+        t.add_column(col)
+    for name, done in group.succeeded.items():
+        gone = done["removed"]
+        t.add_row(escape(name), escape(", ".join(gone["images"])) or "-", escape(", ".join(gone["bundles"])) or "-",
+                  str(len(gone["models"])) if gone["models"] else "-", mb(done["freed_bytes"]))
+    return t
