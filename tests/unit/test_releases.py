@@ -4,8 +4,8 @@ a refusal naming the reason and the alternatives where no build serves it."""
 import pytest
 
 from edgeorch.arch import Arch
-from edgeorch.facts import parse_board_facts
 from edgeorch.errors import ConfigError
+from edgeorch.facts import parse_board_facts
 from edgeorch.inventory import Board
 from edgeorch.plan import plan_target
 from edgeorch.recipes import get_recipe, load_bases, load_recipes
