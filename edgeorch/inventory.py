@@ -343,12 +343,48 @@ def load_inventory(path: str | Path, ssh_config: tuple[paramiko.SSHConfig, str] 
 
 
 def _board(raw: dict, path: Path, index: int, ssh_config: tuple[paramiko.SSHConfig, str]) -> Board:
+    """One board of the inventory, every field checked, its SSH settings completed from `ssh_config`."""
     name = raw.get("name")
     where = f"inventory {path}, board {name!r}" if name else f"inventory {path}, boards[{index}]"
 
     def bad(field: str, problem: str, hint: str) -> ConfigError:
         return ConfigError(f"{where}, field `{field}`: {problem}", hint=hint)
 
+    _check_fields(raw, bad)
+    workdir = _workdir(raw.get("workdir", "edgeorch"), bad)
+    try:
+        arch = Arch.parse(str(raw["arch"]))
+    except ValueError:
+        raise bad("arch", f"{raw['arch']!r} is not a known architecture",
+                  f"use one of {[a.value for a in Arch]}") from None
+    port = raw.get("port")
+    _check_address(raw, bad)
+    groups, frameworks, docker_args, power_meter, sim_packages = _lists(raw, bad)
+    host = str(raw["host"])
+    identity_file, known_hosts = _local_path(raw, "identity_file", path), _local_path(raw, "known_hosts", path)
+    config, config_file = ssh_config
+    try:
+        hop = resolve_hop(host, config, port=port, user=None if raw.get("user") is None else str(raw["user"]),
+                          identity_file=identity_file, known_hosts=known_hosts, given_in=f"the inventory {path}",
+                          config_file=config_file)
+        jump = resolve_jumps(host, config, known_hosts=known_hosts, given_in=f"the inventory {path}",
+                             config_file=config_file)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e.message}", hint=e.hint) from e
+    return Board(
+        name=name, host=host, port=hop.port, user=hop.user, arch=arch,
+        identity_file=identity_file, known_hosts=known_hosts, ssh=hop, jump=jump,
+        workdir=workdir, groups=tuple(groups),
+        frameworks=tuple(frameworks), python=str(raw.get("python", "python3")),
+        docker_args=tuple(docker_args), sim=bool(raw.get("sim", False)),
+        sim_release=str(raw.get("sim_release", "bookworm")), sim_packages=tuple(sim_packages),
+        power_meter=tuple(power_meter),
+    )
+
+
+def _check_fields(raw: dict, bad) -> None:
+    """The required fields are there, every field is a known one, and the name is a plain one."""
+    name = raw.get("name")
     for key in _REQUIRED:
         if raw.get(key) in (None, ""):
             raise bad(key, "is missing", f"add `{key}:` to the board")
@@ -360,12 +396,10 @@ def _board(raw: dict, path: Path, index: int, ssh_config: tuple[paramiko.SSHConf
             or name.startswith("-"):
         raise bad("name", f"{name!r} is not a plain name",
                   "use ASCII letters, digits, - and _ (not first), e.g. rpi4-lab")
-    workdir = _workdir(raw.get("workdir", "edgeorch"), bad)
-    try:
-        arch = Arch.parse(str(raw["arch"]))
-    except ValueError:
-        raise bad("arch", f"{raw['arch']!r} is not a known architecture",
-                  f"use one of {[a.value for a in Arch]}") from None
+
+
+def _check_address(raw: dict, bad) -> None:
+    """`port`, `host` and `user` are values ssh takes (and would not hand to a shell)."""
     port = raw.get("port")
     if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535):
         raise bad("port", f"{port!r} is not a TCP port",
@@ -386,6 +420,10 @@ def _board(raw: dict, path: Path, index: int, ssh_config: tuple[paramiko.SSHConf
                       "|, <, >, (, ), braces or commas" if key == "host" else
                       "write the login name as the board knows it (no quotes, ;, &, |, <, >, (, ) or braces), or "
                       "leave it out (ssh_config's User, else yours)")
+
+
+def _lists(raw: dict, bad) -> tuple[list[str], list[str], list[str], list[str], list[str]]:
+    """The board's (groups, frameworks, docker_args, power_meter, sim_packages), each a checked list of strings."""
     groups = raw.get("groups", [])
     frameworks = raw.get("frameworks", ["tflite"])
     docker_args = raw.get("docker_args", [])
@@ -414,33 +452,16 @@ def _board(raw: dict, path: Path, index: int, ssh_config: tuple[paramiko.SSHConf
     if sim_packages and not raw.get("sim"):
         raise bad("sim_packages", "is for a simulated board (`sim: true`), whose userland edgeorch makes",
                   "install the packages on the board itself (sudo apt install ...) and remove the line")
+    return groups, frameworks, docker_args, power_meter, sim_packages
 
-    def local_path(key: str) -> Path | None:
-        value = raw.get(key)
-        if value is None:
-            return None
-        p = Path(str(value)).expanduser()
-        return p if p.is_absolute() else (path.parent / p).resolve()
 
-    host, identity_file, known_hosts = str(raw["host"]), local_path("identity_file"), local_path("known_hosts")
-    config, config_file = ssh_config
-    try:
-        hop = resolve_hop(host, config, port=port, user=None if raw.get("user") is None else str(raw["user"]),
-                          identity_file=identity_file, known_hosts=known_hosts, given_in=f"the inventory {path}",
-                          config_file=config_file)
-        jump = resolve_jumps(host, config, known_hosts=known_hosts, given_in=f"the inventory {path}",
-                             config_file=config_file)
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e.message}", hint=e.hint) from e
-    return Board(
-        name=name, host=host, port=hop.port, user=hop.user, arch=arch,
-        identity_file=identity_file, known_hosts=known_hosts, ssh=hop, jump=jump,
-        workdir=workdir, groups=tuple(groups),
-        frameworks=tuple(frameworks), python=str(raw.get("python", "python3")),
-        docker_args=tuple(docker_args), sim=bool(raw.get("sim", False)),
-        sim_release=str(raw.get("sim_release", "bookworm")), sim_packages=tuple(sim_packages),
-        power_meter=tuple(power_meter),
-    )
+def _local_path(raw: dict, key: str, inventory: Path) -> Path | None:
+    """A path field of the board, relative to the inventory's folder unless absolute; None where it is absent."""
+    value = raw.get(key)
+    if value is None:
+        return None
+    p = Path(str(value)).expanduser()
+    return p if p.is_absolute() else (inventory.parent / p).resolve()
 
 
 # Directories that hold others' files: a workdir there would have edgeorch create, and `clean` remove, beside them.

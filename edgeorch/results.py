@@ -432,52 +432,71 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
     attempts = attempts or {}  # run key -> attempts it took (a retried run is marked, never mixed in silently)
     rows, samples = [], []
     for spec, doc in records:
-        check = {"max_abs_diff": None, "correlation": None, "top1": None, "top1_ref": None, "agrees": None}
-        reference = (references or {}).get((spec.model, spec.batch))
-        if reference is not None and doc.get("outputs"):
-            out = doc["outputs"][0]
-            output = np.asarray(out["values"], dtype=np.float64).reshape(out["shape"])
-            found = stats.agreement(reference, output, precision=precision(doc))
-            check = {key: found[key] for key in ("max_abs_diff", "correlation", "top1", "top1_ref")}
-            check["agrees"] = found["agree"]
+        check = _agreement_columns(spec, doc, references)
         summary = timing(doc)
-        count, ms = summary["count"], {k: v / 1e6 for k, v in summary["latency_ns"].items()}
-        facts, fw, params, sensors = doc["facts"], doc["framework"], doc["params"], doc.get("sensors") or {}
-        board = spec.board
-        rows.append({
-            "run_id": run_id, "cell": spec.cell or None, "board": board, "arch": arch_of.get(board),
-            "machine": facts["machine"], "framework": fw["name"], "framework_version": fw["version"],
-            "runtime": fw.get("runtime"), "model": spec.model, "model_sha256": doc["model"]["sha256"],
-            "mode": doc["run"]["mode"], "arm": spec.arm or spec.mode, "pair": spec.pair, "position": spec.position,
-            "attempts": attempts.get(spec.key, 1),
-            "iterations": count,
-            "warmup": params["warmup"], "threads": params["threads"],
-            "p50_ms": ms["p50"], "p90_ms": _quantile(ms["p90"], count, 0.90),
-            "p99_ms": _quantile(ms["p99"], count, 0.99),
-            "mean_ms": ms["mean"], "std_ms": ms["std"], "min_ms": ms["min"], "max_ms": ms["max"],
-            "batch": doc["model"].get("batch", 1), "precision": precision(doc),
-            # what each input was fed, as JSON text: {"input": [1, 3, 224, 224]}
-            "input_shapes": json.dumps({i["name"]: i["shape"] for i in doc["model"].get("inputs") or []}),
-            "framework_options": json.dumps(fw.get("options") or {}, sort_keys=True),
-            "throughput_ips": float(doc["model"].get("batch", 1) * count / (doc["timing"]["wall_ns"] / 1e9)),
-            "load_ms": doc["timing"]["load_ns"] / 1e6,
-            "first_inference_ms": doc["timing"]["first_inference_ns"] / 1e6,
-            "cpu_percent": doc["resources"]["cpu_percent"],
-            "peak_rss_mb": doc["resources"]["peak_rss_bytes"] / 2**20, **_memory(doc), **_counters(doc),
-            **_energy(doc),
-            "max_temp_c": sensors.get("max_temp_c"), "throttled": sensors.get("throttled"),
-            "throttle_evidence": sensors.get("throttle_evidence"), "sampler_cost": sensors.get("sampler_cost"),
-            "governor": facts.get("governor"),
-            "cpu_model": facts["cpu_model"], "cores": facts["cores"], "kernel": facts["kernel"],
-            "os": facts["os"], "python": facts["python"], "numpy": facts["numpy"],
-            "image_id": doc["run"].get("image_id"), "bench_sha256": doc["bench"]["sha256"],
-            "started_at": doc["started_at"], **check,
-        })
+        rows.append(_run_row(spec, doc, summary, check, run_id=run_id, arch_of=arch_of, attempts=attempts))
         sub = summary["subsample"]
-        samples.append(pd.DataFrame({**_who(spec, fw["name"]), "iteration": np.asarray(sub["index"], np.int64),
+        samples.append(pd.DataFrame({**_who(spec, doc["framework"]["name"]),
+                                     "iteration": np.asarray(sub["index"], np.int64),
                                      "latency_ns": np.asarray(sub["latencies_ns"], np.int64),
                                      "t_s": _since_start(doc, sub["starts_ns"] or None)}))
-    runs = pd.DataFrame(rows, columns=COLUMNS)
+    runs = _typed_runs(pd.DataFrame(rows, columns=COLUMNS))
+    long = pd.concat(samples, ignore_index=True) if samples else pd.DataFrame(columns=SAMPLE_COLUMNS)
+    return runs, long
+
+
+def _agreement_columns(spec: RunSpec, doc: dict, references: dict[tuple[str, int], np.ndarray] | None) -> dict:
+    """The run's last output against the reference for its (model, batch); all None without one."""
+    check = {"max_abs_diff": None, "correlation": None, "top1": None, "top1_ref": None, "agrees": None}
+    reference = (references or {}).get((spec.model, spec.batch))
+    if reference is not None and doc.get("outputs"):
+        out = doc["outputs"][0]
+        output = np.asarray(out["values"], dtype=np.float64).reshape(out["shape"])
+        found = stats.agreement(reference, output, precision=precision(doc))
+        check = {key: found[key] for key in ("max_abs_diff", "correlation", "top1", "top1_ref")}
+        check["agrees"] = found["agree"]
+    return check
+
+
+def _run_row(spec: RunSpec, doc: dict, summary: dict, check: dict, *, run_id: str, arch_of: dict[str, str],
+             attempts: dict[str, int]) -> dict:
+    """One run's row of the runs table (COLUMNS), from its document and timing summary."""
+    count, ms = summary["count"], {k: v / 1e6 for k, v in summary["latency_ns"].items()}
+    facts, fw, params, sensors = doc["facts"], doc["framework"], doc["params"], doc.get("sensors") or {}
+    board = spec.board
+    return {
+        "run_id": run_id, "cell": spec.cell or None, "board": board, "arch": arch_of.get(board),
+        "machine": facts["machine"], "framework": fw["name"], "framework_version": fw["version"],
+        "runtime": fw.get("runtime"), "model": spec.model, "model_sha256": doc["model"]["sha256"],
+        "mode": doc["run"]["mode"], "arm": spec.arm or spec.mode, "pair": spec.pair, "position": spec.position,
+        "attempts": attempts.get(spec.key, 1),
+        "iterations": count,
+        "warmup": params["warmup"], "threads": params["threads"],
+        "p50_ms": ms["p50"], "p90_ms": _quantile(ms["p90"], count, 0.90),
+        "p99_ms": _quantile(ms["p99"], count, 0.99),
+        "mean_ms": ms["mean"], "std_ms": ms["std"], "min_ms": ms["min"], "max_ms": ms["max"],
+        "batch": doc["model"].get("batch", 1), "precision": precision(doc),
+        # what each input was fed, as JSON text: {"input": [1, 3, 224, 224]}
+        "input_shapes": json.dumps({i["name"]: i["shape"] for i in doc["model"].get("inputs") or []}),
+        "framework_options": json.dumps(fw.get("options") or {}, sort_keys=True),
+        "throughput_ips": float(doc["model"].get("batch", 1) * count / (doc["timing"]["wall_ns"] / 1e9)),
+        "load_ms": doc["timing"]["load_ns"] / 1e6,
+        "first_inference_ms": doc["timing"]["first_inference_ns"] / 1e6,
+        "cpu_percent": doc["resources"]["cpu_percent"],
+        "peak_rss_mb": doc["resources"]["peak_rss_bytes"] / 2**20, **_memory(doc), **_counters(doc),
+        **_energy(doc),
+        "max_temp_c": sensors.get("max_temp_c"), "throttled": sensors.get("throttled"),
+        "throttle_evidence": sensors.get("throttle_evidence"), "sampler_cost": sensors.get("sampler_cost"),
+        "governor": facts.get("governor"),
+        "cpu_model": facts["cpu_model"], "cores": facts["cores"], "kernel": facts["kernel"],
+        "os": facts["os"], "python": facts["python"], "numpy": facts["numpy"],
+        "image_id": doc["run"].get("image_id"), "bench_sha256": doc["bench"]["sha256"],
+        "started_at": doc["started_at"], **check,
+    }
+
+
+def _typed_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs table with nullable booleans and integers, and float columns that stay float when all are None."""
     for col in ("throttled", "agrees"):
         runs[col] = runs[col].astype("boolean")
     for col in ("top1", "top1_ref"):
@@ -487,8 +506,7 @@ def normalize(records: list[tuple[RunSpec, dict]], *, run_id: str, arch_of: dict
             "cgroup_peak_mb",
             "energy_mj", "energy_above_idle_mj", "avg_power_w", "idle_power_w", "power_rate_hz"]
     runs[cols] = runs[cols].astype("float64")
-    long = pd.concat(samples, ignore_index=True) if samples else pd.DataFrame(columns=SAMPLE_COLUMNS)
-    return runs, long
+    return runs
 
 
 SAMPLE_COLUMNS = ["cell", "board", "framework", "model", "mode", "arm", "pair", "iteration", "latency_ns", "t_s"]

@@ -182,34 +182,67 @@ def per_inference(lines, starts_ns, latencies_ns, interval_ns, perf_version=None
     interval_ms = int(interval_ms) if interval_ms == int(interval_ms) else interval_ms
     doc = {"method": METHOD, "perf": perf_version, "interval_ms": interval_ms}
     spans = _intervals(lines)
+    names = _event_names(spans)
+    if not spans:
+        return _too_few(doc, "perf printed no interval", names)
+    if not starts_ns or not latencies_ns:
+        return _too_few(doc, "the run reported no inference start times to place perf's intervals on", names)
+    gated, why = _gated(spans, starts_ns[0], starts_ns[-1] + latencies_ns[-1], interval_ns, interval_ms)
+    if not gated:
+        return _too_few(doc, why, names)
+    starts = sorted(starts_ns)
+    inferences = sum(_count_in(starts, start, end) for start, end, _ in gated)
+    if not inferences:
+        return _too_few(doc, f"no inference started within the {len(gated)} intervals inside the timed loop", names)
+    sums, units, pcts, mods_of, why_not = _tally(gated)
+    per = {key: total / inferences for key, total in sums.items() if key not in why_not}
+    cycles, instructions = per.get("cycles"), per.get("instructions")
+    doc.update({
+        "intervals": len(gated), "inferences": inferences, "per_inference": per,
+        "unavailable": {key: why_not[key] for key in sums if key in why_not},
+        "running_pct": {key: pcts[key] for key in per if key in pcts},
+        "units": {key: units[key] for key in per if key in units},
+        "ipc": instructions / cycles if cycles and instructions is not None else None,
+    })
+    modified = {key: mods_of[key] for key in sums if mods_of[key]}
+    if modified:
+        doc["modifiers"] = modified  # cycles:u is user space only: perf's fallback without the right to count more
+    if not per and sums and all(why_not[key] == NOT_SUPPORTED for key in sums):
+        doc["reason"] = ("perf_event_open counts nothing here, software events included (QEMU user-mode "
+                         "emulation, or a kernel without CONFIG_PERF_EVENTS)")
+    return doc
+
+
+def _event_names(spans):
+    """The events perf printed, each once, in the order it first printed them."""
     names = []
     for _, _, rows in spans:
         for row in rows:
             name = event_name(row[1])[0]
             if name not in names:
                 names.append(name)
-    if not spans:
-        return _too_few(doc, "perf printed no interval", names)
-    if not starts_ns or not latencies_ns:
-        return _too_few(doc, "the run reported no inference start times to place perf's intervals on", names)
-    loop_start, loop_end = starts_ns[0], starts_ns[-1] + latencies_ns[-1]
+    return names
+
+
+def _gated(spans, loop_start, loop_end, interval_ns, interval_ms):
+    """(the intervals wholly within the timed loop, why there are none)."""
     # perf's intervals follow one another; an interval far longer than asked for is one whose line was lost
     gated = [(max(start, end - round(1.5 * interval_ns)), end, rows) for start, end, rows in spans]
     gated = [span for span in gated if span[0] >= loop_start and span[1] <= loop_end]
-    if not gated:
-        lasted = (loop_end - loop_start) / 1e9
-        if loop_end - loop_start < 2 * interval_ns:
-            why = (f"the timed loop lasted {lasted:.3g} s, under two {interval_ms:g} ms intervals: "
-                   f"give the run --min-time")
-        else:
-            why = (f"no perf interval lay wholly within the timed loop ({lasted:.3g} s): perf counted from "
-                   f"{(spans[0][0] - loop_start) / 1e9:+.3g} s to {(spans[-1][1] - loop_start) / 1e9:+.3g} s of it")
-        return _too_few(doc, why, names)
-    starts = sorted(starts_ns)
-    inferences = sum(_count_in(starts, start, end) for start, end, _ in gated)
-    if not inferences:
-        return _too_few(doc, f"no inference started within the {len(gated)} intervals inside the timed loop", names)
+    if gated:
+        return gated, None
+    lasted = (loop_end - loop_start) / 1e9
+    if loop_end - loop_start < 2 * interval_ns:
+        why = (f"the timed loop lasted {lasted:.3g} s, under two {interval_ms:g} ms intervals: "
+               f"give the run --min-time")
+    else:
+        why = (f"no perf interval lay wholly within the timed loop ({lasted:.3g} s): perf counted from "
+               f"{(spans[0][0] - loop_start) / 1e9:+.3g} s to {(spans[-1][1] - loop_start) / 1e9:+.3g} s of it")
+    return gated, why
 
+
+def _tally(gated):
+    """Each event's (sums, units, lowest running %, modifiers, why it has no count) over the gated intervals."""
     # one name per event; the same event counted with different modifiers (cycles:u and cycles:k) keeps them
     variants = {}
     for _, _, rows in gated:
@@ -254,22 +287,7 @@ def per_inference(lines, starts_ns, latencies_ns, interval_ns, perf_version=None
         if event_name(key)[0] in KERNEL_SIDE and "u" in mods_of[key] and "k" not in mods_of[key]:
             why_not.setdefault(key, "counted in user space only (:u), where this kernel-side event always reads 0: "
                                     "run the watcher as root or set kernel.perf_event_paranoid to 1 or lower")
-    per = {key: total / inferences for key, total in sums.items() if key not in why_not}
-    cycles, instructions = per.get("cycles"), per.get("instructions")
-    doc.update({
-        "intervals": len(gated), "inferences": inferences, "per_inference": per,
-        "unavailable": {key: why_not[key] for key in sums if key in why_not},
-        "running_pct": {key: pcts[key] for key in per if key in pcts},
-        "units": {key: units[key] for key in per if key in units},
-        "ipc": instructions / cycles if cycles and instructions is not None else None,
-    })
-    modified = {key: mods_of[key] for key in sums if mods_of[key]}
-    if modified:
-        doc["modifiers"] = modified  # cycles:u is user space only: perf's fallback without the right to count more
-    if not per and sums and all(why_not[key] == NOT_SUPPORTED for key in sums):
-        doc["reason"] = ("perf_event_open counts nothing here, software events included (QEMU user-mode "
-                         "emulation, or a kernel without CONFIG_PERF_EVENTS)")
-    return doc
+    return sums, units, pcts, mods_of, why_not
 
 
 def _count_in(starts, start, end):

@@ -275,70 +275,85 @@ _TFLITE_DTYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64"
 def tflite_inputs(path):
     """[Declared] of a TFLite model's first subgraph's inputs: Tensor name, type, and shape_signature (-1:
     dynamic), else shape; read from the flatbuffer without the runtime."""
-    def read(b):
-        end = len(b)
+    return _mapped(path, _tflite_read, "TFLite")
 
-        def u(fmt, at):
-            if not 0 <= at <= end - struct.calcsize(fmt):
-                raise ValueError(f"an offset points to byte {at}, outside its {end} bytes")
-            return struct.unpack_from(fmt, b, at)[0]
 
-        def field(table, i):  # the position of field i of a table, or None where it is absent
-            vtable = table - u("<i", table)
-            if 4 + 2 * i >= u("<H", vtable):
-                return None
-            offset = u("<H", vtable + 4 + 2 * i)
-            return table + offset if offset else None
+class _Flatbuffer:
+    """Tables, fields and vectors of a flatbuffer's bytes; an offset outside them is a ValueError."""
 
-        def vector(table, i, width):  # (start, length) of a vector field
-            at = field(table, i)
-            if at is None:
-                return None
-            start = at + u("<I", at)
-            n = u("<I", start)
-            if start + 4 + n * width > end:
-                raise ValueError(f"a {n}-item vector at byte {start} runs past its {end} bytes")
-            return start + 4, n
+    def __init__(self, b):
+        self.b, self.end = b, len(b)
 
-        def tables(table, i):
-            v = vector(table, i, 4) or (0, 0)
-            return [at + u("<I", at) for at in range(v[0], v[0] + 4 * v[1], 4)]
+    def unpack(self, fmt, at):
+        """The number of struct format `fmt` at byte `at`."""
+        if not 0 <= at <= self.end - struct.calcsize(fmt):
+            raise ValueError(f"an offset points to byte {at}, outside its {self.end} bytes")
+        return struct.unpack_from(fmt, self.b, at)[0]
 
-        def int32s(table, i):
-            v = vector(table, i, 4)
-            return None if v is None else [u("<i", v[0] + 4 * k) for k in range(v[1])]
+    def field(self, table, i):
+        """The position of field i of a table, or None where it is absent."""
+        vtable = table - self.unpack("<i", table)
+        if 4 + 2 * i >= self.unpack("<H", vtable):
+            return None
+        offset = self.unpack("<H", vtable + 4 + 2 * i)
+        return table + offset if offset else None
 
-        if bytes(b[4:8]) != b"TFL3":
-            raise ValueError("bytes 4-8 are not the TFL3 identifier")
-        model = u("<I", 0)
-        subgraphs = tables(model, 2)  # Model: version=0, operator_codes=1, subgraphs=2
-        if not subgraphs:
-            raise ValueError("it has no subgraphs")
-        tensors = tables(subgraphs[0], 0)  # SubGraph: tensors=0, inputs=1, outputs=2
-        inputs = []
-        for index in int32s(subgraphs[0], 1) or []:
-            if not 0 <= index < len(tensors):
-                raise ValueError(f"input tensor {index} is not among its {len(tensors)} tensors")
-            tensor = tensors[index]  # Tensor: shape=0, type=1, buffer=2, name=3, quantization=4, shape_signature=7
-            at = field(tensor, 1)
-            kind = u("<b", at) if at is not None else 0
-            name_at = vector(tensor, 3, 1)
-            name = bytes(b[name_at[0]:name_at[0] + name_at[1]]).decode() if name_at else f"tensor{index}"
-            signature = int32s(tensor, 7)
-            dims = tuple(None if d < 0 else d for d in (signature if signature is not None else
-                                                        int32s(tensor, 0) or []))
-            quantized, q_at = False, field(tensor, 4)
-            if q_at is not None:
-                quant = q_at + u("<I", q_at)  # QuantizationParameters: min=0, max=1, scale=2, zero_point=3
-                scale = vector(quant, 2, 4)
-                quantized = bool(scale and scale[1] and u("<f", scale[0]) != 0.0)
-            if kind not in _TFLITE_DTYPES:
-                raise InputError(f"input {name!r} of the model has TFLite type {kind}, which edgeorch cannot feed "
-                                 "(it feeds float, integer and bool tensors)")
-            inputs.append(Declared(name, dims, _TFLITE_DTYPES[kind], quantized))
-        return inputs
+    def vector(self, table, i, width):
+        """(start, length) of a vector field, or None where it is absent."""
+        at = self.field(table, i)
+        if at is None:
+            return None
+        start = at + self.unpack("<I", at)
+        n = self.unpack("<I", start)
+        if start + 4 + n * width > self.end:
+            raise ValueError(f"a {n}-item vector at byte {start} runs past its {self.end} bytes")
+        return start + 4, n
 
-    return _mapped(path, read, "TFLite")
+    def tables(self, table, i):
+        """The positions of the tables of a vector field; none where it is absent."""
+        v = self.vector(table, i, 4) or (0, 0)
+        return [at + self.unpack("<I", at) for at in range(v[0], v[0] + 4 * v[1], 4)]
+
+    def int32s(self, table, i):
+        """The int32 vector field i, or None where it is absent."""
+        v = self.vector(table, i, 4)
+        return None if v is None else [self.unpack("<i", v[0] + 4 * k) for k in range(v[1])]
+
+
+def _tflite_read(b):
+    """[Declared] of the inputs of the TFLite model in bytes `b`."""
+    fb = _Flatbuffer(b)
+    if bytes(b[4:8]) != b"TFL3":
+        raise ValueError("bytes 4-8 are not the TFL3 identifier")
+    model = fb.unpack("<I", 0)
+    subgraphs = fb.tables(model, 2)  # Model: version=0, operator_codes=1, subgraphs=2
+    if not subgraphs:
+        raise ValueError("it has no subgraphs")
+    tensors = fb.tables(subgraphs[0], 0)  # SubGraph: tensors=0, inputs=1, outputs=2
+    return [_tflite_input(fb, tensors, index) for index in fb.int32s(subgraphs[0], 1) or []]
+
+
+def _tflite_input(fb, tensors, index):
+    """Declared of tensor `index` of the subgraph whose `tensors` these are."""
+    if not 0 <= index < len(tensors):
+        raise ValueError(f"input tensor {index} is not among its {len(tensors)} tensors")
+    tensor = tensors[index]  # Tensor: shape=0, type=1, buffer=2, name=3, quantization=4, shape_signature=7
+    at = fb.field(tensor, 1)
+    kind = fb.unpack("<b", at) if at is not None else 0
+    name_at = fb.vector(tensor, 3, 1)
+    name = bytes(fb.b[name_at[0]:name_at[0] + name_at[1]]).decode() if name_at else f"tensor{index}"
+    signature = fb.int32s(tensor, 7)
+    dims = tuple(None if d < 0 else d for d in (signature if signature is not None else
+                                                fb.int32s(tensor, 0) or []))
+    quantized, q_at = False, fb.field(tensor, 4)
+    if q_at is not None:
+        quant = q_at + fb.unpack("<I", q_at)  # QuantizationParameters: min=0, max=1, scale=2, zero_point=3
+        scale = fb.vector(quant, 2, 4)
+        quantized = bool(scale and scale[1] and fb.unpack("<f", scale[0]) != 0.0)
+    if kind not in _TFLITE_DTYPES:
+        raise InputError(f"input {name!r} of the model has TFLite type {kind}, which edgeorch cannot feed "
+                         "(it feeds float, integer and bool tensors)")
+    return Declared(name, dims, _TFLITE_DTYPES[kind], quantized)
 
 
 EXTRA_FILE = "edgeorch.json"  # what edgeorch's PyTorch exports say about their inputs, inside the archive

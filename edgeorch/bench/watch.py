@@ -169,20 +169,12 @@ def main(argv=None):
                 counter, why_not = _start_counter(child, args)
             out, _ = child.communicate(timeout=args.deadline)
         except (subprocess.TimeoutExpired, _Stopped) as e:
-            for live in (counter, thread):
-                if live:
-                    live.stop()
+            _stop_all(counter, thread)
             _kill(child, args.tag if args.container else None)
-            why = (f"after {args.deadline:g} s (the deadline of --timeout)" if isinstance(e, subprocess.TimeoutExpired)
-                   else "at the orchestrator's request")
-            json.dump({"schema": RESULT_SCHEMA, "status": "error", "error": {
-                "kind": "timeout", "message": f"the run was killed on the board {why}"}}, sys.stdout)
-            sys.stdout.write("\n")
+            _print_killed(e, args.deadline)
             return EXIT_TIMEOUT
         finally:
-            for live in (counter, thread):
-                if live:
-                    live.stop()
+            _stop_all(counter, thread)
     line, _, raw = out.partition(b"\n")
     try:
         doc = json.loads(line)
@@ -200,17 +192,37 @@ def main(argv=None):
     if args.counters:
         doc["counters"] = counter.result(starts, latencies) if counter else counters.unavailable(why_not)
     if args.energy:
-        if sampled and starts:
-            doc["energy"] = {"source": source.name, "scope": source.scope, **power.summarize(
-                sampled.samples, source.kind, starts[0], starts[-1] + latencies[-1], len(latencies),
-                idle=idle.samples, rate_hz=1 / args.power_interval, wrap=source.wrap)}
-        else:
-            doc["energy"] = power.unavailable(notes)
+        doc["energy"] = _energy(source, idle, sampled, notes, starts, latencies, args.power_interval)
     json.dump(doc, sys.stdout)
     sys.stdout.write("\n")
     if args.keep_samples and len(raw) == 16 * len(starts):
         sys.stdout.write(SAMPLES_MARK + base64.b64encode(raw).decode("ascii") + "\n")
     return child.returncode
+
+
+def _stop_all(*samplers):
+    """Stop those of the run's samplers that were started (None: not started)."""
+    for live in samplers:
+        if live:
+            live.stop()
+
+
+def _print_killed(e, deadline):
+    """The error document of a run killed here, past its deadline or at the orchestrator's request."""
+    why = (f"after {deadline:g} s (the deadline of --timeout)" if isinstance(e, subprocess.TimeoutExpired)
+           else "at the orchestrator's request")
+    json.dump({"schema": RESULT_SCHEMA, "status": "error", "error": {
+        "kind": "timeout", "message": f"the run was killed on the board {why}"}}, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def _energy(source, idle, sampled, notes, starts, latencies, interval):
+    """Energy per inference over the timed loop from the power samples of the on-windows, or why there is none."""
+    if sampled and starts:
+        return {"source": source.name, "scope": source.scope, **power.summarize(
+            sampled.samples, source.kind, starts[0], starts[-1] + latencies[-1], len(latencies),
+            idle=idle.samples, rate_hz=1 / interval, wrap=source.wrap)}
+    return power.unavailable(notes)
 
 
 def _every_sample(doc, raw):

@@ -53,65 +53,17 @@ def _layer(op, name: str, x, *args, **kwargs):  # -> keras.KerasTensor
     import torch
     from torch import nn
 
-    def weighted(layer, *weights):
-        y = layer(x)
-        layer.set_weights([w.detach().numpy() for w in weights if w is not None])
-        return y
-
-    def edges(x, axis: int, before: int, after: int):  # the first and last rows repeated, as padding for a max
-        at = (slice(None),) * axis
-        ends = [x[(*at, slice(0, 1))]] * before, [x[(*at, slice(-1, None))]] * after
-        return keras.layers.Concatenate(axis, name=f"{name}_pad{axis}")([*ends[0], x, *ends[1]]) if any(ends) else x
-
     if isinstance(op, nn.Conv2d):
-        if op.padding_mode != "zeros" or isinstance(op.padding, str):
-            raise ModelError(f"cannot convert {name}: Conv2d padding {op.padding!r} ({op.padding_mode})",
-                             hint="give convolutions explicit zero padding, as torchvision's do")
-        # 'same' pads as PyTorch does at stride 1 (odd kernels); at stride 2 it would pad one row fewer before.
-        same = op.stride == (1, 1) and all(2 * p == d * (k - 1)
-                                           for p, d, k in zip(op.padding, op.dilation, op.kernel_size))
-        if any(op.padding) and not same:
-            x = keras.layers.ZeroPadding2D(tuple((p, p) for p in op.padding), name=f"{name}_pad")(x)
-        spec = dict(kernel_size=op.kernel_size, strides=op.stride, dilation_rate=op.dilation, name=name,
-                    padding="same" if same else "valid", use_bias=op.bias is not None)
-        if op.groups == 1:
-            return weighted(keras.layers.Conv2D(op.out_channels, **spec), op.weight.permute(2, 3, 1, 0), op.bias)
-        if op.groups == op.in_channels:  # depthwise: output channel i*m+j comes from input channel i
-            m = op.out_channels // op.in_channels
-            kernel = op.weight.permute(2, 3, 0, 1).reshape(*op.kernel_size, op.in_channels, m)
-            return weighted(keras.layers.DepthwiseConv2D(depth_multiplier=m, **spec), kernel, op.bias)
-        raise ModelError(f"cannot convert {name}: a Conv2d with {op.groups} groups that is not depthwise",
-                         hint="TensorFlow Lite has no grouped convolution; split it into convolutions and a concat")
+        return _conv2d(op, name, x)
     if isinstance(op, nn.BatchNorm2d):
         bn = keras.layers.BatchNormalization(epsilon=op.eps, name=name)
-        return weighted(bn, op.weight, op.bias, op.running_mean, op.running_var)
+        return _weighted(bn, x, op.weight, op.bias, op.running_mean, op.running_var)
     if isinstance(op, nn.MaxPool2d):
-        if _pair(op.dilation) != (1, 1):
-            raise ModelError(f"cannot convert {name}: a dilated MaxPool2d", hint="pool without dilation")
-        kernel, stride = _pair(op.kernel_size), _pair(op.stride)
-        axes = [(size, k, s, *_pool_pads(size, k, s, p, op.ceil_mode))
-                for size, k, s, p in zip(x.shape[1:3], kernel, stride, _pair(op.padding))]
-        # No padded element may win the max. TF's 'same' padding never does: it fits ceil(size / stride) windows,
-        # padding half, rounded down, before. Elsewhere the edge rows, repeated, never beat themselves; -inf
-        # padding would do as well in float, but breaks int8 TFLite.
-        same = all(-(-size // s) == (size + p + r - k) // s + 1 and p == (p + r) // 2 for size, k, s, p, r in axes)
-        if not same:
-            for axis, (*_, p, r) in enumerate(axes, 1):
-                x = edges(x, axis, p, max(r, 0))  # r < 0: the last rows are in no window, which 'valid' skips too
-        return keras.layers.MaxPooling2D(kernel, stride, padding="same" if same else "valid", name=name)(x)
+        return _max_pool2d(op, name, x)
     if isinstance(op, nn.AdaptiveAvgPool2d):
-        _, h, w, _ = x.shape
-        oh, ow = _pair(op.output_size)
-        if (h, w) == (oh, ow):  # AlexNet's and VGG's, on 224x224 inputs
-            return x
-        if (oh, ow) == (1, 1):  # TFLite's MEAN: XNNPACK fails to prepare SqueezeNet's int8 13x13 AVERAGE_POOL_2D
-            return keras.layers.GlobalAveragePooling2D(keepdims=True, name=name)(x)
-        if h % (oh or h) or w % (ow or w):
-            raise ModelError(f"cannot convert {name}: adaptive pooling of {h}x{w} to {oh}x{ow} has unequal windows",
-                             hint="use an input size whose feature map divides evenly")
-        return keras.layers.AveragePooling2D((h // oh, w // ow), name=name)(x)
+        return _adaptive_avg_pool2d(op, name, x)
     if isinstance(op, nn.Linear):
-        return weighted(keras.layers.Dense(op.out_features, name=name), op.weight.T, op.bias)
+        return _weighted(keras.layers.Dense(op.out_features, name=name), x, op.weight.T, op.bias)
     if isinstance(op, nn.ReLU) or op in (torch.relu, nn.functional.relu):
         return keras.layers.ReLU(name=name)(x)
     if isinstance(op, nn.ReLU6):
@@ -119,14 +71,7 @@ def _layer(op, name: str, x, *args, **kwargs):  # -> keras.KerasTensor
     if isinstance(op, nn.Dropout | nn.Identity):
         return x
     if isinstance(op, nn.Flatten) or op is torch.flatten:
-        start = args[0] if args else kwargs.get("start_dim", getattr(op, "start_dim", 0))  # torch.flatten's is 0
-        end = args[1] if len(args) > 1 else kwargs.get("end_dim", getattr(op, "end_dim", -1))
-        if (start, end) != (1, -1):
-            raise ModelError(f"cannot convert {name}: a flatten of dimensions {start} to {end}",
-                             hint="flatten all but the batch dimension, as nn.Flatten() does")
-        if len(x.shape) == 4 and x.shape[1:3] != (1, 1):  # PyTorch's flatten order is NCHW's
-            x = keras.layers.Permute((3, 1, 2), name=f"{name}_to_nchw")(x)
-        return keras.layers.Flatten(name=name)(x)
+        return _flatten(op, name, x, args, kwargs)
     if op in (operator.add, torch.add):
         return keras.layers.Add(name=name)([x, *args])
     if op is torch.cat:
@@ -134,6 +79,95 @@ def _layer(op, name: str, x, *args, **kwargs):  # -> keras.KerasTensor
         return keras.layers.Concatenate(_NHWC[axis % 4] if len(x[0].shape) == 4 else axis, name=name)(list(x))
     raise ModelError(f"cannot convert {name}: no Keras equivalent for {getattr(op, '__name__', type(op).__name__)}",
                      hint="add it to edgeorch.models.export_tf._layer")
+
+
+def _weighted(layer, x, *weights):  # -> keras.KerasTensor
+    """`layer` applied to `x`, then given the torch weights (those that are not None)."""
+    y = layer(x)
+    layer.set_weights([w.detach().numpy() for w in weights if w is not None])
+    return y
+
+
+def _conv2d(op, name: str, x):  # -> keras.KerasTensor
+    """An nn.Conv2d as a Keras Conv2D, or DepthwiseConv2D when each input channel is a group of its own."""
+    import keras
+
+    if op.padding_mode != "zeros" or isinstance(op.padding, str):
+        raise ModelError(f"cannot convert {name}: Conv2d padding {op.padding!r} ({op.padding_mode})",
+                         hint="give convolutions explicit zero padding, as torchvision's do")
+    # 'same' pads as PyTorch does at stride 1 (odd kernels); at stride 2 it would pad one row fewer before.
+    same = op.stride == (1, 1) and all(2 * p == d * (k - 1)
+                                       for p, d, k in zip(op.padding, op.dilation, op.kernel_size))
+    if any(op.padding) and not same:
+        x = keras.layers.ZeroPadding2D(tuple((p, p) for p in op.padding), name=f"{name}_pad")(x)
+    spec = dict(kernel_size=op.kernel_size, strides=op.stride, dilation_rate=op.dilation, name=name,
+                padding="same" if same else "valid", use_bias=op.bias is not None)
+    if op.groups == 1:
+        return _weighted(keras.layers.Conv2D(op.out_channels, **spec), x, op.weight.permute(2, 3, 1, 0), op.bias)
+    if op.groups == op.in_channels:  # depthwise: output channel i*m+j comes from input channel i
+        m = op.out_channels // op.in_channels
+        kernel = op.weight.permute(2, 3, 0, 1).reshape(*op.kernel_size, op.in_channels, m)
+        return _weighted(keras.layers.DepthwiseConv2D(depth_multiplier=m, **spec), x, kernel, op.bias)
+    raise ModelError(f"cannot convert {name}: a Conv2d with {op.groups} groups that is not depthwise",
+                     hint="TensorFlow Lite has no grouped convolution; split it into convolutions and a concat")
+
+
+def _max_pool2d(op, name: str, x):  # -> keras.KerasTensor
+    """An nn.MaxPool2d as a Keras MaxPooling2D, its padding (PyTorch's, and ceil_mode's) made of edge rows."""
+    import keras
+
+    if _pair(op.dilation) != (1, 1):
+        raise ModelError(f"cannot convert {name}: a dilated MaxPool2d", hint="pool without dilation")
+    kernel, stride = _pair(op.kernel_size), _pair(op.stride)
+    axes = [(size, k, s, *_pool_pads(size, k, s, p, op.ceil_mode))
+            for size, k, s, p in zip(x.shape[1:3], kernel, stride, _pair(op.padding))]
+    # No padded element may win the max. TF's 'same' padding never does: it fits ceil(size / stride) windows,
+    # padding half, rounded down, before. Elsewhere the edge rows, repeated, never beat themselves; -inf
+    # padding would do as well in float, but breaks int8 TFLite.
+    same = all(-(-size // s) == (size + p + r - k) // s + 1 and p == (p + r) // 2 for size, k, s, p, r in axes)
+    if not same:
+        for axis, (*_, p, r) in enumerate(axes, 1):
+            x = _edges(x, name, axis, p, max(r, 0))  # r < 0: the last rows are in no window, which 'valid' skips too
+    return keras.layers.MaxPooling2D(kernel, stride, padding="same" if same else "valid", name=name)(x)
+
+
+def _edges(x, name: str, axis: int, before: int, after: int):  # -> keras.KerasTensor
+    """`x` with its first and last rows along `axis` repeated, as padding for a max."""
+    import keras
+
+    at = (slice(None),) * axis
+    ends = [x[(*at, slice(0, 1))]] * before, [x[(*at, slice(-1, None))]] * after
+    return keras.layers.Concatenate(axis, name=f"{name}_pad{axis}")([*ends[0], x, *ends[1]]) if any(ends) else x
+
+
+def _adaptive_avg_pool2d(op, name: str, x):  # -> keras.KerasTensor
+    """An nn.AdaptiveAvgPool2d as nothing, a global mean or a Keras AveragePooling2D of equal windows."""
+    import keras
+
+    _, h, w, _ = x.shape
+    oh, ow = _pair(op.output_size)
+    if (h, w) == (oh, ow):  # AlexNet's and VGG's, on 224x224 inputs
+        return x
+    if (oh, ow) == (1, 1):  # TFLite's MEAN: XNNPACK fails to prepare SqueezeNet's int8 13x13 AVERAGE_POOL_2D
+        return keras.layers.GlobalAveragePooling2D(keepdims=True, name=name)(x)
+    if h % (oh or h) or w % (ow or w):
+        raise ModelError(f"cannot convert {name}: adaptive pooling of {h}x{w} to {oh}x{ow} has unequal windows",
+                         hint="use an input size whose feature map divides evenly")
+    return keras.layers.AveragePooling2D((h // oh, w // ow), name=name)(x)
+
+
+def _flatten(op, name: str, x, args: tuple, kwargs: dict):  # -> keras.KerasTensor
+    """nn.Flatten or torch.flatten of all but the batch dimension, in PyTorch's (NCHW) order."""
+    import keras
+
+    start = args[0] if args else kwargs.get("start_dim", getattr(op, "start_dim", 0))  # torch.flatten's is 0
+    end = args[1] if len(args) > 1 else kwargs.get("end_dim", getattr(op, "end_dim", -1))
+    if (start, end) != (1, -1):
+        raise ModelError(f"cannot convert {name}: a flatten of dimensions {start} to {end}",
+                         hint="flatten all but the batch dimension, as nn.Flatten() does")
+    if len(x.shape) == 4 and x.shape[1:3] != (1, 1):  # PyTorch's flatten order is NCHW's
+        x = keras.layers.Permute((3, 1, 2), name=f"{name}_to_nchw")(x)
+    return keras.layers.Flatten(name=name)(x)
 
 
 def _pair(v) -> tuple:
