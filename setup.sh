@@ -24,7 +24,8 @@ if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
 fi
 # QEMU 10 from Debian trixie, not bookworm's 7.2 (qemu-user-static, whose handlers are replaced where it is
 # installed): under 7.2 the cpuinfo library inside ONNX Runtime >= 1.23
-# and LiteRT 2.x crashes on the simulated arm64 board (README, "The simulated fleet"). Its static binaries are
+# and LiteRT 2.x crashes on the simulated arm64 board (docs/reference/frameworks-and-boards.md, "Version choices,
+# and why"). Its static binaries are
 # unpacked under $qemu_dir and registered with the F flag, so chroots and containers need no copy of them.
 qemu_dir=/usr/local/lib/edgeorch/qemu
 qemu_version=1:10.0.13+ds-0+deb13u1

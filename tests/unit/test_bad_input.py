@@ -1,7 +1,6 @@
 """The catalogue of bad input, its pure part: each kind is refused with a message that names the thing and the
-fix, and the exit code of its kind, before anything is done. (The README's "Bad input edgeorch refuses" lists
-every kind with the test that covers it; the kinds that need the fleet or the CLI are in
-tests/integration/test_bad_input.py.)"""
+fix, and the exit code of its kind, before anything is done. (docs/reference/bad-input.md lists every kind with
+the test that covers it; the kinds that need the fleet or the CLI are in tests/integration/test_bad_input.py.)"""
 
 import json
 import textwrap
