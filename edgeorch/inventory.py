@@ -316,7 +316,7 @@ def load_inventory(path: str | Path, ssh_config: tuple[paramiko.SSHConfig, str] 
         doc = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"inventory {path} does not exist",
-                          hint="create it (see README: Adding a real board) or pass --inventory") from None
+                          hint="create it (see docs/tutorial.md: add the board) or pass --inventory") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"inventory {path} is not valid YAML: {e}",
                           hint="fix the syntax at the line shown") from e
