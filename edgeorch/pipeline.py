@@ -18,7 +18,7 @@ from .console import Reporter, commands
 from .deploy import Deployment, clean, deploy
 from .errors import BoardError, ConfigError, RunError, SetupError
 from .execute import Execution, Job, run
-from .facts import check_board
+from .facts import BoardFacts, check_board
 from .inventory import Board, Inventory, load_inventory
 from .models import zoo
 from .plan import MODE_SETS, MODES, Cell, describe, variant
@@ -27,7 +27,7 @@ from .report.boards import check_table, cleaned_table, modes_table, sent
 from .request import Request
 from .runners import SESSION
 from .sweep import Sweep, plan, reference, resolve_models, runnable
-from .transport import GroupResult, Link, fan_out
+from .transport import GroupResult, Link, connect, fan_out
 
 
 def check(inventory: Inventory, host: str, out: Reporter) -> bool:
@@ -39,28 +39,28 @@ def check(inventory: Inventory, host: str, out: Reporter) -> bool:
     except SetupError:  # no engine here: what a deploy would send is not known, the rest is
         client = None
 
-    def one(board: Board) -> dict:
-        with Link(board, token=SESSION, purpose="check", out=out) as link:
-            return check_board(link.conn, board, client, recipes, bases)
+    def one(board: Board) -> BoardFacts:
+        with connect(board) as conn:  # no lock: a check reads, and answers on a busy board too
+            return check_board(conn, board, client, recipes, bases)
 
     group = fan_out(boards, one)
     out.show(check_table(boards, group))
     for b in boards:  # whole, not cut to a narrow terminal's column: each problem says its fix
-        for problem in group.succeeded.get(b.name, {}).get("problems", ()):
+        for problem in group.succeeded[b.name].problems if b.name in group.succeeded else ():
             out.show(f"[red]{escape(b.name)}[/]: {escape(problem)}")
     _failures(group, "check", out)
     health.record(inventory, {**{name: [str(e).splitlines()[0]] for name, e in group.failed.items()},
-                              **{name: r["problems"] for name, r in group.succeeded.items()}})
-    return not group.failed and not any(r["problems"] for r in group.succeeded.values())
+                              **{name: list(f.problems) for name, f in group.succeeded.items()}})
+    return not group.failed and not any(f.problems for f in group.succeeded.values())
 
 
-def _failures(group: GroupResult, what: str, out: Reporter, boards: int | None = None) -> None:
+def _failures(group: GroupResult, what: str, out: Reporter, boards: int | None = None, hint: str = "") -> None:
     """Each board's failure, whole; with `boards`, a BoardError if any failed."""
     for name, err in group.failed.items():
         out.failed(name, what, err)
     if boards and group.failed:
         raise BoardError(f"{what} failed on {len(group.failed)} of {boards} boards: {', '.join(group.failed)}",
-                         hint="fix what is reported above and rerun; boards that succeeded are done")
+                         hint="fix what is reported above and rerun" + hint)
 
 
 def deploy_boards(inventory: Inventory, host: str, out: Reporter, frameworks: list[str] | None = None,
@@ -93,7 +93,7 @@ def deploy_boards(inventory: Inventory, host: str, out: Reporter, frameworks: li
             out.show(f"[green]{escape(name)}[/]: " + escape(
                 f"{d.image.framework} {d.framework_version} (image on {d.image.based_on}) ready in "
                 f"{', '.join(d.modes)}; {sent(d)} in {d.seconds:.1f} s" + "".join(f"\n  note: {n}" for n in notes)))
-    _failures(group, "deploy", out, len(boards))
+    _failures(group, "deploy", out, len(boards), "; boards that succeeded are ready")
     return group
 
 

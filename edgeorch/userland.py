@@ -42,8 +42,9 @@ _KEEP = ("lib", "lib32", "lib64", "libx32", "usr/lib", "usr/lib32", "usr/lib64",
 _DROP = ("usr/lib/apt", "usr/lib/dpkg", "usr/lib/systemd", "usr/lib/udev", "usr/lib/locale",
          f"{IMAGE_DIR}/wheels", f"{IMAGE_DIR}/edgeorch_bench", f"{IMAGE_DIR}/install-framework.sh")
 _DROP_NAMES = ("perl", "perl5", "perl-base")  # in a lib dir (usr/lib/<triplet>/perl...)
-# gzip -1, as the image layers (docs/explanation/deploy.md, "Compression"): TensorFlow's 1.56 GB userland in 11.3 s and 407 MB here, against
-# -6's 36.9 s and 348 MB: -1 outruns a Pi's link, and a bundle is made on the first deploy of each image
+# gzip -1, as the image layers (docs/explanation/deploy.md, "Compression"): TensorFlow's 1.56 GB userland in 11.3 s
+# and 407 MB here, against -6's 36.9 s and 348 MB: -1 outruns a Pi's link, and a bundle is made on the first deploy
+# of each image
 _GZIP_LEVEL = 1
 
 

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from ..deploy import Deployment
 from ..errors import ConfigError
+from ..facts import BoardFacts
 from ..inventory import Board, Inventory
 from ..plan import MODES, plan_target
 from ..recipes import Recipe
@@ -41,10 +42,10 @@ def inventory_table(inventory: Inventory) -> Table:
     return t
 
 
-def check_table(boards: list[Board], group: GroupResult[dict]) -> FitTable:
+def check_table(boards: list[Board], group: GroupResult[BoardFacts]) -> FitTable:
     """The check task's table: a row per board, its problems (the board's verdict) never cut."""
     t = FitTable(title="Board check", caption_justify="left",
-                        drop=("sensors", "numpy", "os", "frameworks", "docker", "python", "ssh", "arch", "free disk"))
+                 drop=("sensors", "numpy", "os", "frameworks", "docker", "python", "ssh", "arch", "free disk"))
     for col in ("board", "ssh", "arch", "os", "docker", "python", "numpy", "free disk", "sensors", "frameworks",
                 "problems"):
         t.add_column(col)
@@ -52,21 +53,20 @@ def check_table(boards: list[Board], group: GroupResult[dict]) -> FitTable:
         if b.name in group.failed:  # its error, whole, under the table
             t.add_row(escape(b.name), "[red]no[/]", b.arch.value, *[""] * 7, "[red]not reached: see below[/]")
             continue
-        r = {k: escape(v) if isinstance(v, str) else v for k, v in group.succeeded[b.name].items()}  # the board's
-        t.add_row(escape(b.name), "ok", b.arch.value if r["arch_ok"] else f"[red]{r['arch_found']}[/]", r["os"] or "?",
-                  r["docker"] or "[red]none[/]", r["python"] or "[red]none[/]", r["numpy"] or "-",
-                  _disk(r), r["sensors"],
-                  escape(", ".join(group.succeeded[b.name]["frameworks"])),
-                  f"[red]{len(r['problems'])}: see below[/]" if r["problems"] else "[green]none[/]")
+        f = group.succeeded[b.name]
+        t.add_row(escape(b.name), "ok", b.arch.value if f.arch_ok else f"[red]{escape(f.arch_found)}[/]",
+                  escape(f.os or "?"), escape(f.docker) if f.docker else "[red]none[/]",
+                  escape(f.python) if f.python else "[red]none[/]", escape(f.numpy or "-"), _disk(f),
+                  escape(f.sensors), escape(", ".join(f.frameworks)),
+                  f"[red]{len(f.problems)}: see below[/]" if f.problems else "[green]none[/]")
     return t
 
 
-def _disk(row: dict) -> str:
+def _disk(facts: BoardFacts) -> str:
     """The board's free disk, and what a deploy of its frameworks would take of it (the layers it lacks, twice:
-    their archive, then the layers loaded); `?` where an image is not built here yet."""
-    free = f"{row['disk_free_gb']} GB" if row["disk_free_gb"] is not None else "?"
-    needs = "?" if row["needs"] is None else f"{row['needs'] / 2**30:.2f} GB"
-    return f"{free} (needs {needs})"
+    their archive, then the layers loaded), in decimal GB; `?` where an image is not built here yet."""
+    free = "?" if facts.disk_free_mb is None else f"{facts.disk_free_mb / 1000:.1f} GB"
+    return f"{free} (needs {'?' if facts.needs_mb is None else f'{facts.needs_mb / 1000:.2f} GB'})"
 
 
 def modes_table(boards: list[Board], found: GroupResult[Platform], recipes: dict[str, Recipe], bases: dict) -> Table:

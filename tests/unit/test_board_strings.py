@@ -12,6 +12,7 @@ from rich.console import Console
 from edgeorch import analysis, execute, health, pipeline, report, results
 from edgeorch.console import Reporter
 from edgeorch.errors import BoardError, RunError
+from edgeorch.facts import BoardFacts
 from edgeorch.inventory import load_inventory
 from edgeorch.plan import Arm, Cell, RunSpec
 from edgeorch.report import figures
@@ -128,8 +129,9 @@ def test_the_tables_show_board_strings_literally(make_doc):
 
 def test_a_boards_check_answers_and_health_problems_are_text(tmp_path, monkeypatch, capsys):
     board = SimpleNamespace(name="b[/x]", arch=SimpleNamespace(value="arm64"))
-    row = {"arch_ok": True, "os": "Debian [bold]12", "docker": "[/x]24", "python": "3.11 $\\x$", "numpy": "[red]1",
-           "disk_free_gb": 3, "needs": 0, "sensors": "thermal[/]", "frameworks": ["tflite [/x]"], "problems": ["x"]}
+    row = BoardFacts(board="b[/x]", arch_ok=True, arch_found="arm64", python="3.11 $\\x$", python_exit="0",
+                     python_said="", os="Debian [bold]12", platform=None, docker="[/x]24", venv=True, numpy="[red]1",
+                     disk_free_mb=3000, sensors="thermal[/]", frameworks=("tflite [/x]",), problems=("x",))
     console = Console(record=True, width=400)
     console.print(check_table([board], GroupResult(succeeded={"b[/x]": row})))
     text = console.export_text()

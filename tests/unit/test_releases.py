@@ -117,10 +117,10 @@ def test_board_facts_read_the_os_release_python_and_glibc():
     text = ("python=3.13.5 aarch64 64 2.41\nvenv=yes\nnumpy=2.2.4\ndocker=26.1.5\ndisk_free_kb=1048576\n"
             "os_ID=raspbian\nos_VERSION_CODENAME=trixie\nos_PRETTY_NAME=\"Raspbian GNU/Linux 13 (trixie)\"\n")
     row = parse_board_facts(text, board())
-    assert row["platform"] == Platform(os_id="raspbian", codename="trixie", pretty="Raspbian GNU/Linux 13 (trixie)",
+    assert row.platform == Platform(os_id="raspbian", codename="trixie", pretty="Raspbian GNU/Linux 13 (trixie)",
                                        python="3.13", glibc=(2, 41))
-    assert row["os"] == "Raspbian GNU/Linux 13 (trixie)" and row["problems"] == []
-    assert parse_board_facts("python=\n", board())["platform"] is None
+    assert row.os == "Raspbian GNU/Linux 13 (trixie)" and row.problems == ()
+    assert parse_board_facts("python=\n", board()).platform is None
 
 
 def test_os_release_quotes_and_junk():

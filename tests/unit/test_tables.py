@@ -1,6 +1,7 @@
 """Tables fit the terminal: at 100 columns and at 80 every verdict is whole on its row; what does not fit goes to the
 caption (a column all of whose rows agree) or is left out (the least important first), and the caption says so."""
 
+import dataclasses
 import re
 
 import numpy as np
@@ -10,6 +11,7 @@ from rich.console import Console
 
 from edgeorch import analysis, report, results, sweep
 from edgeorch.errors import Unreachable
+from edgeorch.facts import BoardFacts
 from edgeorch.inventory import Arch
 from edgeorch.plan import RunSpec
 from edgeorch.report.boards import check_table
@@ -147,11 +149,13 @@ def test_the_tables_beside_the_verdict_fit_too(quickstart, width):
 
 @pytest.mark.parametrize("width", [80, 100])
 def test_the_check_table_keeps_each_boards_problems_whole(width):
-    row = {"arch_ok": True, "os": "Debian GNU/Linux 12 (bookworm)", "docker": "20.10.24+dfsg1", "python": "3.11.2",
-           "numpy": "1.24.2", "disk_free_gb": 52.3, "needs": 0, "sensors": "thermal x1, cpufreq x4",
-           "frameworks": ["tflite 2.14.0", "onnxruntime 1.20.1"], "problems": []}
+    row = BoardFacts(board="rpi4", arch_ok=True, arch_found="arm64", python="3.11.2", python_exit="0", python_said="",
+                     os="Debian GNU/Linux 12 (bookworm)", platform=None, docker="20.10.24+dfsg1", venv=True,
+                     numpy="1.24.2", disk_free_mb=56156, sensors="thermal x1, cpufreq x4",
+                     frameworks=("tflite 2.14.0", "onnxruntime 1.20.1"))
     boards = [type("B", (), {"name": n, "arch": Arch.ARM64})() for n in BOARDS]
-    group = GroupResult(succeeded={"rpi3-bookworm": {**row, "problems": ["no working Docker engine"]}, "rpi4": row},
+    group = GroupResult(succeeded={"rpi3-bookworm": dataclasses.replace(row, problems=("no working Docker engine",)),
+                                   "rpi4": row},
                         failed={"x86": Unreachable("board x86 is unreachable")})
     lines = render(check_table(boards, group), width)
     assert max(map(len, lines)) <= width
