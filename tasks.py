@@ -310,7 +310,7 @@ def matrix(c, host=None, inventory=INVENTORY):
 @reported
 def sim_up(c, inventory=INVENTORY, host=None, verbose=False):
     """Start the simulated fleet (idempotent): sshd per board on loopback, own-arch userland, own dockerd."""
-    sim.up(load_inventory(inventory), host)
+    sim.up(load_inventory(inventory), host, OUT)
 
 
 @task(name="status", help={"inventory": INV_HELP})
@@ -324,7 +324,7 @@ def sim_status(c, inventory=INVENTORY):
 @reported
 def sim_down(c, inventory=INVENTORY, verbose=False):
     """Remove everything sim.up made (containers, private dockerds and stores, keys, board images)."""
-    sim.down(load_inventory(inventory))
+    sim.down(load_inventory(inventory), OUT)
 
 
 RUN_HELP = "a results/<run-id> directory or its run id (default: the newest)"

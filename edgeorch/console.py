@@ -218,12 +218,21 @@ class Reporter:
         """A spinner while `text` goes on (nothing where the output is not a terminal)."""
         return self.console.status(escape(text))
 
-    def progress(self) -> Progress:
+    def progress(self) -> Bars:
         """Bars for long work (transfers count MB, runs count pairs): live on a terminal and gone when done, nothing
         at all where the output is not one (CI, a pipe): the story lines say what was done."""
-        return Progress(TextColumn("{task.description}"), BarColumn(),
-                        TextColumn("{task.completed:.1f}/{task.total:.1f} {task.fields[unit]}"), _Rate(),
-                        TimeElapsedColumn(), console=self.console, transient=True, disable=not self.console.is_terminal)
+        return Bars(TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.completed:.1f}/{task.total:.1f} {task.fields[unit]}"), _Rate(),
+                    TimeElapsedColumn(), console=self.console, transient=True, disable=not self.console.is_terminal,
+                    out=self)
+
+
+class Bars(Progress):
+    """A reporter's progress bars, which the steps they are handed to also tell the story through (`out`)."""
+
+    def __init__(self, *columns, out: Reporter, **kwargs) -> None:
+        super().__init__(*columns, **kwargs)
+        self.out = out
 
 
 REPORTER = Reporter()  # the terminal's: what a library call is given when its caller hands in none

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import fabric
 import paramiko
-from rich.progress import Progress
 
 from . import bench, images, results, userland
 from .arch import Arch
 from .cache import file_sha256
-from .console import REPORTER, recording, shell
+from .console import REPORTER, Bars, recording, shell
 from .errors import BareUnavailable, BoardError, ConnectionLost
 from .images import ImageLayers, ImageSpec
 from .inventory import Board
@@ -230,7 +229,7 @@ def _sftp(local: Path | str, dest: str, size: int, offset: int = 0) -> str:
     return shell(["sftp-put", local, dest]) + f"  # {size} bytes" + (f" from byte {offset}" if offset else "")
 
 
-def _put(conn: fabric.Connection, board: Board, local: Path, dest: str, progress: Progress | None,
+def _put(conn: fabric.Connection, board: Board, local: Path, dest: str, progress: Bars | None,
          label: str, resume: bool = False) -> int:
     """SFTP `local` to `dest`, checked and atomic: a file only gets its final name once its sha256 on the board is
     the local one, and a failed transfer leaves nothing behind. With `resume`, the bytes a cut transfer of these
@@ -245,8 +244,9 @@ def _put(conn: fabric.Connection, board: Board, local: Path, dest: str, progress
         offset = 0
     offset = offset if offset <= size else 0  # longer than the file: not a cut copy of it
     if offset:
-        REPORTER.step(f"resuming {local.name} at {offset / 1e6:.1f} of {size / 1e6:.1f} MB (what a cut transfer left)",
-                      board.name)
+        (progress.out if progress else REPORTER).step(
+            f"resuming {local.name} at {offset / 1e6:.1f} of {size / 1e6:.1f} MB (what a cut transfer left)",
+            board.name)
     _check_space(conn, board, where, size - offset, local.name)
     task = progress.add_task(label, total=size / mb, completed=offset / mb, unit="MB") if progress else None
     try:
@@ -317,7 +317,7 @@ def _drop_partials(conn: fabric.Connection, board: Board, workdir: str, keep: st
 
 
 def _send_image(conn: fabric.Connection, board: Board, layers: ImageLayers, workdir: str,
-                progress: Progress | None) -> Transfer:
+                progress: Bars | None) -> Transfer:
     """Load the image on the board from an archive of the layers it lacks, checked before it is loaded."""
     start = first_to_send(board_layers(conn, board), layers)
     archive = images.layer_archive(layers, start, CODEC)
@@ -334,7 +334,7 @@ def _send_image(conn: fabric.Connection, board: Board, layers: ImageLayers, work
 
 
 def deploy(conn: fabric.Connection, board: Board, image: ImageSpec, export: ImageLayers,
-           progress: Progress | None = None, modes: tuple[str, ...] = MODES,
+           progress: Bars | None = None, modes: tuple[str, ...] = MODES,
            bare: Userland | None = None) -> Deployment:
     """Make `image`'s framework ready on `board` in `modes` (bare mode from `bare`, the image's userland) and check
     that their versions and entrypoints match; only what the board lacks is sent."""
@@ -484,7 +484,7 @@ _FIRST_START = 'py=$1; cd -- "$2" || exit 1; shift 2; exec env -i "$@" "$py" -c 
 
 
 def _install_userland(conn: fabric.Connection, board: Board, bare: Userland, deployment: Deployment,
-                      progress: Progress | None) -> Transfer:
+                      progress: Bars | None) -> Transfer:
     """The image's userland unpacked on the board, its interpreter relocated, the entrypoint beside it; a BoardError
     naming the cause and its fix when the board cannot start it."""
     started = time.monotonic()
@@ -655,7 +655,7 @@ def _check_bare(board: Board, bundle_dir: str, probes: dict[str, dict]) -> None:
 
 
 def push_file(conn: fabric.Connection, board: Board, workdir: str, path: Path, sha256: str,
-              progress: Progress | None = None) -> str:
+              progress: Bars | None = None) -> str:
     """Copy a model or input file to the board unless an identical copy is there; its path there."""
     # named by content, not by the user's file name: any name works, and none reaches a command line on the board
     suffix = "".join(c for c in path.suffix if c.isascii() and (c.isalnum() or c == "."))

@@ -26,7 +26,7 @@ import docker.errors
 from . import bench
 from .arch import Arch, wheel_platforms
 from .cache import cache_dir, content_hash, held, write_atomic
-from .console import REPORTER, recording, run_local, shell, tail
+from .console import REPORTER, Reporter, recording, run_local, shell, tail
 from .errors import SetupError
 from .plan import Target
 from .recipes import INSTALL_SCRIPT, BaseRecipe, Build, Recipe, load_bases
@@ -125,20 +125,21 @@ def _pack(root: Path, out: Path) -> None:
 
 def _build(client: docker.DockerClient, context: Path, *, tag: str, arch: Arch,
            labels: dict[str, str] | None = None, buildargs: dict[str, str] | None = None,
-           network_mode: str = "none") -> str:
+           network_mode: str = "none", out: Reporter = REPORTER) -> str:
     """docker build of `context` for `arch`; returns the image id. Shows the build's progress."""
     with held(f"image-{content_hash(tag)}"):  # another orchestrator on this host may be building it
         return _image_id(client, tag) or _build_once(client, context, tag=tag, arch=arch, labels=labels,
-                                                     buildargs=buildargs, network_mode=network_mode)
+                                                     buildargs=buildargs, network_mode=network_mode, out=out)
 
 
 def _build_once(client: docker.DockerClient, context: Path, *, tag: str, arch: Arch,
-                labels: dict[str, str] | None, buildargs: dict[str, str] | None, network_mode: str) -> str:
+                labels: dict[str, str] | None, buildargs: dict[str, str] | None, network_mode: str,
+                out: Reporter) -> str:
     labels = {LABEL: "1", **(labels or {})}
     image_id = None
     command = shell(["docker", "build", "--platform", arch.info.docker_platform, "--network", network_mode,
                      *(f"--build-arg={k}={v}" for k, v in (buildargs or {}).items()), "-t", tag, context])
-    with recording(command) as rec, REPORTER.status(f"building {tag}") as status:
+    with recording(command) as rec, out.status(f"building {tag}") as status:
         for chunk in client.api.build(path=str(context), tag=tag, platform=arch.info.docker_platform,
                                       labels=labels, buildargs=buildargs, network_mode=network_mode,
                                       rm=True, forcerm=True, decode=True):
@@ -154,7 +155,7 @@ def _build_once(client: docker.DockerClient, context: Path, *, tag: str, arch: A
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
         rec.exit_code = 0
-    REPORTER.step(f"built {tag} in {rec.seconds:.0f} s")
+    out.step(f"built {tag} in {rec.seconds:.0f} s")
     return image_id or client.images.get(tag).id
 
 
@@ -172,7 +173,8 @@ def base_tag(arch: Arch, base: BaseRecipe, debian: tuple[str, ...] = ()) -> str:
 BaseKind = tuple[Arch, tuple[str, ...]]  # an arch, and the Debian packages its rootfs has beyond the release's own
 
 
-def ensure_base_images(client: docker.DockerClient, base: BaseRecipe, kinds: list[BaseKind]) -> dict[BaseKind, str]:
+def ensure_base_images(client: docker.DockerClient, base: BaseRecipe, kinds: list[BaseKind], *,
+                       out: Reporter = REPORTER) -> dict[BaseKind, str]:
     """The base image tag per kind, building what is missing (mmdebstraps run side by side, tarballs are cached)."""
     tags = {kind: base_tag(kind[0], base, kind[1]) for kind in kinds}
     missing = [kind for kind in kinds if _image_id(client, tags[kind]) is None]
@@ -184,7 +186,7 @@ def ensure_base_images(client: docker.DockerClient, base: BaseRecipe, kinds: lis
             shutil.copy(base.dockerfile, ctx / "Dockerfile")
             os.link(tarball, ctx / "rootfs.tar")
             _build(client, ctx, tag=tags[arch, debian], arch=arch,
-                   labels={f"{LABEL}.arch": arch.value, f"{LABEL}.role": "base"})
+                   labels={f"{LABEL}.arch": arch.value, f"{LABEL}.role": "base"}, out=out)
     return tags
 
 
@@ -254,7 +256,7 @@ def _user_base(client: docker.DockerClient, recipe: Recipe, image: str | None) -
 
 
 def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, target: Target,
-                           base_image: str | None = None) -> ImageSpec:
+                           base_image: str | None = None, *, out: Reporter = REPORTER) -> ImageSpec:
     """The framework image of `target`, built from the cached base and wheelhouse when missing, and the wheels of
     the bare-metal bundle."""
     rootfs = load_bases()[target.suite]
@@ -262,7 +264,7 @@ def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, target: 
         base = _user_base(client, recipe, base_image)
     else:
         kind = (target.arch, target.build.debian)
-        base = ensure_base_images(client, rootfs, [kind])[kind]
+        base = ensure_base_images(client, rootfs, [kind], out=out)[kind]
     wheelhouse = ensure_wheelhouse(recipe, target.build, target.arch, target.image_python, rootfs.glibc)
     bare = wheelhouse if target.native_python == target.image_python and target.native_glibc >= rootfs.glibc else \
         ensure_wheelhouse(recipe, target.build, target.arch, target.native_python, target.native_glibc)
@@ -282,7 +284,7 @@ def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, target: 
                 f"{LABEL}.suite": target.suite,
                 f"{LABEL}.recipe-hash": key,
                 f"{LABEL}.bench-sha256": bench.bundle_digest(),
-            })
+            }, out=out)
     return ImageSpec(framework=recipe.framework, version=target.build.version, arch=target.arch, tag=tag,
                      image_id=image_id, recipe_hash=key, bench_sha256=bench.bundle_digest(),
                      based_on=base_image if recipe.base_image_from_user else f"Debian {target.suite}",
@@ -360,7 +362,7 @@ def built_layers(client: docker.DockerClient, target: Target) -> ImageLayers | N
     return _cached(newest.id, (newest.tags or [""])[0]) if newest else None
 
 
-def export_image(client: docker.DockerClient, spec: ImageSpec) -> ImageLayers:
+def export_image(client: docker.DockerClient, spec: ImageSpec, *, out: Reporter = REPORTER) -> ImageLayers:
     """The image's config and layers in the blob store, from one `docker save` (either of its layouts: Docker
     20.10's `<id>/layer.tar` or the OCI `blobs/sha256/` of Docker 25 and later), remembered by image id."""
     index = _index(spec.image_id)
@@ -368,7 +370,7 @@ def export_image(client: docker.DockerClient, spec: ImageSpec) -> ImageLayers:
         return cached
     index.parent.mkdir(parents=True, exist_ok=True)
     digests, manifest = {}, None
-    with REPORTER.status(f"exporting {spec.tag}"), tempfile.TemporaryFile(dir=index.parent) as saved:
+    with out.status(f"exporting {spec.tag}"), tempfile.TemporaryFile(dir=index.parent) as saved:
         with recording(shell(["docker", "save", spec.tag])) as rec:
             for chunk in client.api.get_image(spec.image_id):
                 saved.write(chunk)
@@ -447,7 +449,8 @@ def _compressor(raw, codec: str, level: int):
 
 
 def ensure_image(client: docker.DockerClient, context: Path, *, tag: str, arch: Arch,
-                 buildargs: dict[str, str], labels: dict[str, str], network_mode: str = "none") -> str:
+                 buildargs: dict[str, str], labels: dict[str, str], network_mode: str = "none",
+                 out: Reporter = REPORTER) -> str:
     """Build `context` into `tag` unless that tag exists (tags carry a content hash)."""
     return _image_id(client, tag) or _build(client, context, tag=tag, arch=arch, buildargs=buildargs,
-                                            labels=labels, network_mode=network_mode)
+                                            labels=labels, network_mode=network_mode, out=out)

@@ -24,7 +24,7 @@ from rich.table import Table
 from . import images
 from .arch import Arch
 from .cache import content_hash, locked
-from .console import REPORTER, recording, run_local, shell
+from .console import REPORTER, Reporter, recording, run_local, shell
 from .errors import SetupError
 from .inventory import Board, Inventory
 from .recipes import IMAGES, load_bases
@@ -206,7 +206,8 @@ def _pin_host_key(known_hosts: Path, line: str) -> None:
     known_hosts.write_text("\n".join([l for l in old if l.split(" ", 1)[0] != host] + [line]) + "\n")
 
 
-def board_image(client, arch: Arch, release: str = "bookworm", packages: tuple[str, ...] = ()) -> str:
+def board_image(client, arch: Arch, release: str = "bookworm", packages: tuple[str, ...] = (), *,
+                out: Reporter = REPORTER) -> str:
     """The tag of the sim board image for `arch` on Debian `release` (base + sshd + docker client), built once. Its
     rootfs has the Debian `packages` its owner installed (the inventory's sim_packages: a framework's, for native
     mode); a framework image of those same packages shares that rootfs."""
@@ -214,12 +215,12 @@ def board_image(client, arch: Arch, release: str = "bookworm", packages: tuple[s
     if release not in bases:
         raise SetupError(f"sim_release {release!r}: edgeorch has no base for it",
                          hint=f"use one of {', '.join(sorted(bases))} (each is an images/base*/recipe.toml)")
-    base = images.ensure_base_images(client, bases[release], [(arch, packages)])[arch, packages]
+    base = images.ensure_base_images(client, bases[release], [(arch, packages)], out=out)[arch, packages]
     recipe = IMAGES / "sim-board"
     tag = f"edgeorch/sim-board:{arch.value}-{release}-{content_hash(*sorted(recipe.iterdir()), base)}"
     # The only build with a network: apt fetches sshd and the Docker client from the mirror.
     images.ensure_image(client, recipe, tag=tag, arch=arch, buildargs={"BASE": base},
-                        labels={SIM_LABEL: "board-image"}, network_mode="host")
+                        labels={SIM_LABEL: "board-image"}, network_mode="host", out=out)
     return tag  # what the board's userland is made of (a rebuild of it, after another fleet's `down`, is the same)
 
 
@@ -371,7 +372,7 @@ def _wait_for_ssh(b: Board, timeout: float = 60) -> None:
                      hint=f"read .sim/{b.name}/sshd.log; is port {b.port} taken by something else?")
 
 
-def up(inventory: Inventory, host: str | None = None) -> list[SimBoard]:
+def up(inventory: Inventory, host: str | None = None, out: Reporter = REPORTER) -> list[SimBoard]:
     """Start every simulated board (or those of `host`); boards already up are left as they are."""
     wanted = {b.name for b in inventory.select(host)} if host else None
     boards = [sb for sb in sim_boards(inventory) if wanted is None or sb.board.name in wanted]
@@ -386,20 +387,20 @@ def up(inventory: Inventory, host: str | None = None) -> list[SimBoard]:
                    key=lambda k: (k[0].value, *k[1:]))
 
     with ThreadPoolExecutor(max_workers=len(kinds)) as pool:
-        built = dict(zip(kinds, pool.map(lambda kind: board_image(images.engine(), *kind), kinds)))
+        built = dict(zip(kinds, pool.map(lambda kind: board_image(images.engine(), *kind, out=out), kinds)))
     # two `sim.up`s of one inventory at once start each board once; the fleet's key and known_hosts are shared
     with locked(_fleet_state(inventory) / "up.lock"):
         for sb in boards:
-            _start(client, sb, built[sb.board.arch, sb.board.sim_release, sb.board.sim_packages])
+            _start(client, sb, built[sb.board.arch, sb.board.sim_release, sb.board.sim_packages], out)
     if _docker0() != before:
         raise SetupError("starting the simulated fleet changed the main engine's docker0",
                          hint=f"before: {before!r}; after: {_docker0()!r}; run `invoke sim.down`")
     return boards
 
 
-def _start(client, sb: SimBoard, image: str) -> None:
+def _start(client, sb: SimBoard, image: str, out: Reporter) -> None:
     clock, was = time.monotonic(), _sshd(sb)
-    with REPORTER.status(f"starting sim board {sb.board.name}"):
+    with out.status(f"starting sim board {sb.board.name}"):
         line = _ensure_keys(sb)
         _pin_host_key(sb.board.known_hosts, line)
         _unpack(client, sb, image)
@@ -408,8 +409,8 @@ def _start(client, sb: SimBoard, image: str) -> None:
         _start_dockerd(sb)
     now = _sshd(sb)
     how = "up already" if was and now and was.pid == now.pid else f"up in {time.monotonic() - clock:.0f} s"
-    REPORTER.step(f"{how}: {sb.board.arch.value} Debian {sb.board.sim_release}, sshd on {sb.board.address}, a dockerd "
-                  "of its own", sb.board.name)
+    out.step(f"{how}: {sb.board.arch.value} Debian {sb.board.sim_release}, sshd on {sb.board.address}, a dockerd "
+             "of its own", sb.board.name)
 
 
 def status(inventory: Inventory) -> list[dict]:
@@ -440,7 +441,7 @@ def status_table(inventory: Inventory) -> Table:
     return t
 
 
-def down(inventory: Inventory) -> None:
+def down(inventory: Inventory, out: Reporter = REPORTER) -> None:
     """Remove everything `up` made: board processes and userlands, private dockerds and their stores, keys, the
     fleet's lock file, board images."""
     client = images.engine()
@@ -465,4 +466,4 @@ def down(inventory: Inventory) -> None:
                     client.images.remove(tag)
                     rec.exit_code = 0
             except docker.errors.APIError as e:  # still used by another inventory's sim board
-                REPORTER.note(f"kept {tag}", str(e.explanation))
+                out.note(f"kept {tag}", str(e.explanation))

@@ -60,14 +60,14 @@ def build(targets: dict[tuple[str, str], Target], out: Reporter, base_image: str
         kinds = sorted({(t.arch, t.build.debian) for t in targets.values() if t.suite == suite
                         and not recipes[t.framework].base_image_from_user}, key=lambda k: (k[0].value, k[1]))
         if kinds:
-            images.ensure_base_images(client, bases[suite], kinds)
+            images.ensure_base_images(client, bases[suite], kinds, out=out)
     had = {i.id for i in client.images.list(filters={"label": f"{images.LABEL}.framework"})}
     made: dict[Target, Built] = {}
     cached: dict[str, list[str]] = {}  # a framework build -> the arches whose image was built before
     for target in sorted(set(targets.values()), key=lambda t: (t.framework, t.arch.value, t.suite, t.native_python)):
-        spec = images.ensure_framework_image(client, recipes[target.framework], target, base_image)
-        bundle = userland.userland(client, spec.image_id, spec.tag) if spec.framework in bare else None
-        made[target] = Built(image=spec, layers=images.export_image(client, spec), bare=bundle)
+        spec = images.ensure_framework_image(client, recipes[target.framework], target, base_image, out=out)
+        bundle = userland.userland(client, spec.image_id, spec.tag, out=out) if spec.framework in bare else None
+        made[target] = Built(image=spec, layers=images.export_image(client, spec, out=out), bare=bundle)
         if spec.image_id in had:
             cached.setdefault(f"{spec.framework} {spec.version} ({spec.based_on})", []).append(target.arch.value)
     for build_of, arches in cached.items():

@@ -27,7 +27,7 @@ from pathlib import Path
 import docker
 
 from .cache import cache_dir, content_hash, file_sha256, held, write_atomic
-from .console import REPORTER, recording, shell
+from .console import REPORTER, Reporter, recording, shell
 from .errors import SetupError
 from .images import LABEL
 from .runners import CONTAINER_DIR
@@ -134,7 +134,7 @@ def _library_path(tar: tarfile.TarFile, names: dict[str, tarfile.TarInfo]) -> tu
     return tuple(dict.fromkeys([*dirs, "lib", "usr/lib"]))
 
 
-def userland(client: docker.DockerClient, image_id: str, tag: str) -> Userland:
+def userland(client: docker.DockerClient, image_id: str, tag: str, *, out: Reporter = REPORTER) -> Userland:
     """The bundle of the image `image_id`: made once from `docker export` of a container of it, and cached."""
     where = cache_dir() / "userland"
     what = content_hash(*_KEEP, "|", *_DROP, "|", str(_GZIP_LEVEL))  # a new choice, a new bundle
@@ -146,7 +146,7 @@ def userland(client: docker.DockerClient, image_id: str, tag: str) -> Userland:
             if found.archive.exists() and found.interpreter().exists():
                 return found
         where.mkdir(parents=True, exist_ok=True)
-        with REPORTER.status(f"making the bare-metal bundle of {tag}"), \
+        with out.status(f"making the bare-metal bundle of {tag}"), \
                 tempfile.TemporaryFile(dir=where) as exported:
             container = client.containers.create(image_id, entrypoint=["/bin/true"], labels={LABEL: "1"})
             try:
