@@ -134,8 +134,8 @@ BENCH_HELP = {
     "parallel": "run boards side by side (real fleets; the sim boards share this host's CPUs)",
     "dry_run": "print the planned runs and stop", "inventory": INV_HELP,
     "timeout": "seconds one run may take: past it the run is killed on the board, and its cell fails",
-    "resume": "a results/<run-id> directory (or the id) of a bench that did not finish: run only its missing cells "
-              "into it, with the arguments it was started with",
+    "resume": "a results/<run-id> directory (or the id) of a run of this task that did not finish: run only its "
+              "missing cells into it, with the arguments it was started with",
     "base_image": "the image to build FROM for frameworks that need the vendor's (tensorrt), e.g. "
                   "nvcr.io/nvidia/l4t-tensorrt:r8.5.2-runtime",
     "results": RESULTS_HELP, "verbose": VERBOSE_HELP,
