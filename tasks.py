@@ -161,7 +161,7 @@ def deploy(c, host=None, framework=None, mode=None, inventory=INVENTORY, serial=
                            base_image=base_image, modes=parse_modes(mode or chained.get("mode") or "both"))
 
 
-SWEEPS = ("bench", "calibrate", "explain")
+SWEEPS = ("bench", "calibrate", "explain", "compare", "agree")
 
 
 def _chained_options() -> dict[str, str]:

@@ -27,9 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgeorch import deploy, images, pipeline  # noqa: E402
-from edgeorch.console import console  # noqa: E402
+from edgeorch import deploy, images, targets  # noqa: E402
+from edgeorch.console import REPORTER, console  # noqa: E402
 from edgeorch.inventory import load_inventory  # noqa: E402
+from edgeorch.recipes import get_recipe  # noqa: E402
 from edgeorch.transport import connect, remote, sh, transfer_timeout  # noqa: E402
 
 # A deploy in a process of its own, so that a change of the board-side code is seen as a user's next command sees it
@@ -37,7 +38,12 @@ DEPLOY = """
 import json, sys
 from edgeorch import pipeline
 from edgeorch.inventory import load_inventory
-group = pipeline.deploy_boards(load_inventory(sys.argv[1]), sys.argv[2], [sys.argv[3]])
+try:  # the reporter a task hands in, since the flows were split (older code prints itself)
+    from edgeorch.console import REPORTER
+    out = (REPORTER,)
+except ImportError:
+    out = ()
+group = pipeline.deploy_boards(load_inventory(sys.argv[1]), sys.argv[2], *out, [sys.argv[3]])
 print("EDGEORCH-JSON " + json.dumps([d.summary() for ds in group.succeeded.values() for d in ds]))
 """
 
@@ -47,12 +53,18 @@ import json, sys
 from edgeorch import pipeline
 from edgeorch.inventory import load_inventory
 from edgeorch.recipes import get_recipe
+try:  # the build steps have a module of their own since the flows were split
+    from edgeorch import targets as steps
+    from edgeorch.console import REPORTER
+    out = {"out": REPORTER}
+except ImportError:
+    steps, out = pipeline, {}
 fleet = load_inventory(sys.argv[1])
 for framework, host in json.loads(sys.argv[2]).items():
     boards = fleet.select(host)
     modes = {framework: getattr(pipeline, "MODE_SETS", {}).get("both", ("docker", "bare"))}
-    pipeline.build(pipeline.plan_targets([get_recipe(framework)], boards, pipeline.platforms(boards).succeeded, modes),
-                   **({"bare": (framework,)} if hasattr(pipeline, "Built") else {}))
+    steps.build(steps.plan_targets([get_recipe(framework)], boards, steps.platforms(boards).succeeded, modes),
+                **out, **({"bare": (framework,)} if hasattr(steps, "Built") else {}))
 """
 
 EDITED = ROOT / "edgeorch" / "bench" / "adapters" / "base.py"
@@ -137,8 +149,8 @@ def print_cases(rows) -> bool:
 def codecs(board, framework: str) -> None:
     """Each codec's archive of the whole image: made here, sent, checked and loaded by the board's engine."""
     client = images.engine()
-    spec = next(made.image for made in pipeline.build(pipeline.plan_targets(
-        [pipeline.get_recipe(framework)], [board], pipeline.platforms([board]).succeeded)).values())
+    spec = next(made.image for made in targets.build(targets.plan_targets(
+        [get_recipe(framework)], [board], targets.platforms([board]).succeeded), REPORTER).values())
     layers = images.export_image(client, spec)
     console.print(f"\n[bold]Compression of the whole {framework} image[/] ({mb(layers.size)} MB of layers): made "
                   "here, sent over SSH to the simulated board, `docker load`ed there")

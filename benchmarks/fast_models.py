@@ -31,7 +31,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgeorch import report, results  # noqa: E402
+from edgeorch import analysis, results  # noqa: E402
 from edgeorch.bench import samples, watch  # noqa: E402
 from edgeorch.console import console  # noqa: E402
 
@@ -106,7 +106,7 @@ def every_sample_against_summaries(run_dir: Path) -> dict:
     key = runs["cell"].str.split("/").str[1] + "-" + runs["mode"] + "-" + runs["pair"].map("{:02d}".format)
     exact = runs.assign(p50_ms=[median[f"{k}.samples.npy"] / 1e6 for k in key])
     cells = results.current_cells(manifest)
-    a, b = (report.compare_arms(r, cells) for r in (runs, exact))
+    a, b = (analysis.compare_arms(r, cells) for r in (runs, exact))
     same = a[["verdict", "ratio", "ci_low", "ci_high"]].equals(b[["verdict", "ratio", "ci_low", "ci_high"]])
     return {"medians": float(np.max(np.abs(runs["p50_ms"].to_numpy() / exact["p50_ms"].to_numpy() - 1))),
             "quantiles": quantile, "sampler_cost": cost, "verdicts_equal": same, "verdict": a["verdict"].iloc[0]}

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeorch import stats
-from edgeorch.pipeline import comparison
+from edgeorch.analysis import comparison
 
 OFFSETS = (0.01, 0.02, 0.03)
 RHOS = (0.0, 0.5, 0.9)
@@ -115,7 +115,7 @@ def fleet_sessions_section(args) -> None:
 
     import pandas as pd
 
-    from edgeorch import report
+    from edgeorch import analysis
 
     invoke = Path(sys.executable).parent / "invoke"
     cmd = [str(invoke), "bench", "--inventory", args.inventory, "--host", args.host, "--framework", "onnxruntime",
@@ -135,7 +135,7 @@ def fleet_sessions_section(args) -> None:
         sd, df = stats.session_sd([g["p50_ms"] for _, g in grp.groupby("run_id")])
         spread = np.median([stats.spread(g["p50_ms"]) for _, g in grp.groupby("run_id")])
         print(f"{args.host} {mode}: a run's own shift ±{sd:.2%} (sd, {df + 1} runs); runs inside one: ±{spread:.2%}")
-    pairs = [report.compare_runs(a, b, history=history) for a, b in combinations(tables, 2)]
+    pairs = [analysis.compare_runs(a, b, history=history) for a, b in combinations(tables, 2)]
     kinds = pd.concat(pairs)["kind"].value_counts()
     print(f"results.compare of every two ({len(pairs)} comparisons x 2 modes): "
           + ", ".join(f"{k} {v}" for k, v in kinds.items()))
