@@ -24,7 +24,7 @@ from edgeorch.plan import parse_modes
 from edgeorch.recipes import load_recipes
 from edgeorch.report.boards import inventory_table
 
-INVENTORY = os.environ.get("EDGEORCH_INVENTORY", "inventory.yaml")
+INVENTORY = os.environ.get("EDGEORCH_INVENTORY") or "inventory.yaml"  # set but empty: the default too
 INV_HELP = "inventory file (default: $EDGEORCH_INVENTORY, else inventory.yaml)"
 RESULTS_HELP = "the directory of the runs (default: $EDGEORCH_RESULTS, else results/ of this checkout)"
 VERBOSE_HELP = "also show every external command on the console, with its duration and exit code, as it ends " \

@@ -317,6 +317,9 @@ def load_inventory(path: str | Path, ssh_config: tuple[paramiko.SSHConfig, str] 
     except FileNotFoundError:
         raise ConfigError(f"inventory {path} does not exist",
                           hint="create it (see docs/tutorial.md: add the board) or pass --inventory") from None
+    except IsADirectoryError:  # an empty $EDGEORCH_INVENTORY or --inventory names the directory it is run in
+        raise ConfigError(f"inventory {path} is a directory, not a file",
+                          hint="pass the inventory file itself, e.g. --inventory inventory.yaml") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"inventory {path} is not valid YAML: {e}",
                           hint="fix the syntax at the line shown") from e

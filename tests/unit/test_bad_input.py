@@ -3,7 +3,10 @@ fix, and the exit code of its kind, before anything is done. (docs/reference/bad
 the test that covers it; the kinds that need the fleet or the CLI are in tests/integration/test_bad_input.py.)"""
 
 import json
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import invoke
 import pytest
@@ -19,6 +22,8 @@ from edgeorch.recipes import get_recipe
 from edgeorch.request import Request
 from edgeorch.results import parse_answer
 from edgeorch.runners import Answer
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -46,6 +51,15 @@ def inventory_error(tmp_path, text: str) -> ConfigError:
 
 def board_error(tmp_path, fields: str) -> ConfigError:
     return inventory_error(tmp_path, f"boards:\n  - {{name: rpi, host: h, user: u, arch: arm64, {fields}}}\n")
+
+
+def test_an_inventory_that_is_a_directory(tmp_path, monkeypatch):
+    err = refused(ConfigError, load_inventory, tmp_path)
+    assert f"inventory {tmp_path} is a directory" in err.message and "--inventory inventory.yaml" in err.hint
+    monkeypatch.setenv("EDGEORCH_INVENTORY", "")  # set but empty, as `EDGEORCH_INVENTORY= invoke ...` leaves it
+    found = subprocess.run([sys.executable, "-c", "import tasks; print(tasks.INVENTORY)"], cwd=ROOT,
+                           capture_output=True, text=True)
+    assert found.stdout.strip() == "inventory.yaml", found.stderr
 
 
 def test_a_board_that_is_not_a_mapping(tmp_path):
