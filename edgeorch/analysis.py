@@ -99,7 +99,7 @@ def macs(models) -> tuple[dict[str, int], str]:
         return {}, (f"This run measured {len(known)} network of the zoo at batch 1: the fit needs two or more "
                     "(e.g. --model squeezenet1_1,mobilenet_v2,resnet18).")
     try:
-        return {m: zoo.countmacs(zoo.build(m), zoo.NETWORKS[m].input_shape) for m in known}, ""
+        return {m: zoo.count_macs(zoo.build(m), zoo.NETWORKS[m].input_shape) for m in known}, ""
     except ImportError as e:  # the zoo is built with PyTorch, an optional dependency of the host
         return {}, f"MACs are counted with PyTorch, which is not installed here ({e})."
 
