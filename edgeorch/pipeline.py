@@ -132,9 +132,8 @@ def sweep(request: Request, out: Reporter) -> Path | None:
                           hint=f"use one of {', '.join(zoo.NETWORKS)} (PyTorch gives the reference)")
     boards = health.healthy_boards(load_inventory(request.inventory), request.host, out)
     planned = plan(request, boards, out)
-    cells = [cell for board_cells in planned.cells.values() for cell in board_cells]
     if request.dry_run:
-        for line in describe(cells, planned.rule):
+        for line in describe(planned.every_cell(), planned.rule):
             out.show(escape(line))  # a model named like [/x] is text, not markup
         return None
     planned = resolve_models(planned, out)
@@ -142,7 +141,7 @@ def sweep(request: Request, out: Reporter) -> Path | None:
     job = _build(planned, boards, found, request, out)
     run_dir = results.new_run_dir() if request.resume is None else request.resume
     with results.locked_run(run_dir):  # a second --resume of this run is refused while this one writes it
-        cells = [cell for board_cells in job.sweep.cells.values() for cell in board_cells]
+        cells = job.sweep.every_cell()
         _start(run_dir, job, boards, cells, request, out)
         ex = Execution.load(run_dir, cells, job.sweep.rule)
         if request.resume is not None:
@@ -156,9 +155,9 @@ def sweep(request: Request, out: Reporter) -> Path | None:
 
 def _build(planned: Sweep, boards: list[Board], found: GroupResult, request: Request, out: Reporter) -> Job:
     """What each board gets of each framework, built here (or found built), with the agreement references."""
-    cells = [cell for board_cells in planned.cells.values() for cell in board_cells]
-    modes = {r.framework: tuple(m for m in MODES if any(a.mode == m for c in cells if c.framework == r.framework
-                                                        for a in c.arms)) for r in planned.recipes}
+    modes = {r.framework: tuple(m for m in MODES if any(a.mode == m for c in planned.every_cell()
+                                                        if c.framework == r.framework for a in c.arms))
+             for r in planned.recipes}
     if planned.every:
         planned = runnable(planned, boards, found.succeeded, modes, out)
     chosen = targets.plan_targets(planned.recipes, boards, found.succeeded, modes)

@@ -85,6 +85,10 @@ class Sweep:
     shapes: tuple[str, ...] = ()  # --input-shape
     specs: dict[tuple[str, str, int], ModelSpec] = dataclasses.field(default_factory=dict)  # the files, once made
 
+    def every_cell(self) -> list[Cell]:
+        """The cells of all its boards, board after board."""
+        return [cell for board_cells in self.cells.values() for cell in board_cells]
+
     def spec(self, cell: Cell) -> ModelSpec:
         return self.specs[(cell.framework, cell.model, cell.batch)]
 

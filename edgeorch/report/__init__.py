@@ -14,12 +14,11 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
+from ..analysis import GROUP
 from ..arch import Arch
 from ..models import zoo, zoo_models
 from ..plan import label
 from ..recipes import PYTHONS
-
-GROUP = ["board", "framework", "model"]
 
 
 def _s(value) -> str:
