@@ -115,7 +115,7 @@ def run(job: Job, boards: list[Board], failed: dict[str, EdgeorchError], ex: Exe
         results.write_manifest(ex.run_dir, interrupted=True)
         where = escape(str(ex.run_dir))
         out.show(f"[bold red]interrupted[/]: every finished run is kept in {where}; go on with "
-                 f"`invoke bench --resume {where}`")
+                 f"`{escape(results.resume_command(ex.run_dir))}`")
         raise
 
 

@@ -222,7 +222,7 @@ def collect(ex: Execution, cells: list[Cell], group: GroupResult, boards: list[B
         raise RunError(f"INCOMPLETE: {len(missing)} of {len(cells)} cells did not finish "
                        f"({', '.join(group.failed) or 'see above'}); the {len(records)} runs that did are in "
                        f"{run_dir}", hint=f"fix the failing boards, then run only what is missing: "
-                                          f"invoke bench --resume {run_dir}")
+                                          f"{results.resume_command(run_dir)}")
     if runs is not None and runs["agrees"].eq(False).any():
         raise RunError(f"a framework does not reproduce PyTorch's output (see the warnings above); "
                        f"the timings are in {run_dir}", hint="the conversion or the runtime changed the function")

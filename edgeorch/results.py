@@ -104,7 +104,7 @@ def locked_run(run_dir: Path) -> Iterator[None]:
             pid = holder.split()[1] if holder.startswith("pid ") else "PID"
             raise RunError(f"{run_dir} is in use by another edgeorch: {holder}",
                            hint=f"wait for it to end (its results are kept in the same directory), or stop it "
-                                f"(kill {pid}) and run `invoke bench --resume {run_dir}` again") from None
+                                f"(kill {pid}) and run `{resume_command(run_dir)}` again") from None
         argv = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
         since = datetime.datetime.now().isoformat(sep=" ", timespec="seconds")
         os.ftruncate(fd, 0)
@@ -345,6 +345,15 @@ def read_manifest(run_dir: Path) -> dict:
     except (OSError, json.JSONDecodeError) as e:
         raise RunError(f"{run_dir} is not an edgeorch run directory (no readable manifest.json)",
                        hint="pass a directory under results/ that a bench wrote") from e
+
+
+def resume_command(run_dir: Path) -> str:
+    """How a user goes on with an unfinished run: the task that started it (its manifest says), with --resume."""
+    try:
+        task = (read_manifest(run_dir).get("request") or {}).get("task") or "bench"
+    except RunError:  # a run whose manifest is not written yet was started by a bench or the like
+        task = "bench"
+    return f"invoke {task} --resume {run_dir}"
 
 
 def finished_pairs(run_dir: Path, runs_of) -> list[list[tuple[RunSpec, dict]]]:

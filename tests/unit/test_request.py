@@ -79,3 +79,10 @@ def test_library_modules_print_nothing_themselves():
                         isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Name) and fn.value.id == "console"):
                     printing.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not printing, printing
+
+
+def test_an_unfinished_run_says_to_resume_it_with_the_task_that_started_it(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"request": {"task": "calibrate"}}))
+    assert results.resume_command(tmp_path) == f"invoke calibrate --resume {tmp_path}"
+    (tmp_path / "manifest.json").write_text(json.dumps({"request": None}))  # an older run, or a library call
+    assert results.resume_command(tmp_path) == f"invoke bench --resume {tmp_path}"
