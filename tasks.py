@@ -6,6 +6,7 @@ here, with the exit code of their kind.
 
 import atexit
 import functools
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -224,7 +225,7 @@ def _request(c, name: str, given: dict) -> request.Request:
     with (and its run directory), whatever else is given."""
     resume = given.get("resume")
     _results_dir(given.get("results"))
-    given = {k: v for k, v in given.items() if k not in ("c", "resume", "results", "verbose")}
+    given = {k: v for k, v in given.items() if k == "task" or k in DEFAULTS}
     if resume:
         run_dir = store.find_run(resume, "--resume")
         manifest = store.read_manifest(run_dir)
@@ -237,13 +238,18 @@ def _request(c, name: str, given: dict) -> request.Request:
                               "mode now (bare is the image's userland without a container): its pairs cannot go on "
                               "with today's arms", hint="start a new run; `invoke report` still reads the old one")
         console.print(f"resuming {escape(str(run_dir))} with the arguments it was started with")
-        return request.parse(saved, resume=run_dir)
+        return request.parse({**DEFAULTS, **saved}, resume=run_dir)
     if not given.get("framework"):
         raise ConfigError(f"`invoke {name}` needs --framework (or --resume RUN)",
                           hint="e.g. --framework tflite; `invoke matrix` lists the frameworks")
     given["host"] = _hosts(c, given["host"])
     given["inventory"] = str(Path(given["inventory"]).resolve())
-    return request.parse({"task": name, **request.counts(given)})
+    return request.parse({**DEFAULTS, "task": name, **given})
+
+
+# bench has every option of a sweep: a task without one means bench's default
+DEFAULTS = {k: p.default for k, p in inspect.signature(bench).parameters.items()
+            if p.default is not p.empty and k not in ("resume", "results", "verbose")}
 
 
 @task(help=COMPARE_HELP, iterable=["option", "input_shape", "input"])

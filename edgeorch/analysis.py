@@ -56,10 +56,10 @@ def runs_of(run_dir: Path, manifest: dict) -> pd.DataFrame:
     return runs
 
 
-def tables_of(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+def tables_of(run_dir: Path, manifest: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame,
+                                                     pd.DataFrame | None]:
     """runs, samples, latency histograms, sensors and operators of a run directory (the last two empty or None where
     it has none)."""
-    manifest = results.read_manifest(run_dir)
     runs = runs_of(run_dir, manifest)
     samples = older(pd.read_parquet(run_dir / "samples.parquet"))
     # before summaries, samples.parquet held every inference: their histograms are made here
@@ -75,13 +75,18 @@ def tables_of(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, 
     return runs, samples, histograms, sensors, ops
 
 
-def comparison(run_dir: Path, judgement: Judgement = DEFAULTS) -> pd.DataFrame:
-    """The judged comparisons of a run directory: each cell's first arm against its second (and its other
-    arms against the second too), with why the cell stopped."""
+def judged(runs: pd.DataFrame, manifest: dict, judgement: Judgement | None = None) -> pd.DataFrame:
+    """The judged comparisons of a run's table: each cell's first arm against its second (and its other arms against
+    the second too), with why the cell stopped; judged as the run asked unless `judgement` says otherwise."""
+    judgement = judgement or judgement_of(manifest)
+    return compare_arms(runs, results.current_cells(manifest), equivalence=judgement.equivalence,
+                        max_spread=judgement.max_spread, min_pairs=judgement.min_pairs)
+
+
+def comparison(run_dir: Path, judgement: Judgement | None = None) -> pd.DataFrame:
+    """The judged comparisons of a run directory (see `judged`)."""
     manifest = results.read_manifest(run_dir)
-    return compare_arms(runs_of(run_dir, manifest), results.current_cells(manifest),
-                        equivalence=judgement.equivalence, max_spread=judgement.max_spread,
-                        min_pairs=judgement.min_pairs)
+    return judged(runs_of(run_dir, manifest), manifest, judgement)
 
 
 def changes(before: Path, after: Path) -> pd.DataFrame:

@@ -131,13 +131,14 @@ def sweep(request: Request, out: Reporter) -> Path | None:
         raise ConfigError(f"the agreement check needs a zoo network, not {request.model!r}",
                           hint=f"use one of {', '.join(zoo.NETWORKS)} (PyTorch gives the reference)")
     boards = health.healthy_boards(load_inventory(request.inventory), request.host, out)
-    planned = plan(request, boards, out)
+    # a board that does not answer fails below, with its cells; a dry run asks nothing
+    found = None if request.dry_run else targets.platforms(boards, request.timeout)
+    planned = plan(request, boards, found, out)
     if request.dry_run:
         for line in describe(planned.every_cell(), planned.rule):
             out.show(escape(line))  # a model named like [/x] is text, not markup
         return None
     planned = resolve_models(planned, out)
-    found = targets.platforms(boards, request.timeout)  # a board that does not answer fails below, with its cells
     job = _build(planned, boards, found, request, out)
     run_dir = results.new_run_dir() if request.resume is None else request.resume
     with results.locked_run(run_dir):  # a second --resume of this run is refused while this one writes it
@@ -246,14 +247,14 @@ def write_report(run_dir: Path, out: Reporter, against: Path | None = None,
     """results/<run-id>/report.html: the run's verdicts, figures and provenance in one offline file (and its
     change from the run `against`, given as `changes` where already judged)."""
     manifest = results.read_manifest(run_dir)
-    runs, samples, histograms, sensors, ops = analysis.tables_of(run_dir)
+    runs, samples, histograms, sensors, ops = analysis.tables_of(run_dir, manifest)
     if against is not None and changes is None:
         changes = analysis.changes(against, run_dir)
     macs, why = analysis.macs(runs.loc[runs["batch"] == 1, "model"])
     from .report import page  # matplotlib, imported by the one task step that draws: a refusal answers at once
     text = page.render(run_dir, manifest=manifest, runs=runs, samples=samples, histograms=histograms,
                        sensors=sensors, ops=ops,
-                       comparison=analysis.comparison(run_dir, analysis.judgement_of(manifest)),
+                       comparison=analysis.judged(runs, manifest),
                        notes=report.unavailable_notes(runs), macs=macs, why_no_macs=why, changes=changes,
                        against=against.name if against else None)
     path = run_dir / "report.html"
@@ -276,6 +277,6 @@ def compare_runs(before: Path, after: Path, out: Reporter) -> pd.DataFrame:
 def show_results(run_dir: Path, out: Reporter) -> None:
     """Print the comparison table of a finished run and whether it is complete."""
     manifest = results.read_manifest(run_dir)
-    out.show(report.mode_table(analysis.comparison(run_dir, analysis.judgement_of(manifest))))
+    out.show(report.mode_table(analysis.judged(analysis.runs_of(run_dir, manifest), manifest)))
     if not manifest.get("complete"):
         out.show(f"[bold red]INCOMPLETE[/]: missing cells {escape(str(manifest.get('missing')))}")

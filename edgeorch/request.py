@@ -12,12 +12,6 @@ from .errors import ConfigError
 from .plan import StopRule, parse_counts
 from .runners import Measures
 
-# the options a sweep task may leave out, as invoke hands them over (text)
-DEFAULTS = {"repeat": None, "min_pairs": "5", "max_pairs": "40", "precision": "0.01", "max_time": "1800",
-            "min_time": "0", "equivalence": "0.01", "max_spread": "0.10", "cooldown": "0", "iterations": "50",
-            "warmup": "5", "threads": "0", "batch": "1", "timeout": "3600", "profile": "0", "mode": "both",
-            "option": None, "input_shape": None, "input": None, "parallel": False, "dry_run": False,
-            "base_image": None, "counters": True, "energy": True, "keep_samples": False}
 COUNTS = {"iterations": int, "warmup": int, "timeout": float, "profile": int}
 SWEPT = {"threads": 0, "batch": 1}  # a comma list sweeps them; each value at least this
 
@@ -83,8 +77,9 @@ def _rule(args: dict) -> StopRule:
 
 
 def parse(saved: dict, resume: Path | None = None) -> Request:
-    """The request of a sweep task's options (`task`, `inventory`, `host` among them; the rest may be left out)."""
-    args = counts({**DEFAULTS, **saved})
+    """The request of a sweep task's options, every one of them (`invoke bench`'s defaults fill in those a task
+    does not have: tasks.DEFAULTS), and `task`."""
+    args = counts(saved)
     judgement = Judgement(equivalence=number("equivalence", args["equivalence"]),
                           max_spread=number("max_spread", args["max_spread"]),
                           min_pairs=number("min_pairs", args["min_pairs"], int))

@@ -30,7 +30,8 @@ from .plan import (
 from .recipes import Recipe, get_recipe, load_recipes
 from .releases import Platform
 from .request import Request
-from .targets import plan_targets, platforms
+from .targets import plan_targets
+from .transport import GroupResult
 
 
 def _require_support(recipe: Recipe, boards: list[Board]) -> None:
@@ -208,9 +209,8 @@ KNOBS = {
 }
 
 
-def _native_runs(framework: str, boards: list[Board], out: Reporter) -> bool:
+def _native_runs(framework: str, boards: list[Board], found: GroupResult[Platform], out: Reporter) -> bool:
     """Whether every board's own Python can run `framework` (explain's userland arm); says why not if not."""
-    found = platforms(boards)
     try:
         plan_targets(_recipes(framework), boards, found.succeeded, {f: ("native",) for f in framework.split(",")})
     except ConfigError as e:
@@ -219,14 +219,16 @@ def _native_runs(framework: str, boards: list[Board], out: Reporter) -> bool:
     return not found.failed
 
 
-def arms(request: Request, boards: list[Board], out: Reporter) -> tuple[list[tuple[Arm, ...]], tuple[str, ...]]:
+def arms(request: Request, boards: list[Board], found: GroupResult[Platform] | None,
+         out: Reporter) -> tuple[list[tuple[Arm, ...]], tuple[str, ...]]:
     """The arms of each cell a task compares, and the names that tell a board's cells apart: bench (and compare,
-    agree) its modes; calibrate each mode against itself; explain Docker with each knob against bare metal."""
+    agree) its modes; calibrate each mode against itself; explain Docker with each knob against bare metal (and
+    the board's own Python where `found`, the boards' platforms, says it runs the framework; a dry run asks none)."""
     if request.task == "calibrate":
         modes = parse_modes(request.mode)
         return [(Arm(label=f"{m}-A", mode=m), Arm(label=f"{m}-B", mode=m)) for m in modes], modes
     if request.task == "explain":
-        native = request.dry_run or _native_runs(request.framework, boards, out)
+        native = found is None or _native_runs(request.framework, boards, found, out)
         return [(Arm(label="docker", mode="docker"), Arm(label="bare", mode="bare"),
                  *(Arm(label=f"docker+{name}", mode="docker", docker_args=args) for name, args in KNOBS.items()),
                  Arm(label="docker+model-on-bind-mount", mode="docker", bind_files=True),
@@ -234,9 +236,9 @@ def arms(request: Request, boards: list[Board], out: Reporter) -> tuple[list[tup
     return [mode_arms(parse_modes(request.mode))], ()
 
 
-def plan(request: Request, boards: list[Board], out: Reporter) -> Sweep:
-    """The sweep a request asks for on `boards`, nothing converted yet."""
-    cell_arms, names = arms(request, boards, out)
+def plan(request: Request, boards: list[Board], found: GroupResult[Platform] | None, out: Reporter) -> Sweep:
+    """The sweep a request asks for on `boards` (their platforms `found`), nothing converted yet."""
+    cell_arms, names = arms(request, boards, found, out)
     return plan_sweep(boards, framework=request.framework, model=request.model, arms=cell_arms, rule=request.rule,
                       iterations=request.iterations, warmup=request.warmup, threads=request.threads,
                       min_time=request.min_time, batch=request.batch, options=request.options, names=names,

@@ -61,18 +61,17 @@ def zoo_models(model_format: str) -> list[str]:
 
 
 def resolve(arg: str, model_format: str, *, cache_dir: Path, log: Log | None = None, batch: int = 1) -> ModelSpec:
-    """The model `arg` in a framework's format: a zoo network (taking `batch` images per inference), a builtin,
-    or the path of a user's file."""
-    name = model_name(arg, model_format, batch)
+    """The model `arg` in a framework's format, as `model_name` checked it: a zoo network (taking `batch` images per
+    inference), a builtin, or the path of a user's file."""
     if model_format == "tflite" and arg in BUILTIN_MODELS:
         return resolve_model(arg, cache_dir=cache_dir, log=log)
     exports = _zoo_exports(model_format)
     if arg in exports:
         network, exporter = exports[arg]
         path = exporter.export(network, batch, Path(cache_dir) / "models", log)
-        return ModelSpec(name=name, path=path, sha256=file_sha256(path), builtin=True)
+        return ModelSpec(name=arg, path=path, sha256=file_sha256(path), builtin=True)
     path = Path(arg).expanduser()
-    return ModelSpec(name=name, path=path.resolve(), sha256=file_sha256(path), builtin=False)
+    return ModelSpec(name=path.stem, path=path.resolve(), sha256=file_sha256(path), builtin=False)
 
 
 def model_name(arg: str, model_format: str, batch: int = 1) -> str:

@@ -17,7 +17,7 @@ from edgeorch.arch import Arch
 from edgeorch.console import REPORTER
 from edgeorch.errors import BoardError, ConfigError, ModelError
 from edgeorch.inventory import Board, load_inventory
-from edgeorch.models import resolve
+from edgeorch.models import model_name
 from edgeorch.recipes import get_recipe
 from edgeorch.request import Request
 from edgeorch.results import parse_answer
@@ -212,7 +212,7 @@ def test_the_agreement_check_of_a_model_that_is_not_a_zoo_network(tmp_path):
 def test_a_batch_for_a_users_file(tmp_path):
     path = tmp_path / "mine.tflite"
     path.write_bytes(b"x")
-    err = refused(ModelError, resolve, str(path), "tflite", cache_dir=tmp_path, batch=4)
+    err = refused(ModelError, model_name, str(path), "tflite", batch=4)
     assert "--batch 4" in err.message and "drop --batch" in err.hint and err.exit_code == 4
 
 
@@ -231,7 +231,7 @@ def onnx_file(tmp_path):
 def test_a_truncated_onnx(tmp_path, onnx_file):
     cut = tmp_path / "cut.onnx"
     cut.write_bytes(onnx_file.read_bytes()[:-7])
-    err = refused(ModelError, resolve, str(cut), "onnx", cache_dir=tmp_path)
+    err = refused(ModelError, model_name, str(cut), "onnx")
     assert f"{cut} is not a valid ONNX model" in err.message and ".onnx file" in err.hint
 
 
@@ -241,7 +241,7 @@ def test_a_truncated_onnx(tmp_path, onnx_file):
     ("tf-graph", "is not a tf-graph model: its name does not end in .pb", "pass a .pb file"),
 ])
 def test_a_model_of_another_framework(tmp_path, onnx_file, model_format, problem, fix):
-    err = refused(ModelError, resolve, str(onnx_file), model_format, cache_dir=tmp_path)
+    err = refused(ModelError, model_name, str(onnx_file), model_format)
     assert f"{onnx_file} {problem}" in err.message and fix in err.hint
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgeorch.errors import ModelError
-from edgeorch.models import BUILTIN_MODELS, ModelSpec, cached_path, resolve, resolve_model, tflite, validate_tflite
+from edgeorch.models import BUILTIN_MODELS, ModelSpec, cached_path, model_name, resolve_model, tflite, validate_tflite
 
 
 def minimal_tflite() -> bytes:
@@ -244,4 +244,4 @@ def test_importing_the_module_does_not_import_tensorflow_or_numpy():
 
 def test_a_batch_is_refused_for_models_the_zoo_does_not_make(tmp_path):
     with pytest.raises(ModelError, match="--batch 4 applies to the zoo's networks; tiny takes the batch"):
-        resolve("tiny", "tflite", cache_dir=tmp_path, batch=4)
+        model_name("tiny", "tflite", batch=4)

@@ -4,7 +4,7 @@ import pytest
 
 from edgeorch.arch import Arch
 from edgeorch.errors import ConfigError, ModelError
-from edgeorch.models import resolve
+from edgeorch.models import model_name
 from edgeorch.recipes import DEFAULT_DOCKERFILE, get_recipe, load_recipes
 
 
@@ -37,10 +37,10 @@ def test_an_onnx_model_that_is_not_one(tmp_path):
     bad = tmp_path / "net.onnx"
     bad.write_text("not a protobuf\n")
     with pytest.raises(ModelError, match="is not a valid ONNX model"):
-        resolve(str(bad), "onnx", cache_dir=tmp_path)
+        model_name(str(bad), "onnx")
 
 
 def test_an_unknown_onnx_model_name_lists_the_zoo(tmp_path):
     with pytest.raises(ModelError, match="unknown model 'resnet1000'") as err:
-        resolve("resnet1000", "onnx", cache_dir=tmp_path)
+        model_name("resnet1000", "onnx")
     assert "squeezenet1_1" in err.value.hint and "vgg16" in err.value.hint

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _given(**options) -> dict:
     """A task's options as invoke hands them over (text), as `invoke bench` gives them by default."""
-    return {"framework": "tflite", "host": "x86", "model": "tiny", "inventory": "inventory.yaml", **options}
+    return {**tasks.DEFAULTS, "framework": "tflite", "host": "x86", "model": "tiny", "inventory": "inventory.yaml",
+            **options}
 
 
 def test_a_benchs_text_options_become_one_frozen_request():
@@ -37,6 +38,12 @@ def test_repeat_is_exactly_k_pairs_whatever_the_rule_says():
     found = request.parse({"task": "compare", **_given(repeat="2", min_pairs="5", max_pairs="40")})
     assert (found.rule.min_pairs, found.rule.max_pairs) == (2, 2)
     assert found.judgement.min_pairs == 5  # below it, no verdict
+
+
+@pytest.mark.parametrize("task", ["compare", "calibrate", "explain", "agree"])
+def test_bench_has_every_option_of_a_sweep_so_its_defaults_fill_in_the_rest(task):
+    options = {a.name for a in tasks.ns[task].get_arguments()} - {"resume", "results", "verbose"}
+    assert options <= set(tasks.DEFAULTS)
 
 
 def test_what_the_manifest_keeps_parses_to_the_same_request():
