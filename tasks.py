@@ -9,13 +9,14 @@ import functools
 import inspect
 import os
 import sys
+import time
 from pathlib import Path
 
 import invoke
 from invoke import Collection, Exit
 from rich.markup import escape
 
-from edgeorch import pipeline, request, sim
+from edgeorch import farm, farm_sim, pipeline, request, sim
 from edgeorch import report as tables
 from edgeorch import results as store
 from edgeorch.console import Reporter, commands, console
@@ -23,11 +24,15 @@ from edgeorch.errors import ConfigError, EdgeorchError
 from edgeorch.inventory import load_inventory
 from edgeorch.plan import parse_modes
 from edgeorch.recipes import load_recipes
-from edgeorch.report.boards import inventory_table
+from edgeorch.report.boards import inventory_table, places_table
 
 INVENTORY = os.environ.get("EDGEORCH_INVENTORY") or "inventory.yaml"  # set but empty: the default too
 INV_HELP = "inventory file (default: $EDGEORCH_INVENTORY, else inventory.yaml)"
 RESULTS_HELP = "the directory of the runs (default: $EDGEORCH_RESULTS, else results/ of this checkout)"
+COORDINATOR_HELP = "a labgrid coordinator HOST:PORT: reserve, lock and release the boards through its farm, waiting " \
+                   "in its queue (default: $EDGEORCH_COORDINATOR, else the inventory's `coordinator:`; none: the " \
+                   "boards are driven directly); --host also takes tag:KEY=VALUE there"
+WAIT_HELP = "with a coordinator: seconds to wait in the farm's queue for each board before giving up"
 VERBOSE_HELP = "also show every external command on the console, with its duration and exit code, as it ends " \
                "(all are logged in commands.log; EDGEORCH_VERBOSE=1 does the same)"
 
@@ -91,11 +96,14 @@ def inventory(c, inventory=INVENTORY):
     console.print(inventory_table(load_inventory(inventory)))
 
 
-@task(help={"host": "board, group, or comma list (default: all)", "inventory": INV_HELP, "verbose": VERBOSE_HELP})
+@task(help={"host": "board, group, or comma list (default: all)", "inventory": INV_HELP,
+            "coordinator": "a labgrid coordinator HOST:PORT whose places the boards are (default: "
+                           "$EDGEORCH_COORDINATOR, else the inventory's `coordinator:`)", "verbose": VERBOSE_HELP})
 @reported
-def check(c, host="all", inventory=INVENTORY, verbose=False):
-    """Check each board: SSH, arch, Docker version, Python, free disk, thermal/frequency sensors."""
-    if not pipeline.check(load_inventory(inventory), host, OUT):
+def check(c, host="all", inventory=INVENTORY, coordinator=None, verbose=False):
+    """Check each board: SSH, arch, Docker version, Python, free disk, thermal/frequency sensors; with a farm, mark
+    each place healthy or not (sweeps skip unhealthy places)."""
+    if not pipeline.check(load_inventory(inventory), host, OUT, coordinator):
         raise Exit(code=5)
 
 
@@ -139,7 +147,7 @@ BENCH_HELP = {
               "missing cells into it, with the arguments it was started with",
     "base_image": "the image to build FROM for frameworks that need the vendor's (tensorrt), e.g. "
                   "nvcr.io/nvidia/l4t-tensorrt:r8.5.2-runtime",
-    "results": RESULTS_HELP, "verbose": VERBOSE_HELP,
+    "coordinator": COORDINATOR_HELP, "wait_timeout": WAIT_HELP, "results": RESULTS_HELP, "verbose": VERBOSE_HELP,
 }
 
 
@@ -208,7 +216,8 @@ def bench(c, framework=None, host=None, model="mobilenet_v2", mode="both", itera
           min_pairs="5", max_pairs="40", precision="0.01", max_time="1800", min_time="5", equivalence="0.01",
           max_spread="0.10", cooldown="0", threads="0", batch="1", option=None, input_shape=None, input=None,
           parallel=False, dry_run=False, timeout="3600", base_image=None, resume=None, inventory=INVENTORY,
-          profile="0", counters=True, energy=True, keep_samples=False, results=None, verbose=False):
+          profile="0", counters=True, energy=True, keep_samples=False, coordinator=None, wait_timeout="3600",
+          results=None, verbose=False):
     """Benchmark a model in Docker and on bare metal, pair after pair until the verdict is known; results go to
     results/<run-id>/."""
     _sweep(c, "bench", locals())
@@ -256,7 +265,8 @@ DEFAULTS = {k: p.default for k, p in inspect.signature(bench).parameters.items()
 @reported
 def compare(c, model, host=None, framework="all", mode="both", iterations="20", warmup="3", repeat="2", min_time="0",
             threads="0", batch="1", option=None, input_shape=None, input=None, parallel=False, dry_run=False,
-            timeout="3600", base_image=None, resume=None, inventory=INVENTORY, results=None, verbose=False):
+            timeout="3600", base_image=None, resume=None, inventory=INVENTORY, coordinator=None, wait_timeout="3600",
+            results=None, verbose=False):
     """Compare frameworks on one model: median latency side by side, each checked against PyTorch."""
     _sweep(c, "compare", locals())
 
@@ -266,7 +276,7 @@ def compare(c, model, host=None, framework="all", mode="both", iterations="20", 
 def calibrate(c, framework=None, host=None, model="mobilenet_v2", mode="both", iterations="50", warmup="5",
               repeat=None, min_pairs="5", max_pairs="40", precision="0.01", max_time="1800", min_time="5",
               equivalence="0.01", max_spread="0.10", cooldown="0", threads="0", timeout="3600", dry_run=False,
-              resume=None, inventory=INVENTORY, results=None, verbose=False):
+              resume=None, inventory=INVENTORY, coordinator=None, wait_timeout="3600", results=None, verbose=False):
     """The A/A test: each mode against itself, interleaved like a real comparison; the board's noise floor, the
     interval width per minute of benchmarking, and a verdict that must be equivalent or inconclusive."""
     _sweep(c, "calibrate", locals())
@@ -277,7 +287,7 @@ def calibrate(c, framework=None, host=None, model="mobilenet_v2", mode="both", i
 def explain(c, framework=None, host=None, model="mobilenet_v2", iterations="50", warmup="5", repeat=None, min_pairs="5",
             max_pairs="40", precision="0.01", max_time="1800", min_time="5", equivalence="0.01", max_spread="0.10",
             cooldown="0", threads="0", timeout="3600", dry_run=False, resume=None, inventory=INVENTORY,
-            results=None, verbose=False):
+            coordinator=None, wait_timeout="3600", results=None, verbose=False):
     """Why Docker differs: Docker rerun with one knob changed at a time (seccomp unconfined, host network, host
     IPC, no CPU limits, the model on a bind mount), each against bare metal with its own interval."""
     _sweep(c, "explain", locals())
@@ -285,9 +295,10 @@ def explain(c, framework=None, host=None, model="mobilenet_v2", iterations="50",
 
 @task(help={"host": "board, group, or comma list", "framework": "framework, comma list, or all (see `invoke matrix`)",
             "model": "a zoo network (see `invoke zoo`)", "inventory": INV_HELP, "results": RESULTS_HELP,
-            "verbose": VERBOSE_HELP})
+            "coordinator": COORDINATOR_HELP, "wait_timeout": WAIT_HELP, "verbose": VERBOSE_HELP})
 @reported
-def agree(c, framework, host=None, model="mobilenet_v2", inventory=INVENTORY, results=None, verbose=False):
+def agree(c, framework, host=None, model="mobilenet_v2", inventory=INVENTORY, coordinator=None, wait_timeout="3600",
+          results=None, verbose=False):
     """Check that frameworks reproduce PyTorch's output of a zoo network on the boards, in both modes."""
     _sweep(c, "agree", locals(), iterations=1, warmup=0, repeat=1, min_time=0)
 
@@ -333,6 +344,52 @@ def sim_down(c, inventory=INVENTORY, verbose=False):
     sim.down(load_inventory(inventory), OUT)
 
 
+FARM_HELP = "the labgrid coordinator HOST:PORT (default: $EDGEORCH_COORDINATOR, else the inventory's `coordinator:`)"
+
+
+def _farm(coordinator, inventory) -> farm.Farm:
+    """The farm a farm task works on, which must be named."""
+    found = farm.coordinator(coordinator, inventory)
+    if not found:
+        raise ConfigError("no labgrid coordinator named", hint="pass --coordinator HOST:PORT, set "
+                          "$EDGEORCH_COORDINATOR, or write `coordinator: HOST:PORT` in the inventory")
+    return farm.Farm(found)
+
+
+@task(name="up", help={"inventory": INV_HELP, "port": "the coordinator's port on 127.0.0.1"})
+@reported
+def farm_up(c, inventory=INVENTORY, port=str(farm.DEFAULT_PORT)):
+    """Start a labgrid coordinator and an exporter on loopback for the simulated fleet, each sim board a place with
+    its tags (idempotent)."""
+    farm_sim.up(load_inventory(inventory), request.number("port", port, int), OUT)
+
+
+@task(name="down", help={"inventory": INV_HELP})
+@reported
+def farm_down(c, inventory=INVENTORY):
+    """Stop the coordinator and exporter farm.up started."""
+    farm_sim.down(load_inventory(inventory), OUT)
+
+
+@task(name="export", help={"coordinator": FARM_HELP, "host": "board, group, or comma list (default: all)",
+                           "inventory": INV_HELP, "config": "where the exporter configuration is written"})
+@reported
+def farm_export(c, coordinator=None, host="all", inventory=INVENTORY, config="farm-exporter.yaml"):
+    """Write the labgrid exporter configuration of the inventory's boards (a NetworkService each: address, port,
+    user) and make each board a place of the farm, tagged with its name, arch, groups and release."""
+    inv = load_inventory(inventory)
+    with _farm(coordinator, inv) as lab:
+        farm_sim.export(lab, inv, inv.select(host), Path(config), OUT)
+
+
+@task(name="status", help={"coordinator": FARM_HELP, "inventory": INV_HELP})
+@reported
+def farm_status(c, coordinator=None, inventory=INVENTORY):
+    """Show the farm's places: healthy or not, who holds each and since when, their edgeorch lease, tags."""
+    with _farm(coordinator, load_inventory(inventory)) as lab:
+        console.print(places_table(lab.address, lab.places(), time.time()))
+
+
 RUN_HELP = "a results/<run-id> directory or its run id (default: the newest)"
 
 
@@ -366,4 +423,5 @@ def report(c, run=None, against=None, results=None):
 
 ns = Collection(inventory, check, deploy, clean, bench, compare, calibrate, explain, agree, report, zoo, matrix,
                 Collection("sim", sim_up, sim_status, sim_down),
+                Collection("farm", farm_up, farm_down, farm_export, farm_status),
                 Collection("results", results_show, results_compare))

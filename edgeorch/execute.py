@@ -4,11 +4,13 @@ after pair until the stopping rule says enough, every run kept as it comes back,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from .cache import file_sha256
 from .console import Reporter
 from .deploy import Deployment, deploy, push_file
 from .errors import BareUnavailable, BoardError, ConnectionLost, EdgeorchError, RunError, Unreachable
+from .farm import HEALTHY, Farm, Held
 from .inventory import Board
 from .models import ModelSpec
 from .plan import Cell, RunSpec, StopRule
@@ -39,6 +42,8 @@ class Job:
     timeout: float
     measures: Measures
     notes: dict[tuple[str, str], str] = field(default_factory=dict)  # (framework, board) -> what its build notes
+    farm: Farm | None = None  # where boards are reserved first, if they are places of a labgrid farm
+    wait_timeout: float = 3600  # how long a board is waited for in the farm's queue
 
 
 @dataclass
@@ -51,6 +56,7 @@ class Execution:
     earlier: dict[str, list] = field(default_factory=dict)  # cell key -> the pairs an earlier session finished
     attempts: dict[str, int] = field(default_factory=dict)
     deploys: list[dict] = field(default_factory=list)
+    held: list[dict] = field(default_factory=list)  # each board's farm place, reservation and wait, as held
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -59,7 +65,8 @@ class Execution:
         manifest = results.read_manifest(run_dir)
         shipped = run_dir / "deploy.json"
         ex = cls(run_dir=run_dir, attempts=dict(manifest.get("attempts") or {}),
-                 deploys=json.loads(shipped.read_text()) if shipped.exists() else [])
+                 deploys=json.loads(shipped.read_text()) if shipped.exists() else [],
+                 held=list(manifest.get("farm") or []))
         for cell in cells:
             state = (manifest.get("cells") or {}).get(cell.key) or {}
             ex.earlier[cell.key] = results.finished_pairs(run_dir, lambda p, c=cell: c.runs(p) if p < rule.max_pairs
@@ -82,6 +89,12 @@ class Execution:
         with self.lock:
             self.deploys.append(deployment.summary())
             results.write_atomic(self.run_dir / "deploy.json", json.dumps(self.deploys, indent=1))
+
+    def reserved(self, board: str, held: Held) -> None:
+        """A board held through the farm: its place, reservation and wait, in the manifest (`farm`)."""
+        with self.lock:
+            self.held.append({"board": board, **dataclasses.asdict(held), "at": time.time()})
+            results.write_manifest(self.run_dir, farm=self.held)
 
     def stopped(self, cell: Cell, stop: dict) -> None:
         with self.lock:
@@ -119,10 +132,18 @@ def run(job: Job, boards: list[Board], failed: dict[str, EdgeorchError], ex: Exe
         raise
 
 
-def reserve(board: Board, run_dir: Path, out: Reporter) -> Link:
-    """The board, held for this run until the block ends (its lock taken over SSH, any orphan run of edgeorch
-    there ended): where a farm's reservation of a shared board plugs in."""
-    return Link(board, token=SESSION, purpose=f"run {run_dir.name}", out=out)
+@contextlib.contextmanager
+def reserve(board: Board, job: Job, ex: Execution, out: Reporter) -> Iterator[Link]:
+    """The board, held for this run until the block ends: first its place in the farm, where there is one (its
+    queue, its lock, released at the end whatever happens; kept in the manifest), then edgeorch's own lock over SSH
+    (a second guard, for whoever bypasses the farm)."""
+    purpose = f"run {ex.run_dir.name}"
+    with (job.farm.hold(board.name, wait_timeout=job.wait_timeout, out=out, purpose=purpose) if job.farm
+          else contextlib.nullcontext()) as held:
+        if held:
+            ex.reserved(board.name, held)
+        with Link(board, token=SESSION, purpose=purpose, out=out) as link:
+            yield link
 
 
 def _board(job: Job, board: Board, unreachable: EdgeorchError | None, ex: Execution, bars, out: Reporter) -> int:
@@ -133,7 +154,7 @@ def _board(job: Job, board: Board, unreachable: EdgeorchError | None, ex: Execut
     if unreachable:
         raise unreachable
     failed: dict[str, EdgeorchError] = {}
-    with reserve(board, ex.run_dir, out) as link:
+    with reserve(board, job, ex, out) as link:
         kill_runs(link.conn, board.name, session="")  # with the lock held, any edgeorch run there is an orphan
         task = bars.add_task(f"{board.name}: pairs", unit="pairs",
                              total=sum(job.sweep.rule.max_pairs - len(ex.earlier[c.key]) for c in todo))
@@ -148,6 +169,10 @@ def _board(job: Job, board: Board, unreachable: EdgeorchError | None, ex: Execut
                 ex.failed(mine, e.message)
                 if isinstance(e, (ConnectionLost, Unreachable)):
                     break
+    lost = [e for e in failed.values() if isinstance(e, (ConnectionLost, Unreachable))]
+    if lost and job.farm is not None:  # the farm keeps other sweeps off it until `invoke check` passes again
+        job.farm.tag(board.name, {HEALTHY: "no"})
+        out.note(f"{board.name}: marked unhealthy in the farm", lost[0].message.splitlines()[0])
     if failed:
         raise type(next(iter(failed.values())))("; ".join(f"{f}: {e.message}" for f, e in failed.items()),
                                                 hint="; ".join(sorted({e.hint for e in failed.values() if e.hint})))

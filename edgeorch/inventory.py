@@ -278,6 +278,7 @@ class Board:
 class Inventory:
     path: Path
     boards: tuple[Board, ...] = field(default=())
+    coordinator: str | None = None  # a labgrid coordinator's HOST:PORT: the boards are places of its farm
 
     def groups(self) -> dict[str, list[str]]:
         """Group name -> board names, including the implicit group `all`."""
@@ -330,6 +331,10 @@ def load_inventory(path: str | Path, ssh_config: tuple[paramiko.SSHConfig, str] 
     if not isinstance(defaults, dict):
         raise ConfigError(f"inventory {path}: `defaults` must be a mapping of board fields",
                           hint="write `defaults:` followed by indented `field: value` lines (e.g. `user: pi`)")
+    coordinator = doc.get("coordinator")
+    if coordinator is not None and not (isinstance(coordinator, str) and coordinator.strip()):
+        raise ConfigError(f"inventory {path}: `coordinator` must be a labgrid coordinator's HOST:PORT",
+                          hint="e.g. `coordinator: farm.lab:20408`, or remove the line to drive the boards directly")
     boards: list[Board] = []
     for i, entry in enumerate(doc["boards"]):
         if not isinstance(entry, dict):
@@ -342,7 +347,7 @@ def load_inventory(path: str | Path, ssh_config: tuple[paramiko.SSHConfig, str] 
             raise ConfigError(f"inventory {path}: board {board.name!r} is defined twice",
                               hint="give every board a unique name")
         boards.append(board)
-    return Inventory(path, tuple(boards))
+    return Inventory(path, tuple(boards), coordinator)
 
 
 def _board(raw: dict, path: Path, index: int, ssh_config: tuple[paramiko.SSHConfig, str]) -> Board:

@@ -19,6 +19,7 @@ from .deploy import Deployment, clean, deploy
 from .errors import BoardError, ConfigError, RunError, SetupError
 from .execute import Execution, Job, run
 from .facts import BoardFacts, check_board
+from .farm import HEALTHY, Farm, farm_boards, open_farm
 from .inventory import Board, Inventory, load_inventory
 from .models import zoo
 from .plan import MODE_SETS, MODES, Cell, describe, variant
@@ -30,9 +31,19 @@ from .sweep import Sweep, plan, reference, resolve_models, runnable
 from .transport import GroupResult, Link, connect, fan_out
 
 
-def check(inventory: Inventory, host: str, out: Reporter) -> bool:
-    """Report for each board: SSH, arch, Docker, Python, disk, sensors; record its health. True if all are fine."""
-    boards = inventory.select(host)
+def check(inventory: Inventory, host: str, out: Reporter, coordinator: str | None = None) -> bool:
+    """Report for each board: SSH, arch, Docker, Python, disk, sensors; record its health (in the farm too, where
+    the boards are its places). True if all are fine."""
+    with open_farm(coordinator, inventory) as lab:
+        boards = inventory.select(host) if lab is None else farm_boards(inventory, host, lab, out, skip=False)
+        ok = _check(inventory, boards, out)
+        if lab is not None:
+            for board in boards:
+                lab.tag(board.name, {HEALTHY: "yes" if ok.get(board.name) else "no"})
+    return all(ok.values())
+
+
+def _check(inventory: Inventory, boards: list[Board], out: Reporter) -> dict[str, bool]:
     bases, recipes = load_bases(), load_recipes()
     try:
         client = images.engine()
@@ -51,7 +62,7 @@ def check(inventory: Inventory, host: str, out: Reporter) -> bool:
     _failures(group, "check", out)
     health.record(inventory, {**{name: [str(e).splitlines()[0]] for name, e in group.failed.items()},
                               **{name: list(f.problems) for name, f in group.succeeded.items()}})
-    return not group.failed and not any(f.problems for f in group.succeeded.values())
+    return {b.name: b.name in group.succeeded and not group.succeeded[b.name].problems for b in boards}
 
 
 def _failures(group: GroupResult, what: str, out: Reporter, boards: int | None = None, hint: str = "") -> None:
@@ -126,11 +137,18 @@ def modes(inventory: Inventory, host: str, out: Reporter) -> None:
 def sweep(request: Request, out: Reporter) -> Path | None:
     """bench, calibrate, explain, compare or agree: plan the cells, build what the boards lack, deploy and run
     them pair after pair until each stopping rule says enough, then collect, judge and report; returns
-    results/<run-id>/ (None for a dry run)."""
+    results/<run-id>/ (None for a dry run). Through a labgrid farm where one is named."""
+    inventory = load_inventory(request.inventory)
+    with open_farm(request.coordinator, inventory) as lab:
+        return _sweep(request, inventory, lab, out)
+
+
+def _sweep(request: Request, inventory: Inventory, lab: Farm | None, out: Reporter) -> Path | None:
     if request.task == "agree" and reference(request.model) is None:
         raise ConfigError(f"the agreement check needs a zoo network, not {request.model!r}",
                           hint=f"use one of {', '.join(zoo.NETWORKS)} (PyTorch gives the reference)")
-    boards = health.healthy_boards(load_inventory(request.inventory), request.host, out)
+    boards = (health.healthy_boards(inventory, request.host, out) if lab is None else
+              farm_boards(inventory, request.host, lab, out))
     # a board that does not answer fails below, with its cells; a dry run asks nothing
     found = None if request.dry_run else targets.platforms(boards, request.timeout)
     planned = plan(request, boards, found, out)
@@ -139,7 +157,8 @@ def sweep(request: Request, out: Reporter) -> Path | None:
             out.show(escape(line))  # a model named like [/x] is text, not markup
         return None
     planned = resolve_models(planned, out)
-    job = _build(planned, boards, found, request, out)
+    job = dataclasses.replace(_build(planned, boards, found, request, out), farm=lab,
+                              wait_timeout=request.wait_timeout)
     run_dir = results.new_run_dir() if request.resume is None else request.resume
     with results.locked_run(run_dir):  # a second --resume of this run is refused while this one writes it
         cells = job.sweep.every_cell()

@@ -12,7 +12,7 @@ from .errors import ConfigError
 from .plan import StopRule, parse_counts
 from .runners import Measures
 
-COUNTS = {"iterations": int, "warmup": int, "timeout": float, "profile": int}
+COUNTS = {"iterations": int, "warmup": int, "timeout": float, "profile": int, "wait_timeout": float}
 SWEPT = {"threads": 0, "batch": 1}  # a comma list sweeps them; each value at least this
 
 
@@ -42,6 +42,8 @@ class Request:
     base_image: str | None = None
     profile: int = 0
     measures: Measures = field(default_factory=Measures)
+    coordinator: str | None = None  # a labgrid coordinator: the boards are reserved through its farm
+    wait_timeout: float = 3600  # how long a board is waited for in the farm's queue
     resume: Path | None = None  # the run directory to go on with; None for a new run
     saved: dict = field(default_factory=dict)  # the options as the manifest keeps them
 
@@ -92,4 +94,5 @@ def parse(saved: dict, resume: Path | None = None) -> Request:
                    base_image=args["base_image"], profile=args["profile"],
                    measures=Measures(counters=bool(args["counters"]), energy=bool(args["energy"]),
                                      keep_samples=bool(args["keep_samples"])),
-                   resume=resume, saved=saved)
+                   coordinator=args["coordinator"] or None, wait_timeout=args["wait_timeout"], resume=resume,
+                   saved=saved)

@@ -9,6 +9,7 @@ from rich.table import Table
 from ..deploy import Deployment
 from ..errors import ConfigError
 from ..facts import BoardFacts
+from ..health import age
 from ..inventory import Board, Inventory
 from ..plan import MODES, plan_target
 from ..recipes import Recipe
@@ -108,3 +109,20 @@ def cleaned_table(group: GroupResult[dict]) -> Table:
         t.add_row(escape(name), escape(", ".join(gone["images"])) or "-", escape(", ".join(gone["bundles"])) or "-",
                   str(len(gone["models"])) if gone["models"] else "-", mb(done["freed_bytes"]))
     return t
+
+
+def places_table(address: str, places: dict, now: float) -> FitTable:
+    """The farm's places: tags, who holds each and since when, its edgeorch lease, how it is reached."""
+    t = FitTable(title=f"Places of the farm at {escape(address)}", drop=("tags", "reservation", "reached at"))
+    for col in ("place", "healthy", "held by", "since", "lease", "reservation", "reached at", "tags"):
+        t.add_column(col)
+    for p in sorted(places.values(), key=lambda p: p.name):
+        lease = "" if p.lease is None else (f"{p.lease - now:.0f} s left" if p.lease > now else "[red]lapsed[/]")
+        service = f"{p.service['username']}@{p.service['address']}:{p.service['port']}" if p.service else "[red]none[/]"
+        healthy = {"yes": "yes", "no": "[red]no[/]"}.get(p.tags.get("healthy", ""), "?")
+        tags = ", ".join(f"{k}={v}" for k, v in sorted(p.tags.items()) if k not in ("healthy", "edgeorch_lease"))
+        t.add_row(escape(p.name), healthy, escape(p.holder or "-"),
+                  f"{age(now - p.since)} ago" if p.holder else "", lease, escape(p.reservation or ""),
+                  service if not p.service else escape(service), escape(tags))
+    return t
+

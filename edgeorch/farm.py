@@ -1,0 +1,359 @@
+"""A shared board farm: each board a place of a labgrid coordinator, reserved (labgrid's queue), locked (acquired),
+run and released by whoever needs it, from any host. edgeorch only talks to the coordinator; labgrid does the queue.
+
+A place edgeorch holds carries a lease, the tag `edgeorch_lease` (when it lapses, Unix seconds), renewed while the
+sweep runs. labgrid never releases an acquired place by itself, so an orchestrator that died (SIGKILL, a lost host)
+would hold its boards for ever: another edgeorch waiting for one of them releases it once its lease has lapsed
+(atomically, only from that holder) and cancels its reservation. A place acquired without a lease (someone working
+with `labgrid-client` by hand) is never taken back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import getpass
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .console import Reporter
+from .errors import BoardBusy, ConfigError, SetupError
+
+DEFAULT_PORT = 20408  # labgrid's
+LEASE_S = 30.0  # a held place's lease; renewed every third of it
+POLL_S = 1.0  # how often a waiting reservation is polled (labgrid drops one not polled for 60 s)
+HEALTHY = "healthy"  # the tag `invoke check` sets: "no" keeps sweeps off the place
+
+
+@dataclass(frozen=True)
+class Place:
+    """What edgeorch reads of a labgrid place."""
+    name: str
+    tags: dict[str, str]
+    holder: str | None  # "host/user" of whoever acquired it
+    since: float  # when it last changed (acquired, released, tagged)
+    reservation: str | None  # the token of the reservation it is allocated to
+    comment: str = ""
+    service: dict | None = None  # its NetworkService resource: address, port, username
+
+    @property
+    def lease(self) -> float | None:
+        value = self.tags.get("edgeorch_lease")
+        return float(value) if value and value.isdigit() else None
+
+
+@dataclass(frozen=True)
+class Held:
+    """A place held for a run: what the results record of it."""
+    place: str
+    reservation: str
+    waited_s: float
+    holder: str
+
+
+def identity() -> str:
+    """Who this edgeorch is to the coordinator: host/user (labgrid's LG_HOSTNAME and LG_USERNAME override them)."""
+    host = os.environ.get("LG_HOSTNAME") or socket.gethostname()
+    return f"{host}/{os.environ.get('LG_USERNAME') or getpass.getuser()}"
+
+
+def address(value: str) -> str:
+    """A coordinator's HOST[:PORT], checked."""
+    host, _, port = value.strip().rpartition(":") if ":" in value else (value.strip(), "", str(DEFAULT_PORT))
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--coordinator {value!r} is not HOST:PORT",
+                          hint=f"e.g. --coordinator 127.0.0.1:{DEFAULT_PORT} (labgrid's port is {DEFAULT_PORT})")
+    return f"{host}:{port}"
+
+
+class Farm:
+    """A session with a labgrid coordinator, shared by a sweep's board threads (its event loop runs in a thread of
+    its own)."""
+
+    def __init__(self, coordinator: str, *, timeout: float = 10.0):
+        from labgrid.remote.client import ClientSession, ServerError  # grpc: only where a farm is used
+        self.address, self.me, self.timeout = address(coordinator), identity(), timeout
+        self.loop = asyncio.new_event_loop()
+
+        async def start() -> ClientSession:  # its gRPC channel belongs to the loop it is made on
+            session = ClientSession(self.address, self.loop)
+            await session.start()
+            return session
+
+        down = SetupError(f"the labgrid coordinator at {self.address} does not answer",
+                          hint="start it (`invoke farm.up` for the simulated fleet, `labgrid-coordinator` in a lab), "
+                               "or fix --coordinator / $EDGEORCH_COORDINATOR")
+        logging.disable(logging.ERROR)  # labgrid logs a refused connection itself: the error below says it once
+        try:
+            self.session = self.loop.run_until_complete(asyncio.wait_for(start(), timeout))
+        except (ServerError, TimeoutError, OSError) as e:
+            self.loop.close()
+            raise down from e
+        finally:
+            logging.disable(logging.NOTSET)
+        self.thread = threading.Thread(target=self.loop.run_forever, name="labgrid", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        with contextlib.suppress(Exception):
+            self._call(self.session.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(self.timeout)
+        self.loop.close()
+
+    def __enter__(self) -> Farm:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, coro):
+        """Run a coroutine on the session's loop; a coordinator gone mid-sweep is a SetupError."""
+        import grpc
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self.loop).result(self.timeout)
+        except grpc.aio.AioRpcError as e:
+            raise _refusal(e) from e
+        except TimeoutError as e:
+            raise SetupError(f"the labgrid coordinator at {self.address} stopped answering",
+                             hint="check that it runs; boards it had given out stay locked until it is back") from e
+
+    def _rpc(self, rpc: str, /, **fields):
+        from labgrid.remote.generated import labgrid_coordinator_pb2 as pb2
+        request = getattr(pb2, f"{rpc}Request")(**fields)
+
+        async def call():  # made on the session's loop, as its channel requires
+            return await getattr(self.session.stub, rpc)(request)
+        return self._call(call())
+
+    def places(self) -> dict[str, Place]:
+        """Every place, as the coordinator has it now."""
+        self._call(self.session.sync_with_coordinator())
+        services = {}
+        for groups in self.session.resources.values():
+            for group, resources in groups.items():
+                for resource in resources.values():
+                    if resource.cls == "NetworkService":
+                        services[group] = resource.params
+        found = {}
+        for name, p in self.session.places.items():
+            matched = [services[m.group] for m in p.matches if m.group in services]
+            found[name] = Place(name=name, tags=dict(p.tags), holder=p.acquired, since=p.changed,
+                                reservation=p.reservation, comment=p.comment,
+                                service=matched[0] if matched else None)
+        return found
+
+    def place(self, name: str) -> Place:
+        try:
+            return self.places()[name]
+        except KeyError:
+            raise ConfigError(f"the farm at {self.address} has no place {name!r}",
+                              hint="`invoke farm.export` makes a place of each board of the inventory; "
+                                   "`invoke farm.status` lists them") from None
+
+    def add_place(self, name: str, tags: dict[str, str]) -> None:
+        """The place `name` (made if missing) matching the resources its exporter publishes under the group `name`,
+        with `tags` added to its own."""
+        if name not in self.places():
+            self._rpc("AddPlace", name=name)
+            self._rpc("AddPlaceMatch", placename=name, pattern=f"*/{name}/*")
+        self.tag(name, tags)
+
+    def tag(self, name: str, tags: dict[str, str]) -> None:
+        """Set tags of a place (an empty value removes one)."""
+        self._rpc("SetPlaceTags", placename=name, tags=tags)
+
+    def comment(self, name: str, text: str) -> None:
+        self._rpc("SetPlaceComment", placename=name, comment=text)
+
+    @contextlib.contextmanager
+    def hold(self, name: str, *, wait_timeout: float, out: Reporter, purpose: str) -> Iterator[Held]:
+        """The place `name` reserved (waiting in labgrid's queue, saying for whom), acquired and leased until the
+        block ends, then released and its reservation cancelled, on errors and ^C too."""
+        start = time.monotonic()
+        self.place(name)  # a place that does not exist is an error, not a wait
+        token = self._rpc("CreateReservation", filters={"main": _filter(name)}, prio=0).reservation.token
+        try:
+            self._allocated(name, token, start, wait_timeout, out)
+            self._acquire(name)
+            try:
+                waited = time.monotonic() - start
+                with self._lease(name, purpose):
+                    yield Held(place=name, reservation=token, waited_s=round(waited, 3), holder=self.me)
+            finally:
+                with contextlib.suppress(SetupError, BoardBusy):
+                    self._rpc("ReleasePlace", placename=name, fromuser=self.me)
+        finally:
+            with contextlib.suppress(SetupError, BoardBusy):
+                self._rpc("CancelReservation", token=token)
+
+    def _allocated(self, name: str, token: str, start: float, wait_timeout: float, out: Reporter) -> None:
+        """Poll the reservation until the coordinator gives it the place; take back a place whose holder's lease
+        lapsed; BoardBusy past `wait_timeout`."""
+        from labgrid.remote.common import ReservationState
+        said = None
+        while True:
+            state = ReservationState(self._rpc("PollReservation", token=token).reservation.state)
+            if state in (ReservationState.allocated, ReservationState.acquired):
+                return
+            if state is not ReservationState.waiting:
+                raise BoardBusy(f"the farm dropped the reservation of {name} ({state.name})",
+                                hint="try again; `invoke farm.status` shows the place")
+            place = self.place(name)
+            if self._lapsed(place, out):
+                continue
+            who = place.holder or f"the reservation {place.reservation}"
+            if said != who:
+                out.step(f"waiting for the farm: held by {who} since {_when(place.since)}", name)
+                said = who
+            if time.monotonic() - start > wait_timeout:
+                raise BoardBusy(f"{name} is still held by {who} after {wait_timeout:g} s in the farm's queue",
+                                hint="wait longer (--wait-timeout SECONDS), ask them to release it, or pick another "
+                                     "board; `invoke farm.status` shows who holds what")
+            time.sleep(POLL_S)
+
+    def _lapsed(self, place: Place, out: Reporter) -> bool:
+        """Release a place whose edgeorch holder stopped renewing its lease (only from that holder, atomically),
+        and cancel its reservation; True if it did."""
+        if place.holder is None or place.lease is None or place.lease > time.time():
+            return False
+        self._rpc("ReleasePlace", placename=place.name, fromuser=place.holder)
+        if place.reservation:
+            with contextlib.suppress(SetupError, BoardBusy):
+                self._rpc("CancelReservation", token=place.reservation)
+        self.tag(place.name, {"edgeorch_lease": ""})
+        out.note(f"{place.name}: released from {place.holder}",
+                 f"its edgeorch lease lapsed at {_when(place.lease)} (that orchestrator stopped)")
+        return True
+
+    def _acquire(self, name: str) -> None:
+        try:
+            self._rpc("AcquirePlace", placename=name)
+        except BoardBusy as e:
+            holder = self.place(name).holder or "someone"
+            raise BoardBusy(f"{name} was locked by {holder} between its reservation and edgeorch's lock "
+                            f"({e.message})", hint="someone acquired it without reserving: ask them to release it "
+                                                   "(labgrid-client release), then run again") from e
+
+    @contextlib.contextmanager
+    def _lease(self, name: str, purpose: str) -> Iterator[None]:
+        """The place's lease, renewed by a thread every third of LEASE_S until the block ends."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            self.tag(name, {"edgeorch_lease": str(int(time.time() + LEASE_S))})
+
+        renew()
+        self.comment(name, f"edgeorch {self.me}: {purpose}")
+
+        def beat() -> None:
+            while not stop.wait(LEASE_S / 3):
+                with contextlib.suppress(Exception):  # a missed renewal is retried; LEASE_S allows two
+                    renew()
+
+        thread = threading.Thread(target=beat, name=f"lease-{name}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            with contextlib.suppress(SetupError, BoardBusy):
+                self.tag(name, {"edgeorch_lease": ""})
+                self.comment(name, "")
+
+
+def _filter(name: str):
+    from labgrid.remote.generated import labgrid_coordinator_pb2 as pb2
+    return pb2.Reservation.Filter(filter={"board": name})
+
+
+def _when(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t))
+
+
+def _refusal(e) -> BoardBusy:
+    """The coordinator's refusal of a request, as a BoardBusy naming its reason."""
+    return BoardBusy(f"the farm refused: {e.details()}",
+                     hint="`invoke farm.status` shows the places and who holds them")
+
+
+def board_tags(board) -> dict[str, str]:
+    """The tags a board's place carries: its name (what reservations ask for), arch, groups and release."""
+    tags = {"board": board.name, "arch": board.arch.value, HEALTHY: "yes"}
+    tags.update({f"group_{g}": "yes" for g in board.groups if g.replace("_", "").isalnum()})
+    if board.sim:
+        tags["release"] = board.sim_release
+    return tags
+
+
+def exporter_config(boards) -> dict:
+    """The labgrid exporter configuration of `boards`: a NetworkService per board, in a group named after it."""
+    return {b.name: {"NetworkService": {"address": b.ssh.hostname, "port": b.ssh.port, "username": b.ssh.user}}
+            for b in boards}
+
+
+def through(board, place: Place):
+    """The board as its place says it is reached (address, port, user of its NetworkService)."""
+    if not place.service:
+        raise ConfigError(f"the farm's place {place.name} has no NetworkService resource (no exporter publishes it)",
+                          hint="start the exporter of its shelf (`invoke farm.up` for the simulated fleet), "
+                               "with the configuration `invoke farm.export` wrote")
+    s = place.service
+    return dataclasses.replace(board, host=str(s["address"]), port=int(s["port"]), user=str(s["username"]), ssh=None)
+
+
+def coordinator(given: str | None, inventory) -> str | None:
+    """The farm's coordinator: --coordinator, else $EDGEORCH_COORDINATOR, else the inventory's `coordinator`."""
+    return given or os.environ.get("EDGEORCH_COORDINATOR") or inventory.coordinator
+
+
+def open_farm(given: str | None, inventory) -> contextlib.AbstractContextManager[Farm | None]:
+    """The farm to go through, or None (the boards driven directly) when no coordinator is named."""
+    found = coordinator(given, inventory)
+    return Farm(found) if found else contextlib.nullcontext()
+
+
+def farm_boards(inventory, host: str, farm: Farm, out: Reporter, *, skip: bool = True) -> list:
+    """The boards of `host` as places of the farm, reached as their places say: a board, a group, `tag:KEY=VALUE`
+    (every place with that tag), or a comma list of them. A place the last `invoke check` marked unhealthy is skipped
+    (if `skip`) unless named itself."""
+    places = farm.places()
+    words = [w.strip() for w in host.split(",")]
+    names: list[str] = []
+    for word in words:
+        if word.startswith("tag:"):
+            key, _, value = word[4:].partition("=")
+            tagged = sorted(p.name for p in places.values() if p.tags.get(key) == value)
+            if not tagged:
+                raise ConfigError(f"--host {word}: no place of the farm at {farm.address} has the tag {key}={value}",
+                                  hint="`invoke farm.status` lists the places and their tags")
+            names += tagged
+        else:
+            names += [b.name for b in inventory.select(word)]
+    by_name = {b.name: b for b in inventory.boards}
+    boards = []
+    for name in dict.fromkeys(names):
+        if name not in places:
+            raise ConfigError(f"board {name} is not a place of the farm at {farm.address}",
+                              hint="`invoke farm.export` makes a place of every board of the inventory")
+        if name not in by_name:
+            raise ConfigError(f"the farm's place {name} is not a board of {inventory.path}",
+                              hint="add it to the inventory (its arch and frameworks; its address comes from the "
+                                   "farm), or select places by a tag that only boards of the inventory carry")
+        if skip and places[name].tags.get(HEALTHY) == "no" and name not in words:
+            out.note(f"skipping {name}", f"the farm marks it unhealthy (its last `invoke check` failed); fix it and "
+                                         f"run `invoke check --host {name}`, or name it to try anyway")
+            continue
+        boards.append(through(by_name[name], places[name]))
+    if not boards:
+        raise ConfigError(f"every board of --host {host} is marked unhealthy in the farm",
+                          hint="fix them and rerun `invoke check`, or name a board explicitly")
+    return boards
