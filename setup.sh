@@ -68,8 +68,8 @@ stamp=.venv/.edgeorch-installed
 want=$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   [ -x .venv/bin/python ] || { say "python3 -m venv .venv"; python3 -m venv .venv; }
-  say "pip install -e '.[models,dev]'"
-  .venv/bin/python -m pip install -qq --disable-pip-version-check -e '.[models,dev]'
+  say "pip install -e '.[models,dev,farm]'"
+  .venv/bin/python -m pip install -qq --disable-pip-version-check -e '.[models,dev,farm]'
   echo "$want" > "$stamp"
 fi
 echo "edgeorch is set up. Activate its environment with:  . .venv/bin/activate"

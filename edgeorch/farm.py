@@ -71,42 +71,58 @@ def address(value: str) -> str:
     return f"{host}:{port}"
 
 
+_LOOP: list[asyncio.AbstractEventLoop] = []  # the one event loop of every session (gRPC's asyncio wants one)
+_LOOP_LOCK = threading.Lock()
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    """The event loop the farm's sessions run on, in a thread of its own, started on first use."""
+    with _LOOP_LOCK:
+        if not _LOOP:
+            _LOOP.append(asyncio.new_event_loop())
+            threading.Thread(target=_LOOP[0].run_forever, name="labgrid", daemon=True).start()
+        return _LOOP[0]
+
+
 class Farm:
-    """A session with a labgrid coordinator, shared by a sweep's board threads (its event loop runs in a thread of
-    its own)."""
+    """A session with a labgrid coordinator, shared by a sweep's board threads."""
 
     def __init__(self, coordinator: str, *, timeout: float = 10.0):
-        from labgrid.remote.client import ClientSession, ServerError  # grpc: only where a farm is used
+        try:  # grpc and labgrid: only where a farm is used
+            from labgrid.remote.client import ClientSession, ServerError
+        except ImportError as e:
+            raise SetupError(f"a farm needs labgrid, which this Python lacks ({e})",
+                             hint="./setup.sh installs it; or pip install 'edgeorch[farm]'") from e
         self.address, self.me, self.timeout = address(coordinator), identity(), timeout
-        self.loop = asyncio.new_event_loop()
+        self.loop = _loop()
 
         async def start() -> ClientSession:  # its gRPC channel belongs to the loop it is made on
             session = ClientSession(self.address, self.loop)
-            await session.start()
+            await session.channel.close()  # never used: replaced by one that is the session's own
+            _own_connection(session)
+            try:
+                await asyncio.wait_for(session.start(), timeout)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await session.stop()
+                    await session.close()
+                raise
             return session
 
-        down = SetupError(f"the labgrid coordinator at {self.address} does not answer",
-                          hint="start it (`invoke farm.up` for the simulated fleet, `labgrid-coordinator` in a lab), "
-                               "or fix --coordinator / $EDGEORCH_COORDINATOR")
         logging.disable(logging.ERROR)  # labgrid logs a refused connection itself: the error below says it once
         try:
-            self.session = self.loop.run_until_complete(asyncio.wait_for(start(), timeout))
+            self.session = asyncio.run_coroutine_threadsafe(start(), self.loop).result(timeout + 5)
         except (ServerError, TimeoutError, OSError) as e:
-            self.loop.close()
-            raise down from e
+            raise SetupError(f"the labgrid coordinator at {self.address} does not answer",
+                             hint="start it (`invoke farm.up` for the simulated fleet, `labgrid-coordinator` in a "
+                                  "lab), or fix --coordinator / $EDGEORCH_COORDINATOR") from e
         finally:
             logging.disable(logging.NOTSET)
-        self.thread = threading.Thread(target=self.loop.run_forever, name="labgrid", daemon=True)
-        self.thread.start()
 
     def close(self) -> None:
-        if self.loop.is_closed():
-            return
         with contextlib.suppress(Exception):
             self._call(self.session.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(self.timeout)
-        self.loop.close()
+            self._call(self.session.close())
 
     def __enter__(self) -> Farm:
         return self
@@ -180,19 +196,20 @@ class Farm:
         start = time.monotonic()
         self.place(name)  # a place that does not exist is an error, not a wait
         token = self._rpc("CreateReservation", filters={"main": _filter(name)}, prio=0).reservation.token
+        acquired = False
         try:
             self._allocated(name, token, start, wait_timeout, out)
             self._acquire(name)
-            try:
-                waited = time.monotonic() - start
-                with self._lease(name, purpose):
-                    yield Held(place=name, reservation=token, waited_s=round(waited, 3), holder=self.me)
-            finally:
-                with contextlib.suppress(SetupError, BoardBusy):
-                    self._rpc("ReleasePlace", placename=name, fromuser=self.me)
-        finally:
+            acquired = True
+            waited = time.monotonic() - start
+            with self._lease(name, purpose):
+                yield Held(place=name, reservation=token, waited_s=round(waited, 3), holder=self.me)
+        finally:  # the reservation first: the release then gives the place to the queue's next at once
             with contextlib.suppress(SetupError, BoardBusy):
                 self._rpc("CancelReservation", token=token)
+            if acquired:
+                with contextlib.suppress(SetupError, BoardBusy):
+                    self._rpc("ReleasePlace", placename=name, fromuser=self.me)
 
     def _allocated(self, name: str, token: str, start: float, wait_timeout: float, out: Reporter) -> None:
         """Poll the reservation until the coordinator gives it the place; take back a place whose holder's lease
@@ -209,8 +226,8 @@ class Farm:
             place = self.place(name)
             if self._lapsed(place, out):
                 continue
-            who = place.holder or f"the reservation {place.reservation}"
-            if said != who:
+            who = place.holder or (f"the reservation {place.reservation}" if place.reservation else said)
+            if who and said != who:
                 out.step(f"waiting for the farm: held by {who} since {_when(place.since)}", name)
                 said = who
             if time.monotonic() - start > wait_timeout:
@@ -221,13 +238,13 @@ class Farm:
 
     def _lapsed(self, place: Place, out: Reporter) -> bool:
         """Release a place whose edgeorch holder stopped renewing its lease (only from that holder, atomically),
-        and cancel its reservation; True if it did."""
+        its reservation cancelled; True if it did."""
         if place.holder is None or place.lease is None or place.lease > time.time():
             return False
-        self._rpc("ReleasePlace", placename=place.name, fromuser=place.holder)
-        if place.reservation:
+        if place.reservation:  # first, so that the release frees the place for the queue at once
             with contextlib.suppress(SetupError, BoardBusy):
                 self._rpc("CancelReservation", token=place.reservation)
+        self._rpc("ReleasePlace", placename=place.name, fromuser=place.holder)
         self.tag(place.name, {"edgeorch_lease": ""})
         out.note(f"{place.name}: released from {place.holder}",
                  f"its edgeorch lease lapsed at {_when(place.lease)} (that orchestrator stopped)")
@@ -268,6 +285,18 @@ class Farm:
             with contextlib.suppress(SetupError, BoardBusy):
                 self.tag(name, {"edgeorch_lease": ""})
                 self.comment(name, "")
+
+
+def _own_connection(session) -> None:
+    """A connection of the session's own: the coordinator tells clients apart by their TCP peer, and gRPC would share
+    one connection between the sessions of a process (two users' in a test, a sweep's and its check's)."""
+    import grpc
+    from labgrid.remote.generated import labgrid_coordinator_pb2_grpc
+    options = [("grpc.keepalive_time_ms", 7500), ("grpc.keepalive_timeout_ms", 10000),
+               ("grpc.http2.ping_timeout_ms", 10000), ("grpc.http2.max_pings_without_data", 0),
+               ("grpc.use_local_subchannel_pool", 1)]  # labgrid's options, and this one
+    session.channel = grpc.aio.insecure_channel(target=session.address, options=options)
+    session.stub = labgrid_coordinator_pb2_grpc.CoordinatorStub(session.channel)
 
 
 def _filter(name: str):
