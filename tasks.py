@@ -43,6 +43,8 @@ class Task(invoke.Task):
     def arg_opts(self, name, default, taken_names):
         if name == "verbose":
             return {**super().arg_opts(name, default, taken_names), "names": ["verbose", "v"]}
+        if name == "wait_timeout":  # no letter of its own: where -w is --warmup's, invoke would make it '-'
+            return {**super().arg_opts(name, default, {*taken_names, "v"}), "names": [name]}
         return super().arg_opts(name, default, {*taken_names, "v"})
 
 
@@ -157,17 +159,21 @@ BENCH_HELP = {
             "mode": "docker, bare, native, a comma list of them, both (docker,bare) or all (default: the following "
                     "task's, else both)",
             "serial": "deploy one board after another instead of side by side", "inventory": INV_HELP,
-            "base_image": BENCH_HELP["base_image"], "verbose": VERBOSE_HELP})
+            "base_image": BENCH_HELP["base_image"], "coordinator": COORDINATOR_HELP, "wait_timeout": WAIT_HELP,
+            "verbose": VERBOSE_HELP})
 @reported
 def deploy(c, host=None, framework=None, mode=None, inventory=INVENTORY, serial=False, base_image=None,
-           verbose=False):
+           coordinator=None, wait_timeout="3600", verbose=False):
     """Build the framework image for each board's arch and deploy it: the image (docker), its userland out of the
     container (bare), the wheels for the board's own Python (native)."""
     chained = _chained_options()
     framework = framework or chained.get("framework")
     frameworks = None if framework in (None, "all") else [f.strip() for f in framework.split(",") if f.strip()]
-    pipeline.deploy_boards(load_inventory(inventory), _hosts(c, host), OUT, frameworks, parallel=not serial,
-                           base_image=base_image, modes=parse_modes(mode or chained.get("mode") or "both"))
+    inv = load_inventory(inventory)
+    with farm.open_farm(coordinator, inv) as lab:
+        pipeline.deploy_boards(inv, _hosts(c, host), OUT, frameworks, parallel=not serial, base_image=base_image,
+                               modes=parse_modes(mode or chained.get("mode") or "both"), lab=lab,
+                               wait_timeout=request.number("wait_timeout", wait_timeout))
 
 
 SWEEPS = ("bench", "calibrate", "explain", "compare", "agree")
@@ -189,12 +195,15 @@ def _chained_options() -> dict[str, str]:
     return found
 
 
-@task(help={"host": "board, group, or comma list", "inventory": INV_HELP, "verbose": VERBOSE_HELP})
+@task(help={"host": "board, group, or comma list", "inventory": INV_HELP, "coordinator": COORDINATOR_HELP,
+            "wait_timeout": WAIT_HELP, "verbose": VERBOSE_HELP})
 @reported
-def clean(c, host=None, inventory=INVENTORY, verbose=False):
+def clean(c, host=None, inventory=INVENTORY, coordinator=None, wait_timeout="3600", verbose=False):
     """Remove from boards the edgeorch images, bare bundles and models that no current recipe uses; say what it
     freed."""
-    pipeline.clean_boards(load_inventory(inventory), _hosts(c, host), OUT)
+    inv = load_inventory(inventory)
+    with farm.open_farm(coordinator, inv) as lab:
+        pipeline.clean_boards(inv, _hosts(c, host), OUT, lab, request.number("wait_timeout", wait_timeout))
 
 
 STOPPING = ("repeat", "min_pairs", "max_pairs", "precision", "max_time", "min_time", "equivalence", "max_spread",

@@ -21,7 +21,7 @@ from .cache import file_sha256
 from .console import Reporter
 from .deploy import Deployment, deploy, push_file
 from .errors import BareUnavailable, BoardError, ConnectionLost, EdgeorchError, RunError, Unreachable
-from .farm import HEALTHY, Farm, Held
+from .farm import HEALTHY, Farm, Held, held_link
 from .inventory import Board
 from .models import ModelSpec
 from .plan import Cell, RunSpec, StopRule
@@ -134,16 +134,13 @@ def run(job: Job, boards: list[Board], failed: dict[str, EdgeorchError], ex: Exe
 
 @contextlib.contextmanager
 def reserve(board: Board, job: Job, ex: Execution, out: Reporter) -> Iterator[Link]:
-    """The board, held for this run until the block ends: first its place in the farm, where there is one (its
-    queue, its lock, released at the end whatever happens; kept in the manifest), then edgeorch's own lock over SSH
-    (a second guard, for whoever bypasses the farm)."""
-    purpose = f"run {ex.run_dir.name}"
-    with (job.farm.hold(board.name, wait_timeout=job.wait_timeout, out=out, purpose=purpose) if job.farm
-          else contextlib.nullcontext()) as held:
+    """The board, held for this run until the block ends: its place in the farm, where there is one (kept in the
+    manifest), and edgeorch's own lock."""
+    with held_link(board, job.farm, token=SESSION, purpose=f"run {ex.run_dir.name}", wait_timeout=job.wait_timeout,
+                   out=out) as (link, held):
         if held:
             ex.reserved(board.name, held)
-        with Link(board, token=SESSION, purpose=purpose, out=out) as link:
-            yield link
+        yield link
 
 
 def _board(job: Job, board: Board, unreachable: EdgeorchError | None, ex: Execution, bars, out: Reporter) -> int:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from .console import Reporter
 from .errors import BoardBusy, ConfigError, SetupError
+from .transport import Link
 
 DEFAULT_PORT = 20408  # labgrid's
 LEASE_S = 30.0  # a held place's lease; renewed every third of it
@@ -285,6 +286,17 @@ class Farm:
             with contextlib.suppress(SetupError, BoardBusy):
                 self.tag(name, {"edgeorch_lease": ""})
                 self.comment(name, "")
+
+
+@contextlib.contextmanager
+def held_link(board, farm: Farm | None, *, token: str, purpose: str, wait_timeout: float,
+              out: Reporter) -> Iterator[tuple[Link, Held | None]]:
+    """The board held until the block ends: first its place in the farm, where there is one (its queue, its lock,
+    released whatever happens), then edgeorch's own lock over SSH (a second guard, for whoever bypasses the farm)."""
+    with (farm.hold(board.name, wait_timeout=wait_timeout, out=out, purpose=purpose) if farm
+          else contextlib.nullcontext()) as held:
+        with Link(board, token=token, purpose=purpose, out=out) as link:
+            yield link, held
 
 
 def _own_connection(session) -> None:

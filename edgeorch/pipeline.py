@@ -19,7 +19,7 @@ from .deploy import Deployment, clean, deploy
 from .errors import BoardError, ConfigError, RunError, SetupError
 from .execute import Execution, Job, run
 from .facts import BoardFacts, check_board
-from .farm import HEALTHY, Farm, farm_boards, open_farm
+from .farm import HEALTHY, Farm, farm_boards, held_link, open_farm
 from .inventory import Board, Inventory, load_inventory
 from .models import zoo
 from .plan import MODE_SETS, MODES, Cell, describe, variant
@@ -28,7 +28,7 @@ from .report.boards import check_table, cleaned_table, modes_table, sent
 from .request import Request
 from .runners import SESSION
 from .sweep import Sweep, plan, reference, resolve_models, runnable
-from .transport import GroupResult, Link, connect, fan_out
+from .transport import GroupResult, connect, fan_out
 
 
 def check(inventory: Inventory, host: str, out: Reporter, coordinator: str | None = None) -> bool:
@@ -75,10 +75,11 @@ def _failures(group: GroupResult, what: str, out: Reporter, boards: int | None =
 
 
 def deploy_boards(inventory: Inventory, host: str, out: Reporter, frameworks: list[str] | None = None,
-                  parallel: bool = True, base_image: str | None = None,
-                  modes: tuple[str, ...] = MODE_SETS["both"]) -> GroupResult[list[Deployment]]:
-    """Deploy frameworks (default: each board's own list) to the boards, for `modes`; errors per board."""
-    boards = inventory.select(host)
+                  parallel: bool = True, base_image: str | None = None, modes: tuple[str, ...] = MODE_SETS["both"],
+                  lab: Farm | None = None, wait_timeout: float = 3600) -> GroupResult[list[Deployment]]:
+    """Deploy frameworks (default: each board's own list) to the boards (places of `lab`, where given), for
+    `modes`; errors per board."""
+    boards = inventory.select(host) if lab is None else farm_boards(inventory, host, lab, out)
     wanted = {b.name: list(frameworks or b.frameworks) for b in boards}
     recipes = {name: get_recipe(name) for names in wanted.values() for name in names}  # unknown: fail before work
     found = targets.platforms(boards)
@@ -90,7 +91,8 @@ def deploy_boards(inventory: Inventory, host: str, out: Reporter, frameworks: li
     def one(board: Board) -> list[Deployment]:
         if board.name in found.failed:
             raise found.failed[board.name]
-        with Link(board, token=SESSION, purpose="deploy", out=out) as link:  # a deploy spoils a neighbour's timings
+        with held_link(board, lab, token=SESSION, purpose="deploy", wait_timeout=wait_timeout,
+                       out=out) as (link, _):  # a deploy spoils a neighbour's timings
             return [link.retrying(functools.partial(deploy, board=board, image=built[(f, board.name)].image,
                                                     export=built[(f, board.name)].layers, progress=bars, modes=modes,
                                                     bare=built[(f, board.name)].bare))[0]
@@ -108,9 +110,11 @@ def deploy_boards(inventory: Inventory, host: str, out: Reporter, frameworks: li
     return group
 
 
-def clean_boards(inventory: Inventory, host: str, out: Reporter) -> GroupResult[dict]:
-    """Remove from the boards what no current recipe uses (deploy.clean), and say what went and what it freed."""
-    boards = inventory.select(host)
+def clean_boards(inventory: Inventory, host: str, out: Reporter, lab: Farm | None = None,
+                 wait_timeout: float = 3600) -> GroupResult[dict]:
+    """Remove from the boards (places of `lab`, where given) what no current recipe uses (deploy.clean), and say
+    what went and what it freed."""
+    boards = inventory.select(host) if lab is None else farm_boards(inventory, host, lab, out)
     found = targets.platforms(boards)
     bases, recipes = load_bases(), load_recipes()
     cached = {file_sha256(p) for p in (cache_dir() / "models").glob("*") if p.is_file()}
@@ -119,7 +123,7 @@ def clean_boards(inventory: Inventory, host: str, out: Reporter) -> GroupResult[
         if board.name in found.failed:
             raise found.failed[board.name]
         in_use = targets.in_use(recipes.values(), board, found.succeeded[board.name], bases)
-        with Link(board, token=SESSION, purpose="clean", out=out) as link:
+        with held_link(board, lab, token=SESSION, purpose="clean", wait_timeout=wait_timeout, out=out) as (link, _):
             return link.retrying(functools.partial(clean, board=board, targets=in_use, cached_models=cached))[0]
 
     group = fan_out(boards, one)

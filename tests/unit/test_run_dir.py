@@ -13,6 +13,7 @@ import pytest
 from edgeorch import health, pipeline, results, targets
 from edgeorch.console import REPORTER
 from edgeorch.errors import RunError
+from edgeorch.inventory import Inventory
 from edgeorch.plan import StopRule
 from edgeorch.request import Request
 from edgeorch.sweep import Sweep
@@ -96,7 +97,7 @@ def test_a_second_session_of_a_run_is_refused_naming_the_process_that_holds_it(h
 def test_a_resume_of_a_run_going_on_touches_nothing_of_it(held, monkeypatch):
     run_dir, proc = held
     before = (run_dir / "manifest.json").read_bytes()
-    monkeypatch.setattr(pipeline, "load_inventory", lambda path: None)
+    monkeypatch.setattr(pipeline, "load_inventory", lambda path: Inventory(Path("-")))
     monkeypatch.setattr(health, "healthy_boards", lambda inventory, host, out: [])
     empty = Sweep(cells={}, rule=StopRule(), recipes=[], named={}, model="m", batches=(1,), options=())
     monkeypatch.setattr(pipeline, "plan", lambda request, boards, found, out: empty)
