@@ -1,8 +1,8 @@
 """A shared board farm: each board a place of a labgrid coordinator, reserved (labgrid's queue), locked (acquired),
 run and released by whoever needs it, from any host. edgeorch only talks to the coordinator; labgrid does the queue.
 
-A place edgeorch holds carries a lease, the tag `edgeorch_lease` (when it lapses, Unix seconds), renewed while the
-sweep runs. labgrid never releases an acquired place by itself, so an orchestrator that died (SIGKILL, a lost host)
+A place edgeorch holds carries a lease, the tag `edgeorch_lease` (when it lapses, and whose it is), renewed while
+the sweep runs. labgrid never releases an acquired place by itself, so an orchestrator that died (SIGKILL, a lost host)
 would hold its boards for ever: another edgeorch waiting for one of them releases it once its lease has lapsed
 (atomically, only from that holder) and cancels its reservation. A place acquired without a lease (someone working
 with `labgrid-client` by hand) is never taken back."""
@@ -15,6 +15,7 @@ import dataclasses
 import getpass
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -27,8 +28,9 @@ from .transport import Link
 
 DEFAULT_PORT = 20408  # labgrid's
 LEASE_S = 30.0  # a held place's lease; renewed every third of it
-POLL_S = 1.0  # how often a waiting reservation is polled (labgrid drops one not polled for 60 s)
+POLL_S = 0.5  # how often a waiting reservation is polled (labgrid drops one not polled for 60 s)
 HEALTHY = "healthy"  # the tag `invoke check` sets: "no" keeps sweeps off the place
+LEASE = "edgeorch_lease"  # the tag of a held place's lease: UNTIL_HOLDER (Unix seconds, its holder in plain letters)
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,14 @@ class Place:
     holder: str | None  # "host/user" of whoever acquired it
     since: float  # when it last changed (acquired, released, tagged)
     reservation: str | None  # the token of the reservation it is allocated to
-    comment: str = ""
     service: dict | None = None  # its NetworkService resource: address, port, username
 
     @property
     def lease(self) -> float | None:
-        value = self.tags.get("edgeorch_lease")
-        return float(value) if value and value.isdigit() else None
+        """Until when its holder's edgeorch leases it (None: not held by an edgeorch, or by another holder than the
+        lease names)."""
+        until, _, holder = self.tags.get(LEASE, "").partition("_")
+        return float(until) if until.isdigit() and self.holder and holder == _plain(self.holder) else None
 
 
 @dataclass(frozen=True)
@@ -150,26 +153,26 @@ class Farm:
             return await getattr(self.session.stub, rpc)(request)
         return self._call(call())
 
-    def places(self) -> dict[str, Place]:
-        """Every place, as the coordinator has it now."""
-        self._call(self.session.sync_with_coordinator())
-        services = {}
-        for groups in self.session.resources.values():
-            for group, resources in groups.items():
-                for resource in resources.values():
-                    if resource.cls == "NetworkService":
-                        services[group] = resource.params
-        found = {}
-        for name, p in self.session.places.items():
-            matched = [services[m.group] for m in p.matches if m.group in services]
-            found[name] = Place(name=name, tags=dict(p.tags), holder=p.acquired, since=p.changed,
-                                reservation=p.reservation, comment=p.comment,
-                                service=matched[0] if matched else None)
-        return found
+    def places(self, *names: str) -> dict[str, Place]:
+        """The places `names` (default: every one), as the coordinator has them now."""
+        async def snapshot() -> dict[str, Place]:  # on the session's loop, which updates what it reads
+            await self.session.sync_with_coordinator()
+            services = {group: resource.params for groups in self.session.resources.values()
+                        for group, resources in groups.items() for resource in resources.values()
+                        if resource.cls == "NetworkService"}
+            found = {}
+            for name in names or list(self.session.places):
+                if (p := self.session.places.get(name)) is not None:
+                    matched = [services[m.group] for m in p.matches if m.group in services]
+                    found[name] = Place(name=name, tags=dict(p.tags), holder=p.acquired, since=p.changed,
+                                        reservation=p.reservation,
+                                        service=matched[0] if matched else None)
+            return found
+        return self._call(snapshot())
 
     def place(self, name: str) -> Place:
         try:
-            return self.places()[name]
+            return self.places(name)[name]
         except KeyError:
             raise ConfigError(f"the farm at {self.address} has no place {name!r}",
                               hint="`invoke farm.export` makes a place of each board of the inventory; "
@@ -178,7 +181,7 @@ class Farm:
     def add_place(self, name: str, tags: dict[str, str]) -> None:
         """The place `name` (made if missing) matching the resources its exporter publishes under the group `name`,
         with `tags` added to its own."""
-        if name not in self.places():
+        if not self.places(name):
             self._rpc("AddPlace", name=name)
             self._rpc("AddPlaceMatch", placename=name, pattern=f"*/{name}/*")
         self.tag(name, tags)
@@ -187,11 +190,8 @@ class Farm:
         """Set tags of a place (an empty value removes one)."""
         self._rpc("SetPlaceTags", placename=name, tags=tags)
 
-    def comment(self, name: str, text: str) -> None:
-        self._rpc("SetPlaceComment", placename=name, comment=text)
-
     @contextlib.contextmanager
-    def hold(self, name: str, *, wait_timeout: float, out: Reporter, purpose: str) -> Iterator[Held]:
+    def hold(self, name: str, *, wait_timeout: float, out: Reporter) -> Iterator[Held]:
         """The place `name` reserved (waiting in labgrid's queue, saying for whom), acquired and leased until the
         block ends, then released and its reservation cancelled, on errors and ^C too."""
         start = time.monotonic()
@@ -203,7 +203,7 @@ class Farm:
             self._acquire(name)
             acquired = True
             waited = time.monotonic() - start
-            with self._lease(name, purpose):
+            with self._lease(name):
                 yield Held(place=name, reservation=token, waited_s=round(waited, 3), holder=self.me)
         finally:  # the reservation first: the release then gives the place to the queue's next at once
             with contextlib.suppress(SetupError, BoardBusy):
@@ -246,7 +246,6 @@ class Farm:
             with contextlib.suppress(SetupError, BoardBusy):
                 self._rpc("CancelReservation", token=place.reservation)
         self._rpc("ReleasePlace", placename=place.name, fromuser=place.holder)
-        self.tag(place.name, {"edgeorch_lease": ""})
         out.note(f"{place.name}: released from {place.holder}",
                  f"its edgeorch lease lapsed at {_when(place.lease)} (that orchestrator stopped)")
         return True
@@ -261,21 +260,20 @@ class Farm:
                                                    "(labgrid-client release), then run again") from e
 
     @contextlib.contextmanager
-    def _lease(self, name: str, purpose: str) -> Iterator[None]:
-        """The place's lease, renewed by a thread every third of LEASE_S until the block ends."""
+    def _lease(self, name: str) -> Iterator[None]:
+        """The place's lease, renewed by a thread every third of LEASE_S until the block ends (then left to lapse:
+        it names its holder, so it never covers the next one)."""
         stop = threading.Event()
 
         def renew() -> None:
-            self.tag(name, {"edgeorch_lease": str(int(time.time() + LEASE_S))})
-
-        renew()
-        self.comment(name, f"edgeorch {self.me}: {purpose}")
+            self.tag(name, {LEASE: f"{int(time.time() + LEASE_S)}_{_plain(self.me)}"})
 
         def beat() -> None:
             while not stop.wait(LEASE_S / 3):
                 with contextlib.suppress(Exception):  # a missed renewal is retried; LEASE_S allows two
                     renew()
 
+        renew()
         thread = threading.Thread(target=beat, name=f"lease-{name}", daemon=True)
         thread.start()
         try:
@@ -283,9 +281,6 @@ class Farm:
         finally:
             stop.set()
             thread.join()
-            with contextlib.suppress(SetupError, BoardBusy):
-                self.tag(name, {"edgeorch_lease": ""})
-                self.comment(name, "")
 
 
 @contextlib.contextmanager
@@ -293,7 +288,7 @@ def held_link(board, farm: Farm | None, *, token: str, purpose: str, wait_timeou
               out: Reporter) -> Iterator[tuple[Link, Held | None]]:
     """The board held until the block ends: first its place in the farm, where there is one (its queue, its lock,
     released whatever happens), then edgeorch's own lock over SSH (a second guard, for whoever bypasses the farm)."""
-    with (farm.hold(board.name, wait_timeout=wait_timeout, out=out, purpose=purpose) if farm
+    with (farm.hold(board.name, wait_timeout=wait_timeout, out=out) if farm
           else contextlib.nullcontext()) as held:
         with Link(board, token=token, purpose=purpose, out=out) as link:
             yield link, held
@@ -314,6 +309,11 @@ def _own_connection(session) -> None:
 def _filter(name: str):
     from labgrid.remote.generated import labgrid_coordinator_pb2 as pb2
     return pb2.Reservation.Filter(filter={"board": name})
+
+
+def _plain(holder: str) -> str:
+    """host/user in the letters a tag value may hold."""
+    return re.sub(r"[^a-z0-9_]", "_", holder.lower())
 
 
 def _when(t: float) -> str:

@@ -65,13 +65,12 @@ def reporter() -> tuple[Reporter, Console]:
 def test_a_held_place_is_locked_leased_and_left_as_found(coordinator, monkeypatch):
     out, _ = reporter()
     with as_user(monkeypatch, "alice", coordinator) as lab:
-        with lab.hold("a", wait_timeout=5, out=out, purpose="run r1") as held:
+        with lab.hold("a", wait_timeout=5, out=out) as held:
             place = lab.place("a")
             assert place.holder == held.holder and held.holder.endswith("/alice")
             assert place.reservation == held.reservation and place.lease > time.time()
-            assert "run r1" in place.comment
         after = lab.place("a")
-        assert (after.holder, after.reservation, after.lease, after.comment) == (None, None, None, "")
+        assert (after.holder, after.reservation, after.lease) == (None, None, None)
 
 
 def test_a_second_user_waits_in_the_queue_then_gets_the_board(coordinator, monkeypatch):
@@ -79,10 +78,10 @@ def test_a_second_user_waits_in_the_queue_then_gets_the_board(coordinator, monke
     out, console = reporter()
     got = threading.Event()
     with alice:
-        hold = alice.hold("a", wait_timeout=30, out=Reporter(Console(file=None, quiet=True)), purpose="r1")
+        hold = alice.hold("a", wait_timeout=30, out=Reporter(Console(file=None, quiet=True)))
         hold.__enter__()
         threading.Timer(2.0, lambda: hold.__exit__(None, None, None)).start()
-        with bob, bob.hold("a", wait_timeout=30, out=out, purpose="r2") as held:
+        with bob, bob.hold("a", wait_timeout=30, out=out) as held:
             got.set()
             assert bob.place("a").holder.endswith("/bob") and held.waited_s >= 1.5
     said = console.export_text()
@@ -92,9 +91,9 @@ def test_a_second_user_waits_in_the_queue_then_gets_the_board(coordinator, monke
 def test_a_wait_past_its_timeout_names_the_holder_and_leaves_no_reservation(coordinator, monkeypatch):
     alice, bob = as_user(monkeypatch, "alice", coordinator), as_user(monkeypatch, "bob", coordinator)
     out, _ = reporter()
-    with alice, bob, alice.hold("a", wait_timeout=5, out=out, purpose="r1") as held:
+    with alice, bob, alice.hold("a", wait_timeout=5, out=out) as held:
         with pytest.raises(BoardBusy, match=r"a is still held by \S+/alice after 1 s") as err:
-            with bob.hold("a", wait_timeout=1, out=out, purpose="r2"):
+            with bob.hold("a", wait_timeout=1, out=out):
                 pass
         assert "--wait-timeout" in err.value.hint and err.value.exit_code == 5
         assert bob.place("a").reservation == held.reservation  # bob's own is gone, alice's stays
@@ -107,7 +106,7 @@ from edgeorch import farm
 from edgeorch.console import Reporter
 farm.LEASE_S = 3
 lab = farm.Farm(sys.argv[1])
-with lab.hold("a", wait_timeout=5, out=Reporter(Console()), purpose="r1"):
+with lab.hold("a", wait_timeout=5, out=Reporter(Console())):
     print("held", flush=True)
     time.sleep(600)
 """
@@ -124,7 +123,7 @@ def test_a_killed_orchestrators_board_is_taken_back_once_its_lease_lapses(coordi
     start = time.monotonic()
     with as_user(monkeypatch, "bob", coordinator) as bob:
         assert bob.place("a").holder.endswith("/carol")
-        with bob.hold("a", wait_timeout=30, out=out, purpose="r2"):
+        with bob.hold("a", wait_timeout=30, out=out):
             assert bob.place("a").holder.endswith("/bob")
     assert time.monotonic() - start < 3 + 5  # the lease, and a few polls
     said = console.export_text()
@@ -137,7 +136,7 @@ def test_a_place_locked_by_hand_is_never_taken_back(coordinator, monkeypatch):
     assert by_hand.returncode == 0, by_hand.stderr
     with as_user(monkeypatch, "bob", coordinator) as bob:
         with pytest.raises(BoardBusy, match=r"held by \S+/dave"):
-            with bob.hold("a", wait_timeout=2, out=reporter()[0], purpose="r2"):
+            with bob.hold("a", wait_timeout=2, out=reporter()[0]):
                 pass
         assert bob.place("a").holder.endswith("/dave") and bob.place("a").reservation is None
 
@@ -154,7 +153,7 @@ def test_a_lock_taken_between_reserve_and_lock_is_an_error_and_nothing_stays(coo
     monkeypatch.setattr(Farm, "_allocated", then_someone_locks)
     with me, same_login:
         with pytest.raises(BoardBusy, match="a was locked by .*/erin between its reservation and edgeorch's lock"):
-            with me.hold("a", wait_timeout=5, out=reporter()[0], purpose="r1"):
+            with me.hold("a", wait_timeout=5, out=reporter()[0]):
                 pass
         place = me.place("a")
         assert place.reservation is None and place.lease is None  # ours cancelled; their lock is theirs
@@ -168,7 +167,7 @@ def test_bad_farm_input_names_the_thing_and_the_fix(coordinator, tmp_path):
         Farm(f"127.0.0.1:{_free_port()}", timeout=2)
     assert "invoke farm.up" in err.value.hint and err.value.exit_code == 3
     with Farm(coordinator) as lab, pytest.raises(ConfigError, match="has no place 'rpi9'") as err:
-        with lab.hold("rpi9", wait_timeout=1, out=reporter()[0], purpose="r"):
+        with lab.hold("rpi9", wait_timeout=1, out=reporter()[0]):
             pass
     assert "farm.export" in err.value.hint
 
@@ -200,7 +199,7 @@ def test_sweeps_select_places_by_name_group_or_tag_and_skip_unhealthy_ones(coord
 
 def test_the_status_table_shows_who_holds_what(coordinator, monkeypatch):
     out, _ = reporter()
-    with as_user(monkeypatch, "alice", coordinator) as lab, lab.hold("a", wait_timeout=5, out=out, purpose="r1"):
+    with as_user(monkeypatch, "alice", coordinator) as lab, lab.hold("a", wait_timeout=5, out=out):
         console = Console(record=True, width=200)
         console.print(places_table(lab.address, lab.places(), time.time()))
     text = console.export_text()
