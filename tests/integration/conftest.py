@@ -21,6 +21,7 @@ INVENTORY = Path(os.environ.get("EDGEORCH_INVENTORY", ROOT / "inventory.yaml")).
 # two benchmarks on one board refuse each other. Part a is the rest: the ARM boards, and the tests that stop, restart
 # or name the shipped x86 board (faults, SSH set-ups, the fleet itself). The files are split by their time.
 PART_B = {"test_bad_input.py", "test_browser.py", "test_caffe_export.py", "test_deploy_layers.py", "test_errors.py",
+          "test_farm.py",
           "test_frameworks.py", "test_hostile_names.py", "test_lost_link.py", "test_measures.py",
           "test_model_inputs.py", "test_models_build.py", "test_shared_board.py", "test_zoo_convert.py",
           "test_zoo_export.py"}
