@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from .console import Reporter
 from .errors import BoardBusy, ConfigError, SetupError
-from .transport import Link
+from .transport import Link, pause
 
 DEFAULT_PORT = 20408  # labgrid's
 LEASE_S = 30.0  # a held place's lease; renewed every third of it
@@ -235,7 +235,7 @@ class Farm:
                 raise BoardBusy(f"{name} is still held by {who} after {wait_timeout:g} s in the farm's queue",
                                 hint="wait longer (--wait-timeout SECONDS), ask them to release it, or pick another "
                                      "board; `invoke farm.status` shows who holds what")
-            time.sleep(POLL_S)
+            pause(POLL_S)
 
     def _lapsed(self, place: Place, out: Reporter) -> bool:
         """Release a place whose edgeorch holder stopped renewing its lease (only from that holder, atomically),

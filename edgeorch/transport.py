@@ -380,6 +380,12 @@ class Interrupted(BaseException):
 
 _stopping = threading.Event()  # set by ^C: no board thread starts another command or reconnects
 _links: set[Link] = set()  # the open links, closed by ^C so that the commands under way end at once
+
+
+def pause(seconds: float) -> None:
+    """Sleep in a board's thread; Interrupted at once if ^C stops the boards' work meanwhile."""
+    if _stopping.wait(seconds):
+        raise Interrupted
 _links_lock = threading.Lock()
 
 
