@@ -232,7 +232,8 @@ class Farm:
                 out.step(f"waiting for the farm: held by {who} since {_when(place.since)}", name)
                 said = who
             if time.monotonic() - start > wait_timeout:
-                raise BoardBusy(f"{name} is still held by {who} after {wait_timeout:g} s in the farm's queue",
+                raise BoardBusy(f"{name} is still held by {who or 'another user'} after {wait_timeout:g} s in the "
+                                "farm's queue",
                                 hint="wait longer (--wait-timeout SECONDS), ask them to release it, or pick another "
                                      "board; `invoke farm.status` shows who holds what")
             pause(POLL_S)
