@@ -354,9 +354,10 @@ def _cached(image_id: str, tag: str) -> ImageLayers | None:
 
 
 def built_layers(client: docker.DockerClient, target: Target) -> ImageLayers | None:
-    """The layers of the newest image this host built and exported for `target`; None if there is none yet."""
+    """The layers of the newest image this host built and exported for `target` with this checkout's board side;
+    None if there is none yet (an image another checkout built is not the one a deploy would send)."""
     labels = {"framework": target.framework, "framework-version": target.build.version, "arch": target.arch.value,
-              "suite": target.suite}
+              "suite": target.suite, "bench-sha256": bench.bundle_digest()}
     found = client.images.list(filters={"label": [f"{LABEL}.{k}={v}" for k, v in labels.items()]})
     newest = max(found, key=lambda i: i.attrs["Created"], default=None)
     return _cached(newest.id, (newest.tags or [""])[0]) if newest else None
