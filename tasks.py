@@ -44,7 +44,7 @@ class Task(invoke.Task):
         if name == "verbose":
             return {**super().arg_opts(name, default, taken_names), "names": ["verbose", "v"]}
         if name == "wait_timeout":  # no letter of its own: where -w is --warmup's, invoke would make it '-'
-            return {**super().arg_opts(name, default, {*taken_names, "v"}), "names": [name]}
+            return {**super().arg_opts(name, default, {*taken_names, "v"}), "names": ["wait-timeout"]}
         return super().arg_opts(name, default, {*taken_names, "v"})
 
 

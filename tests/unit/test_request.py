@@ -93,3 +93,12 @@ def test_an_unfinished_run_says_to_resume_it_with_the_task_that_started_it(tmp_p
     assert results.resume_command(tmp_path) == f"invoke calibrate --resume {tmp_path}"
     (tmp_path / "manifest.json").write_text(json.dumps({"request": None}))  # an older run, or a library call
     assert results.resume_command(tmp_path) == f"invoke bench --resume {tmp_path}"
+
+
+@pytest.mark.parametrize("name", sorted(tasks.ns.task_names))
+def test_every_tasks_command_line_parses(name):
+    """invoke builds each task's parser only when it is run: a broken option name fails there, not at import."""
+    from invoke.parser import Parser, ParserContext
+    context = ParserContext(name=name, args=tasks.ns[name].get_arguments())
+    [parsed] = Parser(contexts=[context]).parse_argv([name, *("x" for _ in context.positional_args)])
+    assert parsed.name == name
