@@ -82,7 +82,7 @@ def deploy_boards(inventory: Inventory, host: str, out: Reporter, frameworks: li
     boards = inventory.select(host) if lab is None else farm_boards(inventory, host, lab, out)
     wanted = {b.name: list(frameworks or b.frameworks) for b in boards}
     recipes = {name: get_recipe(name) for names in wanted.values() for name in names}  # unknown: fail before work
-    found = targets.platforms(boards)
+    found = targets.platforms(boards, lock=lab is None)
     planned = {key: t for key, t in targets.plan_targets(list(recipes.values()), boards, found.succeeded,
                                                          dict.fromkeys(recipes, modes)).items()
                if key[0] in wanted[key[1]]}
@@ -115,7 +115,7 @@ def clean_boards(inventory: Inventory, host: str, out: Reporter, lab: Farm | Non
     """Remove from the boards (places of `lab`, where given) what no current recipe uses (deploy.clean), and say
     what went and what it freed."""
     boards = inventory.select(host) if lab is None else farm_boards(inventory, host, lab, out)
-    found = targets.platforms(boards)
+    found = targets.platforms(boards, lock=lab is None)
     bases, recipes = load_bases(), load_recipes()
     cached = {file_sha256(p) for p in (cache_dir() / "models").glob("*") if p.is_file()}
 
@@ -154,7 +154,7 @@ def _sweep(request: Request, inventory: Inventory, lab: Farm | None, out: Report
     boards = (health.healthy_boards(inventory, request.host, out) if lab is None else
               farm_boards(inventory, request.host, lab, out))
     # a board that does not answer fails below, with its cells; a dry run asks nothing
-    found = None if request.dry_run else targets.platforms(boards, request.timeout)
+    found = None if request.dry_run else targets.platforms(boards, request.timeout, lock=lab is None)
     planned = plan(request, boards, found, out)
     if request.dry_run:
         for line in describe(planned.every_cell(), planned.rule):

@@ -20,11 +20,12 @@ from .transport import GroupResult, Link, fan_out
 from .userland import Userland
 
 
-def platforms(boards: list[Board], timeout: float = 3600) -> GroupResult[Platform]:
-    """Each board's OS release, Python and glibc, asked under its lock (with the reconnects of a sweep); its Python
-    has a minute to answer, less when the runs have less."""
+def platforms(boards: list[Board], timeout: float = 3600, *, lock: bool = True) -> GroupResult[Platform]:
+    """Each board's OS release, Python and glibc, asked under its lock (unless `lock` is False: a farm's boards are
+    read while their holder runs, and queued for later) with the reconnects of a sweep; its Python has a minute to
+    answer, less when the runs have less."""
     def one(board: Board) -> Platform:
-        with Link(board, token=SESSION, purpose="reading its OS release") as link:
+        with Link(board, token=SESSION, purpose="reading its OS release", lock=lock) as link:
             return link.retrying(functools.partial(board_platform, board=board,
                                                    limit=min(60.0, timeout + runners.GRACE_S)))[0]
 

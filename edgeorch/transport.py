@@ -539,11 +539,12 @@ def _next_wait(attempt: int, started: float) -> float | None:
 
 
 class Link:
-    """A board's SSH connection for a whole sweep: holds the board's lock, and after a transient drop reconnects
-    (with backoff, under a deadline) and retries, so that a blip of Wi-Fi does not cost a sweep."""
+    """A board's SSH connection for a whole sweep: holds the board's lock (unless `lock` is False: a question that
+    only reads), and after a transient drop reconnects (with backoff, under a deadline) and retries, so that a blip
+    of Wi-Fi does not cost a sweep."""
 
-    def __init__(self, board: Board, *, token: str, purpose: str, out: Reporter = REPORTER):
-        self.board, self.token, self.purpose, self.out = board, token, purpose, out
+    def __init__(self, board: Board, *, token: str, purpose: str, out: Reporter = REPORTER, lock: bool = True):
+        self.board, self.token, self.purpose, self.out, self.locks = board, token, purpose, out, lock
         self._context = self.conn = self._lock = None
 
     def __enter__(self) -> Link:
@@ -582,7 +583,8 @@ class Link:
         with _links_lock:
             _links.add(self)
         try:
-            self._take_lock()
+            if self.locks:
+                self._take_lock()
         except (BoardError, OSError, EOFError, paramiko.SSHException) as e:
             transport = self.conn.client.get_transport()
             if isinstance(e, BoardError) and not isinstance(e, ConnectionLost) and transport and transport.is_active():

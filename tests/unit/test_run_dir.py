@@ -101,7 +101,7 @@ def test_a_resume_of_a_run_going_on_touches_nothing_of_it(held, monkeypatch):
     monkeypatch.setattr(health, "healthy_boards", lambda inventory, host, out: [])
     empty = Sweep(cells={}, rule=StopRule(), recipes=[], named={}, model="m", batches=(1,), options=())
     monkeypatch.setattr(pipeline, "plan", lambda request, boards, found, out: empty)
-    monkeypatch.setattr(targets, "platforms", lambda boards, timeout: GroupResult(succeeded={}, failed={}))
+    monkeypatch.setattr(targets, "platforms", lambda boards, timeout, lock=True: GroupResult(succeeded={}, failed={}))
     monkeypatch.setattr(targets, "build", lambda chosen, out, base_image=None, bare=(): {})
     with pytest.raises(RunError, match=f"pid {proc.pid}"):
         pipeline.sweep(Request(task="bench", inventory="-", host="x", framework="tflite", resume=run_dir), REPORTER)
