@@ -50,7 +50,7 @@ def spans(run_dir: Path) -> list[tuple[float, float]]:
     """Each run's (start, end) on the board, from its raw answer: started_at, then its load, first inference,
     warm-up and timed loop."""
     found = []
-    for path in (run_dir / "raw").glob("*.json"):
+    for path in (run_dir / "raw").rglob("*.json"):
         doc = json.loads(path.read_text())
         start = datetime.datetime.fromisoformat(doc["started_at"]).timestamp()
         t = doc["timing"]
