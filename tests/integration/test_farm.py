@@ -53,8 +53,8 @@ def spans(run_dir: Path) -> list[tuple[float, float]]:
     for path in (run_dir / "raw").rglob("*.json"):
         doc = json.loads(path.read_text())
         start = datetime.datetime.fromisoformat(doc["started_at"]).timestamp()
-        t = doc["timing"]
-        found.append((start, start + sum(t[k] for k in ("load_ns", "first_inference_ns", "warmup_ns", "wall_ns"))
+        t = doc["timing"]  # warmup_ns: each warm-up inference's
+        found.append((start, start + (t["load_ns"] + t["first_inference_ns"] + sum(t["warmup_ns"]) + t["wall_ns"])
                       / 1e9))
     return sorted(found)
 
