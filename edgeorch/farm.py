@@ -195,11 +195,10 @@ class Farm:
         """The place `name` reserved (waiting in labgrid's queue, saying for whom), acquired and leased until the
         block ends, then released and its reservation cancelled, on errors and ^C too."""
         start = time.monotonic()
-        self.place(name)  # a place that does not exist is an error, not a wait
-        token = self._rpc("CreateReservation", filters={"main": _filter(name)}, prio=0).reservation.token
-        acquired = False
+        reservation = self._rpc("CreateReservation", filters={"main": _filter(name)}, prio=0).reservation
+        token, acquired = reservation.token, False
         try:
-            self._allocated(name, token, start, wait_timeout, out)
+            self._allocated(name, token, reservation.state, start, wait_timeout, out)
             self._acquire(name)
             acquired = True
             waited = time.monotonic() - start
@@ -212,20 +211,22 @@ class Farm:
                 with contextlib.suppress(SetupError, BoardBusy):
                     self._rpc("ReleasePlace", placename=name, fromuser=self.me)
 
-    def _allocated(self, name: str, token: str, start: float, wait_timeout: float, out: Reporter) -> None:
-        """Poll the reservation until the coordinator gives it the place; take back a place whose holder's lease
-        lapsed; BoardBusy past `wait_timeout`."""
+    def _allocated(self, name: str, token: str, state: int, start: float, wait_timeout: float,
+                   out: Reporter) -> None:
+        """Poll the reservation (in `state` when made) until the coordinator gives it the place; take back a place
+        whose holder's lease lapsed; ConfigError for a place that does not exist; BoardBusy past `wait_timeout`."""
         from labgrid.remote.common import ReservationState
         said = None
         while True:
-            state = ReservationState(self._rpc("PollReservation", token=token).reservation.state)
+            state = ReservationState(state)
             if state in (ReservationState.allocated, ReservationState.acquired):
                 return
             if state is not ReservationState.waiting:
                 raise BoardBusy(f"the farm dropped the reservation of {name} ({state.name})",
                                 hint="try again; `invoke farm.status` shows the place")
-            place = self.place(name)
-            if self._lapsed(place, out):
+            place = self.place(name)  # a place that does not exist is an error, not a wait
+            if self._lapsed(place, out):  # the queue hands the place on at once
+                state = self._rpc("PollReservation", token=token).reservation.state
                 continue
             who = place.holder or (f"the reservation {place.reservation}" if place.reservation else said)
             if who and said != who:
@@ -237,6 +238,7 @@ class Farm:
                                 hint="wait longer (--wait-timeout SECONDS), ask them to release it, or pick another "
                                      "board; `invoke farm.status` shows who holds what")
             pause(POLL_S)
+            state = self._rpc("PollReservation", token=token).reservation.state
 
     def _lapsed(self, place: Place, out: Reporter) -> bool:
         """Release a place whose edgeorch holder stopped renewing its lease (only from that holder, atomically),
