@@ -137,9 +137,7 @@ def reserve(board: Board, job: Job, ex: Execution, out: Reporter) -> Iterator[Li
     """The board, held for this run until the block ends: its place in the farm, where there is one (kept in the
     manifest), and edgeorch's own lock."""
     with held_link(board, job.farm, token=SESSION, purpose=f"run {ex.run_dir.name}", wait_timeout=job.wait_timeout,
-                   out=out) as (link, held):
-        if held:
-            ex.reserved(board.name, held)
+                   out=out, on_hold=functools.partial(ex.reserved, board.name)) as link:
         yield link
 
 
@@ -151,27 +149,31 @@ def _board(job: Job, board: Board, unreachable: EdgeorchError | None, ex: Execut
     if unreachable:
         raise unreachable
     failed: dict[str, EdgeorchError] = {}
-    with reserve(board, job, ex, out) as link:
-        kill_runs(link.conn, board.name, session="")  # with the lock held, any edgeorch run there is an orphan
-        task = bars.add_task(f"{board.name}: pairs", unit="pairs",
-                             total=sum(job.sweep.rule.max_pairs - len(ex.earlier[c.key]) for c in todo))
-        for recipe in job.sweep.recipes:
-            mine = [c for c in todo if c.framework == recipe.framework]
-            if not mine:
-                continue
-            try:
-                _framework(job, board, recipe.framework, mine, link, ex, bars, lambda: bars.advance(task), out)
-            except (BoardError, RunError) as e:  # the board's other frameworks still run, if it answers
-                failed[recipe.framework] = e
-                ex.failed(mine, e.message)
-                if isinstance(e, (ConnectionLost, Unreachable)):
-                    break
-    lost = [e for e in failed.values() if isinstance(e, (ConnectionLost, Unreachable))]
-    if lost and job.farm is not None:  # the farm keeps other sweeps off it until `invoke check` passes again
-        job.farm.tag(board.name, {HEALTHY: "no"})
-        out.note(f"{board.name}: marked unhealthy in the farm", lost[0].message.splitlines()[0])
+    try:
+        with reserve(board, job, ex, out) as link:
+            kill_runs(link.conn, board.name, session="")  # with the lock held, any edgeorch run there is an orphan
+            task = bars.add_task(f"{board.name}: pairs", unit="pairs",
+                                 total=sum(job.sweep.rule.max_pairs - len(ex.earlier[c.key]) for c in todo))
+            for recipe in job.sweep.recipes:
+                mine = [c for c in todo if c.framework == recipe.framework]
+                if not mine:
+                    continue
+                try:
+                    _framework(job, board, recipe.framework, mine, link, ex, bars, lambda: bars.advance(task), out)
+                except (BoardError, RunError) as e:  # the board's other frameworks still run, if it answers
+                    failed[recipe.framework] = e
+                    ex.failed(mine, e.message)
+                    if isinstance(e, (ConnectionLost, Unreachable)):
+                        raise
+    except (ConnectionLost, Unreachable) as e:
+        if job.farm is not None:  # the farm keeps other sweeps off it until `invoke check` passes again
+            job.farm.tag(board.name, {HEALTHY: "no"})
+            out.note(f"{board.name}: marked unhealthy in the farm", e.message.splitlines()[0])
+        if e not in failed.values():  # lost before its first framework: the board's own failure
+            failed[""] = e
     if failed:
-        raise type(next(iter(failed.values())))("; ".join(f"{f}: {e.message}" for f, e in failed.items()),
+        raise type(next(iter(failed.values())))("; ".join(f"{f}: {e.message}" if f else e.message
+                                                          for f, e in failed.items()),
                                                 hint="; ".join(sorted({e.hint for e in failed.values() if e.hint})))
     return len(todo)
 

@@ -19,7 +19,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .console import Reporter
@@ -287,14 +287,17 @@ class Farm:
 
 
 @contextlib.contextmanager
-def held_link(board, farm: Farm | None, *, token: str, purpose: str, wait_timeout: float,
-              out: Reporter) -> Iterator[tuple[Link, Held | None]]:
+def held_link(board, farm: Farm | None, *, token: str, purpose: str, wait_timeout: float, out: Reporter,
+              on_hold: Callable[[Held], None] = lambda held: None) -> Iterator[Link]:
     """The board held until the block ends: first its place in the farm, where there is one (its queue, its lock,
-    released whatever happens), then edgeorch's own lock over SSH (a second guard, for whoever bypasses the farm)."""
+    released whatever happens; `on_hold` is told), then edgeorch's own lock over SSH (a second guard, for whoever
+    bypasses the farm)."""
     with (farm.hold(board.name, wait_timeout=wait_timeout, out=out) if farm
           else contextlib.nullcontext()) as held:
+        if held:
+            on_hold(held)
         with Link(board, token=token, purpose=purpose, out=out) as link:
-            yield link, held
+            yield link
 
 
 def _own_connection(session) -> None:

@@ -92,7 +92,7 @@ def deploy_boards(inventory: Inventory, host: str, out: Reporter, frameworks: li
         if board.name in found.failed:
             raise found.failed[board.name]
         with held_link(board, lab, token=SESSION, purpose="deploy", wait_timeout=wait_timeout,
-                       out=out) as (link, _):  # a deploy spoils a neighbour's timings
+                       out=out) as link:  # a deploy spoils a neighbour's timings
             return [link.retrying(functools.partial(deploy, board=board, image=built[(f, board.name)].image,
                                                     export=built[(f, board.name)].layers, progress=bars, modes=modes,
                                                     bare=built[(f, board.name)].bare))[0]
@@ -123,7 +123,7 @@ def clean_boards(inventory: Inventory, host: str, out: Reporter, lab: Farm | Non
         if board.name in found.failed:
             raise found.failed[board.name]
         in_use = targets.in_use(recipes.values(), board, found.succeeded[board.name], bases)
-        with held_link(board, lab, token=SESSION, purpose="clean", wait_timeout=wait_timeout, out=out) as (link, _):
+        with held_link(board, lab, token=SESSION, purpose="clean", wait_timeout=wait_timeout, out=out) as link:
             return link.retrying(functools.partial(clean, board=board, targets=in_use, cached_models=cached))[0]
 
     group = fan_out(boards, one)

@@ -206,3 +206,35 @@ def test_the_status_table_shows_who_holds_what(coordinator, monkeypatch):
     row = next(line for line in text.splitlines() if line.startswith("│ a "))
     assert "/alice" in row and "s left" in row
     assert next(line for line in text.splitlines() if line.startswith("│ b ")).count("-") >= 1
+
+
+def test_a_board_lost_to_a_sweep_is_marked_unhealthy_in_the_farm_and_released(coordinator, tmp_path):
+    from edgeorch import execute, results
+    from edgeorch.arch import Arch
+    from edgeorch.errors import Unreachable
+    from edgeorch.inventory import Board
+    from edgeorch.plan import Arm, Cell, StopRule
+    from edgeorch.runners import Measures
+    from edgeorch.sweep import Sweep
+
+    closed = _free_port()  # nothing listens there: the board is off
+    (tmp_path / "known_hosts").write_text("")
+    board = Board(name="a", host="127.0.0.1", port=closed, user="pi", arch=Arch.ARM64,
+                  known_hosts=tmp_path / "known_hosts")
+    cell = Cell(board="a", framework="tflite", model="tiny", arms=(Arm(label="docker", mode="docker"),),
+                iterations=3, warmup=0, threads=0)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    results.write_manifest(run_dir, complete=False)
+    ex = execute.Execution(run_dir=run_dir, earlier={cell.key: []})
+    out, console = reporter()
+    with Farm(coordinator) as lab:
+        job = execute.Job(sweep=Sweep(cells={"a": [cell]}, rule=StopRule(), recipes=[], named={}, model="tiny",
+                                      batches=(1,), options=()), built={}, modes={}, refs={}, timeout=10,
+                          measures=Measures(), farm=lab, wait_timeout=5)
+        with pytest.raises(Unreachable):
+            execute._board(job, board, None, ex, None, out)
+        place = lab.place("a")
+        assert place.tags["healthy"] == "no" and (place.holder, place.reservation) == (None, None)
+    assert "a: marked unhealthy in the farm" in console.export_text()
+    assert results.read_manifest(run_dir)["farm"][0]["place"] == "a"  # held, then lost: the manifest says so
