@@ -231,7 +231,10 @@ def collect(ex: Execution, cells: list[Cell], group: GroupResult, boards: list[B
                       *report.run_notes(runs)):
             out.show(shown)
     if profile:
-        _collect_profiles(run_dir, cells, profile, out)
+        ops, none = results.save_profiles(run_dir, [run for cell in cells for run in cell.profile_runs(profile)])
+        for shown in ([report.ops_top(ops)] if len(ops) else []) + [f"  no operator profile from {escape(why)}"
+                                                                     for why in none]:
+            out.show(shown)
     _failures(group, "benchmark", out)
     results.write_manifest(run_dir, complete=not missing, missing=missing, interrupted=False,
                            failures={k: str(v) for k, v in group.failed.items()})
@@ -251,18 +254,6 @@ def collect(ex: Execution, cells: list[Cell], group: GroupResult, boards: list[B
         raise RunError(f"a framework does not reproduce PyTorch's output (see the warnings above); "
                        f"the timings are in {run_dir}", hint="the conversion or the runtime changed the function")
     return run_dir
-
-
-def _collect_profiles(run_dir: Path, cells: list[Cell], inferences: int, out: Reporter) -> None:
-    """ops.parquet from every profiling pass that came back, its top operators shown, and why a runtime has none."""
-    found = results.profiles(run_dir, [run for cell in cells for run in cell.profile_runs(inferences)])
-    ops = results.ops_table(found, run_id=run_dir.name)
-    results.write_atomic(run_dir / "ops.parquet", ops.to_parquet(index=False))
-    if len(ops):
-        out.show(report.ops_top(ops))
-    for reason in sorted({f"{spec.framework}: {doc['profile'].get('reason')}" for spec, doc in found
-                          if doc["profile"].get("reason")}):
-        out.show(f"  no operator profile from {escape(reason)}")
 
 
 def write_report(run_dir: Path, out: Reporter, against: Path | None = None,

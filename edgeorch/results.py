@@ -619,6 +619,15 @@ OPS_COLUMNS = ["run_id", "cell", "board", "framework", "model", "mode", "threads
                "time_ms", "share", "rank"]
 
 
+def save_profiles(run_dir: Path, runs: list[RunSpec]) -> tuple[pd.DataFrame, list[str]]:
+    """ops.parquet from every profiling pass of `runs` that came back, and why a runtime has none."""
+    found = profiles(run_dir, runs)
+    ops = ops_table(found, run_id=run_dir.name)
+    write_atomic(run_dir / "ops.parquet", ops.to_parquet(index=False))
+    return ops, sorted({f"{spec.framework}: {doc['profile'].get('reason')}" for spec, doc in found
+                        if doc["profile"].get("reason")})
+
+
 def profiles(run_dir: Path, runs: list[RunSpec]) -> list[tuple[RunSpec, dict]]:
     """The profiling passes of `runs` that came back whole, from raw/ (those of an earlier session too)."""
     found = []
