@@ -5,6 +5,12 @@ wall time against its slowest board's, and the farm's overhead (their difference
 boards at once: the second waits in labgrid's queue, so together they take two boards' times, not one.
 
     .venv/bin/python benchmarks/farm.py [--sizes 1,4,16,64,256] [--work 2.0]
+    .venv/bin/python benchmarks/farm.py --boards 127.0.0.1:20408 [--inventory inventory.yaml]
+
+With --boards, the sim boards of the inventory that are places of that farm (`invoke sim.up`, then `invoke farm.up`)
+are held for real, one after the other, ten times each: the farm's hold, then the board's SSH connection and
+edgeorch's own lock on it, one command there, and the release; beside it the same without the farm. It prints the
+farm's cost per board against what holding a board costs anyway.
 
 A board's work here is a sleep of its time (the slowest: --work seconds; the others up to 10% less). A real sweep's
 runs use the boards' own CPUs, not this host's; on the simulated fleet, whose boards share this host's two cores,
@@ -69,11 +75,37 @@ def sweep(lab: Farm, names: list[str], work: float) -> tuple[float, list[float]]
     return time.monotonic() - start, costs
 
 
+def boards(coordinator: str, inventory: Path, times: int = 10) -> None:
+    """Each sim board held through the farm and directly, `times` times each, side by side."""
+    from edgeorch.farm import farm_boards, held_link
+    from edgeorch.inventory import load_inventory
+    from edgeorch.transport import remote
+
+    def hold(board, lab) -> float:
+        start = time.monotonic()
+        with held_link(board, lab, token="benchmark", purpose="benchmark", wait_timeout=60, out=QUIET) as link:
+            remote(link.conn, ["true"], board=board.name)
+        return time.monotonic() - start
+
+    with Farm(coordinator) as lab:
+        found = [b for b in farm_boards(load_inventory(inventory), "all", lab, QUIET) if b.sim]
+        print(f"{'board':<14}  {'through the farm s':>18}  {'directly s':>10}  {'the farm adds s':>15}  (medians of "
+              f"{times})")
+        for board in found:
+            farmed = statistics.median(hold(board, lab) for _ in range(times))
+            alone = statistics.median(hold(board, None) for _ in range(times))
+            print(f"{board.name:<14}  {farmed:>18.3f}  {alone:>10.3f}  {farmed - alone:>15.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1,4,16,64,256", help="numbers of places, comma separated")
     parser.add_argument("--work", type=float, default=2.0, help="the slowest board's time, seconds")
+    parser.add_argument("--boards", metavar="COORDINATOR", help="hold the inventory's sim boards through this farm")
+    parser.add_argument("--inventory", type=Path, default=ROOT / "inventory.yaml")
     args = parser.parse_args()
+    if args.boards:
+        return boards(args.boards, args.inventory)
     sizes = [int(n) for n in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as where:
         proc, address = coordinator(Path(where))
