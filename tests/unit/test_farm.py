@@ -238,3 +238,33 @@ def test_a_board_lost_to_a_sweep_is_marked_unhealthy_in_the_farm_and_released(co
         assert place.tags["healthy"] == "no" and (place.holder, place.reservation) == (None, None)
     assert "a: marked unhealthy in the farm" in console.export_text()
     assert results.read_manifest(run_dir)["farm"][0]["place"] == "a"  # held, then lost: the manifest says so
+
+
+def test_export_writes_an_exporter_configuration_labgrid_publishes_as_the_boards_places(coordinator, tmp_path):
+    from edgeorch.farm_sim import export
+
+    (tmp_path / "inventory.yaml").write_text(
+        "boards:\n"
+        "  - {name: pi4-lab, host: 198.51.100.40, port: 2222, user: ada, arch: arm64, groups: [shelf1, pis]}\n"
+        "  - {name: jetson, host: 198.51.100.41, user: nv, arch: arm64, groups: [shelf1]}\n")
+    inventory = load_inventory(tmp_path / "inventory.yaml")
+    config = tmp_path / "shelf1.yaml"
+    out, console = reporter()
+    with Farm(coordinator) as lab:
+        export(lab, inventory, inventory.select("shelf1"), config, out)
+        exporter = subprocess.Popen([BIN / "labgrid-exporter", "--coordinator", coordinator, "--name", "shelf1",
+                                     str(config)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(100):
+                places = lab.places("pi4-lab", "jetson")
+                if all(p.service for p in places.values()):
+                    break
+                time.sleep(0.1)
+        finally:
+            exporter.terminate()
+            exporter.wait(10)
+    reached = {n: (p.service["address"], p.service["port"], p.service["username"]) for n, p in places.items()}
+    assert reached == {"pi4-lab": ("198.51.100.40", 2222, "ada"), "jetson": ("198.51.100.41", 22, "nv")}
+    assert places["pi4-lab"].tags == {"board": "pi4-lab", "arch": "arm64", "healthy": "yes", "group_shelf1": "yes",
+                                      "group_pis": "yes"}
+    assert f"exporter configuration: {config}" in console.export_text()
