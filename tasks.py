@@ -32,6 +32,7 @@ RESULTS_HELP = "the directory of the runs (default: $EDGEORCH_RESULTS, else resu
 COORDINATOR_HELP = "a labgrid coordinator HOST:PORT: reserve, lock and release the boards through its farm, waiting " \
                    "in its queue (default: $EDGEORCH_COORDINATOR, else the inventory's `coordinator:`; none: the " \
                    "boards are driven directly); --host also takes tag:KEY=VALUE there"
+FARM_HELP = "the labgrid coordinator HOST:PORT (default: $EDGEORCH_COORDINATOR, else the inventory's `coordinator:`)"
 WAIT_HELP = "with a coordinator: seconds to wait in the farm's queue for each board before giving up"
 VERBOSE_HELP = "also show every external command on the console, with its duration and exit code, as it ends " \
                "(all are logged in commands.log; EDGEORCH_VERBOSE=1 does the same)"
@@ -43,9 +44,9 @@ class Task(invoke.Task):
     def arg_opts(self, name, default, taken_names):
         if name == "verbose":
             return {**super().arg_opts(name, default, taken_names), "names": ["verbose", "v"]}
-        if name == "wait_timeout":  # no letter of its own: where -w is --warmup's, invoke would make it '-'
-            return {**super().arg_opts(name, default, {*taken_names, "v"}), "names": ["wait-timeout"]}
-        return super().arg_opts(name, default, {*taken_names, "v"})
+        opts = super().arg_opts(name, default, {*taken_names, "v"})
+        # where every letter of the name is taken, invoke's next pick is the '_' (as '-'): no short flag then
+        return {**opts, "names": [n for n in opts["names"] if len(n) > 1 or n.isalnum()]}
 
 
 task = functools.partial(invoke.task, klass=Task)
@@ -99,8 +100,7 @@ def inventory(c, inventory=INVENTORY):
 
 
 @task(help={"host": "board, group, or comma list (default: all)", "inventory": INV_HELP,
-            "coordinator": "a labgrid coordinator HOST:PORT whose places the boards are (default: "
-                           "$EDGEORCH_COORDINATOR, else the inventory's `coordinator:`)", "verbose": VERBOSE_HELP})
+            "coordinator": FARM_HELP, "verbose": VERBOSE_HELP})
 @reported
 def check(c, host="all", inventory=INVENTORY, coordinator=None, verbose=False):
     """Check each board: SSH, arch, Docker version, Python, free disk, thermal/frequency sensors; with a farm, mark
@@ -173,7 +173,7 @@ def deploy(c, host=None, framework=None, mode=None, inventory=INVENTORY, serial=
     with farm.open_farm(coordinator, inv) as lab:
         pipeline.deploy_boards(inv, _hosts(c, host), OUT, frameworks, parallel=not serial, base_image=base_image,
                                modes=parse_modes(mode or chained.get("mode") or "both"), lab=lab,
-                               wait_timeout=request.number("wait_timeout", wait_timeout))
+                               wait_timeout=request.number("wait_timeout", wait_timeout, task="deploy"))
 
 
 SWEEPS = ("bench", "calibrate", "explain", "compare", "agree")
@@ -203,7 +203,8 @@ def clean(c, host=None, inventory=INVENTORY, coordinator=None, wait_timeout="360
     freed."""
     inv = load_inventory(inventory)
     with farm.open_farm(coordinator, inv) as lab:
-        pipeline.clean_boards(inv, _hosts(c, host), OUT, lab, request.number("wait_timeout", wait_timeout))
+        pipeline.clean_boards(inv, _hosts(c, host), OUT, lab, request.number("wait_timeout", wait_timeout,
+                                                                                   task="clean"))
 
 
 STOPPING = ("repeat", "min_pairs", "max_pairs", "precision", "max_time", "min_time", "equivalence", "max_spread",
@@ -353,16 +354,6 @@ def sim_down(c, inventory=INVENTORY, verbose=False):
     sim.down(load_inventory(inventory), OUT)
 
 
-FARM_HELP = "the labgrid coordinator HOST:PORT (default: $EDGEORCH_COORDINATOR, else the inventory's `coordinator:`)"
-
-
-def _farm(coordinator, inventory) -> farm.Farm:
-    """The farm a farm task works on, which must be named."""
-    found = farm.coordinator(coordinator, inventory)
-    if not found:
-        raise ConfigError("no labgrid coordinator named", hint="pass --coordinator HOST:PORT, set "
-                          "$EDGEORCH_COORDINATOR, or write `coordinator: HOST:PORT` in the inventory")
-    return farm.Farm(found)
 
 
 @task(name="up", help={"inventory": INV_HELP, "port": "the coordinator's port on 127.0.0.1"})
@@ -370,7 +361,7 @@ def _farm(coordinator, inventory) -> farm.Farm:
 def farm_up(c, inventory=INVENTORY, port=str(farm.DEFAULT_PORT)):
     """Start a labgrid coordinator and an exporter on loopback for the simulated fleet, each sim board a place with
     its tags (idempotent)."""
-    farm_sim.up(load_inventory(inventory), request.number("port", port, int), OUT)
+    farm_sim.up(load_inventory(inventory), request.number("port", port, int, task="farm.up"), OUT)
 
 
 @task(name="down", help={"inventory": INV_HELP})
@@ -387,7 +378,7 @@ def farm_export(c, coordinator=None, host="all", inventory=INVENTORY, config="fa
     """Write the labgrid exporter configuration of the inventory's boards (a NetworkService each: address, port,
     user) and make each board a place of the farm, tagged with its name, arch, groups and release."""
     inv = load_inventory(inventory)
-    with _farm(coordinator, inv) as lab:
+    with farm.open_farm(coordinator, inv, required=True) as lab:
         farm_sim.export(lab, inv, inv.select(host), Path(config), OUT)
 
 
@@ -395,7 +386,7 @@ def farm_export(c, coordinator=None, host="all", inventory=INVENTORY, config="fa
 @reported
 def farm_status(c, coordinator=None, inventory=INVENTORY):
     """Show the farm's places: healthy or not, who holds each and since when, their edgeorch lease, tags."""
-    with _farm(coordinator, load_inventory(inventory)) as lab:
+    with farm.open_farm(coordinator, load_inventory(inventory), required=True) as lab:
         console.print(places_table(lab.address, lab.places(), time.time()))
 
 

@@ -362,9 +362,13 @@ def coordinator(given: str | None, inventory) -> str | None:
     return given or os.environ.get("EDGEORCH_COORDINATOR") or inventory.coordinator
 
 
-def open_farm(given: str | None, inventory) -> contextlib.AbstractContextManager[Farm | None]:
-    """The farm to go through, or None (the boards driven directly) when no coordinator is named."""
+def open_farm(given: str | None, inventory, *, required: bool = False) -> contextlib.AbstractContextManager:
+    """The farm to go through, or None (the boards driven directly) when no coordinator is named (a ConfigError
+    if `required`: the farm's own tasks)."""
     found = coordinator(given, inventory)
+    if not found and required:
+        raise ConfigError("no labgrid coordinator named", hint="pass --coordinator HOST:PORT, set "
+                          "$EDGEORCH_COORDINATOR, or write `coordinator: HOST:PORT` in the inventory")
     return Farm(found) if found else contextlib.nullcontext()
 
 

@@ -48,14 +48,14 @@ class Request:
     saved: dict = field(default_factory=dict)  # the options as the manifest keeps them
 
 
-def number(option: str, value, kind=float):
-    """A numeric option, or a ConfigError that names it (invoke passes these as text)."""
+def number(option: str, value, kind=float, task: str = "bench"):
+    """A numeric option of `task`, or a ConfigError that names it (invoke passes these as text)."""
     flag = "--" + option.replace("_", "-")
     try:
         return kind(value)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{flag} {value!r} is not {'an integer' if kind is int else 'a number'}",
-                          hint=f"`invoke --help bench` shows {flag} and its default") from e
+                          hint=f"`invoke --help {task}` shows {flag} and its default") from e
 
 
 def counts(args: dict) -> dict:

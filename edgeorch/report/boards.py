@@ -118,11 +118,12 @@ def places_table(address: str, places: dict, now: float) -> FitTable:
         t.add_column(col)
     for p in sorted(places.values(), key=lambda p: p.name):
         lease = "" if p.lease is None else (f"{p.lease - now:.0f} s left" if p.lease > now else "[red]lapsed[/]")
-        service = f"{p.service['username']}@{p.service['address']}:{p.service['port']}" if p.service else "[red]none[/]"
+        service = (escape(f"{p.service['username']}@{p.service['address']}:{p.service['port']}") if p.service
+                   else "[red]none[/]")
         healthy = {"yes": "yes", "no": "[red]no[/]"}.get(p.tags.get("healthy", ""), "?")
         tags = ", ".join(f"{k}={v}" for k, v in sorted(p.tags.items()) if k not in ("healthy", "edgeorch_lease"))
         t.add_row(escape(p.name), healthy, escape(p.holder or "-"),
                   f"{age(now - p.since)} ago" if p.holder else "", lease, escape(p.reservation or ""),
-                  service if not p.service else escape(service), escape(tags))
+                  service, escape(tags))
     return t
 
