@@ -3,17 +3,16 @@ exporter configuration and places of any inventory (which a lab's own coordinato
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import yaml
 
 from .cache import write_atomic
-from .console import Reporter
+from .console import Reporter, recording, shell
 from .errors import ConfigError, SetupError
 from .farm import Farm, board_tags, exporter_config
 from .inventory import Inventory
@@ -44,22 +43,23 @@ def _pidfile(inventory: Inventory, what: str) -> Path:
     return _dir(inventory) / f"{what}.pid"
 
 
-def _running(inventory: Inventory, what: str) -> int | None:
-    """The pid of the `what` (coordinator, exporter) this farm started, if it still runs (and is that program)."""
+def _running(inventory: Inventory, what: str) -> psutil.Process | None:
+    """The `what` (coordinator, exporter) this farm started, if it still runs (and is that program)."""
     try:
-        pid = int(_pidfile(inventory, what).read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
+        proc = psutil.Process(int(_pidfile(inventory, what).read_text()))
+        return proc if any(f"labgrid-{what}" in word for word in proc.cmdline()) else None
+    except (OSError, ValueError, psutil.Error):
         return None
-    return pid if f"labgrid-{what}".encode() in cmdline else None
 
 
 def _start(inventory: Inventory, what: str, argv: list[str]) -> None:
+    """`argv` in the background, its output in .sim/farm/WHAT.log, its pid in WHAT.pid; in the command log."""
     where = _dir(inventory)
     where.mkdir(parents=True, exist_ok=True)
-    with open(where / f"{what}.log", "ab") as log:
+    with recording(shell(argv)) as rec, open(where / f"{what}.log", "ab") as log:
         proc = subprocess.Popen(argv, cwd=where, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
+        rec.note = f"started in the background, pid {proc.pid} (log: {where / f'{what}.log'})"
     write_atomic(_pidfile(inventory, what), str(proc.pid))
 
 
@@ -114,16 +114,16 @@ def _published(farm: Farm, names: list[str], inventory: Inventory, within: float
 def down(inventory: Inventory, out: Reporter) -> None:
     """Stop the exporter and the coordinator farm.up started (the places are forgotten with it)."""
     for what in ("exporter", "coordinator"):
-        pid = _running(inventory, what)
-        if pid:
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(50):
-                if not _running(inventory, what):
-                    break
-                time.sleep(0.1)
-            else:
-                os.kill(pid, signal.SIGKILL)
-            out.step(f"labgrid-{what} (pid {pid}) stopped")
+        proc = _running(inventory, what)
+        if proc:
+            with recording(f"kill {proc.pid}  # labgrid-{what} of the sim fleet's farm") as rec:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except psutil.TimeoutExpired:
+                    proc.kill()
+                    rec.note = "killed: it did not end within 5 s of SIGTERM"
+            out.step(f"labgrid-{what} (pid {proc.pid}) stopped")
         _pidfile(inventory, what).unlink(missing_ok=True)
     for leftover in ("places.yaml", "resources.yaml", "exporter.yaml"):  # what the coordinator saved, and ours
         (_dir(inventory) / leftover).unlink(missing_ok=True)
