@@ -655,11 +655,12 @@ def _check_bare(board: Board, bundle_dir: str, probes: dict[str, dict]) -> None:
 
 
 def push_file(conn: fabric.Connection, board: Board, workdir: str, path: Path, sha256: str,
-              progress: Bars | None = None) -> str:
-    """Copy a model or input file to the board unless an identical copy is there; its path there."""
+              progress: Bars | None = None, stem: str | None = None) -> str:
+    """Copy a model or input file to the board unless an identical copy is there; its path there. `stem`: the name
+    the files of one model share (hex: the digest of them all), else the file's own sha256's."""
     # named by content, not by the user's file name: any name works, and none reaches a command line on the board
     suffix = "".join(c for c in path.suffix if c.isascii() and (c.isalnum() or c == "."))
-    dest = posixpath.join(workdir, "models", sha256[:16] + suffix)
+    dest = posixpath.join(workdir, "models", (stem or sha256[:16]) + suffix)
     have = remote(conn, ["sha256sum", "--", dest], board=board.name, warn=True,
                   timeout=transfer_timeout(path.stat().st_size))
     if not (have.ok and have.stdout.split()[:1] == [sha256]):

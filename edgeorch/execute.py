@@ -207,11 +207,11 @@ def _framework(job: Job, board: Board, framework: str, cells: list[Cell], link: 
     pushed: dict[str, list] = {}  # a model's sha256 -> its files on the board
     for cell in cells:
         spec, ref = job.sweep.spec(cell), job.refs.get((cell.model, cell.batch))
-        if spec.sha256 not in pushed:
-            pushed[spec.sha256], _ = link.retrying(functools.partial(
+        if spec.digest not in pushed:
+            pushed[spec.digest], _ = link.retrying(functools.partial(
                 _push_files, board=board, workdir=deployment.workdir, spec=spec, ref=ref, progress=bars,
                 inputs=job.sweep.inputs))
-        files = pushed[spec.sha256]
+        files = pushed[spec.digest]
         stop = _run_cell(cell, job.sweep.rule, link, deployment, job.timeout, spec, files, ex.run_dir, ex.kept,
                          advance, ex.earlier[cell.key], outputs=ref is not None,
                          watch=job.measures.watch_args(board))
@@ -237,9 +237,12 @@ def _without_bare(cells: list[Cell], run_dir: Path, why: str) -> list[Cell]:
 
 def _push_files(conn, board: Board, workdir: str, spec: ModelSpec, ref: Reference | None, progress,
                 inputs: tuple[tuple[str, Path], ...] = ()) -> list[tuple[str, str]]:
-    """The model, and a zoo network's reference input or the user's --input files, on the board: (option, its path
-    there, after NAME= for a named input)."""
-    files = [("--model", push_file(conn, board, workdir, spec.path, spec.sha256, progress))]
+    """The model (its companions beside it, by the same name), and a zoo network's reference input or the user's
+    --input files, on the board: (option, its path there, after NAME= for a named input)."""
+    stem = spec.digest[:16]
+    for path, sha256 in spec.companions:
+        push_file(conn, board, workdir, path, sha256, progress, stem=stem)
+    files = [("--model", push_file(conn, board, workdir, spec.path, spec.sha256, progress, stem=stem))]
     if ref:
         files.append(("--input", push_file(conn, board, workdir, ref.input_path, ref.input_sha256, progress)))
     for name, path in inputs:

@@ -198,7 +198,7 @@ def _start(run_dir: Path, job: Job, boards: list[Board], cells: list[Cell], requ
         results.write_manifest(run_dir, complete=False, request=request.saved, modes_version=results.MODES_VERSION,
                                frameworks=[r.framework for r in sw.recipes], model=sw.model, batch=list(sw.batches),
                                options=list(sw.options),
-                               models={f"{f}/{m}" + variant(0, n): {"name": s.name, "sha256": s.sha256}
+                               models={f"{f}/{m}" + variant(0, n): {"name": s.name, "sha256": s.digest}
                                        for (f, m, n), s in sw.specs.items()},
                                boards=[b.name for b in boards], rule=dataclasses.asdict(sw.rule),
                                images={f"{b}/{f}": {"tag": made.image.tag, "based_on": made.image.based_on,

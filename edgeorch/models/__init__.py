@@ -2,11 +2,14 @@
 or a user's file.
 
 The zoo (zoo.py) is defined once in PyTorch; one exporter per format (export_*.py, each an exporter.Exporter)
-converts it, and EXPORTERS maps the recipes' model_format to it.
+converts it, and EXPORTERS maps the recipes' model_format to it: every Exporter of an export_*.py module that is
+not a variant of another, found by reading the package (a new format is one new module).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +18,8 @@ from edgeorch.cache import file_sha256
 from edgeorch.errors import ModelError
 
 from . import zoo
-from .export_caffe import CaffeExporter
-from .export_onnx import OnnxExporter
-from .export_tf import INT8, GraphExporter, TFLiteExporter
-from .export_torchscript import EAGER, TorchScriptExporter
+from .export_tf import INT8
+from .export_torchscript import EAGER
 from .exporter import Exporter, Log
 from .tflite import BUILTIN_MODELS, builtin, cached_path, validate_tflite
 from .zoo import NETWORKS
@@ -26,19 +27,40 @@ from .zoo import NETWORKS
 __all__ = ["BUILTIN_MODELS", "EAGER", "EXPORTERS", "INT8", "NETWORKS", "Exporter", "ModelSpec", "cached_path",
            "model_name", "resolve", "resolve_model", "validate", "validate_tflite", "zoo", "zoo_models"]
 
-# Each framework's model format (a recipe's model_format) and the exporter that converts the zoo into it.
+
+
+def _exporters() -> dict[str, Exporter]:
+    """Each model format (a recipe's model_format) -> the exporter that converts the zoo into it."""
+    found = {}
+    for name in sorted(os.listdir(os.path.dirname(__file__))):
+        if name.startswith("export_") and name.endswith(".py"):
+            module = importlib.import_module(f"{__name__}.{name[:-3]}")
+            for cls in vars(module).values():
+                if (isinstance(cls, type) and issubclass(cls, Exporter) and cls.__module__ == module.__name__
+                        and not cls.variant):
+                    exporter = cls()
+                    found[exporter.format] = exporter
+    return found
+
+
 # TensorRT takes the ONNX file: its engine is built on the board.
-EXPORTERS: dict[str, Exporter] = {
-    e.format: e for e in (OnnxExporter(), TorchScriptExporter(), TFLiteExporter(), GraphExporter(), CaffeExporter())
-}
+EXPORTERS: dict[str, Exporter] = _exporters()
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelSpec:
     name: str  # builtin name, or the file stem for a user file
     path: Path  # absolute path of the model file on this host
-    sha256: str  # hex digest of the file bytes
+    sha256: str  # hex digest of the file bytes: what the board checks
     builtin: bool
+    companions: tuple[tuple[Path, str], ...] = ()  # the files it reads beside it (same stem), each with its sha256
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the model with its companions: it tells models apart and names their files on the board."""
+        if not self.companions:
+            return self.sha256
+        return hashlib.sha256(" ".join((self.sha256, *(d for _, d in self.companions))).encode()).hexdigest()
 
 
 def resolve_model(arg: str, *, cache_dir: Path, log: Log | None = None) -> ModelSpec:
@@ -68,10 +90,15 @@ def resolve(arg: str, model_format: str, *, cache_dir: Path, log: Log | None = N
     exports = _zoo_exports(model_format)
     if arg in exports:
         network, exporter = exports[arg]
-        path = exporter.export(network, batch, Path(cache_dir) / "models", log)
-        return ModelSpec(name=arg, path=path, sha256=file_sha256(path), builtin=True)
+        return _spec(arg, exporter.export(network, batch, Path(cache_dir) / "models", log), exporter, builtin=True)
     path = Path(arg).expanduser()
-    return ModelSpec(name=path.stem, path=path.resolve(), sha256=file_sha256(path), builtin=False)
+    return _spec(path.stem, path, EXPORTERS[model_format], builtin=False)
+
+
+def _spec(name: str, path: Path, exporter: Exporter, builtin: bool) -> ModelSpec:
+    """The spec of a model file and the companions found beside it, as named (a link's target may lie elsewhere)."""
+    return ModelSpec(name=name, path=path.resolve(), sha256=file_sha256(path), builtin=builtin,
+                     companions=tuple((p.resolve(), file_sha256(p)) for p in exporter.companions(path)))
 
 
 def model_name(arg: str, model_format: str, batch: int = 1) -> str:

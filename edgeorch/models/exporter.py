@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from edgeorch.cache import cached_file, content_hash
+from edgeorch.cache import cached_file, content_hash, write_atomic
 from edgeorch.errors import ModelError
 
 from . import zoo
@@ -27,11 +27,23 @@ class Exporter(ABC):
     sources: tuple[ModuleType, ...] = ()  # other modules whose code shapes its files
 
     def export(self, network: str, batch: int, dest: Path, log: Log | None = None) -> Path:
-        """The file of `network` (`batch` images per inference) in this format: made on first use, then cached
-        in `dest`."""
+        """The file of `network` (`batch` images per inference) in this format, and its companions beside it: made
+        on first use, then cached in `dest`."""
         path = self.path(network, batch, dest)
         net = zoo.lookup(network, batch)
-        cached_file(path, lambda: self.convert(net), lambda p: self.check(p, net), log or (lambda _msg: None),
+
+        def make() -> bytes:
+            made = self.convert(net)
+            if isinstance(made, bytes):
+                return made
+            for suffix, data in made.items():  # the companions first: the main file's checksum says all are there
+                if suffix != self.suffix:
+                    write_atomic(path.with_suffix(suffix), data)
+            return made[self.suffix]
+
+        if not all(p.is_file() for p in self.companions(path)):
+            path.with_name(path.name + ".sha256").unlink(missing_ok=True)
+        cached_file(path, make, lambda p: self.check(p, net), log or (lambda _msg: None),
                     self.doing.format(name=network))
         return path
 
@@ -53,8 +65,13 @@ class Exporter(ABC):
         """The versions of the libraries that convert `network`, for the cache key; a ModelError if one is missing."""
 
     @abstractmethod
-    def convert(self, network: zoo.Network) -> bytes:
-        """The file's bytes for `network` (its input_shape says the batch), converted from zoo.build's module."""
+    def convert(self, network: zoo.Network) -> bytes | dict[str, bytes]:
+        """The file's bytes for `network` (its input_shape says the batch), converted from zoo.build's module; for a
+        format of several files, {suffix: bytes} of the model and each of its companions."""
+
+    def companions(self, path: Path) -> tuple[Path, ...]:
+        """The files a model at `path` reads beside it (the same stem, another suffix): ncnn's and OpenVINO's .bin."""
+        return ()
 
     def check(self, path: Path, network: zoo.Network) -> None:  # noqa: B027  # a traced TorchScript needs none
         """Raise ModelError, and remove `path`, unless the file just made is what a board runs."""
@@ -68,3 +85,12 @@ class Exporter(ABC):
                              hint=f"pass a {self.suffix} file of this framework")
         if path.stat().st_size == 0:
             raise ModelError(f"model file {path} is empty", hint="copy or export the model again")
+        self.check_companions(path)
+
+    def check_companions(self, path: Path) -> None:
+        """Raise ModelError unless each file the model reads beside it is there."""
+        for other in self.companions(path):
+            if not other.is_file():
+                raise ModelError(f"{path.name} needs {other.name} beside it, and {other} does not exist",
+                                 hint=f"copy {other.name} next to {path.name}: the model is read from both, by "
+                                      "the same name")

@@ -182,7 +182,7 @@ class VoiceActivity:
 @pytest.fixture
 def voice(tmp_path, monkeypatch):
     """The entrypoint's arguments for a short timed run of VoiceActivity, and any others given."""
-    monkeypatch.setitem(adapters.ADAPTERS, "fake", ("fake", "VoiceActivity"))
+    monkeypatch.setitem(adapters.ADAPTERS, "fake", "fake")
     monkeypatch.setattr(adapters, "get", lambda name: VoiceActivity)
     model = tmp_path / "vad.onnx"
     model.write_bytes(b"fake")
