@@ -25,6 +25,7 @@ from edgeorch.inventory import load_inventory
 from edgeorch.plan import parse_modes
 from edgeorch.recipes import load_recipes
 from edgeorch.report.boards import inventory_table, places_table
+from edgeorch.systems import load_systems
 
 INVENTORY = os.environ.get("EDGEORCH_INVENTORY") or "inventory.yaml"  # set but empty: the default too
 INV_HELP = "inventory file (default: $EDGEORCH_INVENTORY, else inventory.yaml)"
@@ -137,7 +138,8 @@ BENCH_HELP = {
     "keep_samples": "also keep every timed inference's start and latency, as raw/<run>.samples.npy (a run's JSON "
                     "holds a summary and 1,000 of them)",
     "option": "framework option KEY=VALUE, repeatable: xnnpack=off (tflite, litert), device=cpu (pytorch), "
-              "precision=fp16 (tensorrt)",
+              "precision=fp16 (tensorrt), delegate=/usr/lib/aarch64-linux-gnu/libedgetpu.so.1 (tflite, litert: an "
+              "external delegate's library on the board, such as the Edge TPU's)",
     "input_shape": "NAME=DIMS, repeatable: the shape fed to a model input, e.g. input=1x3x224x224 (needed for "
                    "every input with dynamic dimensions, like trtexec --shapes)",
     "input": "NAME=FILE.npy, repeatable: feed that input the file instead of seeded data (pushed to the boards); a "
@@ -324,9 +326,12 @@ def zoo(c):
                     "asked over SSH)", "inventory": INV_HELP})
 @reported
 def matrix(c, host=None, inventory=INVENTORY):
-    """Which framework runs on which arch (or why not), and with which models; with --host, the modes each
-    framework has on each of those boards."""
-    console.print(tables.matrix_table(load_recipes()))
+    """Which framework runs on which arch (or why not), and with which models; then every system the seed papers
+    measured and how edgeorch runs it (or why not); with --host, the modes each framework has on each of those
+    boards."""
+    recipes = load_recipes()
+    console.print(tables.matrix_table(recipes))
+    console.print(tables.systems_table(load_systems(), recipes))
     if host:
         pipeline.modes(load_inventory(inventory), host, OUT)
 

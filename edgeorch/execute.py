@@ -238,11 +238,12 @@ def _without_bare(cells: list[Cell], run_dir: Path, why: str) -> list[Cell]:
 def _push_files(conn, board: Board, workdir: str, spec: ModelSpec, ref: Reference | None, progress,
                 inputs: tuple[tuple[str, Path], ...] = ()) -> list[tuple[str, str]]:
     """The model (its companions beside it, by the same name), and a zoo network's reference input or the user's
-    --input files, on the board: (option, its path there, after NAME= for a named input)."""
+    --input files, on the board: (option, its path there, after NAME= for a named input); a companion's option is
+    "", a file that goes with the model but is named on no command line."""
     stem = spec.digest[:16]
-    for path, sha256 in spec.companions:
-        push_file(conn, board, workdir, path, sha256, progress, stem=stem)
-    files = [("--model", push_file(conn, board, workdir, spec.path, spec.sha256, progress, stem=stem))]
+    companions = [("", push_file(conn, board, workdir, path, sha256, progress, stem=stem))
+                  for path, sha256 in spec.companions]
+    files = [("--model", push_file(conn, board, workdir, spec.path, spec.sha256, progress, stem=stem)), *companions]
     if ref:
         files.append(("--input", push_file(conn, board, workdir, ref.input_path, ref.input_sha256, progress)))
     for name, path in inputs:

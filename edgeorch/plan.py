@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from . import stats
 from .arch import Arch
 from .bench import adapters, signature
+from .bench.adapters import base
 from .errors import ConfigError
 from .inventory import Board
 from .recipes import BaseRecipe, Build, Recipe
@@ -160,13 +161,17 @@ def check_options(framework: str, options: tuple[str, ...]) -> None:
     if framework not in adapters.ADAPTERS:
         return
     allowed = adapters.get(framework).OPTIONS
-    takes = ", ".join(f"{k}={'|'.join(v)}" for k, v in allowed.items()) or "no --option"
+    takes = ", ".join(f"{k}={base.takes(v)}" for k, v in allowed.items()) or "no --option"
     for option in options:
         key, value = option.split("=", 1)
         if key not in allowed:
             raise ConfigError(f"--option {option!r}: {framework} has no option {key!r}",
                               hint=f"{framework} takes {takes}; `invoke --help bench` lists every framework's")
-        if value not in allowed[key]:
+        if isinstance(allowed[key], base.Rule):
+            why = allowed[key].refuse(value)
+            if why:
+                raise ConfigError(f"--option {option!r}: {framework}'s {key} {why}", hint=f"{framework} takes {takes}")
+        elif value not in allowed[key]:
             raise ConfigError(f"--option {option!r}: {framework}'s {key} is one of {list(allowed[key])}",
                               hint=f"{framework} takes {takes}")
 

@@ -39,7 +39,7 @@ class Runner(Protocol):
 
     def execute(self, args: list[str], files: list[tuple[str, str]]) -> Answer:
         """Run the entrypoint with `args` and `files`: (option, path on the board) pairs such as ("--model", path),
-        where an --input value may be NAME=path."""
+        where an --input value may be NAME=path, and ("", path) a file the model reads beside it (same stem)."""
 
 
 def file_args(files) -> list[tuple[str, str, str]]:
@@ -153,7 +153,7 @@ class _BoardRunner:
         entrypoint, cwd = self.command()
         argv = [*entrypoint, "-m", BOARD_PACKAGE, *args, "--mode", self.mode]
         for option, prefix, path in file_args(files):
-            argv += [option, prefix + path]
+            argv += [option, prefix + path] if option else []  # a companion lies beside its model already
         argv += ["--cache-dir", self.cache_dir] if self.cache_dir else []
         tag = run_tag()
         try:
@@ -206,6 +206,44 @@ def mount_arg(source: str, target: str, readonly: bool = True) -> str:
     return line.getvalue()
 
 
+# The device nodes through which an external TFLite delegate reaches its accelerator, where a board has them: the
+# Edge TPU on PCIe (/dev/apex_0, Coral's gasket driver) and on USB (its bus: the stick enumerates anew once its
+# firmware is loaded).
+ACCELERATOR_DEVICES = ("/dev/apex_0", "/dev/bus/usb")
+
+# `docker create` with what an external delegate ($1) needs in the container, as the bare run has it on the board:
+# the library read-only at its path and, where that is a link (libedgetpu.so.1 -> libedgetpu.so.1.0), at the path
+# it leads to; each device node of $2 (a space list) that the board has; and the login's groups, which own those
+# nodes (plugdev, apex). The library's path was checked to hold nothing but [A-Za-z0-9._+/-]; the link's target is
+# left out unless it does too, as it is written into --mount's comma-separated value.
+_CREATE_WITH_DELEGATE = r"""
+lib=$1 devices=$2; shift 2
+for dev in $devices; do [ -e "$dev" ] && set -- --device "$dev" "$@"; done
+for group in $(id -G); do set -- --group-add "$group" "$@"; done
+real=$(realpath -e -- "$lib" 2>/dev/null) || real=
+case $real in "$lib"|*[!A-Za-z0-9._+/-]*) real= ;; esac
+[ -z "$real" ] || set -- --mount "type=bind,source=$real,target=$real,readonly" "$@"
+[ ! -e "$lib" ] || set -- --mount "type=bind,source=$lib,target=$lib,readonly" "$@"
+exec docker create --user "$(id -u):$(id -g)" "$@"
+"""
+
+
+def delegate_of(args: list[str]) -> str | None:
+    """The library of an external delegate (--option delegate=PATH) among the entrypoint's arguments, if any."""
+    return next((a[len("delegate="):] for flag, a in zip(args, args[1:])
+                 if flag == "--option" and a.startswith("delegate=")), None)
+
+
+def create_argv(args: list[str], delegate: str | None, devices: tuple[str, ...] = ACCELERATOR_DEVICES) -> list[str]:
+    """The argv on the board that creates the run's container with `args` (docker create's, then the image and the
+    entrypoint's), as the login, as the bare run is: the same files readable and writable in both modes (a compiled
+    cache), and the container's process one the login's perf may count; with an external `delegate`, its library,
+    the accelerators and the login's groups too."""
+    if delegate is None:
+        return sh('exec docker create --user "$(id -u):$(id -g)" "$@"', *args)
+    return sh(_CREATE_WITH_DELEGATE, delegate, " ".join(devices), *args)
+
+
 class DockerRunner:
     """Runs the entrypoint in a fresh container of the framework image, with no network."""
 
@@ -226,7 +264,7 @@ class DockerRunner:
         # board path -> its path in the container (files of the same content share one)
         inner = {path: f"{CONTAINER_DIR}/models/{posixpath.basename(path)}" for _, _, path in file_args(files)}
         for option, prefix, path in file_args(files):
-            argv += [option, prefix + inner[path]]
+            argv += [option, prefix + inner[path]] if option else []  # a companion: beside its model, by its name
         network = [] if "--network" in self.docker_args else ["--network", "none"]  # explain's knob replaces it
         mounts = [arg for path, target in inner.items() for arg in ("--mount", mount_arg(path, target))
                   ] if self.bind_files else []
@@ -234,10 +272,8 @@ class DockerRunner:
             mounts += ["--mount", mount_arg(self.cache_dir, self.cache_dir, readonly=False)]
             argv += ["--cache-dir", self.cache_dir]
         tag = run_tag()
-        # as the login, as the bare run is: the same files readable and writable in both modes (a compiled cache),
-        # and the container's process one the login's perf may count
-        remote(self.conn, sh('exec docker create --user "$(id -u):$(id -g)" "$@"', "--name", tag, *network, *mounts,
-                             "--label", "org.edgeorch=1", *self.docker_args, self.image_id, *argv), board=self.board)
+        remote(self.conn, create_argv(["--name", tag, *network, *mounts, "--label", "org.edgeorch=1",
+                                       *self.docker_args, self.image_id, *argv], delegate_of(args)), board=self.board)
         try:
             for path, target in inner.items() if not self.bind_files else ():
                 remote(self.conn, ["docker", "cp", path, f"{tag}:{target}"], board=self.board,

@@ -1,6 +1,6 @@
-"""What a model takes: its declared inputs, read from the file without the framework (ONNX, TFLite, edgeorch's
-PyTorch archives), and the shapes and files a user gives for them, resolved the same way on the host (before
-anything runs) and on the board (by the entrypoint).
+"""What a model takes: its declared inputs, read from the file without the framework (ONNX, TFLite, Darknet .cfg,
+edgeorch's PyTorch archives), and the shapes and files a user gives for them, resolved the same way on the host
+(before anything runs) and on the board (by the entrypoint).
 
 Standard library only (a .npy header is read without numpy), Python 3.8+: the host imports it as
 edgeorch.bench.signature, boards as edgeorch_bench.signature.
@@ -10,6 +10,7 @@ import ast
 import json
 import mmap
 import os
+import re
 import struct
 import zipfile
 from collections import namedtuple
@@ -379,15 +380,77 @@ def declared_from_json(inputs):
             for i in inputs]
 
 
+DARKNET_INPUT = "data"  # the name OpenCV's Darknet importer gives the network's one input
+DARKNET_MAX_BYTES = 1 << 20  # a Darknet .cfg is a few KB of text (YOLOv3's is 8 KB)
+
+
+def darknet_sections(text):
+    """[(section, {key: value})] of a Darknet .cfg's text, read as OpenCV's importer reads it: every blank of a line
+    dropped, lines starting with # or ; skipped, KEY=VALUE entries under each [section]. ValueError for a line that
+    is none of these, or an entry before the first section."""
+    sections = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = "".join(line.split())
+        if not line or line[0] in "#;":
+            continue
+        if line[0] == "[":
+            if not line.endswith("]") or len(line) < 3:
+                raise ValueError(f"line {number}, {line!r}, is not a [section]")
+            sections.append((line[1:-1], {}))
+        elif "=" not in line or line.startswith("="):
+            raise ValueError(f"line {number}, {line!r}, is neither a [section], a comment nor KEY=VALUE")
+        elif not sections:
+            raise ValueError(f"line {number}, {line!r}, comes before the first [section]")
+        else:
+            key, _, value = line.partition("=")
+            sections[-1][1][key] = value
+    return sections
+
+
+def darknet_inputs(path):
+    """[Declared] of a Darknet .cfg: its one input, float32 NCHW, of 1 x channels x height x width from the [net]
+    section (OpenCV's defaults 3, 416, 416 where a key is absent; its `batch` is the training batch, which neither
+    Darknet's test mode nor OpenCV uses). Resizable: cv2.dnn runs it at the shape of the blob it is fed. ValueError
+    where the file is not a .cfg OpenCV's importer reads: no [net] section (it reads no [network]) or no layer."""
+    with open(path, "rb") as f:
+        data = f.read(DARKNET_MAX_BYTES + 1)
+    if len(data) > DARKNET_MAX_BYTES:
+        raise ValueError(f"not a Darknet .cfg file: it is over {DARKNET_MAX_BYTES >> 20} MB, not a few KB of text")
+    try:
+        sections = darknet_sections(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"not a Darknet .cfg file: {e}") from e
+    names = [name for name, _ in sections]
+    if "net" not in names:
+        found = f"its first section is [{names[0]}]" if names else "it has no [section] at all"
+        raise ValueError(f"not a Darknet .cfg file OpenCV can read: it has no [net] section ({found}"
+                         + ("; OpenCV's importer reads the section as [net] only" if "network" in names else "")
+                         + ")")
+    if names.index("net") == len(names) - 1:
+        raise ValueError("not a Darknet network: its .cfg has no layer section after [net]")
+    net = dict(sections[names.index("net")][1])
+    dims = []
+    for key, default in (("channels", 3), ("height", 416), ("width", 416)):
+        value = net.get(key, str(default))
+        number = re.match(r"\+?([0-9]+)", value)  # what C++'s `stream >> int` reads, as OpenCV does
+        if not number or int(number.group(1)) < 1:
+            raise ValueError(f"not a Darknet network OpenCV can read: its [net] {key}={value} is not a whole "
+                             "number of at least 1")
+        dims.append(int(number.group(1)))
+    return [Declared(DARKNET_INPUT, (1, *dims), "float32", False, True)]
+
+
 def model_inputs(path):
-    """[Declared] of a model file whose format can be read here (ONNX, TFLite, edgeorch's PyTorch archives), or
-    None where only the framework can tell (TensorFlow graphs, Caffe, other PyTorch files)."""
+    """[Declared] of a model file whose format can be read here (ONNX, TFLite, Darknet .cfg, edgeorch's PyTorch
+    archives), or None where only the framework can tell (TensorFlow graphs, Caffe, other PyTorch files)."""
     with open(path, "rb") as f:
         head = f.read(8)
     if head[4:8] == b"TFL3":
         return tflite_inputs(path)
     if str(path).endswith(".onnx"):
         return onnx_inputs(path)
+    if str(path).endswith(".cfg"):
+        return darknet_inputs(path)
     if head[:2] == b"PK" and str(path).endswith((".pt", ".pt2")):
         return torch_inputs(path)
     return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,23 +29,43 @@ __all__ = ["BUILTIN_MODELS", "EAGER", "EXPORTERS", "INT8", "NETWORKS", "Exporter
            "model_name", "resolve", "resolve_model", "validate", "validate_tflite", "zoo", "zoo_models"]
 
 
+class _Exporters(MutableMapping):
+    """Each model format (a recipe's model_format) -> the exporter that converts the zoo into it: the modules are
+    read at the first lookup (an exporter may import its framework's board-side reader, and numpy with it)."""
 
-def _exporters() -> dict[str, Exporter]:
-    """Each model format (a recipe's model_format) -> the exporter that converts the zoo into it."""
-    found = {}
-    for name in sorted(os.listdir(os.path.dirname(__file__))):
-        if name.startswith("export_") and name.endswith(".py"):
-            module = importlib.import_module(f"{__name__}.{name[:-3]}")
-            for cls in vars(module).values():
-                if (isinstance(cls, type) and issubclass(cls, Exporter) and cls.__module__ == module.__name__
-                        and not cls.variant):
-                    exporter = cls()
-                    found[exporter.format] = exporter
-    return found
+    def __init__(self) -> None:
+        self._found: dict[str, Exporter] | None = None
+
+    def _all(self) -> dict[str, Exporter]:
+        if self._found is None:
+            found = {}
+            for name in sorted(os.listdir(os.path.dirname(__file__))):
+                if name.startswith("export_") and name.endswith(".py"):
+                    module = importlib.import_module(f"{__name__}.{name[:-3]}")
+                    found.update((e.format, e) for e in (cls() for cls in vars(module).values()
+                                 if isinstance(cls, type) and issubclass(cls, Exporter)
+                                 and cls.__module__ == module.__name__ and not cls.variant))
+            self._found = found
+        return self._found
+
+    def __getitem__(self, model_format: str) -> Exporter:
+        return self._all()[model_format]
+
+    def __setitem__(self, model_format: str, exporter: Exporter) -> None:  # a test's own format
+        self._all()[model_format] = exporter
+
+    def __delitem__(self, model_format: str) -> None:
+        del self._all()[model_format]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 # TensorRT takes the ONNX file: its engine is built on the board.
-EXPORTERS: dict[str, Exporter] = _exporters()
+EXPORTERS: MutableMapping[str, Exporter] = _Exporters()
 
 
 @dataclass(frozen=True, kw_only=True)

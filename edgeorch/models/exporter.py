@@ -36,6 +36,7 @@ class Exporter(ABC):
             made = self.convert(net)
             if isinstance(made, bytes):
                 return made
+            path.parent.mkdir(parents=True, exist_ok=True)
             for suffix, data in made.items():  # the companions first: the main file's checksum says all are there
                 if suffix != self.suffix:
                     write_atomic(path.with_suffix(suffix), data)

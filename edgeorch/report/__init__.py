@@ -236,6 +236,27 @@ def matrix_table(recipes: dict) -> Table:
     return t
 
 
+_STATUS_STYLE = {"runs": "green", "via": "green", "successor": "yellow", "not run": "red"}
+
+
+def systems_table(systems, recipes: dict) -> Table:
+    """Every system the seed papers measured, the papers that did, and how edgeorch stands to it: the frameworks that
+    run it, reach it or run its successor (one without a recipe is marked so), or none; each row's numbered note (how,
+    or why not, with its sources) under the table, as matrix_table's reasons are."""
+    t = Table(title="Systems of the seed papers (images/systems.toml): how edgeorch runs each", caption_justify="left")
+    for col in ("system", "kind", "measured by", "edgeorch"):
+        t.add_column(col)
+    notes = []
+    for n, s in enumerate(systems.systems, 1):
+        frameworks = ", ".join(f if f in recipes else f"{f} (no recipe)" for f in s.frameworks)
+        t.add_row(_s(s.name), _s(s.kind), _s(", ".join(s.papers) or "-"),
+                  f"[{_STATUS_STYLE[s.status]}]{_s(s.status)}[/]" + (f": {_s(frameworks)}" if frameworks else "")
+                  + f" ({n})")
+        notes.append(f"({n}) {_s(s.how)}" + (f" (sources: {_s(', '.join(s.sources))})" if s.sources else ""))
+    t.caption = "\n".join([*notes, "", "Papers:", *(f"  {_s(k)}: {_s(v)}" for k, v in systems.papers.items())])
+    return t
+
+
 def framework_table(runs: pd.DataFrame) -> Table:
     """Frameworks side by side per board and model: median latency per mode, and agreement with PyTorch."""
     modes = [m for m in ("docker", "bare", "native") if m in set(runs["mode"]) or m != "native"]

@@ -62,7 +62,7 @@ def _refused(code: int, inventory: Path, *args: str, parts: tuple[str, ...]) -> 
     assert "Traceback" not in r.stdout + r.stderr and "fix:" in out
     for part in parts:
         assert part in out, (part, out[-3000:])
-    if code == 2:  # refused before anything ran
+    if code in (2, 4):  # refused before anything ran (a bad argument, a bad model file)
         assert runs_started(before, inventory) == []
     return out
 
@@ -222,3 +222,23 @@ def _running(path: str) -> list[int]:
         if any(path in word for word in p.info["cmdline"] or ()):
             found.append(p.pid)
     return found
+
+
+@pytest.mark.parametrize("framework, files, given, parts", [
+    ("ncnn", {"net.param": "7767517\n1 1\nInput in0 0 1 in0 0=224 1=224 2=3\n"}, "net.param",
+     ("net.param needs net.bin beside it", "copy net.bin next to net.param")),
+    ("openvino", {"net.xml": '<?xml version="1.0"?>\n<net name="net" version="11"><layers/></net>\n'}, "net.xml",
+     ("net.xml needs net.bin beside it", "copy net.bin next to net.xml")),
+    ("opencv", {"yolo.cfg": "[net]\nwidth=32\nheight=32\nchannels=3\n\n[convolutional]\nfilters=4\nsize=3\n"
+                            "stride=1\npad=1\nactivation=leaky\n"}, "yolo.cfg",
+     ("yolo.cfg needs yolo.weights beside it",)),
+    ("executorch", {"net.onnx": "not a model"}, "net.onnx", ("net.onnx", ".pte")),
+    ("tvm", {"net.tflite": "not a model"}, "net.tflite", ("net.tflite", ".tvm")),
+], ids=["ncnn-param-without-bin", "openvino-xml-without-bin", "darknet-cfg-without-weights",
+        "executorch-given-onnx", "tvm-given-tflite"])
+def test_a_model_of_another_format_or_without_its_weights_is_refused_before_anything_is_sent(
+        fleet, inv, tmp_path, framework, files, given, parts):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    _refused(4, inv, "bench", "--host", "x86", "--framework", framework, "--model", str(tmp_path / given),
+             "--iterations", "3", "--warmup", "0", "--min-time", "0", "--repeat", "1", parts=parts)

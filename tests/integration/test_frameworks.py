@@ -98,6 +98,35 @@ def test_caffe_runs_in_docker_and_bare_on_every_arch(rpi4_fleet):
     assert set(df["python"]) == {"3.9.2"} and df["agrees"].all()
 
 
+TODAYS = ("executorch", "ncnn", "openvino", "tvm")  # the runtimes of 2026, and TVM, a system of the research
+
+
+def todays_runtimes(hosts: list[str], frameworks: tuple[str, ...] = TODAYS) -> pd.DataFrame:
+    """`frameworks` on `hosts` in both modes: each agrees with PyTorch and says what it was built with."""
+    df = table(invoke("compare", "--host", ",".join(hosts), "--framework", ",".join(frameworks),
+                      "--model", "squeezenet1_1", *ONE))
+    assert sorted(set(zip(df["board"], df["framework"], df["mode"]))) == [
+        (b, f, m) for b in sorted(hosts) for f in sorted(frameworks) for m in ("bare", "docker")]
+    assert df["agrees"].all(), df[["board", "framework", "mode", "max_abs_diff", "top1", "top1_ref"]]
+    assert (df.groupby(["board", "framework"])["framework_version"].nunique() == 1).all()  # one build, both modes
+    options = dict(zip(df["framework"], df["framework_options"].map(json.loads)))
+    assert options["ncnn"]["use_fp16_arithmetic"] is False and options["openvino"]["inference_precision"] == "f32"
+    return df
+
+
+def test_the_runtimes_of_today_run_in_both_modes_and_agree_with_pytorch_on_x86(fleet):
+    df = todays_runtimes(["x86"])
+    assert dict(zip(df["framework"], df["framework_version"])) == {
+        "executorch": "1.5.1", "ncnn": "1.0.20261020", "openvino": "2026.4.1", "tvm": "0.27.0.post1"}
+
+
+@pytest.mark.exhaustive  # four images and bundles installed under QEMU; OpenVINO is left out, see the note below
+def test_the_runtimes_of_today_on_the_arm_pis(rpi4_fleet):
+    todays_runtimes(["rpi4"], ("executorch", "ncnn", "tvm"))
+    df = todays_runtimes(["rpi3-bookworm"], ("ncnn",))  # the one with armv7l wheels
+    assert set(df["machine"]) == {"armv7l"}
+
+
 @pytest.mark.parametrize("network", networks(zoo.NETWORKS))
 def test_every_zoo_network_agrees_with_pytorch_in_two_frameworks(fleet, network):
     r = invoke("agree", "--host", "x86", "--framework", "onnxruntime,pytorch", "--model", network)

@@ -36,7 +36,7 @@ class Adapter:
     """Defaults for the optional steps: most frameworks take any shape at feed time and any array as it is."""
 
     name = ""
-    OPTIONS = {}  # --option KEY -> its values; the orchestrator checks them too, before anything runs
+    OPTIONS = {}  # --option KEY -> its values, or a Rule; the orchestrator checks them too, before anything runs
 
     def reshape(self, shapes):
         """Fix each input's shape before the first inference (TFLite, Caffe, TensorRT need it)."""
@@ -89,14 +89,36 @@ def mean_per_op(events, runs):
             for (op_type, op_name), total in totals.items()]
 
 
+class Rule:
+    """The values of an option that names something of the board's own (a library's path) rather than one of a
+    list: `refuse(value)` says why a value is not one (None when it is), `takes` what it takes, for a hint."""
+
+    def __init__(self, takes, refuse):
+        self.takes, self.refuse = takes, refuse
+
+
+def takes(values):
+    """What an option takes, in words: on|off, or a Rule's `takes`."""
+    return values.takes if isinstance(values, Rule) else "|".join(values)
+
+
+def refusal(key, value, values):
+    """Why `value` is not one that option `key` takes (its `values`: a tuple, or a Rule), or None."""
+    if isinstance(values, Rule):
+        why = values.refuse(value)
+        return None if why is None else f"option {key}={value!r}: {why}"
+    return None if value in values else f"option {key}={value!r} is not one of {list(values)}"
+
+
 def check_options(given, **allowed):
     """The adapter options (--option KEY=VALUE) after checking each against what the adapter knows."""
     given = dict(given or {})
     for key, value in given.items():
         if key not in allowed:
             raise OptionError(f"unknown option {key!r}; this framework knows {sorted(allowed) or 'none'}")
-        if value not in allowed[key]:
-            raise OptionError(f"option {key}={value!r} is not one of {list(allowed[key])}")
+        why = refusal(key, value, allowed[key])
+        if why:
+            raise OptionError(why)
     return given
 
 

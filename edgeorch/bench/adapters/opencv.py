@@ -1,10 +1,11 @@
-"""OpenCV's DNN module (cv2.dnn) on an .onnx model."""
+"""OpenCV's DNN module (cv2.dnn) on an .onnx model or a Darknet network (.cfg, its .weights beside it)."""
 
 import importlib
+import os
 
 import numpy as np
 
-from ..signature import onnx_inputs
+from ..signature import darknet_inputs, onnx_inputs
 from .base import (
     Adapter,
     FrameworkMissing,
@@ -21,7 +22,7 @@ _ONNX_PREFIX = "onnx_node!"  # OpenCV 4's ONNX importer names each layer after i
 
 
 class OpenCV(Adapter):
-    """OpenCV's DNN module (cv2.dnn) on an ONNX model, with its default backend on the CPU."""
+    """OpenCV's DNN module (cv2.dnn) on an ONNX model or a Darknet network, with its default backend on the CPU."""
 
     name = "opencv"
 
@@ -46,12 +47,30 @@ class OpenCV(Adapter):
         if threads:
             self.cv2.setNumThreads(threads)
         try:
-            self.declared = onnx_inputs(path)  # cv2.dnn does not say what its network takes
-            self.net = self.cv2.dnn.readNetFromONNX(path)
+            if path.endswith(".cfg"):
+                self.declared = darknet_inputs(path)  # cv2.dnn does not say what its network takes
+                self.net = self._darknet(path)
+            else:
+                self.declared = onnx_inputs(path)
+                self.net = self.cv2.dnn.readNetFromONNX(path)
         except (self.cv2.error, ValueError) as e:
             raise ModelLoadError(one_line(e)) from e
         self.net.setPreferableBackend(self.cv2.dnn.DNN_BACKEND_OPENCV)
         self.net.setPreferableTarget(self.cv2.dnn.DNN_TARGET_CPU)
+
+    def _darknet(self, path):
+        """The network of a Darknet .cfg and the .weights of the same stem beside it."""
+        read = getattr(self.cv2.dnn, "readNetFromDarknet", None)
+        if read is None:
+            raise ModelLoadError(
+                f"OpenCV {self.cv2.__version__} has no Darknet importer (OpenCV 5 removed it): run Darknet networks "
+                "on a board whose opencv build is 4.x (Python 3.10 to 3.12, or Debian trixie on armv7; `invoke "
+                "matrix` lists them), or convert the network to ONNX")
+        weights = os.path.splitext(path)[0] + ".weights"
+        if not os.path.isfile(weights):
+            raise ModelLoadError(f"{os.path.basename(path)} needs its Darknet weights beside it, and {weights} "
+                                 "does not exist")
+        return read(path, weights)
 
     def inputs(self):
         return self.declared
