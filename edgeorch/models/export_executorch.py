@@ -11,7 +11,7 @@ from edgeorch.bench.adapters import executorch as pte
 from edgeorch.errors import ModelError
 
 from . import zoo
-from .exporter import Exporter
+from .exporter import Exporter, quiet
 
 _INSTEAD = "run it with pytorch or onnxruntime instead (they take the zoo's TorchScript and ONNX exports)"
 _INSTALL = "install the models extra (pip install -e '.[models]')"
@@ -39,6 +39,10 @@ class ExecuTorchExporter(Exporter):
         return f"torch={torch.__version__} executorch={version} partitioner=xnnpack"
 
     def convert(self, network: zoo.Network) -> bytes:
+        with quiet(network.name, "ExecuTorch"):  # torchao's and torch.export's lines, at import and while lowering
+            return self._lower(network)
+
+    def _lower(self, network: zoo.Network) -> bytes:
         import torch
 
         try:
@@ -67,12 +71,13 @@ class ExecuTorchExporter(Exporter):
 
         want = (network.input_shape[0], 1000)
         try:
-            adapter = pte.ExecuTorch()
-            adapter.load(str(path), 0)  # 0: this process's ExecuTorch threadpool is left as it is
-            declared = [d.dims for d in adapter.inputs()]
-            adapter.prepare()
-            adapter.infer()
-            outputs = adapter.outputs()
+            with quiet(network.name, "ExecuTorch"):  # cpuinfo's lines on what it cannot read of this CPU
+                adapter = pte.ExecuTorch()
+                adapter.load(str(path), 0)  # 0: this process's ExecuTorch threadpool is left as it is
+                declared = [d.dims for d in adapter.inputs()]
+                adapter.prepare()
+                adapter.infer()
+                outputs = adapter.outputs()
             problem = (f"it declares the inputs {declared}" if declared != [network.input_shape] else
                        f"its outputs are {[o.shape for o in outputs]}" if [o.shape for o in outputs] != [want]
                        else "its scores are not finite" if not all(np.isfinite(o).all() for o in outputs) else None)

@@ -13,18 +13,12 @@ from edgeorch.errors import ModelError
 from .export_onnx import OnnxExporter
 
 CFG, WEIGHTS = ".cfg", ".weights"
-_ONNX = OnnxExporter()
 
 
 class OpenCVExporter(OnnxExporter):
     """The zoo as OnnxExporter makes it, cached under its key; a user's file may also be a Darknet network."""
 
     format = "opencv-dnn"
-
-    def files(self) -> tuple[Path, ...]:
-        """OnnxExporter's: this class adds no code that shapes the zoo's files, so both formats share one cache file
-        (Exporter.path keys it on these files, the suffix and the toolchain, all the same)."""
-        return _ONNX.files()
 
     def companions(self, path: Path) -> tuple[Path, ...]:
         """A Darknet .cfg's .weights, read from beside it by the same stem."""

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from edgeorch.errors import ModelError
 
-from . import export_onnx
 from .export_onnx import OnnxExporter
 
 IR_SUFFIX, WEIGHTS_SUFFIX = ".xml", ".bin"
@@ -16,11 +15,9 @@ TAKES = "an .onnx file, or an OpenVINO IR .xml with its .bin beside it (openvino
 
 
 class OpenVinoExporter(OnnxExporter):
-    """The ONNX exporter's file, cached under a key of its own: the shared tests make every exporter's key cover
-    its own module, so it cannot be the ONNX file's; the bytes are the same (torch's export is reproducible)."""
+    """The ONNX exporter's very file (its convert, so its cache key): one export serves every ONNX framework."""
 
-    format, suffix, doing = "openvino", ".onnx", "exporting {name} to ONNX for OpenVINO"
-    sources = (export_onnx,)
+    format = "openvino"
 
     def companions(self, path: Path) -> tuple[Path, ...]:
         """An IR .xml reads its weights from the .bin of the same stem (OpenVINO's read_model looks there)."""

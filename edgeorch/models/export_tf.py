@@ -18,7 +18,7 @@ from pathlib import Path
 from edgeorch.errors import ModelError
 
 from . import tflite, zoo
-from .exporter import Exporter
+from .exporter import Exporter, quiet
 
 INT8 = "_int8"  # zoo network + this: its full-integer TFLite variant, a model of its own
 CALIBRATION_INPUTS = 32  # representative inputs for int8 quantization, reference_input's seeds 1..32
@@ -186,7 +186,7 @@ class TFLiteExporter(Exporter):
     """The Keras model through the TFLite converter; with `int8`, fully integer, a model of its own (`_int8`)."""
 
     format, suffix = "tflite", ".tflite"
-    sources = (tflite,)  # quiet(), which every conversion runs in
+    sources = (tflite,)  # validate_tflite, which checks what it writes
 
     def __init__(self, int8: bool = False):
         self.int8 = int8
@@ -233,7 +233,7 @@ def _frameworks(name: str) -> tuple:
     import importlib
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read at TF's first import; 2 still shows ERROR lines
-    with tflite.quiet(name):  # absl's lines before its logging is set up ignore that variable
+    with quiet(name, "TensorFlow"):  # absl's lines before its logging is set up ignore that variable
         try:
             return tuple(importlib.import_module(m) for m in ("tensorflow", "keras", "torch"))
         except ImportError as exc:
@@ -242,7 +242,7 @@ def _frameworks(name: str) -> tuple:
 
 
 def _convert(network: zoo.Network, to_bytes) -> bytes:
-    with tflite.quiet(network.name):
+    with quiet(network.name, "TensorFlow"):
         import keras
         import tensorflow as tf
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import sys
+import tempfile
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -56,9 +61,10 @@ class Exporter(ABC):
         return Path(dest).resolve() / f"{stem}-{key}{self.suffix}"
 
     def files(self) -> tuple[Path, ...]:
-        """The source files that shape this format's files: the zoo's, this interface's, the exporter's module and its
-        other sources."""
-        modules = zoo, sys.modules[__name__], sys.modules[type(self).__module__], *self.sources
+        """The source files that shape this format's files: the zoo's, this interface's, the module of the convert()
+        that makes them and its other sources (a format that reads another's files, OpenVINO's and OpenCV-DNN's the
+        ONNX exporter's, shares its cache file)."""
+        modules = zoo, sys.modules[__name__], sys.modules[type(self).convert.__module__], *self.sources
         return tuple(Path(m.__file__) for m in modules)
 
     @abstractmethod
@@ -95,3 +101,33 @@ class Exporter(ABC):
                 raise ModelError(f"{path.name} needs {other.name} beside it, and {other} does not exist",
                                  hint=f"copy {other.name} next to {path.name}: the model is read from both, by "
                                       "the same name")
+
+
+@contextlib.contextmanager
+def quiet(name: str, tool: str) -> Iterator[None]:
+    """Swallow a converter's chatter (`tool`'s: TensorFlow, ExecuTorch) while it builds model `name`; if the build
+    fails, put the tail of it in the ModelError."""
+    # Some of it comes from C++ straight to file descriptors 1 and 2, which only a dup2 can catch.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        saved = os.dup(1), os.dup(2)
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except ModelError:
+            raise
+        except Exception as exc:
+            sink.seek(0)
+            said = "\n".join(sink.read().decode(errors="replace").splitlines()[-15:])
+            raise ModelError(
+                f"building model {name} failed: {type(exc).__name__}: {exc}"
+                + (f"\n{tool} said:\n{said}" if said else ""),
+                hint=f"check the {tool} install (pip install -e '.[models]'), or pass the path of your own file",
+            ) from exc
+        finally:
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)

@@ -1,24 +1,20 @@
 """TFLite files: the structural check every .tflite gets, and the two tiny builtin nets for fast tests (built once
-with TensorFlow and cached); quiet(), which every TensorFlow build on this host runs in."""
+with TensorFlow and cached)."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
-import io
 import mmap
 import os
 import struct
-import sys
-import tempfile
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from edgeorch.cache import cached_file
 from edgeorch.errors import ModelError
 
+from .exporter import quiet
 from .zoo import SEED
 
 BUILTIN_MODELS: dict[str, str] = {
@@ -136,7 +132,7 @@ def builtin(name: str, cache_dir: Path, log: Callable[[str], None]) -> tuple[Pat
 def _build(name: str) -> bytes:
     """Build builtin `name` from its architecture with seeded random weights; return the .tflite bytes."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read at TF's first import; 2 still shows ERROR lines
-    with quiet(name):
+    with quiet(name, "TensorFlow"):
         try:
             import tensorflow  # noqa: F401  # keras 3 comes with it; importing keras alone might pick another backend
         except ImportError as exc:
@@ -186,33 +182,6 @@ _RECIPES: dict[str, tuple[Callable, bool]] = {
 }
 
 
-@contextlib.contextmanager
-def quiet(name: str) -> Iterator[None]:
-    """Swallow TensorFlow's chatter during a build; if the build fails, put the tail of it in the ModelError."""
-    # Some of it comes from C++ straight to file descriptors 1 and 2, which only a dup2 can catch.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with tempfile.TemporaryFile() as sink, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        saved = os.dup(1), os.dup(2)
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        except ModelError:
-            raise
-        except Exception as exc:
-            sink.seek(0)
-            said = "\n".join(sink.read().decode(errors="replace").splitlines()[-15:])
-            raise ModelError(
-                f"building model {name} failed: {type(exc).__name__}: {exc}"
-                + (f"\nTensorFlow said:\n{said}" if said else ""),
-                hint="check the TensorFlow install (pip install -e '.[models]'), or pass the path of a .tflite file",
-            ) from exc
-        finally:
-            for fd, copy in zip((1, 2), saved, strict=True):
-                os.dup2(copy, fd)
-                os.close(copy)
 
 
 def _builtin_list() -> str:

@@ -54,7 +54,7 @@ def assert_agrees_with_pytorch(got, name):
 @pytest.mark.parametrize("name", RUN)
 def test_the_zoo_runs_in_float32_and_agrees_with_pytorch(exported, name):
     path, logged = exported[name]
-    assert logged == [f"exporting {name} to ONNX for OpenVINO (first time only)"] and path.suffix == ".onnx"
+    assert logged == [f"exporting {name} to ONNX (first time only)"] and path.suffix == ".onnx"
     adapter = run(path, name)
     (got,) = adapter.outputs()
     assert_agrees_with_pytorch(got, name)
@@ -63,9 +63,10 @@ def test_the_zoo_runs_in_float32_and_agrees_with_pytorch(exported, name):
     assert adapter.describe() == {"outputs": [{"name": "output", "shape": [1, 1000], "dtype": "float32"}]}
 
 
-def test_the_zoo_file_is_the_onnx_exporters_file(exported, tmp_path):
+def test_the_zoo_file_is_the_onnx_exporters_file(exported):
     path, _ = exported["squeezenet1_1"]
-    assert path.read_bytes() == EXPORTERS["onnx"].export("squeezenet1_1", 1, tmp_path).read_bytes()
+    logged = []
+    assert EXPORTERS["onnx"].export("squeezenet1_1", 1, path.parent, logged.append) == path and logged == []
 
 
 def test_a_users_ir_runs_from_its_xml_and_the_bin_beside_it(exported, tmp_path):
