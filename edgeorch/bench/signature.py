@@ -279,11 +279,12 @@ def tflite_inputs(path):
     return _mapped(path, _tflite_read, "TFLite")
 
 
-class _Flatbuffer:
-    """Tables, fields and vectors of a flatbuffer's bytes; an offset outside them is a ValueError."""
+class Flatbuffer:
+    """Tables, fields, strings and vectors of a flatbuffer's bytes (a TFLite model, an ExecuTorch program or its
+    ETDump), the root at `base` (4 where the buffer is size-prefixed); an offset outside them is a ValueError."""
 
-    def __init__(self, b):
-        self.b, self.end = b, len(b)
+    def __init__(self, b, base=0):
+        self.b, self.base, self.end = b, base, len(b)
 
     def unpack(self, fmt, at):
         """The number of struct format `fmt` at byte `at`."""
@@ -291,24 +292,39 @@ class _Flatbuffer:
             raise ValueError(f"an offset points to byte {at}, outside its {self.end} bytes")
         return struct.unpack_from(fmt, self.b, at)[0]
 
+    def root(self):
+        return self.base + self.unpack("<I", self.base)
+
     def field(self, table, i):
-        """The position of field i of a table, or None where it is absent."""
+        """The position of field i of a table, or None where it is absent (it then has its default)."""
         vtable = table - self.unpack("<i", table)
         if 4 + 2 * i >= self.unpack("<H", vtable):
             return None
         offset = self.unpack("<H", vtable + 4 + 2 * i)
         return table + offset if offset else None
 
-    def vector(self, table, i, width):
-        """(start, length) of a vector field, or None where it is absent."""
+    def scalar(self, table, i, fmt, default):
         at = self.field(table, i)
-        if at is None:
+        return default if at is None else self.unpack(fmt, at)
+
+    def table(self, table, i):
+        """The position of the table (or vector, or string) field i refers to, or None where it is absent."""
+        at = self.field(table, i)
+        return None if at is None else at + self.unpack("<I", at)
+
+    def vector(self, table, i, width):
+        """(start, length) of a vector field of `width`-byte items, or None where it is absent."""
+        start = self.table(table, i)
+        if start is None:
             return None
-        start = at + self.unpack("<I", at)
         n = self.unpack("<I", start)
         if start + 4 + n * width > self.end:
             raise ValueError(f"a {n}-item vector at byte {start} runs past its {self.end} bytes")
         return start + 4, n
+
+    def string(self, table, i):
+        v = self.vector(table, i, 1)
+        return None if v is None else bytes(self.b[v[0]:v[0] + v[1]]).decode("utf-8", "replace")
 
     def tables(self, table, i):
         """The positions of the tables of a vector field; none where it is absent."""
@@ -323,7 +339,7 @@ class _Flatbuffer:
 
 def _tflite_read(b):
     """[Declared] of the inputs of the TFLite model in bytes `b`."""
-    fb = _Flatbuffer(b)
+    fb = Flatbuffer(b)
     if bytes(b[4:8]) != b"TFL3":
         raise ValueError("bytes 4-8 are not the TFL3 identifier")
     model = fb.unpack("<I", 0)
@@ -341,8 +357,8 @@ def _tflite_input(fb, tensors, index):
     tensor = tensors[index]  # Tensor: shape=0, type=1, buffer=2, name=3, quantization=4, shape_signature=7
     at = fb.field(tensor, 1)
     kind = fb.unpack("<b", at) if at is not None else 0
-    name_at = fb.vector(tensor, 3, 1)
-    name = bytes(fb.b[name_at[0]:name_at[0] + name_at[1]]).decode() if name_at else f"tensor{index}"
+    name = fb.string(tensor, 3)
+    name = f"tensor{index}" if name is None else name
     signature = fb.int32s(tensor, 7)
     dims = tuple(None if d < 0 else d for d in (signature if signature is not None else
                                                 fb.int32s(tensor, 0) or []))

@@ -10,7 +10,7 @@ import tempfile
 
 import numpy as np
 
-from ..signature import Declared
+from ..signature import Declared, Flatbuffer
 from .base import (
     Adapter,
     FrameworkMissing,
@@ -196,56 +196,6 @@ def _io_name(kind, index, count):
 
 # --- reading a .pte and an ETDump without the runtime: flatbuffers, read as the schemas in ExecuTorch's wheel say --
 
-class _Flatbuffer:
-    """Tables, fields, strings and vectors of a flatbuffer's bytes; an offset outside them is a ValueError."""
-
-    def __init__(self, b, base=0):
-        self.b, self.base, self.end = b, base, len(b)
-
-    def unpack(self, fmt, at):
-        if not 0 <= at <= self.end - struct.calcsize(fmt):
-            raise ValueError(f"an offset points to byte {at}, outside its {self.end} bytes")
-        return struct.unpack_from(fmt, self.b, at)[0]
-
-    def root(self):
-        return self.base + self.unpack("<I", self.base)
-
-    def field(self, table, i):
-        """The position of field i of a table, or None where it is absent (it then has its default)."""
-        vtable = table - self.unpack("<i", table)
-        if 4 + 2 * i >= self.unpack("<H", vtable):
-            return None
-        offset = self.unpack("<H", vtable + 4 + 2 * i)
-        return table + offset if offset else None
-
-    def scalar(self, table, i, fmt, default):
-        at = self.field(table, i)
-        return default if at is None else self.unpack(fmt, at)
-
-    def table(self, table, i):
-        at = self.field(table, i)
-        return None if at is None else at + self.unpack("<I", at)
-
-    def string(self, table, i):
-        at = self.table(table, i)
-        if at is None:
-            return None
-        n = self.unpack("<I", at)
-        if at + 4 + n > self.end:
-            raise ValueError(f"a {n}-byte string at byte {at} runs past its {self.end} bytes")
-        return bytes(self.b[at + 4:at + 4 + n]).decode("utf-8", "replace")
-
-    def tables(self, table, i):
-        """The positions of the tables of a vector field; none where it is absent."""
-        start = self.table(table, i)
-        if start is None:
-            return []
-        n = self.unpack("<I", start)
-        if start + 4 + 4 * n > self.end:
-            raise ValueError(f"a {n}-item vector at byte {start} runs past its {self.end} bytes")
-        return [at + self.unpack("<I", at) for at in range(start + 4, start + 4 + 4 * n, 4)]
-
-
 def read_program(path):
     """{method: {"operators": ["aten::convolution.out", ...], "delegates": ["XnnpackBackend", ...]}} of a .pte,
     read from its flatbuffer (mapped: a 500 MB program's weights are not read): the operators are those its
@@ -259,7 +209,7 @@ def read_program(path):
         identifier = bytes(data[4:8])
         if identifier != PROGRAM_IDENTIFIER:
             raise ValueError(program_identifier_problem(identifier))
-        fb = _Flatbuffer(data)
+        fb = Flatbuffer(data)
         methods = {}
         for plan in fb.tables(fb.root(), 1):  # Program: version=0, execution_plan=1
             # ExecutionPlan: name=0, ..., operators=6, delegates=7; Operator: name=0, overload=1; BackendDelegate: id=0
@@ -302,7 +252,7 @@ def etdump_events(data, skip_runs=0):
     base = 4 if bytes(data[8:12]) == ETDUMP_IDENTIFIER else 0  # the runtime writes it size-prefixed
     if bytes(data[base + 4:base + 8]) != ETDUMP_IDENTIFIER:
         raise ValueError(f"not an ETDump: no {ETDUMP_IDENTIFIER.decode()} identifier")
-    fb = _Flatbuffer(data, base)
+    fb = Flatbuffer(data, base)
     # ETDump: version=0, run_data=1; RunData: name=0, ..., events=3 (one per execute(); "Default" holds the load)
     runs = [r for r in fb.tables(fb.root(), 1) if fb.string(r, 0) == "Execute"][skip_runs:]
     events = []
