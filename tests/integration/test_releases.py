@@ -85,17 +85,18 @@ def test_a_32bit_trixie_pi_runs_debians_onnxruntime_in_both_modes(trixie_fleet):
 
 @pytest.mark.exhaustive  # every framework of the board, under QEMU
 def test_a_32bit_trixie_pi_runs_every_framework_in_both_modes(trixie_fleet):
-    # ONNX Runtime and OpenCV from trixie's own packages; TFLite (no cp313 wheels) and Caffe (bullseye only) in their
+    # ONNX Runtime and OpenCV from trixie's own packages, ncnn from its armv7l wheel; TFLite (no cp313 wheels) and
+    # Caffe (bullseye only) in their
     # images' userlands, bare mode too: the same Python in both modes, the board's os-release outside the container
     df = table(invoke("compare", "--host", "rpi3", "--model", "squeezenet1_1", *ONE))
     assert sorted(set(zip(df["framework"], df["mode"]))) == [
-        (f, m) for f in ("caffe", "onnxruntime", "opencv", "tflite") for m in ("bare", "docker")]
+        (f, m) for f in ("caffe", "ncnn", "onnxruntime", "opencv", "tflite") for m in ("bare", "docker")]
     assert set(df["machine"]) == {"armv7l"} and set(df[df["mode"] == "bare"]["os"]) == {"Debian GNU/Linux 13 (trixie)"}
     assert df.groupby("framework")["python"].nunique().eq(1).all()
-    assert dict(zip(df["framework"], df["python"])) == {"caffe": "3.9.2", "onnxruntime": "3.13.5", "opencv": "3.13.5",
-                                                        "tflite": "3.11.2"}
+    assert dict(zip(df["framework"], df["python"])) == {"caffe": "3.9.2", "ncnn": "3.13.5", "onnxruntime": "3.13.5",
+                                                        "opencv": "3.13.5", "tflite": "3.11.2"}
     assert dict(zip(df["framework"], df["framework_version"].str[:6])) == {
-        "caffe": "1.0.0+", "onnxruntime": "1.21", "opencv": "4.10.0", "tflite": "2.14.0"}
+        "caffe": "1.0.0+", "ncnn": "1.0.20", "onnxruntime": "1.21", "opencv": "4.10.0", "tflite": "2.14.0"}
     assert df["agrees"].all()
 
 
