@@ -110,7 +110,8 @@ def todays_runtimes(hosts: list[str], frameworks: tuple[str, ...] = TODAYS) -> p
     assert df["agrees"].all(), df[["board", "framework", "mode", "max_abs_diff", "top1", "top1_ref"]]
     assert (df.groupby(["board", "framework"])["framework_version"].nunique() == 1).all()  # one build, both modes
     options = dict(zip(df["framework"], df["framework_options"].map(json.loads)))
-    assert options["ncnn"]["use_fp16_arithmetic"] is False and options["openvino"]["inference_precision"] == "f32"
+    assert options.get("ncnn", {}).get("use_fp16_arithmetic") in (None, False)  # fp32, as PyTorch computes
+    assert options.get("openvino", {}).get("inference_precision") in (None, "f32")
     return df
 
 
@@ -120,9 +121,15 @@ def test_the_runtimes_of_today_run_in_both_modes_and_agree_with_pytorch_on_x86(f
         "executorch": "1.5.1", "ncnn": "1.0.20261020", "openvino": "2026.4.1", "tvm": "0.27.0.post1"}
 
 
-@pytest.mark.exhaustive  # four images and bundles installed under QEMU; OpenVINO is left out, see the note below
+@pytest.mark.exhaustive  # four images and bundles installed under QEMU
 def test_the_runtimes_of_today_on_the_arm_pis(rpi4_fleet):
-    todays_runtimes(["rpi4"], ("executorch", "ncnn", "tvm"))
+    df = todays_runtimes(["rpi4"], ("executorch", "ncnn", "tvm"))
+    assert set(df["machine"]) == {"aarch64"}
+    assert dict(zip(df["framework"], df["framework_version"]))["executorch"] == "1.1.0"  # the one of torch 2.10
+    # OpenVINO on MobileNet-v2: on SqueezeNet its ACL path answers wrongly under the emulator's default CPU, whose
+    # SME no Pi has (right as a Cortex-A72 or A76: docs/reference/frameworks-and-boards.md)
+    df = table(invoke("compare", "--host", "rpi4", "--framework", "openvino", "--model", "mobilenet_v2", *ONE))
+    assert sorted(df["mode"]) == ["bare", "docker"] and df["agrees"].all()
     df = todays_runtimes(["rpi3-bookworm"], ("ncnn",))  # the one with armv7l wheels
     assert set(df["machine"]) == {"armv7l"}
 
