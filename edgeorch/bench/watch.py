@@ -71,8 +71,23 @@ class _Stopped(Exception):
     """SIGTERM from the orchestrator: the run is given up on."""
 
 
-def _stop(signum, frame):
-    raise _Stopped()
+class _Term:
+    """The SIGTERM handler: raises _Stopped, except while the run is being started, when its pid is not known yet
+    and it could not be killed: then the signal is held until the run has started."""
+
+    def __init__(self):
+        self.holding, self.arrived = True, False
+
+    def __call__(self, signum, frame):
+        if self.holding:
+            self.arrived = True
+        else:
+            raise _Stopped()
+
+    def release(self):
+        self.holding = False
+        if self.arrived:
+            raise _Stopped()
 
 
 def _kill(child, container):
@@ -155,7 +170,8 @@ def main(argv=None):
         return 2
     source, idle, notes = _power_source(args) if args.energy else (None, None, [])
     sampler = probes.Sampler(args.interval, window=args.window)
-    signal.signal(signal.SIGTERM, _stop)
+    term = _Term()
+    signal.signal(signal.SIGTERM, term)
     counter, why_not = None, "not asked"
     with sampler:
         sampled = power.PowerSampler(source) if source else None
@@ -165,6 +181,7 @@ def main(argv=None):
         # its own session: a kill reaches everything the run started
         child = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=args.cwd, start_new_session=True)
         try:
+            term.release()
             if args.counters:
                 counter, why_not = _start_counter(child, args)
             out, _ = child.communicate(timeout=args.deadline)

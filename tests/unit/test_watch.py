@@ -4,6 +4,7 @@ import base64
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -143,3 +144,13 @@ def test_sigterm_from_the_orchestrator_ends_the_run_it_watches(tmp_path):
     out, _ = watcher.communicate(timeout=30)
     assert watcher.returncode == 124 and "orchestrator" in json.loads(out)["error"]["message"]
     assert not _alive("98.5")
+
+
+def test_a_sigterm_while_the_run_is_being_started_ends_it_once_it_has_started():
+    # the orchestrator's SIGTERM can land inside Popen, after the fork and before the pid is known: it is held
+    term = watch._Term()
+    term(signal.SIGTERM, None)
+    with pytest.raises(watch._Stopped):
+        term.release()
+    with pytest.raises(watch._Stopped):
+        term(signal.SIGTERM, None)
