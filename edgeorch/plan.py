@@ -167,13 +167,9 @@ def check_options(framework: str, options: tuple[str, ...]) -> None:
         if key not in allowed:
             raise ConfigError(f"--option {option!r}: {framework} has no option {key!r}",
                               hint=f"{framework} takes {takes}; `invoke --help bench` lists every framework's")
-        if isinstance(allowed[key], base.Rule):
-            why = allowed[key].refuse(value)
-            if why:
-                raise ConfigError(f"--option {option!r}: {framework}'s {key} {why}", hint=f"{framework} takes {takes}")
-        elif value not in allowed[key]:
-            raise ConfigError(f"--option {option!r}: {framework}'s {key} is one of {list(allowed[key])}",
-                              hint=f"{framework} takes {takes}")
+        why = base.refusal(key, value, allowed[key])
+        if why:
+            raise ConfigError(f"{framework}: --{why}", hint=f"{framework} takes {takes}")
 
 
 def parse_input_shapes(values) -> dict[str, tuple[int, ...]]:

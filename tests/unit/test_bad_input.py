@@ -144,9 +144,9 @@ def test_an_option_without_a_value():
 
 @pytest.mark.parametrize("framework, option, problem, takes", [
     ("tflite", "xnpack=off", "tflite has no option 'xnpack'", "xnnpack=on|off"),
-    ("tflite", "xnnpack=no", "tflite's xnnpack is one of ['on', 'off']", "xnnpack=on|off"),
+    ("tflite", "xnnpack=no", "tflite: --option xnnpack='no' is not one of ['on', 'off']", "xnnpack=on|off"),
     ("onnxruntime", "xnnpack=off", "onnxruntime has no option 'xnnpack'", "no --option"),
-    ("pytorch", "device=gpu", "pytorch's device is one of ['cpu', 'cuda']", "device=cpu|cuda"),
+    ("pytorch", "device=gpu", "pytorch: --option device='gpu' is not one of ['cpu', 'cuda']", "device=cpu|cuda"),
 ])
 def test_an_option_the_framework_does_not_take(framework, option, problem, takes):
     err = refused(ConfigError, cell, framework=framework, options=(option,))
