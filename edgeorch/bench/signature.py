@@ -202,7 +202,7 @@ _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6:
                 10: "float16", 11: "float64", 12: "uint32", 13: "uint64"}
 
 
-def _mapped(path, read, kind):
+def mapped(path, read, kind):
     """read(view) of the file's bytes, mapped rather than read: only the pages parsed become resident, so a
     500 MB model does not add 500 MB to the process (a Pi 3 has 1 GB). A file that does not parse is a ValueError
     saying it is not a `kind` file; an InputError (a model edgeorch cannot feed) passes as it is."""
@@ -264,7 +264,7 @@ def onnx_inputs(path):
             inputs.append(Declared(name.decode(), dims, _ONNX_DTYPES[elem]))
         return inputs
 
-    return _mapped(path, read, "ONNX")
+    return mapped(path, read, "ONNX")
 
 
 # TensorType of tensorflow/compiler/mlir/lite/schema/schema.fbs -> numpy; STRING (5), COMPLEX, RESOURCE,
@@ -276,7 +276,7 @@ _TFLITE_DTYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64"
 def tflite_inputs(path):
     """[Declared] of a TFLite model's first subgraph's inputs: Tensor name, type, and shape_signature (-1:
     dynamic), else shape; read from the flatbuffer without the runtime."""
-    return _mapped(path, _tflite_read, "TFLite")
+    return mapped(path, _tflite_read, "TFLite")
 
 
 class Flatbuffer:

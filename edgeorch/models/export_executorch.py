@@ -97,7 +97,7 @@ class ExecuTorchExporter(Exporter):
         try:
             facts = pte.program_facts(pte.read_program(path), pte.METHOD)
         except (OSError, ValueError) as exc:
-            raise ModelError(f"{path} is not an ExecuTorch program: {exc}", hint=fix) from exc
+            raise ModelError(f"{path}: {exc}", hint=fix) from exc
         other = [d for d in facts["delegates"] if d != pte.XNNPACK]
         if other:
             raise ModelError(f"{path} is lowered to {', '.join(other)}, which the board's ExecuTorch (PyPI's wheel) "

@@ -100,8 +100,8 @@ def test_a_user_pte_lowered_to_xnnpack_or_to_nothing_is_taken(tmp_path):
 @pytest.mark.parametrize(("name", "data", "error"), [
     ("net.onnx", b"\x08\x07", "is not a pte model: its name does not end in .pte"),
     ("net.pte", b"", "model file .*net.pte is empty"),
-    ("net.pte", b"\x18\x00\x00\x00TFL3" + bytes(64), "is not an ExecuTorch program: bytes 4-8 are b'TFL3', not the "
-                                                      ".pte identifier ET12"),
+    ("net.pte", b"\x18\x00\x00\x00TFL3" + bytes(64), "pte: not an ExecuTorch program file: bytes 4-8 are "
+                                                      "b'TFL3', not the .pte identifier ET12"),
     ("net.pte", b"PK\x03\x04" + bytes(60), "bytes 4-8 are b'\\\\x00\\\\x00\\\\x00\\\\x00', not the .pte identifier"),
     ("net.pte", b"ET12", "shorter than a flatbuffer's 8-byte header"),
     ("net.pte", b"\x20\x00\x00\x00ET09" + bytes(64), "an ExecuTorch program of format ET09, and this runtime reads "

@@ -2,15 +2,13 @@
 run operators outside a delegate too, on ExecuTorch's portable and optimized kernels)."""
 
 import importlib
-import mmap
 import os
 import shutil
-import struct
 import tempfile
 
 import numpy as np
 
-from ..signature import Declared, Flatbuffer
+from ..signature import Declared, Flatbuffer, mapped
 from .base import (
     Adapter,
     FrameworkMissing,
@@ -69,7 +67,7 @@ class ExecuTorch(Adapter):
         try:
             self.facts = program_facts(read_program(self.path), METHOD)
         except ValueError as e:
-            raise ModelLoadError(f"not an ExecuTorch program: {e}") from e
+            raise ModelLoadError(str(e)) from e
         if threads:
             # the pool is the process's: reset before any method runs on it (resetting under a running one is the
             # "unsafe" of its name)
@@ -201,11 +199,9 @@ def read_program(path):
     read from its flatbuffer (mapped: a 500 MB program's weights are not read): the operators are those its
     instructions call on the runtime's kernels, outside any delegate. ValueError, saying why, for a file that is
     not an ExecuTorch program this runtime reads."""
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size < 8:
+    def read(data):
+        if len(data) < 8:
             raise ValueError("it is shorter than a flatbuffer's 8-byte header")
-        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    try:
         identifier = bytes(data[4:8])
         if identifier != PROGRAM_IDENTIFIER:
             raise ValueError(program_identifier_problem(identifier))
@@ -218,13 +214,8 @@ def read_program(path):
             methods[fb.string(plan, 0)] = {"operators": operators,
                                            "delegates": [fb.string(d, 0) for d in fb.tables(plan, 7)]}
         return methods
-    except (UnicodeDecodeError, struct.error) as e:
-        raise ValueError(f"its flatbuffer does not parse: {e}") from e
-    finally:
-        try:
-            data.close()
-        except BufferError:  # a view is still referenced (by a traceback): the mapping goes with it
-            pass
+
+    return mapped(path, read, "ExecuTorch program")
 
 
 def program_identifier_problem(identifier):
