@@ -204,7 +204,7 @@ def _framework(job: Job, board: Board, framework: str, cells: list[Cell], link: 
                out: Reporter) -> None:
     """A framework deployed, then each of its cells run until it stops (and profiled, if asked)."""
     deployment, cells = _deploy(job, board, framework, cells, link, ex, bars, out)
-    pushed: dict[str, list] = {}  # a model's sha256 -> its files on the board
+    pushed: dict[str, list] = {}  # a model's digest (its files together) -> its files on the board
     for cell in cells:
         spec, ref = job.sweep.spec(cell), job.refs.get((cell.model, cell.batch))
         if spec.digest not in pushed:
