@@ -109,6 +109,21 @@ def runs_started(before: set[Path], inventory: Path) -> list[Path]:
 SAME_LAYERS = {"resnet50", "vgg16"}
 
 
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """A fresh model cache for the test file's exports."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def export_each(exporter, names, cache_dir) -> dict:
+    """Each network exported once into `cache_dir`: {name: (path, log lines)}."""
+    result = {}
+    for name in names:
+        logged = []
+        result[name] = exporter.export(name, 1, cache_dir, logged.append), logged
+    return result
+
+
 def networks(names) -> list:
     """`names` as test parameters, those of SAME_LAYERS marked exhaustive."""
     return [pytest.param(n, marks=pytest.mark.exhaustive) if n in SAME_LAYERS else n for n in names]

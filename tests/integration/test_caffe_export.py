@@ -100,11 +100,6 @@ def run_in_caffe(caffe_python: list[str], model: Path, x: np.ndarray, threads: i
     return json.loads(r.stdout.decode().strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
 @pytest.mark.parametrize("name", networks(CONVERTED))
 def test_caffe_agrees_with_pytorch(caffe_python, cache_dir, name):
     x = reference_input(NETWORKS[name])

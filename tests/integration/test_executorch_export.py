@@ -25,11 +25,6 @@ PTE = EXPORTERS["pte"]
 LOWERED = ["squeezenet1_1", pytest.param("mobilenet_v2", marks=pytest.mark.exhaustive)]
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache") / "models"
-
-
 def run(path, x, threads=0):
     adapter = ExecuTorch()
     adapter.load(str(path), threads)

@@ -15,11 +15,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
 def built(cache_dir):
     """Each builtin built once into a fresh cache; {name: (spec, log lines, seconds)}."""
     result = {}

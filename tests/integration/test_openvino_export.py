@@ -15,6 +15,8 @@ from edgeorch.models import EXPORTERS, model_name  # noqa: E402
 from edgeorch.models import resolve as resolve_model  # noqa: E402
 from edgeorch.models.zoo import reference_input, reference_output  # noqa: E402
 
+from .conftest import export_each  # noqa: E402
+
 pytestmark = pytest.mark.integration
 
 OPENVINO = EXPORTERS["openvino"]
@@ -22,18 +24,8 @@ RUN = ["squeezenet1_1", "mobilenet_v2"]  # fire modules and concats; depthwise c
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
 def exported(cache_dir):
-    """Each network of RUN exported once into a fresh cache: {name: (path, log lines)}."""
-    result = {}
-    for name in RUN:
-        logged = []
-        result[name] = OPENVINO.export(name, 1, cache_dir / "models", logged.append), logged
-    return result
+    return export_each(OPENVINO, RUN, cache_dir / "models")
 
 
 def run(path, name, threads=2):

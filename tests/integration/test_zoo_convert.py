@@ -27,11 +27,6 @@ TFLITE, GRAPH = EXPORTERS["tflite"], EXPORTERS["tf-graph"]
 TFLITE_INT8 = TFLITE.variants[0]
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
 def run_tflite(path, x):
     """Output of the TFLite model at `path` on float `x`, (de)quantizing int8 input and output as a board would."""
     with warnings.catch_warnings():

@@ -13,7 +13,7 @@ ort = pytest.importorskip("onnxruntime")
 from edgeorch.models import EXPORTERS  # noqa: E402
 from edgeorch.models.zoo import NETWORKS, build, reference_input  # noqa: E402
 
-from .conftest import networks  # noqa: E402
+from .conftest import export_each, networks  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -23,18 +23,8 @@ ONNX = EXPORTERS["onnx"]
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
 def exported(cache_dir):
-    """Each network exported once into a fresh cache: {name: (path, log lines)}."""
-    result = {}
-    for name in EXPORTED:
-        logged = []
-        result[name] = ONNX.export(name, 1, cache_dir / "models", logged.append), logged
-    return result
+    return export_each(ONNX, EXPORTED, cache_dir / "models")
 
 
 def run_onnx(path, x):
