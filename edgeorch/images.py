@@ -358,9 +358,13 @@ def built_layers(client: docker.DockerClient, target: Target) -> ImageLayers | N
     None if there is none yet (an image another checkout built is not the one a deploy would send)."""
     labels = {"framework": target.framework, "framework-version": target.build.version, "arch": target.arch.value,
               "suite": target.suite, "bench-sha256": bench.bundle_digest()}
-    found = client.images.list(filters={"label": [f"{LABEL}.{k}={v}" for k, v in labels.items()]})
-    newest = max(found, key=lambda i: i.attrs["Created"], default=None)
-    return _cached(newest.id, (newest.tags or [""])[0]) if newest else None
+    # a listing, not images.list(), which inspects each image and fails if one is removed meanwhile
+    found = client.api.images(filters={"label": [f"{LABEL}.{k}={v}" for k, v in labels.items()]})
+    newest = max(found, key=lambda i: i["Created"], default=None)
+    if newest is None:
+        return None
+    tags = [t for t in newest.get("RepoTags") or () if t != "<none>:<none>"]
+    return _cached(newest["Id"], (tags or [""])[0])
 
 
 def export_image(client: docker.DockerClient, spec: ImageSpec, *, out: Reporter = REPORTER) -> ImageLayers:
