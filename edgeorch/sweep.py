@@ -15,7 +15,7 @@ from .cache import cache_dir, file_sha256, write_atomic
 from .console import Reporter
 from .errors import ConfigError
 from .inventory import Board
-from .models import EAGER, INT8, ModelSpec, model_name, resolve, zoo
+from .models import EAGER, INT8, ModelSpec, model_name, one_image, resolve, zoo
 from .plan import (
     Arm,
     Cell,
@@ -85,6 +85,7 @@ class Sweep:
     profile: int = 0     # > 0: after its pairs, each cell's profiling pass of that many inferences per mode
     shapes: tuple[str, ...] = ()  # --input-shape
     specs: dict[tuple[str, str, int], ModelSpec] = dataclasses.field(default_factory=dict)  # the files, once made
+    left_out: dict[tuple[str, int], str] = dataclasses.field(default_factory=dict)  # (framework, batch) -> why
 
     def every_cell(self) -> list[Cell]:
         """The cells of all its boards, board after board."""
@@ -125,14 +126,15 @@ def _check_inputs(specs: dict[tuple[str, str, int], ModelSpec], shapes: dict,
                                    "feed it a file, --input NAME=FILE.npy") from e
 
 
-def _names(recipes: list[Recipe], models: tuple[str, ...], batches: tuple[int, ...]) -> dict[tuple[str, str, int], str]:
-    """(framework, model name, batch) -> the --model of each model at each batch, nothing converted; ConfigError when
-    two models of a sweep share a name."""
+def _names(recipes: list[Recipe], models: tuple[str, ...], batches: tuple[int, ...],
+           skip: dict[tuple[str, int], str]) -> dict[tuple[str, str, int], str]:
+    """(framework, model name, batch) -> the --model of each model at each batch but the (framework, batch) `skip`
+    names, nothing converted; ConfigError when two models of a sweep share a name."""
     named: dict[tuple[str, str, int], str] = {}
     for recipe in recipes:
         seen: dict[str, str] = {}
         for model in models:
-            for batch in batches:
+            for batch in (b for b in batches if (recipe.framework, b) not in skip):
                 name = model_name(model, recipe.model_format, batch)
                 if seen.setdefault(name, model) != model:
                     raise ConfigError(f"--model: {seen[name]} and {model} are both named {name}",
@@ -173,14 +175,18 @@ def plan_sweep(boards: list[Board], *, framework: str, model: str, arms: list[tu
         raise ConfigError(f"--profile {profile} must be 0 (none) or a number of inferences",
                           hint="e.g. --profile 20")
     parse_input_shapes(input_shapes)
-    named = _names(recipes, split_models(model, lambda m: Path(m).expanduser().exists()), batches)
+    # --framework all leaves out the batches a framework cannot take; a framework named is refused for them
+    left_out = {(r.framework, n): why for r in recipes for n in batches
+                if framework == "all" and (why := one_image(r.model_format, n))}
+    named = _names(recipes, split_models(model, lambda m: Path(m).expanduser().exists()), batches, left_out)
     cells = {b.name: [bench_cell(b, framework=f, model=m, arms=cell_arms, iterations=iterations, warmup=warmup,
                                  threads=t, min_time=min_time, options=options, name=name, input_shapes=input_shapes,
                                  batch=n)
                       for f, m, n in named for t in threads
                       for cell_arms, name in zip(arms, names or ("",) * len(arms))] for b in boards}
     return Sweep(cells=cells, rule=rule, recipes=recipes, named=named, model=model, batches=batches, options=options,
-                 inputs=_input_files(inputs), every=framework == "all", profile=profile, shapes=input_shapes)
+                 inputs=_input_files(inputs), every=framework == "all", profile=profile, shapes=input_shapes,
+                 left_out=left_out)
 
 
 def runnable(sweep: Sweep, boards: list[Board], found: dict[str, Platform], modes: dict, out: Reporter) -> Sweep:
@@ -239,8 +245,11 @@ def arms(request: Request, boards: list[Board], found: GroupResult[Platform] | N
 def plan(request: Request, boards: list[Board], found: GroupResult[Platform] | None, out: Reporter) -> Sweep:
     """The sweep a request asks for on `boards` (their platforms `found`), nothing converted yet."""
     cell_arms, names = arms(request, boards, found, out)
-    return plan_sweep(boards, framework=request.framework, model=request.model, arms=cell_arms, rule=request.rule,
+    sweep = plan_sweep(boards, framework=request.framework, model=request.model, arms=cell_arms, rule=request.rule,
                       iterations=request.iterations, warmup=request.warmup, threads=request.threads,
                       min_time=request.min_time, batch=request.batch, options=request.options, names=names,
                       base_image=request.base_image, input_shapes=request.input_shapes, inputs=request.inputs,
                       profile=request.profile)
+    for (framework, batch), why in sweep.left_out.items():
+        out.note(f"leaving out {framework} at --batch {batch}", why)
+    return sweep

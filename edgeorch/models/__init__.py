@@ -21,12 +21,12 @@ from edgeorch.errors import ModelError
 from . import zoo
 from .export_tf import INT8
 from .export_torchscript import EAGER
-from .exporter import Exporter, Log
+from .exporter import BATCH_HINT, Exporter, Log
 from .tflite import BUILTIN_MODELS, builtin, cached_path, validate_tflite
 from .zoo import NETWORKS
 
 __all__ = ["BUILTIN_MODELS", "EAGER", "EXPORTERS", "INT8", "NETWORKS", "Exporter", "ModelSpec", "cached_path",
-           "model_name", "resolve", "resolve_model", "validate", "validate_tflite", "zoo", "zoo_models"]
+           "model_name", "one_image", "resolve", "resolve_model", "validate", "validate_tflite", "zoo", "zoo_models"]
 
 
 class _Exporters(MutableMapping):
@@ -122,11 +122,18 @@ def _spec(name: str, path: Path, exporter: Exporter, builtin: bool) -> ModelSpec
                      companions=tuple((p.resolve(), file_sha256(p)) for p in exporter.companions(path)))
 
 
+def one_image(model_format: str, batch: int) -> str:
+    """Why the format's files cannot take `batch` images per inference ("" where they can)."""
+    return EXPORTERS[model_format].one_image if batch != 1 else ""
+
+
 def model_name(arg: str, model_format: str, batch: int = 1) -> str:
     """What the results will call the model `arg` in a framework's format, checked but not converted: a zoo
     network's or builtin's name, or a user file's stem (the file validated)."""
     if model_format not in EXPORTERS:
         raise ModelError(f"no model source for the format {model_format!r}", hint="fix the framework's recipe")
+    if why := one_image(model_format, batch):
+        raise ModelError(f"--batch {batch}: {why}", hint=BATCH_HINT.format(format=model_format))
     exports = _zoo_exports(model_format)
     if batch != 1 and arg not in exports:
         raise ModelError(f"--batch {batch} applies to the zoo's networks; {arg} takes the batch it was made with",

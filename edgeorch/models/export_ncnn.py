@@ -14,7 +14,7 @@ from edgeorch.bench.adapters import ncnn as ncnn_format
 from edgeorch.errors import ModelError
 
 from . import zoo
-from .exporter import Exporter
+from .exporter import BATCH_HINT, Exporter
 
 BIN = ".bin"
 OPTLEVEL = 2  # pnnx's default: its graph rewrites (fusions, BatchNorm folded into convolutions) all on
@@ -29,6 +29,7 @@ class NcnnExporter(Exporter):
 
     format, suffix, doing = "ncnn", ".param", "converting {name} to ncnn with pnnx"
     sources = (ncnn_format,)  # its parser reads what convert writes: the Input layer's shape, the layer types
+    one_image = "ncnn runs one image at a time (its blobs have no batch axis)"
 
     def toolchain(self, network: str) -> str:
         torch = zoo.import_torch(f"convert {network} to ncnn")
@@ -43,8 +44,7 @@ class NcnnExporter(Exporter):
     def convert(self, network: zoo.Network) -> dict[str, bytes]:
         if network.input_shape[0] != 1:
             raise ModelError(f"cannot convert {network.name} for {network.input_shape[0]} images per inference to "
-                             "ncnn: ncnn runs one image at a time (its blobs have no batch axis)",
-                             hint="drop --batch for ncnn, or run batches with pytorch or onnxruntime")
+                             f"ncnn: {self.one_image}", hint=BATCH_HINT.format(format=self.format))
         import ncnn
         import pnnx
         import torch

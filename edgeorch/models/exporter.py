@@ -19,6 +19,7 @@ from edgeorch.errors import ModelError
 from . import zoo
 
 Log = Callable[[str], None]
+BATCH_HINT = "drop --batch for {format}, or run batches with pytorch or onnxruntime"
 
 
 class Exporter(ABC):
@@ -30,6 +31,7 @@ class Exporter(ABC):
     variant: str = ""  # a model of its own, named network + this ("_int8"), not mixed with the network's
     variants: tuple[Exporter, ...] = ()  # the format's models of their own, each with its own exporter
     sources: tuple[ModuleType, ...] = ()  # other modules whose code shapes its files
+    one_image: str = ""  # why its files take one image per inference whatever --batch says, where they do
 
     def export(self, network: str, batch: int, dest: Path, log: Log | None = None) -> Path:
         """The file of `network` (`batch` images per inference) in this format, and its companions beside it: made

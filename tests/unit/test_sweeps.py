@@ -116,3 +116,32 @@ def test_two_model_files_of_one_name_are_refused(onnx_files):
         plan_sweep([BOARD], framework="onnxruntime", model=f"{onnx_files / 'two.onnx'},{onnx_files / 'a/two.onnx'}",
                    arms=[mode_arms(("bare",))], rule=StopRule(), iterations=5, warmup=1, threads=0, min_time=0)
     assert "rename one" in e.value.hint
+
+
+def test_every_framework_at_several_batches_leaves_out_the_batches_ncnn_cannot_take(tmp_path):
+    """ncnn runs one image per inference: --framework all --batch 1,4 runs its batch 1 and says why not 4."""
+    from rich.console import Console
+
+    from edgeorch.console import Reporter
+    from edgeorch.request import Request
+    from edgeorch.sweep import plan
+    console = Console(record=True, width=200)
+    request = Request(task="compare", inventory=str(tmp_path / "inventory.yaml"), host="rpi4", framework="all",
+                      model="squeezenet1_1", batch=(1, 4), dry_run=True)
+    sweep = plan(request, [BOARD], None, Reporter(console))
+    keys = [c.key for c in sweep.cells["rpi4"]]
+    assert "rpi4/ncnn-squeezenet1_1" in keys and "rpi4/ncnn-squeezenet1_1-b4" not in keys
+    assert "rpi4/onnxruntime-squeezenet1_1-b4" in keys and "rpi4/executorch-squeezenet1_1-b4" in keys
+    assert ("ncnn", 4, "squeezenet1_1") not in {(f, b, m) for f, m, b in sweep.named}
+    assert sweep.left_out == {("ncnn", 4): "ncnn runs one image at a time (its blobs have no batch axis)"}
+    assert "leaving out ncnn at --batch 4: ncnn runs one image at a time" in console.export_text()
+
+
+def test_ncnn_named_at_a_batch_of_several_images_is_refused_before_anything_converts():
+    from edgeorch.errors import ModelError
+    from edgeorch.plan import StopRule
+    from edgeorch.sweep import plan_sweep
+    with pytest.raises(ModelError, match="--batch 4: ncnn runs one image at a time") as e:
+        plan_sweep([BOARD], framework="onnxruntime,ncnn", model="squeezenet1_1", arms=[mode_arms(("docker",))],
+                   rule=StopRule(), iterations=5, warmup=1, threads=0, min_time=0, batch=(1, 4))
+    assert e.value.hint == "drop --batch for ncnn, or run batches with pytorch or onnxruntime" and e.value.exit_code == 4
