@@ -353,13 +353,18 @@ def _cached(image_id: str, tag: str) -> ImageLayers | None:
                        sizes=tuple(doc["sizes"]))
 
 
+def listed(client: docker.DockerClient, *labels: str) -> list[dict]:
+    """The images carrying each of `labels` (`key` or `key=value`), from one listing: their Id, Created, RepoTags. Not
+    images.list(), which then inspects each image and fails if one is removed meanwhile (anyone's `docker rmi`)."""
+    return client.api.images(filters={"label": list(labels)})
+
+
 def built_layers(client: docker.DockerClient, target: Target) -> ImageLayers | None:
     """The layers of the newest image this host built and exported for `target` with this checkout's board side;
     None if there is none yet (an image another checkout built is not the one a deploy would send)."""
     labels = {"framework": target.framework, "framework-version": target.build.version, "arch": target.arch.value,
               "suite": target.suite, "bench-sha256": bench.bundle_digest()}
-    # a listing, not images.list(), which inspects each image and fails if one is removed meanwhile
-    found = client.api.images(filters={"label": [f"{LABEL}.{k}={v}" for k, v in labels.items()]})
+    found = listed(client, *(f"{LABEL}.{k}={v}" for k, v in labels.items()))
     newest = max(found, key=lambda i: i["Created"], default=None)
     if newest is None:
         return None

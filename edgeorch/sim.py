@@ -457,8 +457,7 @@ def down(inventory: Inventory, out: Reporter = REPORTER) -> None:
             sb.board.identity_file.with_suffix(".pub").unlink(missing_ok=True)
     (_fleet_state(inventory) / "up.lock").unlink(missing_ok=True)
     arches = {sb.board.arch.value for sb in sim_boards(inventory)}
-    # a listing, not images.list(), which inspects each image and fails if one is removed meanwhile
-    for image in client.api.images(filters={"label": f"{SIM_LABEL}=board-image"}):
+    for image in images.listed(client, f"{SIM_LABEL}=board-image"):
         for tag in image.get("RepoTags") or ():
             if tag.split(":")[-1].split("-")[0] not in arches:
                 continue

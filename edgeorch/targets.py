@@ -62,8 +62,7 @@ def build(targets: dict[tuple[str, str], Target], out: Reporter, base_image: str
                         and not recipes[t.framework].base_image_from_user}, key=lambda k: (k[0].value, k[1]))
         if kinds:
             images.ensure_base_images(client, bases[suite], kinds, out=out)
-    # ids only: images.list() inspects each image it lists, and fails if one is removed meanwhile (`docker rmi`)
-    had = set(client.api.images(filters={"label": f"{images.LABEL}.framework"}, quiet=True))
+    had = {image["Id"] for image in images.listed(client, f"{images.LABEL}.framework")}
     made: dict[Target, Built] = {}
     cached: dict[str, list[str]] = {}  # a framework build -> the arches whose image was built before
     for target in sorted(set(targets.values()), key=lambda t: (t.framework, t.arch.value, t.suite, t.native_python)):
