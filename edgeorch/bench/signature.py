@@ -457,18 +457,31 @@ def darknet_inputs(path):
 
 
 def model_inputs(path):
-    """[Declared] of a model file whose format can be read here (ONNX, TFLite, Darknet .cfg, edgeorch's PyTorch
-    archives), or None where only the framework can tell (TensorFlow graphs, Caffe, other PyTorch files)."""
+    """[Declared] of a model file whose format can be read here (ONNX, TFLite, Darknet .cfg, ncnn .param, ExecuTorch
+    .pte, edgeorch's PyTorch and TVM archives), or None where only the framework can tell (TensorFlow graphs, Caffe,
+    OpenVINO IR, other PyTorch files, TVM libraries)."""
     with open(path, "rb") as f:
         head = f.read(8)
+    name = str(path)
     if head[4:8] == b"TFL3":
         return tflite_inputs(path)
-    if str(path).endswith(".onnx"):
+    if name.endswith(".onnx"):
         return onnx_inputs(path)
-    if str(path).endswith(".cfg"):
+    if name.endswith(".cfg"):
         return darknet_inputs(path)
-    if head[:2] == b"PK" and str(path).endswith((".pt", ".pt2")):
+    if head[:2] == b"PK" and name.endswith((".pt", ".pt2")):
         return torch_inputs(path)
+    if name.endswith((".param", ".pte", ".tvm")):  # read by their adapters' own readers, the framework not imported
+        from .adapters import executorch, ncnn, tvm
+        if name.endswith(".param"):
+            return ncnn.param_inputs(ncnn.read_param(path))
+        if name.endswith(".pte"):
+            return executorch.pte_inputs(path)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return declared_from_json(tvm.read_manifest(archive)["inputs"])
+        except (zipfile.BadZipFile, tvm.ModelLoadError) as e:
+            raise ValueError(str(e)) from e
     return None
 
 

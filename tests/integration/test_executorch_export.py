@@ -13,6 +13,7 @@ from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower  # no
 
 from edgeorch.bench.adapters import ModelLoadError  # noqa: E402
 from edgeorch.bench.adapters.executorch import PROGRAM_IDENTIFIER, ExecuTorch, read_program  # noqa: E402
+from edgeorch.bench.signature import model_inputs  # noqa: E402
 from edgeorch.errors import ModelError  # noqa: E402
 from edgeorch.models import EXPORTERS, zoo  # noqa: E402
 from edgeorch.models.zoo import reference_input, reference_output  # noqa: E402
@@ -43,6 +44,7 @@ def test_the_lowered_network_runs_in_executorch_as_pytorch_does(cache_dir, name)
 
     adapter = run(path, reference_input(name))
     assert [(d.name, d.dims, d.dtype) for d in adapter.inputs()] == [("input", (1, 3, 224, 224), "float32")]
+    assert model_inputs(path) == adapter.inputs()  # as the host reads them from the file, without the runtime
     assert adapter.describe() == {"outputs": [{"name": "output", "shape": [1, 1000], "dtype": "float32"}]}
     (got,), expected = adapter.outputs(), reference_output(name)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-3 * np.abs(expected).max())

@@ -14,7 +14,7 @@ pytest.importorskip("pnnx")
 pytest.importorskip("ncnn")
 
 from edgeorch.bench.adapters import get  # noqa: E402
-from edgeorch.bench.signature import Declared  # noqa: E402
+from edgeorch.bench.signature import Declared, model_inputs  # noqa: E402
 from edgeorch.errors import ModelError  # noqa: E402
 from edgeorch.models import EXPORTERS, zoo  # noqa: E402
 
@@ -63,8 +63,9 @@ def test_ncnn_agrees_with_pytorch(exported, name):
     assert path.suffix == ".param" and path.with_suffix(".bin").stat().st_size > 1_000_000  # fp32 weights
     expected = zoo.reference_output(name)
     (got,), adapter = run(path, name)
-    # the shape is declared in the file: the board needs no --input-shape, and the output has PyTorch's shape
-    assert adapter.inputs() == [Declared("in0", (1, 3, 224, 224), "float32")]
+    # the shape is declared in the file: the board needs no --input-shape, and the output has PyTorch's shape; the
+    # host reads the same inputs from the file, without ncnn, to check --input and --input-shape before sending it
+    assert adapter.inputs() == model_inputs(path) == [Declared("in0", (1, 3, 224, 224), "float32")]
     assert adapter.describe() == {"outputs": [{"name": "out0", "dtype": "float32"}]}
     assert got.shape == expected.shape == (1, 1000) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-3 * np.abs(expected).max())

@@ -19,6 +19,7 @@ pytest.importorskip("tvm")
 
 from edgeorch.bench import BOARD_PACKAGE  # noqa: E402
 from edgeorch.bench.adapters.tvm import Tvm, board_machine, read_manifest  # noqa: E402
+from edgeorch.bench.signature import model_inputs  # noqa: E402
 from edgeorch.errors import ModelError  # noqa: E402
 from edgeorch.images import copy_bundle  # noqa: E402
 from edgeorch.models import EXPORTERS  # noqa: E402
@@ -90,6 +91,7 @@ def test_this_hosts_library_runs_in_the_adapter_and_agrees_with_pytorch(compiled
     # the library went through a private directory of its own (mkdtemp: 0700), removed once loaded
     (library, mode), = seen
     assert mode == 0o700 and not os.path.exists(os.path.dirname(library))
+    assert model_inputs(path) == adapter.inputs()  # as the host reads them from the archive, without TVM
     adapter.prepare(first=reference_input(NAME))
     adapter.infer()
     (got,) = adapter.outputs()

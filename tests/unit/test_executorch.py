@@ -2,11 +2,13 @@
 against flatbuffers written by the flatbuffers library), the refusals of a user's files, the operator a failed
 lowering names, and the recipe."""
 
+import numpy as np
 import pytest
 
 from edgeorch.arch import Arch
 from edgeorch.bench.adapters import FrameworkMissing, executorch
-from edgeorch.bench.adapters.executorch import etdump_events, program_facts, read_program, run_events
+from edgeorch.bench.adapters.executorch import etdump_events, program_facts, pte_inputs, read_program, run_events
+from edgeorch.bench.signature import Declared, InputError, check_inputs, model_inputs
 from edgeorch.errors import ModelError
 from edgeorch.models import EXPORTERS, model_name
 from edgeorch.models.export_executorch import conversion_error, unsupported_operator
@@ -20,19 +22,20 @@ PTE = EXPORTERS["pte"]
 # --- flatbuffers as ExecuTorch's schemas lay them out (schema/program.fbs, devtools/etdump/*.fbs) -------------------
 
 def _table(b, fields):
-    """A table of {slot: ("str", text) | ("tables", [offsets]) | ("table", offset) | (fmt, number)}."""
+    """A table of {slot: ("str", text) | ("tables", [offsets]) | ("ints", [int32]) | ("table", offset) |
+    (fmt, number)}."""
     made = {}
     for slot, (kind, value) in fields.items():  # strings and vectors before the table that points at them
         if kind == "str":
             made[slot] = b.CreateString(value)
-        elif kind == "tables":
+        elif kind in ("tables", "ints"):
             b.StartVector(4, len(value), 4)
-            for offset in reversed(value):
-                b.PrependUOffsetTRelative(offset)
+            for item in reversed(value):
+                b.PrependUOffsetTRelative(item) if kind == "tables" else b.PrependInt32(item)
             made[slot] = b.EndVector()
     b.StartObject(max(fields) + 1 if fields else 0)
     for slot, (kind, value) in fields.items():
-        if kind in ("str", "tables"):
+        if kind in ("str", "tables", "ints"):
             b.PrependUOffsetTRelativeSlot(slot, made[slot], 0)
         elif kind == "table":
             b.PrependUOffsetTRelativeSlot(slot, value, 0)
@@ -40,17 +43,26 @@ def _table(b, fields):
             b.PrependInt32Slot(slot, value, -12345)
         elif kind == "Q":
             b.PrependUint64Slot(slot, value, 0)
+        elif kind == "B":
+            b.PrependUint8Slot(slot, value, 0)
+        elif kind == "b":
+            b.PrependInt8Slot(slot, value, -1)
     return b.EndObject()
 
 
 def program(*plans, identifier=b"ET12"):
-    """A .pte's bytes: plans of (name, [(operator, overload)], [delegate ids])."""
+    """A .pte's bytes: plans of (name, [(operator, overload)], [delegate ids]) and, optionally, [input]: the
+    (sizes, scalar type) of a tensor input, or None for an Int."""
     b = flatbuffers.Builder(256)
     made = []
-    for name, operators, delegates in plans:
+    for name, operators, delegates, *inputs in plans:
         ops = [_table(b, {0: ("str", op), 1: ("str", overload)}) for op, overload in operators]
         backends = [_table(b, {0: ("str", d)}) for d in delegates]
-        made.append(_table(b, {0: ("str", name), 6: ("tables", ops), 7: ("tables", backends)}))
+        values = [_table(b, {0: ("B", 2), 1: ("table", _table(b, {0: ("i", 7)}))}) if value is None else
+                  _table(b, {0: ("B", 5), 1: ("table", _table(b, {0: ("b", value[1]), 2: ("ints", value[0])}))})
+                  for value in (inputs[0] if inputs else [])]
+        made.append(_table(b, {0: ("str", name), 2: ("tables", values), 3: ("ints", list(range(len(values)))),
+                               6: ("tables", ops), 7: ("tables", backends)}))
     b.Finish(_table(b, {1: ("tables", made)}), file_identifier=identifier)
     return bytes(b.Output())
 
@@ -74,6 +86,12 @@ def etdump(*runs):
     return bytes(b.Output())
 
 
+def _npy(tmp_path, array):
+    path = tmp_path / "x.npy"
+    np.save(path, array)
+    return path
+
+
 # --- the program reader, the board's and validate's --------------------------------------------------------------
 
 def test_a_programs_kernels_and_delegates_are_read_per_method(tmp_path):
@@ -82,12 +100,28 @@ def test_a_programs_kernels_and_delegates_are_read_per_method(tmp_path):
                               ["XnnpackBackend", "XnnpackBackend"]), ("init", [], [])))
     assert read_program(path) == {
         "forward": {"operators": ["aten::cumsum.out", "aten::_local_scalar_dense"],
-                    "delegates": ["XnnpackBackend", "XnnpackBackend"]},
-        "init": {"operators": [], "delegates": []}}
+                    "delegates": ["XnnpackBackend", "XnnpackBackend"], "inputs": []},
+        "init": {"operators": [], "delegates": [], "inputs": []}}
     assert program_facts(read_program(path), "forward") == {
         "delegates": ["XnnpackBackend"], "kernels": ["aten::cumsum.out", "aten::_local_scalar_dense"]}
     with pytest.raises(ValueError, match="it has no method 'run' \\(its methods: forward, init\\)"):
         program_facts(read_program(path), "run")
+
+
+def test_a_programs_inputs_are_read_as_the_runtime_declares_them(tmp_path):
+    """What the host checks --input and --input-shape against before anything is sent: the board's adapter names a
+    method's only input `input`, several input_0, input_1..."""
+    path = tmp_path / "m.pte"
+    path.write_bytes(program(("forward", [], [], [((1, 3, 224, 224), 6)])))
+    assert model_inputs(path) == [Declared("input", (1, 3, 224, 224), "float32")]
+    path.write_bytes(program(("forward", [], [], [((2, 8), 6), ((2,), 4)])))
+    assert pte_inputs(path) == [Declared("input_0", (2, 8), "float32"), Declared("input_1", (2,), "int64")]
+    with pytest.raises(InputError, match="input_1"):  # the board's own message, here
+        check_inputs(path, files={"input_1": str(_npy(tmp_path, np.zeros((3,), np.int64)))})
+    path.write_bytes(program(("forward", [], [], [((1, 4), 6), None])))  # an Int input: the board says what it is
+    assert pte_inputs(path) is None and check_inputs(path) is None
+    path.write_bytes(program(("forward", [], [], [((1, 4), 9)])))  # a scalar type edgeorch does not feed
+    assert pte_inputs(path) is None
 
 
 def test_a_user_pte_lowered_to_xnnpack_or_to_nothing_is_taken(tmp_path):

@@ -197,3 +197,30 @@ def test_the_param_reader_keeps_every_layer():
         ("Input", [], ["in0"]), ("Convolution", ["in0"], ["1"]), ("Pooling", ["1"], ["2"]),
         ("Flatten", ["2"], ["out0"])]
     assert layers[1].params[6] == "1728" and layers[2].params == {0: "1", 4: "1"}
+
+
+def test_a_users_param_is_checked_against_input_shape_on_the_host_before_anything_is_sent(tmp_path):
+    """The board's message, before the image and the model go over a slow link: an Input with no shape needs
+    --input-shape, and a shape the file fixes is kept."""
+    from edgeorch.console import REPORTER
+    from edgeorch.errors import ConfigError
+    from edgeorch.inventory import Board
+    from edgeorch.plan import StopRule, mode_arms
+    from edgeorch.sweep import plan_sweep, resolve_models
+    path = tmp_path / "open.param"
+    path.write_text(PNNX)
+    (tmp_path / "open.bin").write_bytes(b"")
+    board = Board(name="pi3", host="h", user="u", arch=Arch.ARMV7)
+
+    def planned(**given):
+        return resolve_models(plan_sweep([board], framework="ncnn", model=str(path), arms=[mode_arms(("bare",))],
+                                         rule=StopRule(), iterations=5, warmup=1, threads=0, min_time=0, **given),
+                              REPORTER)
+
+    with pytest.raises(ConfigError, match="ncnn model open: input 'in0' of the model has no declared shape") as e:
+        planned()
+    assert e.value.exit_code == 2 and "--input-shape NAME=DIMS" in e.value.hint
+    sweep = planned(input_shapes=("in0=1x3x32x32",))
+    assert sweep.spec(sweep.cells["pi3"][0]).path == path
+    with pytest.raises(ConfigError, match="names 'x', which is not an input of the model; its inputs are: in0"):
+        planned(input_shapes=("x=1x3x32x32",))

@@ -189,3 +189,15 @@ def test_the_cache_key_follows_the_archives_format_and_the_adapter_imports_no_tv
             "print('tvm' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False"] and "tvm" in adapters.names()
+
+
+def test_an_archives_inputs_are_checked_on_the_host_as_the_board_would(tmp_path):
+    """--input is checked against the archive's manifest before anything is sent, with the board's message."""
+    from edgeorch.bench.signature import Declared, InputError, check_inputs, model_inputs
+    path = archive(tmp_path / "net.tvm")
+    assert model_inputs(path) == [Declared("input", (1, 3, 8, 8), "float32")]
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 9, 9), np.float32))
+    with pytest.raises(InputError, match="dimension 2 of input 'input' is fixed at 8"):
+        check_inputs(path, files={"": str(tmp_path / "x.npy")})
+    (tmp_path / "torn.tvm").write_bytes(path.read_bytes()[:100])  # unreadable here: the board says why
+    assert check_inputs(tmp_path / "torn.tvm") is None

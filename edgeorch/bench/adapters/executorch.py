@@ -208,14 +208,37 @@ def read_program(path):
         fb = Flatbuffer(data)
         methods = {}
         for plan in fb.tables(fb.root(), 1):  # Program: version=0, execution_plan=1
-            # ExecutionPlan: name=0, ..., operators=6, delegates=7; Operator: name=0, overload=1; BackendDelegate: id=0
+            # ExecutionPlan: name=0, values=2, inputs=3, ..., operators=6, delegates=7; Operator: name=0, overload=1;
+            # BackendDelegate: id=0
             operators = [(fb.string(op, 0) or "?") + (f".{fb.string(op, 1)}" if fb.string(op, 1) else "")
                          for op in fb.tables(plan, 6)]
+            values = fb.tables(plan, 2)
             methods[fb.string(plan, 0)] = {"operators": operators,
-                                           "delegates": [fb.string(d, 0) for d in fb.tables(plan, 7)]}
+                                           "delegates": [fb.string(d, 0) for d in fb.tables(plan, 7)],
+                                           "inputs": [_tensor_value(fb, values, i) for i in fb.int32s(plan, 3) or ()]}
         return methods
 
     return mapped(path, read, "ExecuTorch program")
+
+
+def _tensor_value(fb, values, index):
+    """(sizes, scalar type code) of value `index` of a plan where it is a tensor, else None. EValue: val_type=0 (the
+    union's type: 5 is Tensor), val=1; Tensor: scalar_type=0, storage_offset=1, sizes=2."""
+    if not 0 <= index < len(values):
+        raise ValueError(f"an input is value {index} of a plan of {len(values)} values")
+    if fb.scalar(values[index], 0, "<B", 0) != 5:
+        return None
+    tensor = fb.table(values[index], 1)
+    return tuple(fb.int32s(tensor, 2) or ()), fb.scalar(tensor, 0, "<b", 0)
+
+
+def pte_inputs(path):
+    """[Declared] of the forward method's inputs, as the runtime's method meta gives them once loaded; None where one
+    is no tensor or of a type edgeorch does not feed (the board says which). ValueError as read_program."""
+    inputs = _method(read_program(path), METHOD)["inputs"]
+    if any(i is None or i[1] not in _DTYPES for i in inputs):
+        return None
+    return [Declared(_io_name("input", k, len(inputs)), dims, _DTYPES[code]) for k, (dims, code) in enumerate(inputs)]
 
 
 def program_identifier_problem(identifier):
@@ -226,12 +249,17 @@ def program_identifier_problem(identifier):
     return f"bytes 4-8 are {identifier!r}, not the .pte identifier {PROGRAM_IDENTIFIER.decode()}"
 
 
-def program_facts(methods, method):
-    """What info() says of the program: the delegates of `method` and the kernels it runs outside them."""
+def _method(methods, method):
+    """What read_program found of `method`; ValueError naming the methods there are where it has none."""
     if method not in methods:
         raise ValueError(f"it has no method {method!r} (its methods: {', '.join(map(str, methods)) or 'none'}); "
                          "edgeorch runs a module's forward")
-    found = methods[method]
+    return methods[method]
+
+
+def program_facts(methods, method):
+    """What info() says of the program: the delegates of `method` and the kernels it runs outside them."""
+    found = _method(methods, method)
     return {"delegates": sorted(set(found["delegates"])), "kernels": list(found["operators"])}
 
 
