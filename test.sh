@@ -11,8 +11,10 @@ cd "$(dirname "$0")"
 unset EDGEORCH_INVENTORY  # the tests name their inventories: the shipped one, part b's
 # A fresh run writes about 40 GB: Docker images, the build cache (~/.cache/edgeorch), the sim boards' own engines
 # under this clone (a second clone's fleets take as much again); --all about 30 GB more
+all=
+case " $* " in *" --all "*) all=1 ;; esac
 need_gb=50
-case " $* " in *" --all "*) need_gb=80 ;; esac
+if [ -n "$all" ]; then need_gb=80; fi
 free_gb=$(( $(df -Pk . | awk 'NR == 2 {print $4}') / 1048576 ))
 if [ "$free_gb" -lt "$need_gb" ]; then
   echo "warning: $free_gb GB free here; a first run of the suite writes about $((need_gb - 10)) GB (fewer once its" \
@@ -33,7 +35,7 @@ start_part x86 0 x86; x86=$!
 part_b_inventory=$PWD/tests/integration/part_b/inventory.yaml
 EDGEORCH_INVENTORY=$part_b_inventory start_part x86-b 0 x86; x86_b=$!
 pis=rpi3-bookworm  # the default tier's bookworm Pi (tests/integration/conftest.py's BOOKWORM); --all adds rpi4
-case " $* " in *" --all "*) pis=pi ;; esac
+if [ -n "$all" ]; then pis=pi; fi
 start_part pi 10 "$pis"; pi=$!
 start_part trixie 15 trixie; trixie=$!
 part_b=
@@ -61,7 +63,13 @@ wait "$x86_b" || { part_failed x86-b; exit 1; }
 printf 'the x86 sim boards are up (%d s after the unit tests; the ARM boards start on: %s)\n' $((SECONDS - started)) \
   "$fleet_dir"
 echo "integration tests, part a here and part b beside it (its output follows; log: $fleet_dir/part-b.log)"
-EDGEORCH_INVENTORY=$part_b_inventory tests tests/integration --part b "$@" >"$fleet_dir/part-b.log" 2>&1 </dev/null &
+part_b_tests() {  # pytest ARGS; under --all, part b's board then goes (some 15 GB), while part a goes on for an hour
+  local rc=0
+  tests tests/integration --part b "$@" || rc=$?
+  if [ -n "$all" ]; then .venv/bin/invoke sim.down || echo "warning: part b's sim board is still up" >&2; fi
+  return "$rc"
+}
+EDGEORCH_INVENTORY=$part_b_inventory part_b_tests "$@" >"$fleet_dir/part-b.log" 2>&1 </dev/null &
 part_b=$!
 status=0
 tests tests/integration --part a "$@" || status=$?
