@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 from edgeorch.bench.adapters import ncnn as ncnn_format
+from edgeorch.console import recording, shell
 from edgeorch.errors import ModelError
 
 from . import zoo
@@ -59,13 +60,15 @@ class NcnnExporter(Exporter):
             # pnnx writes every file it makes (its own .param, .bin, .onnx, two .py) beside model.pt, here
             argv = [pnnx.EXEC_PATH, "model.pt", f"inputshape=[{shape}]f32", "fp16=0", "device=cpu",
                     f"optlevel={OPTLEVEL}"]
-            try:
-                done = subprocess.run(argv, cwd=work, capture_output=True, text=True, errors="replace",
-                                      timeout=TIMEOUT_S, check=False)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise ModelError(f"pnnx could not convert {network.name} to ncnn: {exc}",
-                                 hint=f"check the pnnx install (pip install -e '.[models]'), or {_INSTEAD}") from exc
-            output = done.stdout + done.stderr
+            with recording(shell(argv)) as rec:  # in the commands.log of the run that converts it
+                try:
+                    done = subprocess.run(argv, cwd=work, capture_output=True, text=True, errors="replace",
+                                          timeout=TIMEOUT_S, check=False)
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    raise ModelError(f"pnnx could not convert {network.name} to ncnn: {exc}",
+                                     hint=f"check the pnnx install (pip install -e '.[models]'), or {_INSTEAD}") from exc
+                output = done.stdout + done.stderr
+                rec.exit_code, rec.output = done.returncode, output
             param, weights = work / "model.ncnn.param", work / "model.ncnn.bin"
             if done.returncode != 0 or not param.is_file() or not weights.is_file():
                 raise ModelError(f"pnnx could not convert {network.name} to ncnn (exit status {done.returncode}): "

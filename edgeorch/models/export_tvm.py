@@ -26,6 +26,7 @@ from pathlib import Path
 from edgeorch import arch as arch_module
 from edgeorch.arch import Arch
 from edgeorch.bench.adapters import tvm as tvm_adapter
+from edgeorch.console import recording, shell
 from edgeorch.errors import ModelError
 
 from . import zoo
@@ -249,8 +250,10 @@ def _compile(tvm, relax, module, target: dict, linker: str, what: str) -> bytes:
 
     def link(output: str, objects: list[str], options=None) -> None:
         # linked against nothing: see C_SYMBOLS; -z noexecstack, as glibc 2.41 refuses to dlopen an executable stack
-        done = subprocess.run([linker, "-shared", "-z", "noexecstack", "-o", output, *objects],
-                              capture_output=True, text=True, timeout=600, check=False)
+        argv = [linker, "-shared", "-z", "noexecstack", "-o", output, *objects]
+        with recording(shell(argv)) as rec:  # in the commands.log of the run that compiles it
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+            rec.exit_code, rec.output = done.returncode, done.stderr or done.stdout
         if done.returncode:
             raise ModelError(f"linking {what} failed: {linker} exited {done.returncode}: "
                              f"{' '.join((done.stderr or done.stdout).split())[:500]}",

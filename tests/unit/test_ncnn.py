@@ -224,3 +224,26 @@ def test_a_users_param_is_checked_against_input_shape_on_the_host_before_anythin
     assert sweep.spec(sweep.cells["pi3"][0]).path == path
     with pytest.raises(ConfigError, match="names 'x', which is not an input of the model; its inputs are: in0"):
         planned(input_shapes=("x=1x3x32x32",))
+
+
+def test_pnnx_is_in_the_command_log_with_its_exit_and_output(monkeypatch, tmp_path):
+    """The converter is a command like any other: a failed conversion's pnnx line, exit code and output are in the
+    run's commands.log (a fake pnnx that fails; the trace before it is real)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("pnnx")
+    pytest.importorskip("ncnn")
+    import subprocess
+
+    from edgeorch import console as con
+    from edgeorch.models import zoo
+    log = con.CommandLog()
+    log.begin()
+    monkeypatch.setattr(con, "commands", log)
+    monkeypatch.setattr(subprocess, "run", lambda argv, **kw: subprocess.CompletedProcess(argv, 3, "", "pnnx: no"))
+    with pytest.raises(ModelError, match=r"pnnx could not convert squeezenet1_1 to ncnn \(exit status 3\): pnnx: no"):
+        NCNN.convert(zoo.lookup("squeezenet1_1", 1))
+    log.close(tmp_path / "commands.log")
+    text = (tmp_path / "commands.log").read_text()
+    [entry] = [line for line in text.splitlines() if " exit " in line]
+    assert "exit 3" in entry and "pnnx model.pt 'inputshape=[1,3,224,224]f32' fp16=0" in entry
+    assert "| pnnx: no" in text  # its output under it
