@@ -8,8 +8,9 @@ log=/var/log/edgeorch-setup.log  # apt's own chatter goes here; shown when a ste
 quietly() { "$@" >>"$log" 2>&1 || { tail -n 20 "$log" >&2; echo "error: \`$*\` failed (log: $log)" >&2; exit 1; }; }
 
 need=()
-# binutils of each arch: TVM's compiled models are linked here for the boards (edgeorch/models/export_tvm.py)
-for pair in dockerd:docker.io mmdebstrap:mmdebstrap ssh-keygen:openssh-client ip:iproute2 \
+# binutils of each arch: TVM's compiled models are linked here for the boards (edgeorch/models/export_tvm.py);
+# arch-test: mmdebstrap (a Recommends) refuses a foreign architecture's rootfs without it
+for pair in dockerd:docker.io mmdebstrap:mmdebstrap arch-test:arch-test ssh-keygen:openssh-client ip:iproute2 \
             aarch64-linux-gnu-ld:binutils-aarch64-linux-gnu x86_64-linux-gnu-ld:binutils-x86-64-linux-gnu; do
   command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
