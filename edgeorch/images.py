@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tarfile
@@ -275,7 +276,7 @@ def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, target: 
             ctx = Path(tmp)
             shutil.copy(recipe.dockerfile, ctx / "Dockerfile")
             shutil.copy(INSTALL_SCRIPT, ctx / INSTALL_SCRIPT.name)
-            shutil.copytree(wheelhouse, ctx / "wheels")
+            _context_wheels(wheelhouse, ctx, recipe.layer)
             copy_bundle(ctx / bench.BOARD_PACKAGE)
             image_id = _build(client, ctx, tag=tag, arch=target.arch, buildargs={"BASE": base}, labels={
                 f"{LABEL}.framework": recipe.framework,
@@ -289,6 +290,23 @@ def ensure_framework_image(client: docker.DockerClient, recipe: Recipe, target: 
                      image_id=image_id, recipe_hash=key, bench_sha256=bench.bundle_digest(),
                      based_on=base_image if recipe.base_image_from_user else f"Debian {target.suite}",
                      wheelhouse=wheelhouse, native_wheelhouse=bare, debian=target.build.debian)
+
+
+def _context_wheels(wheelhouse: Path, ctx: Path, layer: tuple[str, ...]) -> None:
+    """The wheelhouse in a build context: the wheels of the packages `layer` names in layer/, installed first in a
+    layer of their own (its bytes, and so the build's cache, the same for every recipe pinning them alike), the rest
+    in wheels/; each with the requirements.txt of its wheels."""
+    def shared(name: str) -> bool:  # names compared as PyPI does: typing_extensions is typing-extensions
+        return re.sub(r"[-_.]+", "-", name).lower() in {re.sub(r"[-_.]+", "-", n).lower() for n in layer}
+
+    pins = (wheelhouse / "requirements.txt").read_text().split()
+    for part, wanted in (("layer", True), ("wheels", False)):
+        (ctx / part).mkdir()
+        for wheel in sorted(wheelhouse.glob("*.whl")):
+            if shared(wheel.name.split("-")[0]) == wanted:
+                shutil.copyfile(wheel, ctx / part / wheel.name)
+        (ctx / part / "requirements.txt").write_text(
+            "".join(f"{pin}\n" for pin in pins if shared(pin.split("==")[0]) == wanted))
 
 
 def copy_bundle(dest: Path) -> None:

@@ -67,6 +67,7 @@ class Recipe:
     python_unsupported: dict[str, str]  # Python version -> why no build serves it
     directory: Path
     base_image_from_user: bool = False  # starts from an image the user names (--base-image) instead
+    layer: tuple[str, ...] = ()  # packages installed in an image layer of their own, that other recipes share
 
     @property
     def version(self) -> str:
@@ -154,7 +155,8 @@ def load_recipes(images: Path = IMAGES) -> dict[str, Recipe]:
                 model_format=doc["model_format"], arches=arches,
                 unsupported={Arch.parse(a): why for a, why in doc.get("unsupported", {}).items()},
                 python_unsupported=dict(doc.get("python_unsupported", {})),
-                directory=path.parent, base_image_from_user=doc.get("base_image_from_user", False))
+                directory=path.parent, base_image_from_user=doc.get("base_image_from_user", False),
+                layer=tuple(doc.get("layer", ())))
         except (KeyError, ValueError, TypeError) as e:
             raise ConfigError(f"recipe {path} has a missing or bad field: {e}",
                               hint="compare it with images/onnxruntime/recipe.toml") from e

@@ -4,6 +4,10 @@
 ARG BASE
 FROM ${BASE}
 COPY install-framework.sh /opt/edgeorch/install-framework.sh
+# First the packages the recipe's `layer` names (torch, for PyTorch and ExecuTorch), in a layer of their own: the same
+# layer for every recipe that pins them alike, so a board holding one of those images is sent only the rest of another
+COPY layer/ /opt/edgeorch/wheels/
+RUN sh /opt/edgeorch/install-framework.sh /opt/edgeorch
 COPY wheels/ /opt/edgeorch/wheels/
 RUN sh /opt/edgeorch/install-framework.sh /opt/edgeorch && mkdir -p /opt/edgeorch/models
 COPY edgeorch_bench/ /opt/edgeorch/edgeorch_bench/

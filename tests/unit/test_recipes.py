@@ -44,3 +44,34 @@ def test_an_unknown_onnx_model_name_lists_the_zoo(tmp_path):
     with pytest.raises(ModelError, match="unknown model 'resnet1000'") as err:
         model_name("resnet1000", "onnx")
     assert "squeezenet1_1" in err.value.hint and "vgg16" in err.value.hint
+
+
+def test_pytorch_and_executorch_pin_the_same_torch_in_the_layer_they_share():
+    """The shared layer is only shared where both recipes pin the same torch on an arch."""
+    pytorch, executorch = get_recipe("pytorch"), get_recipe("executorch")
+    assert pytorch.layer == executorch.layer == ("torch",)
+    for arch in (Arch.AMD64, Arch.ARM64):
+        pins = [{p for p in r.packages_for(r.build_for(arch, ("3.13",), "trixie"), arch) if p.startswith("torch==")}
+                for r in (pytorch, executorch)]
+        assert pins[0] == pins[1] and len(pins[0]) == 1, arch
+
+
+def test_the_build_context_puts_the_shared_packages_in_a_layer_of_their_own(tmp_path):
+    from edgeorch.images import _context_wheels
+    house, ctx = tmp_path / "house", tmp_path / "ctx"
+    house.mkdir(), ctx.mkdir()
+    wheels = ["torch-2.13.0+cpu-cp313-cp313-manylinux_2_28_x86_64.whl", "executorch-1.5.1-cp313-cp313-any.whl",
+              "typing_extensions-4.16.0-py3-none-any.whl"]
+    for name in wheels:
+        (house / name).write_bytes(name.encode())
+    (house / "requirements.txt").write_text("executorch==1.5.1\ntorch==2.13.0\ntyping-extensions==4.16.0\n")
+    _context_wheels(house, ctx, ("torch",))
+    assert sorted(p.name for p in (ctx / "layer").iterdir()) == ["requirements.txt", wheels[0]]
+    assert (ctx / "layer" / "requirements.txt").read_text() == "torch==2.13.0\n"
+    assert sorted(p.name for p in (ctx / "wheels").iterdir()) == sorted(["requirements.txt", *wheels[1:]])
+    assert (ctx / "wheels" / "requirements.txt").read_text() == "executorch==1.5.1\ntyping-extensions==4.16.0\n"
+    other = tmp_path / "other"
+    other.mkdir()
+    _context_wheels(house, other, ())  # no layer: everything in wheels/, an empty layer/ (a venv and nothing else)
+    assert [p.name for p in (other / "layer").iterdir()] == ["requirements.txt"]
+    assert (other / "layer" / "requirements.txt").read_text() == "" and len(list((other / "wheels").iterdir())) == 4
