@@ -67,7 +67,8 @@ def test_the_cache_key_covers_every_edgeorch_source_its_exporter_imports(exporte
     # the module whose convert makes the bytes: OpenCV-DNN's exporter converts with ONNX Runtime's, under its key
     module = Path(inspect.getfile(type(exporter).convert))
     assert {PACKAGE / "zoo.py", PACKAGE / "exporter.py", module} <= files
-    makes_no_bytes = {Path(m.__file__) for m in (sys.modules["edgeorch.errors"], sys.modules["edgeorch.cache"])}
+    # errors, the cache, the command log (a converter's command line recorded)
+    makes_no_bytes = {Path(sys.modules[f"edgeorch.{name}"].__file__) for name in ("errors", "cache", "console")}
     assert _edgeorch_imports(module) - makes_no_bytes <= files
     assert all(f.is_file() for f in files)
 
